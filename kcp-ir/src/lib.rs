@@ -1,0 +1,65 @@
+//! kcp-ir: the compiler behind `kcp_layer!` and the `kcp` command line.
+//!
+//! [`compile`] is the whole pipeline, one stage per line: a [`Spec`] is validated, turned into
+//! a contraction graph, and planned by e-graph rewriting into the cheapest [`Plan`]. The result
+//! keeps every intermediate so that tests and tools can look at any stage.
+
+mod error;
+pub mod eval;
+pub mod graph;
+pub mod plan;
+pub mod rewrite;
+pub mod spec;
+
+pub use error::{Error, Location, Quantity, Side};
+pub use graph::ContractionGraph;
+pub use plan::{Phase, Plan, Step, Tree, Value};
+pub use rewrite::saturate::Search;
+pub use spec::{limits, validate, Batch, Spec, ValidSpec};
+
+/// Knobs of the planner. The defaults are what the macro and the command line use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// The largest load-time intermediate (a weight-only pre-product), in elements. The default,
+    /// 65,536 elements (256 KiB of f32), keeps pre-products cache-resident and rules out
+    /// materialising the dense weight of any but small layers.
+    pub max_prep_elems: u64,
+    /// The e-graph's node limit.
+    pub node_limit: usize,
+    /// The e-graph's iteration limit.
+    pub iter_limit: usize,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options { max_prep_elems: 1 << 16, node_limit: 1_000_000, iter_limit: 64 }
+    }
+}
+
+/// Everything the compiler produced for one spec.
+#[derive(Clone, Debug)]
+pub struct Compiled {
+    /// The validated spec.
+    pub spec: ValidSpec,
+    /// The tensor network.
+    pub graph: ContractionGraph,
+    /// The chosen plan.
+    pub plan: Plan,
+    /// The paper's forward order (modes 1..D), for comparison.
+    pub forward: Plan,
+    /// The paper's reverse order (modes D..1), for comparison.
+    pub reverse: Plan,
+    /// What the e-graph search did.
+    pub search: Search,
+}
+
+/// The pipeline: validate, build the graph, plan.
+pub fn compile(spec: &Spec, options: &Options) -> Result<Compiled, Vec<Error>> {
+    let spec = validate(spec)?;
+    let graph = ContractionGraph::new(&spec);
+    let (tree, _, search) = rewrite::saturate::plan_tree(&graph, options);
+    let plan = Plan::new(&graph, &tree, spec.batch(), options.max_prep_elems);
+    let forward = Plan::new(&graph, &Tree::forward(spec.modes()), spec.batch(), options.max_prep_elems);
+    let reverse = Plan::new(&graph, &Tree::reverse(spec.modes()), spec.batch(), options.max_prep_elems);
+    Ok(Compiled { spec, graph, plan, forward, reverse, search })
+}

@@ -1,0 +1,47 @@
+//! The exhaustive planner: dynamic programming over every subset of the D + 1 operands (the
+//! optimal-path algorithm of opt_einsum), with the same cost model as the e-graph. It is the test
+//! oracle of the e-graph planner, not the production path.
+
+use super::Tree;
+use crate::graph::{ContractionGraph, Operand, OperandSet};
+use crate::rewrite::cost::{Cost, StepCost};
+
+/// The cheapest tree over every operand of the graph, and its cost.
+pub fn optimal_tree(graph: &ContractionGraph, max_prep_elems: u64) -> (Tree, Cost) {
+    let all = graph.all_operands().bits() as usize;
+    // best[s]: the cheapest cost of set s and the split that achieves it.
+    let mut best: Vec<(Cost, usize)> = vec![(Cost::INFINITE, 0); all + 1];
+    for s in 1..=all {
+        if s.count_ones() == 1 {
+            best[s] = (Cost::ZERO, 0);
+            continue;
+        }
+        let low = s & s.wrapping_neg();
+        // Every split {a, s - a} once: a holds the lowest operand of s.
+        let mut a = (s - 1) & s;
+        while a > 0 {
+            if a & low != 0 {
+                let b = s & !a;
+                let step = StepCost::new(graph, set(a), set(b));
+                let cost = step.total(best[a].0, best[b].0, max_prep_elems);
+                if cost < best[s].0 {
+                    best[s] = (cost, a);
+                }
+            }
+            a = (a - 1) & s;
+        }
+    }
+    (build(&best, all), best[all].0)
+}
+
+fn set(bits: usize) -> OperandSet {
+    OperandSet::from_bits(bits as u16)
+}
+
+fn build(best: &[(Cost, usize)], s: usize) -> Tree {
+    if s.count_ones() == 1 {
+        return Tree::Leaf(Operand::at(s.trailing_zeros() as usize));
+    }
+    let a = best[s].1;
+    Tree::contract(build(best, a), build(best, s & !a))
+}

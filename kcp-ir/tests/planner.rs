@@ -1,0 +1,139 @@
+//! The e-graph planner against the exhaustive oracle, the paper's orders and the dense reference.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod specs;
+
+use kcp_ir::eval::{dense_forward, interpret, relative_error, Rng};
+use kcp_ir::graph::OperandSet;
+use kcp_ir::plan::oracle::optimal_tree;
+use kcp_ir::{compile, ContractionGraph, Options, Plan, Spec};
+use proptest::prelude::*;
+
+/// Specs over D = 1..6, dims 1..12 (1 made likely), R 1..8, B 1..8.
+fn any_spec(max_dim: usize) -> impl Strategy<Value = Spec> {
+    let dim = prop_oneof![1 => Just(1usize), 4 => 1..=max_dim];
+    (1usize..=6)
+        .prop_flat_map(move |d| {
+            (
+                proptest::collection::vec(dim.clone(), d),
+                proptest::collection::vec(dim.clone(), d),
+                1usize..=8,
+                1usize..=8,
+            )
+        })
+        .prop_map(|(n, m, r, b)| Spec::new(&n, &m, r).with_batch(b))
+}
+
+fn check_optimal(spec: &Spec, options: &Options) -> Result<(), TestCaseError> {
+    let c = compile(spec, options).unwrap();
+    prop_assert!(c.search.saturated, "{:?}", c.search);
+    let (_, oracle) = optimal_tree(&c.graph, options.max_prep_elems);
+    prop_assert_eq!(c.plan.cost(), oracle);
+    prop_assert!(c.plan.macs() <= c.forward.macs());
+    prop_assert!(c.plan.macs() <= c.reverse.macs());
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn egraph_plan_is_the_exact_optimum(spec in any_spec(12)) {
+        check_optimal(&spec, &Options::default())?;
+    }
+
+    #[test]
+    fn egraph_plan_is_optimal_without_preproducts(spec in any_spec(12)) {
+        check_optimal(&spec, &Options { max_prep_elems: 0, ..Options::default() })?;
+    }
+
+    #[test]
+    fn egraph_plan_is_optimal_with_unbounded_preproducts(spec in any_spec(12)) {
+        check_optimal(&spec, &Options { max_prep_elems: u64::MAX, ..Options::default() })?;
+    }
+}
+
+/// The numeric check needs small tensors: W alone has M * N entries, so dims shrink with D.
+fn small_spec() -> impl Strategy<Value = Spec> {
+    any_spec(12).prop_map(|spec| {
+        let cap = [12, 12, 12, 5, 3, 2, 2][spec.in_shape.len()];
+        let clamp = |v: &[usize]| v.iter().map(|&d| d.min(cap)).collect::<Vec<_>>();
+        Spec { in_shape: clamp(&spec.in_shape), out_shape: clamp(&spec.out_shape), ..spec }
+    })
+}
+
+fn check_numerics(
+    plan: &Plan,
+    graph: &ContractionGraph,
+    spec: &kcp_ir::ValidSpec,
+    seed: u64,
+) -> Result<(), TestCaseError> {
+    let batch = spec.cost_batch();
+    let mut rng = Rng::new(seed);
+    let factors = rng.factors(spec);
+    let x = rng.vec(batch * spec.input_size());
+    let reference = dense_forward(spec, &factors, &x, batch);
+    let y = interpret(plan, graph, &x, &factors, batch);
+    prop_assert_eq!(y.len(), reference.len());
+    let error = relative_error(&y, &reference);
+    prop_assert!(error < 1e-10, "relative error {} for\n{}", error, plan);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    #[test]
+    fn every_plan_matches_the_dense_reference(spec in small_spec(), seed in any::<u64>()) {
+        let unbounded = Options { max_prep_elems: u64::MAX, ..Options::default() };
+        let c = compile(&spec, &unbounded).unwrap();
+        let (oracle, _) = optimal_tree(&c.graph, unbounded.max_prep_elems);
+        let oracle = Plan::new(&c.graph, &oracle, c.spec.batch(), unbounded.max_prep_elems);
+        for plan in [&c.plan, &c.forward, &c.reverse, &oracle] {
+            check_numerics(plan, &c.graph, &c.spec, seed)?;
+        }
+    }
+}
+
+#[test]
+fn the_saturated_egraph_holds_every_subset_and_split() {
+    for d in 1..=8 {
+        let spec = Spec::new(&vec![3; d], &vec![2; d], 2);
+        let c = compile(&spec, &Options::default()).unwrap();
+        let n = d as u32 + 1;
+        assert!(c.search.saturated, "D = {d}: {:?}", c.search);
+        assert_eq!(c.search.classes, 2usize.pow(n) - 1, "D = {d}");
+        // One node per ordered split of every subset, plus the leaves.
+        let splits = 3usize.pow(n) - 2 * 2usize.pow(n) + 1;
+        assert_eq!(c.search.nodes, splits + n as usize, "D = {d}");
+    }
+}
+
+#[test]
+fn the_corpus_plans_are_optimal_and_valid() {
+    for (name, spec) in specs::corpus() {
+        let c = compile(&spec, &Options::default()).unwrap();
+        let (_, oracle) = optimal_tree(&c.graph, Options::default().max_prep_elems);
+        assert_eq!(c.plan.cost(), oracle, "{name}");
+        // Every step reads values that exist, and only load-time steps precede per-call ones.
+        let prep = c.plan.steps().iter().take_while(|s| s.phase == kcp_ir::Phase::Prep).count();
+        assert!(c.plan.steps()[prep..].iter().all(|s| s.phase == kcp_ir::Phase::Call), "{name}");
+        assert_eq!(c.plan.steps().len(), c.graph.operand_count() - 1, "{name}");
+        assert_eq!(c.plan.tree().operands(), OperandSet::all(c.graph.operand_count()), "{name}");
+    }
+}
+
+#[test]
+fn preproducts_are_taken_when_they_pay_and_bounded() {
+    // R = 16 over 4x4 -> 4x4: the dense 16x16 weight (256 elements) costs 256 MACs per row,
+    // the best sequential order 16 * (4*16 + 4*16) = 2048.
+    let spec = Spec::new(&[4, 4], &[4, 4], 16).with_batch(1);
+    let c = compile(&spec, &Options::default()).unwrap();
+    assert_eq!(c.plan.macs(), 256);
+    assert_eq!(c.plan.prep_macs(), 16 * 256);
+    assert_eq!(c.plan.steps()[0].phase, kcp_ir::Phase::Prep);
+    let bounded = compile(&spec, &Options { max_prep_elems: 255, ..Options::default() }).unwrap();
+    assert_eq!(bounded.plan.prep_macs(), 0);
+    assert_eq!(bounded.plan.macs(), bounded.forward.macs().min(bounded.reverse.macs()));
+}

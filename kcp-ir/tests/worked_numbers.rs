@@ -1,0 +1,35 @@
+//! The worked example of kcp-notes.md section 2, reproduced.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use kcp_ir::{compile, Options, Spec};
+
+fn macs(out: &[usize], rank: usize) -> (u64, u64, u64, u64, u64) {
+    let c = compile(&Spec::new(&[8, 20, 20, 18], out, rank).with_batch(1), &Options::default()).unwrap();
+    (c.spec.params(), c.spec.dense_params(), c.forward.macs(), c.reverse.macs(), c.plan.macs())
+}
+
+#[test]
+fn ucf11_gate_mode_first() {
+    let (params, dense, forward, reverse, optimal) = macs(&[16, 4, 4, 4], 1);
+    assert_eq!((params, dense), (360, 58_982_400));
+    assert_eq!(dense / params, 163_840);
+    assert_eq!((forward, reverse, optimal), (1_492_992, 300_032, 293_888));
+}
+
+#[test]
+fn ucf11_gate_mode_last() {
+    let (params, dense, forward, reverse, optimal) = macs(&[4, 4, 4, 16], 1);
+    assert_eq!(params, 480);
+    assert_eq!(dense / params, 122_880);
+    assert_eq!((forward, reverse, optimal), (387_072, 1_175_552, 304_128));
+}
+
+#[test]
+fn sequential_orders_scale_linearly_in_batch_and_rank() {
+    let base = compile(&Spec::new(&[8, 20, 20, 18], &[4, 4, 4, 16], 1).with_batch(1), &Options::default()).unwrap();
+    let scaled = compile(&Spec::new(&[8, 20, 20, 18], &[4, 4, 4, 16], 4).with_batch(16), &Options::default()).unwrap();
+    assert_eq!(scaled.forward.macs(), 64 * base.forward.macs());
+    assert_eq!(scaled.reverse.macs(), 64 * base.reverse.macs());
+    assert_eq!(scaled.plan.macs(), 64 * base.plan.macs());
+}
