@@ -1,18 +1,21 @@
 //! kcp-ir: the compiler behind `kcp_layer!` and the `kcp` command line.
 //!
 //! [`compile`] is the whole pipeline, one stage per line: a [`Spec`] is validated, turned into
-//! a contraction graph, and planned by e-graph rewriting into the cheapest [`Plan`]. The result
+//! a contraction graph, planned by e-graph rewriting into the cheapest [`Plan`], and lowered to a
+//! [`LoopNest`]. The result
 //! keeps every intermediate so that tests and tools can look at any stage.
 
 mod error;
 pub mod eval;
 pub mod graph;
+pub mod loops;
 pub mod plan;
 pub mod rewrite;
 pub mod spec;
 
 pub use error::{Error, Location, Quantity, Side};
 pub use graph::ContractionGraph;
+pub use loops::LoopNest;
 pub use plan::{Phase, Plan, Step, Tree, Value};
 pub use rewrite::saturate::Search;
 pub use spec::{limits, validate, Batch, Spec, ValidSpec};
@@ -51,6 +54,8 @@ pub struct Compiled {
     pub reverse: Plan,
     /// What the e-graph search did.
     pub search: Search,
+    /// The chosen plan lowered to loops.
+    pub nest: LoopNest,
 }
 
 /// The pipeline: validate, build the graph, plan.
@@ -61,5 +66,6 @@ pub fn compile(spec: &Spec, options: &Options) -> Result<Compiled, Vec<Error>> {
     let plan = Plan::new(&graph, &tree, spec.batch(), options.max_prep_elems);
     let forward = Plan::new(&graph, &Tree::forward(spec.modes()), spec.batch(), options.max_prep_elems);
     let reverse = Plan::new(&graph, &Tree::reverse(spec.modes()), spec.batch(), options.max_prep_elems);
-    Ok(Compiled { spec, graph, plan, forward, reverse, search })
+    let nest = loops::lower(&plan, &graph);
+    Ok(Compiled { spec, graph, plan, forward, reverse, search, nest })
 }

@@ -4,7 +4,7 @@
 
 mod specs;
 
-use kcp_ir::eval::{dense_forward, interpret, relative_error, Rng};
+use kcp_ir::eval::{dense_forward, interpret, relative_error, run_nest, Rng};
 use kcp_ir::graph::OperandSet;
 use kcp_ir::plan::oracle::optimal_tree;
 use kcp_ir::{compile, ContractionGraph, Options, Plan, Spec};
@@ -92,6 +92,14 @@ proptest! {
         let oracle = Plan::new(&c.graph, &oracle, c.spec.batch(), unbounded.max_prep_elems);
         for plan in [&c.plan, &c.forward, &c.reverse, &oracle] {
             check_numerics(plan, &c.graph, &c.spec, seed)?;
+            // The same plan lowered to loops, run by the loop-nest interpreter.
+            let nest = kcp_ir::loops::lower(plan, &c.graph);
+            let batch = c.spec.cost_batch();
+            let mut rng = Rng::new(seed);
+            let factors = rng.factors(&c.spec);
+            let x = rng.vec(batch * c.spec.input_size());
+            let error = relative_error(&run_nest(&nest, &x, &factors, batch), &dense_forward(&c.spec, &factors, &x, batch));
+            prop_assert!(error < 1e-10, "relative error {} for\n{}", error, nest);
         }
     }
 }

@@ -1,1 +1,30 @@
+//! kcp-runtime: what kcp's generated kernels link against, and the generic executor.
+//!
+//! - [`Program`]: the loop-nest form of a planned layer, and [`Executor`], which runs one for
+//!   shapes known only at run time;
+//! - [`Weights`] and safetensors files;
+//! - the row driver (shape checks, bias, batch threading, per-thread scratch) shared by both.
+//!
+//! Generated code reaches this crate only through `__private`, its one contract with it.
 
+mod driver;
+mod error;
+mod executor;
+mod kernels;
+mod program;
+mod weights;
+
+pub use driver::PAR_MIN_MACS;
+pub use error::{Error, ShapeError};
+pub use executor::Executor;
+pub use kernels::Real;
+pub use program::{Buffer, Inner, Kernel, Loop, Program};
+pub use weights::{save, TensorFile, Weights};
+
+/// What generated code uses. Not a public API: it changes with the code generator.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::driver::{rows, with_scratch, RowKernel};
+    pub use crate::kernels::{axpy, dot};
+    pub use crate::{Error, ShapeError, Weights};
+}

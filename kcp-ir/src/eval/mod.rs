@@ -49,3 +49,15 @@ pub fn relative_error(a: &[f64], b: &[f64]) -> f64 {
         (diff / norm).sqrt()
     }
 }
+
+/// Run a loop nest in f64, row by row: the loop-nest interpreter.
+pub fn run_nest(nest: &crate::LoopNest, x: &[f64], factors: &[Vec<f64>], batch: usize) -> Vec<f64> {
+    let (n, m) = (nest.input_size(), nest.output_size());
+    let prep = nest.prepare(factors);
+    let mut scratch = vec![0.0; 2 * nest.scratch_len];
+    let mut y = vec![0.0; batch * m];
+    for (xr, yr) in x.chunks_exact(n).zip(y.chunks_exact_mut(m)) {
+        nest.run_row(xr, yr, &mut scratch, factors, &prep);
+    }
+    y
+}

@@ -168,6 +168,13 @@ impl Plan {
     pub fn prep_macs(&self) -> u64 {
         self.cost.prep_macs
     }
+    /// The rows the per-call costs are for: the known batch, or 1.
+    pub fn batch_rows(&self) -> u64 {
+        match self.batch {
+            Batch::Fixed(b) => b as u64,
+            Batch::Symbolic => 1,
+        }
+    }
     /// The batch the costs are for.
     pub fn batch(&self) -> Batch {
         self.batch

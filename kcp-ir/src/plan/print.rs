@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use super::{Phase, Plan, Value};
+use super::{Phase, Plan, Step, Value};
 use crate::graph::Index;
 use crate::spec::Batch;
 
@@ -20,29 +20,35 @@ impl fmt::Display for Value {
     }
 }
 
+impl Plan {
+    /// One step as a line of text: `call t0[..] = x[..] * A2[..]  sum j2  Bx4x8  921600 MACs`.
+    pub fn describe_step(&self, step: &Step) -> String {
+        let phase = match step.phase {
+            Phase::Prep => "prep",
+            Phase::Call => "call",
+        };
+        let [(a, ai), (b, bi)] = step.inputs;
+        let mut line = format!("{phase} {}[{}] = {a}[{ai}] * {b}[{bi}]", step.output, step.indices);
+        if !step.summed.is_empty() {
+            line += &format!("  sum {}", step.summed);
+        }
+        let dims: Vec<String> = step
+            .indices
+            .iter()
+            .zip(&step.shape)
+            .map(|(index, dim)| match (index, self.batch) {
+                (Index::Batch, Batch::Symbolic) => "B".to_string(),
+                _ => dim.to_string(),
+            })
+            .collect();
+        line + &format!("  {}  {} MACs", dims.join("x"), step.macs)
+    }
+}
+
 impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for step in &self.steps {
-            let phase = match step.phase {
-                Phase::Prep => "prep",
-                Phase::Call => "call",
-            };
-            let [(a, ai), (b, bi)] = step.inputs;
-            write!(f, "{phase} {}[{}] = {a}[{ai}] * {b}[{bi}]", step.output, step.indices)?;
-            if !step.summed.is_empty() {
-                write!(f, "  sum {}", step.summed)?;
-            }
-            f.write_str("  ")?;
-            for (k, (index, dim)) in step.indices.iter().zip(&step.shape).enumerate() {
-                if k > 0 {
-                    f.write_str("x")?;
-                }
-                match (index, self.batch) {
-                    (Index::Batch, Batch::Symbolic) => f.write_str("B")?,
-                    _ => write!(f, "{dim}")?,
-                }
-            }
-            writeln!(f, "  {} MACs", step.macs)?;
+            writeln!(f, "{}", self.describe_step(step))?;
         }
         let per = match self.batch {
             Batch::Fixed(b) => format!("per call (batch {b})"),

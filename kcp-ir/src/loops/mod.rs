@@ -1,0 +1,148 @@
+//! Lowering: `Plan` -> loop nest ([`LoopNest`], the runtime's [`Program`] format).
+//!
+//! The nest runs one batch row at a time (b is the driver's loop; threads split it). Every step
+//! becomes a kernel `out[o] += a[ia] * w[iw]`, where `a` carries x (or is the first weight of a
+//! load-time step) and `w` is a weight. Tensors keep the global index layout of the plan, so:
+//!
+//! 1. the innermost operation is an `axpy` over the longest run of trailing indices that `out`
+//!    and `a` share and `w` lacks (one contiguous block in both: the modes after the contracted
+//!    ones); failing that a `dot` over a summed index last in both `a` and `w`; failing that
+//!    a scalar multiply-add;
+//! 2. the other loops run in the output's layout order, the summed ones innermost, so that each
+//!    output block is finished while it is in L1; the rank sum of the last step accumulates
+//!    straight into y (fused: no rank-sized intermediate of y);
+//! 3. the unrolling policy: starting from the innermost loop, unroll loops of at most
+//!    [`MAX_UNROLL_EXTENT`] iterations while the product of unrolled extents stays within
+//!    [`UNROLL_BUDGET`], which bounds the emitted code to `UNROLL_BUDGET` inner operations per
+//!    step; outer loops stay loops;
+//! 4. per-call intermediates alternate between two scratch buffers of the largest size.
+
+use kcp_runtime::{Buffer, Inner, Kernel, Loop, Program};
+
+use crate::graph::{ContractionGraph, Index, IndexSet};
+use crate::plan::{Phase, Plan, Value};
+
+/// The loop-nest IR: the runtime's program format.
+pub type LoopNest = Program;
+
+/// The largest loop that unrolling expands.
+pub const MAX_UNROLL_EXTENT: usize = 16;
+/// The most inner operations one step may unroll to.
+pub const UNROLL_BUDGET: usize = 64;
+
+/// Lower a plan to its loop nest.
+pub fn lower(plan: &Plan, graph: &ContractionGraph) -> LoopNest {
+    let size = |index: Index| if index == Index::Batch { 1 } else { graph.size(index) as usize };
+    let mut buffers: Vec<Buffer> = Vec::new();
+    let (mut prep, mut call, mut prep_lens) = (Vec::new(), Vec::new(), Vec::new());
+    let mut scratch_len = 0;
+    for step in plan.steps() {
+        let out_len: usize = step.indices.iter().map(size).product();
+        let out = match (step.output, step.phase) {
+            (Value::Output, _) => Buffer::Y,
+            (_, Phase::Prep) => {
+                prep_lens.push(out_len);
+                Buffer::Prep(prep_lens.len() - 1)
+            }
+            (_, Phase::Call) => {
+                scratch_len = scratch_len.max(out_len);
+                Buffer::Scratch(call.len() % 2)
+            }
+        };
+        buffers.push(out);
+        let buffer = |value: Value| match value {
+            Value::Operand(crate::graph::Operand::Input) => Buffer::X,
+            Value::Operand(crate::graph::Operand::Factor(d)) => Buffer::Factor(d),
+            Value::Temp(k) => buffers[k],
+            Value::Output => Buffer::Y,
+        };
+        // a carries x in a per-call step; a load-time step takes its inputs in order.
+        let [first, second] = step.inputs;
+        let ((a, ai), (w, wi)) = if second.1.contains(Index::Batch) { (second, first) } else { (first, second) };
+        let kernel = kernel(
+            [(out, step.indices), (buffer(a), ai), (buffer(w), wi)],
+            out_len,
+            out != Buffer::Y,
+            &size,
+            plan.describe_step(step),
+        );
+        match step.phase {
+            Phase::Prep => prep.push(kernel),
+            Phase::Call => call.push(kernel),
+        }
+    }
+    let rows = plan.batch_rows();
+    Program {
+        in_shape: (0..graph.modes()).map(|d| size(Index::In(d))).collect(),
+        out_shape: (0..graph.modes()).map(|d| size(Index::Out(d))).collect(),
+        rank: size(Index::Rank),
+        prep_lens,
+        scratch_len,
+        prep,
+        call,
+        macs_per_row: plan.macs() / rows,
+    }
+}
+
+/// Row-major strides of `of` for each index (0 where `of` lacks it).
+fn stride(of: IndexSet, index: Index, size: &dyn Fn(Index) -> usize) -> usize {
+    if !of.contains(index) {
+        return 0;
+    }
+    of.iter().skip_while(|&i| i != index).skip(1).map(size).product()
+}
+
+/// The indices of a tensor that have more than one value, in layout order.
+fn nontrivial(of: IndexSet, size: &dyn Fn(Index) -> usize) -> Vec<Index> {
+    of.iter().filter(|&i| size(i) > 1).collect()
+}
+
+fn kernel(
+    [(out, oi), (a, ai), (w, wi)]: [(Buffer, IndexSet); 3],
+    out_len: usize,
+    zero: bool,
+    size: &dyn Fn(Index) -> usize,
+    comment: String,
+) -> Kernel {
+    let (o_list, a_list, w_list) = (nontrivial(oi, size), nontrivial(ai, size), nontrivial(wi, size));
+    // 1. The innermost operation.
+    let mut block: Vec<Index> = o_list
+        .iter()
+        .rev()
+        .zip(a_list.iter().rev())
+        .take_while(|(o, a)| o == a && !wi.contains(**o))
+        .map(|(o, _)| *o)
+        .collect();
+    block.reverse();
+    let (inner, taken) = if !block.is_empty() {
+        (Inner::Axpy { len: block.iter().map(|&i| size(i)).product() }, block)
+    } else {
+        match (a_list.last(), w_list.last()) {
+            (Some(&k), Some(&l)) if k == l && !oi.contains(k) => (Inner::Dot { len: size(k) }, vec![k]),
+            _ => (Inner::Axpy { len: 1 }, Vec::new()),
+        }
+    };
+    // 2. The loops: output indices in layout order, then the summed ones.
+    let all = oi.union(ai).union(wi);
+    let summed = ai.union(wi).minus(oi);
+    let order = all.minus(summed).iter().chain(summed.iter());
+    let mut loops: Vec<Loop> = order
+        .filter(|&i| size(i) > 1 && !taken.contains(&i))
+        .map(|i| Loop {
+            index: i.to_string(),
+            extent: size(i),
+            strides: [stride(oi, i, size), stride(ai, i, size), stride(wi, i, size)],
+            unroll: false,
+        })
+        .collect();
+    // 3. Unrolling, innermost first, within the budget.
+    let mut unrolled = 1;
+    for l in loops.iter_mut().rev() {
+        if l.extent > MAX_UNROLL_EXTENT || unrolled * l.extent > UNROLL_BUDGET {
+            break;
+        }
+        unrolled *= l.extent;
+        l.unroll = true;
+    }
+    Kernel { out, out_len, zero, a, w, loops, inner, comment }
+}

@@ -1,0 +1,99 @@
+//! The row driver shared by generated kernels and the generic executor: checks slice lengths
+//! once, fills y with the bias, and runs a row kernel over every row, on this thread or split
+//! over batch blocks on rayon's pool. Scratch lives in a per-thread buffer that grows once and is
+//! reused, so a call allocates nothing after the first on a thread.
+
+use std::cell::RefCell;
+
+use rayon::prelude::*;
+
+use crate::ShapeError;
+
+/// Below this many MACs per call, threads cost more than they save: `forward_par` runs
+/// sequentially.
+pub const PAR_MIN_MACS: u64 = 1 << 18;
+
+thread_local! {
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Run `f` on a scratch buffer of at least `len` elements owned by this thread.
+pub fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buffer) => {
+            if buffer.len() < len {
+                buffer.resize(len, 0.0);
+            }
+            f(&mut buffer[..len])
+        }
+        // Re-entered from inside a kernel: fall back to a fresh buffer.
+        Err(_) => f(&mut vec![0.0; len]),
+    })
+}
+
+/// The number of rows of x, checking that y matches.
+pub fn rows(x: &[f32], y: &[f32], input: usize, output: usize) -> Result<usize, ShapeError> {
+    if input == 0 || x.len() % input != 0 {
+        return Err(ShapeError::Input { len: x.len(), input });
+    }
+    let rows = x.len() / input;
+    if y.len() != rows * output {
+        return Err(ShapeError::Output { len: y.len(), rows, output });
+    }
+    Ok(rows)
+}
+
+/// A layer's shape and the per-row kernel that computes it.
+#[derive(Clone, Copy, Debug)]
+pub struct RowKernel<'a, F> {
+    /// N.
+    pub input: usize,
+    /// M.
+    pub output: usize,
+    /// Scratch elements a row needs.
+    pub scratch: usize,
+    /// MACs per row, to decide whether threads pay.
+    pub macs_per_row: u64,
+    /// The bias, copied into y before the kernel accumulates.
+    pub bias: Option<&'a [f32]>,
+    /// `row(x_row, y_row, scratch)`.
+    pub row: F,
+}
+
+impl<F: Fn(&[f32], &mut [f32], &mut [f32]) + Sync> RowKernel<'_, F> {
+    fn run_rows(&self, x: &[f32], y: &mut [f32]) {
+        with_scratch(self.scratch, |scratch| {
+            for (xr, yr) in x.chunks_exact(self.input).zip(y.chunks_exact_mut(self.output)) {
+                match self.bias {
+                    Some(bias) => yr.copy_from_slice(bias),
+                    None => yr.fill(0.0),
+                }
+                (self.row)(xr, yr, scratch);
+            }
+        })
+    }
+
+    /// y = x W^T + b on this thread.
+    pub fn forward(&self, x: &[f32], y: &mut [f32]) -> Result<(), ShapeError> {
+        rows(x, y, self.input, self.output)?;
+        self.run_rows(x, y);
+        Ok(())
+    }
+
+    /// y = x W^T + b, the batch split into one block per thread of rayon's pool (at most
+    /// `threads` blocks if non-zero); sequential when the call is too small to pay for threads.
+    pub fn forward_par(&self, x: &[f32], y: &mut [f32], threads: usize) -> Result<(), ShapeError> {
+        let rows = rows(x, y, self.input, self.output)?;
+        let pool = rayon::current_num_threads();
+        let tasks = if threads == 0 { pool } else { threads.min(pool) }.min(rows);
+        if tasks < 2 || (rows as u64).saturating_mul(self.macs_per_row) < PAR_MIN_MACS {
+            self.run_rows(x, y);
+            return Ok(());
+        }
+        let per_task = rows.div_ceil(tasks);
+        x.par_chunks(per_task * self.input)
+            .zip(y.par_chunks_mut(per_task * self.output))
+            .for_each(|(x, y)| self.run_rows(x, y));
+        Ok(())
+    }
+}

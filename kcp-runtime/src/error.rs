@@ -1,0 +1,46 @@
+//! The runtime's errors: [`ShapeError`] for slices of the wrong length, [`Error`] for everything
+//! that can be wrong with weights and files.
+
+use std::path::PathBuf;
+
+/// A slice handed to a layer has the wrong length.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ShapeError {
+    /// x is not a whole number of rows.
+    #[error("x has {len} elements, not a multiple of the input size {input}")]
+    Input { len: usize, input: usize },
+    /// y does not hold one output row per input row.
+    #[error("y has {len} elements but {rows} rows of output size {output} need {}", rows * output)]
+    Output { len: usize, rows: usize, output: usize },
+    /// A state or other buffer of the wrong length.
+    #[error("{name} has {len} elements, expected {expected}")]
+    Buffer { name: &'static str, len: usize, expected: usize },
+}
+
+/// Something wrong with weights or a weight file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A slice of the wrong length.
+    #[error(transparent)]
+    Shape(#[from] ShapeError),
+    /// The file could not be read or written.
+    #[error("cannot access {}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    /// The file is not valid safetensors.
+    #[error("{} is not a valid safetensors file: {message}", path.display())]
+    SafeTensors { path: PathBuf, message: String },
+    /// A tensor the layer needs is not there.
+    #[error("tensor `{name}` is missing")]
+    MissingTensor { name: String },
+    /// A tensor has the wrong shape.
+    #[error("tensor `{name}` has shape {found:?}, expected {expected:?}")]
+    TensorShape { name: String, expected: Vec<usize>, found: Vec<usize> },
+    /// A tensor has the wrong element type.
+    #[error("tensor `{name}` has dtype {found}, expected F32")]
+    Dtype { name: String, found: String },
+    /// A weight is NaN or infinite.
+    #[error("tensor `{name}` holds a non-finite value ({value}) at element {index}")]
+    NonFinite { name: String, index: usize, value: f32 },
+}

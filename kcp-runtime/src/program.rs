@@ -1,0 +1,227 @@
+//! The loop-nest program of a layer: the format the compiler lowers a plan to, and its generic
+//! executor. Generated kernels are the specialised twins of [`Program::run_row`].
+//!
+//! A program runs one batch row at a time. `prep` kernels run once, when weights are loaded, and
+//! fill the `Prep` buffers; `call` kernels run per row, from `X` (one row of x) through two
+//! ping-pong `Scratch` buffers to `Y` (one row of y, which the driver first fills with the bias
+//! or zeros). Every kernel is a loop nest `out[o] += a[ia] * w[iw]` whose innermost run is an
+//! [`Inner`] operation over contiguous memory.
+
+use std::fmt;
+
+use crate::kernels::{axpy, dot, Real};
+
+/// A buffer a kernel reads or writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Buffer {
+    /// One row of x, `[N]`.
+    X,
+    /// One row of y, `[M]`.
+    Y,
+    /// The factor stack A_d, `[R, m_d, n_d]` (zero-based d).
+    Factor(usize),
+    /// A weight-only pre-product, computed at load time.
+    Prep(usize),
+    /// Per-row scratch, 0 or 1.
+    Scratch(usize),
+}
+
+impl fmt::Display for Buffer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Buffer::X => f.write_str("x"),
+            Buffer::Y => f.write_str("y"),
+            Buffer::Factor(d) => write!(f, "A{}", d + 1),
+            Buffer::Prep(k) => write!(f, "p{k}"),
+            Buffer::Scratch(k) => write!(f, "s{k}"),
+        }
+    }
+}
+
+/// One loop of a nest.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Loop {
+    /// The index it runs over, for printing (`r`, `i2`, `j3`).
+    pub index: String,
+    /// The trip count.
+    pub extent: usize,
+    /// The step of the offsets into out, a and w per iteration.
+    pub strides: [usize; 3],
+    /// Whether emission unrolls it.
+    pub unroll: bool,
+}
+
+/// The innermost operation of a nest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Inner {
+    /// `out[o + k] += w[iw] * a[ia + k]` for k < len.
+    Axpy { len: usize },
+    /// `out[o] += sum_k a[ia + k] * w[iw + k]` for k < len.
+    Dot { len: usize },
+}
+
+/// One pairwise contraction as a loop nest.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Kernel {
+    /// What it writes, and how many elements.
+    pub out: Buffer,
+    /// The length of `out` that the kernel covers.
+    pub out_len: usize,
+    /// Whether `out` is zeroed first (scratch and pre-products); y is filled by the driver.
+    pub zero: bool,
+    /// The operand that carries x (or the first of two weights).
+    pub a: Buffer,
+    /// The weight operand.
+    pub w: Buffer,
+    /// The loops, outermost first.
+    pub loops: Vec<Loop>,
+    /// The innermost operation.
+    pub inner: Inner,
+    /// The step this kernel implements, as the plan prints it.
+    pub comment: String,
+}
+
+/// A layer's whole loop-nest program.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Program {
+    /// n_1 .. n_D.
+    pub in_shape: Vec<usize>,
+    /// m_1 .. m_D.
+    pub out_shape: Vec<usize>,
+    /// R.
+    pub rank: usize,
+    /// The lengths of the pre-product buffers.
+    pub prep_lens: Vec<usize>,
+    /// The length of each of the two scratch buffers.
+    pub scratch_len: usize,
+    /// Kernels run once at load time.
+    pub prep: Vec<Kernel>,
+    /// Kernels run per row.
+    pub call: Vec<Kernel>,
+    /// MACs per row of the call kernels.
+    pub macs_per_row: u64,
+}
+
+impl Program {
+    /// N.
+    pub fn input_size(&self) -> usize {
+        self.in_shape.iter().product()
+    }
+    /// M.
+    pub fn output_size(&self) -> usize {
+        self.out_shape.iter().product()
+    }
+    /// The shape `[R, m_d, n_d]` of every factor stack.
+    pub fn factor_shapes(&self) -> Vec<[usize; 3]> {
+        self.in_shape.iter().zip(&self.out_shape).map(|(&n, &m)| [self.rank, m, n]).collect()
+    }
+
+    /// Run the prep kernels on the factors, returning the pre-products.
+    pub fn prepare<T: Real>(&self, factors: &[Vec<T>]) -> Vec<Vec<T>> {
+        let mut prep: Vec<Vec<T>> = self.prep_lens.iter().map(|&len| vec![T::ZERO; len]).collect();
+        for kernel in &self.prep {
+            let Buffer::Prep(k) = kernel.out else { continue };
+            let mut out = std::mem::take(&mut prep[k]);
+            let read = |b: Buffer| -> &[T] {
+                match b {
+                    Buffer::Factor(d) => &factors[d],
+                    Buffer::Prep(j) => &prep[j],
+                    _ => &[],
+                }
+            };
+            kernel.run(&mut out, read(kernel.a), read(kernel.w));
+            prep[k] = out;
+        }
+        prep
+    }
+
+    /// Run the call kernels on one row. `y` must already hold the bias (or zeros); `scratch`
+    /// must hold `2 * scratch_len` elements.
+    pub fn run_row<T: Real>(&self, x: &[T], y: &mut [T], scratch: &mut [T], factors: &[Vec<T>], prep: &[Vec<T>]) {
+        let (s0, s1) = scratch.split_at_mut(self.scratch_len);
+        let mut s = [s0, s1];
+        for kernel in &self.call {
+            let w: &[T] = match kernel.w {
+                Buffer::Factor(d) => &factors[d],
+                Buffer::Prep(k) => &prep[k],
+                _ => &[],
+            };
+            match (kernel.a, kernel.out) {
+                (Buffer::X, Buffer::Y) => kernel.run(y, x, w),
+                (Buffer::X, Buffer::Scratch(o)) => kernel.run(s[o], x, w),
+                (Buffer::Scratch(i), Buffer::Y) => kernel.run(y, s[i], w),
+                (Buffer::Scratch(i), Buffer::Scratch(o)) if i != o => {
+                    let [s0, s1] = &mut s;
+                    let (a, out) = if i == 0 { (&**s0, &mut **s1) } else { (&**s1, &mut **s0) };
+                    kernel.run(out, a, w);
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+impl Kernel {
+    /// Run the nest on its buffers.
+    pub fn run<T: Real>(&self, out: &mut [T], a: &[T], w: &[T]) {
+        let out = &mut out[..self.out_len];
+        if self.zero {
+            out.fill(T::ZERO);
+        }
+        self.run_loops(0, out, a, w, [0, 0, 0]);
+    }
+
+    fn run_loops<T: Real>(&self, depth: usize, out: &mut [T], a: &[T], w: &[T], at: [usize; 3]) {
+        let Some(l) = self.loops.get(depth) else {
+            let [o, ia, iw] = at;
+            match self.inner {
+                Inner::Axpy { len } => axpy(&mut out[o..o + len], &a[ia..ia + len], w[iw]),
+                Inner::Dot { len } => out[o] += dot(&a[ia..ia + len], &w[iw..iw + len]),
+            }
+            return;
+        };
+        for k in 0..l.extent {
+            let at = [at[0] + k * l.strides[0], at[1] + k * l.strides[1], at[2] + k * l.strides[2]];
+            self.run_loops(depth + 1, out, a, w, at);
+        }
+    }
+}
+
+impl fmt::Display for Kernel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{}", self.comment)?;
+        write!(f, "  {}[{}] {}= {} * {}", self.out, self.out_len, if self.zero { "" } else { "+" }, self.a, self.w)?;
+        writeln!(f)?;
+        for (depth, l) in self.loops.iter().enumerate() {
+            let [o, a, w] = l.strides;
+            let unroll = if l.unroll { " unrolled" } else { "" };
+            writeln!(
+                f,
+                "  {:indent$}for {} in 0..{}{unroll}  (out +{o}, a +{a}, w +{w})",
+                "",
+                l.index,
+                l.extent,
+                indent = 2 * depth
+            )?;
+        }
+        let indent = 2 * self.loops.len();
+        match self.inner {
+            Inner::Axpy { len } => write!(f, "  {:indent$}axpy {len}: out[o..] += w[iw] * a[ia..]", ""),
+            Inner::Dot { len } => write!(f, "  {:indent$}dot {len}: out[o] += a[ia..] . w[iw..]", ""),
+        }
+    }
+}
+
+impl fmt::Display for Program {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "scratch 2 x {}, pre-products {:?}, {} MACs per row",
+            self.scratch_len, self.prep_lens, self.macs_per_row
+        )?;
+        for kernel in self.prep.iter().chain(&self.call) {
+            writeln!(f, "{kernel}")?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,153 @@
+//! Weights of a KCP layer and their safetensors files (kcp-notes.md section 4): tensors
+//! `factor.0` .. `factor.{D-1}`, each `[R, m_d, n_d]` f32, and optionally `bias` `[M]`.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use safetensors::{Dtype, SafeTensors};
+
+use crate::Error;
+
+/// The factors and bias of one KCP layer, f32, row-major.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Weights {
+    /// A_1 .. A_D, each `[R, m_d, n_d]`.
+    pub factors: Vec<Vec<f32>>,
+    /// b, `[M]`, if the layer has one.
+    pub bias: Option<Vec<f32>>,
+}
+
+impl Weights {
+    /// Check every tensor against the shapes `[R, m_d, n_d]` and the bias length (`None`: no
+    /// bias allowed), and that every value is finite.
+    pub fn check(&self, factor_shapes: &[[usize; 3]], bias_len: Option<usize>) -> Result<(), Error> {
+        if self.factors.len() != factor_shapes.len() {
+            let name = format!("factor.{}", self.factors.len().min(factor_shapes.len()));
+            return Err(if self.factors.len() < factor_shapes.len() {
+                Error::MissingTensor { name }
+            } else {
+                Error::TensorShape { name, expected: vec![], found: vec![self.factors[factor_shapes.len()].len()] }
+            });
+        }
+        for (d, (factor, shape)) in self.factors.iter().zip(factor_shapes).enumerate() {
+            check_values(&format!("factor.{d}"), factor, shape)?;
+        }
+        match (&self.bias, bias_len) {
+            (Some(bias), Some(m)) => check_values("bias", bias, &[m]),
+            (None, Some(_)) => Err(Error::MissingTensor { name: "bias".into() }),
+            (Some(bias), None) => {
+                Err(Error::TensorShape { name: "bias".into(), expected: vec![], found: vec![bias.len()] })
+            }
+            (None, None) => Ok(()),
+        }
+    }
+
+    /// Read the factors (and the bias, if `bias_len` is given) from a safetensors file, every
+    /// name prefixed with `prefix` (`""` for a plain layer), and check them.
+    pub fn load(
+        path: &Path,
+        prefix: &str,
+        factor_shapes: &[[usize; 3]],
+        bias_len: Option<usize>,
+    ) -> Result<Weights, Error> {
+        let file = TensorFile::read(path)?;
+        let factors = (0..factor_shapes.len())
+            .map(|d| file.tensor(&format!("{prefix}factor.{d}"), &factor_shapes[d]))
+            .collect::<Result<Vec<_>, _>>()?;
+        let bias = bias_len.map(|m| file.tensor(&format!("{prefix}bias"), &[m])).transpose()?;
+        let weights = Weights { factors, bias };
+        weights.check(factor_shapes, bias_len)?;
+        Ok(weights)
+    }
+
+    /// The named tensors of these weights, ready for [`save`], every name prefixed with `prefix`.
+    pub fn tensors(&self, prefix: &str, factor_shapes: &[[usize; 3]]) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+        let mut out: Vec<(String, Vec<usize>, Vec<f32>)> = self
+            .factors
+            .iter()
+            .zip(factor_shapes)
+            .enumerate()
+            .map(|(d, (f, s))| (format!("{prefix}factor.{d}"), s.to_vec(), f.clone()))
+            .collect();
+        if let Some(bias) = &self.bias {
+            out.push((format!("{prefix}bias"), vec![bias.len()], bias.clone()));
+        }
+        out
+    }
+}
+
+fn check_values(name: &str, values: &[f32], shape: &[usize]) -> Result<(), Error> {
+    if values.len() != shape.iter().product::<usize>() {
+        return Err(Error::TensorShape { name: name.into(), expected: shape.to_vec(), found: vec![values.len()] });
+    }
+    match values.iter().position(|v| !v.is_finite()) {
+        Some(index) => Err(Error::NonFinite { name: name.into(), index, value: values[index] }),
+        None => Ok(()),
+    }
+}
+
+/// A safetensors file read into memory.
+pub struct TensorFile {
+    path: std::path::PathBuf,
+    bytes: Vec<u8>,
+}
+
+impl TensorFile {
+    /// Read and validate the header of a safetensors file.
+    pub fn read(path: &Path) -> Result<TensorFile, Error> {
+        let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+        let file = TensorFile { path: path.to_path_buf(), bytes };
+        file.parse()?;
+        Ok(file)
+    }
+
+    fn parse(&self) -> Result<SafeTensors<'_>, Error> {
+        SafeTensors::deserialize(&self.bytes)
+            .map_err(|e| Error::SafeTensors { path: self.path.clone(), message: e.to_string() })
+    }
+
+    /// Whether the file holds a tensor of this name.
+    pub fn contains(&self, name: &str) -> bool {
+        self.parse().is_ok_and(|t| t.names().contains(&name))
+    }
+
+    /// The f32 tensor `name`, which must have exactly `shape`.
+    pub fn tensor(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>, Error> {
+        let tensors = self.parse()?;
+        let view = tensors.tensor(name).map_err(|_| Error::MissingTensor { name: name.into() })?;
+        if view.dtype() != Dtype::F32 {
+            return Err(Error::Dtype { name: name.into(), found: format!("{:?}", view.dtype()) });
+        }
+        if view.shape() != shape {
+            return Err(Error::TensorShape {
+                name: name.into(),
+                expected: shape.to_vec(),
+                found: view.shape().to_vec(),
+            });
+        }
+        let values: Vec<f32> =
+            view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        check_values(name, &values, shape)?;
+        Ok(values)
+    }
+}
+
+/// Write named f32 tensors to a safetensors file.
+pub fn save(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Result<(), Error> {
+    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(name, shape, values)| {
+            (name.clone(), shape.clone(), values.iter().flat_map(|v| v.to_le_bytes()).collect())
+        })
+        .collect();
+    let views = bytes
+        .iter()
+        .map(|(name, shape, data)| {
+            safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), data).map(|v| (name.clone(), v))
+        })
+        .collect::<Result<HashMap<_, _>, _>>()
+        .map_err(|e| Error::SafeTensors { path: path.to_path_buf(), message: e.to_string() })?;
+    let data = safetensors::serialize(views, None)
+        .map_err(|e| Error::SafeTensors { path: path.to_path_buf(), message: e.to_string() })?;
+    std::fs::write(path, data).map_err(|source| Error::Io { path: path.to_path_buf(), source })
+}
