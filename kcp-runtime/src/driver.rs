@@ -43,6 +43,11 @@ pub fn rows(x: &[f32], y: &[f32], input: usize, output: usize) -> Result<usize, 
     Ok(rows)
 }
 
+/// A row kernel: `row(x_row, y_row, scratch)`.
+pub trait RowFn: Fn(&[f32], &mut [f32], &mut [f32]) + Sync {}
+
+impl<F: Fn(&[f32], &mut [f32], &mut [f32]) + Sync> RowFn for F {}
+
 /// A layer's shape and the per-row kernel that computes it.
 #[derive(Clone, Copy, Debug)]
 pub struct RowKernel<'a, F> {
@@ -60,7 +65,7 @@ pub struct RowKernel<'a, F> {
     pub row: F,
 }
 
-impl<F: Fn(&[f32], &mut [f32], &mut [f32]) + Sync> RowKernel<'_, F> {
+impl<F: RowFn> RowKernel<'_, F> {
     fn run_rows(&self, x: &[f32], y: &mut [f32]) {
         with_scratch(self.scratch, |scratch| {
             for (xr, yr) in x.chunks_exact(self.input).zip(y.chunks_exact_mut(self.output)) {

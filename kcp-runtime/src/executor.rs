@@ -1,7 +1,7 @@
 //! The generic executor: runs any [`Program`] on weights known only at run time. The command line
 //! and users with run-time shapes use it; generated kernels are its specialised twins.
 
-use crate::driver::RowKernel;
+use crate::driver::{RowFn, RowKernel};
 use crate::{Error, Program, ShapeError, Weights};
 
 /// A KCP layer executed from its program.
@@ -31,7 +31,7 @@ impl Executor {
         &self.weights
     }
 
-    fn kernel(&self) -> RowKernel<'_, impl Fn(&[f32], &mut [f32], &mut [f32]) + Sync + '_> {
+    fn kernel(&self) -> RowKernel<'_, impl RowFn + '_> {
         RowKernel {
             input: self.program.input_size(),
             output: self.program.output_size(),

@@ -24,7 +24,7 @@ pub use weights::{save, TensorFile, Weights};
 /// What generated code uses. Not a public API: it changes with the code generator.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::driver::{rows, with_scratch, RowKernel};
+    pub use crate::driver::{rows, with_scratch, RowFn, RowKernel};
     pub use crate::kernels::{axpy, dot};
     pub use crate::{Error, ShapeError, Weights};
 }
