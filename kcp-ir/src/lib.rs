@@ -5,6 +5,7 @@
 //! [`LoopNest`]. The result
 //! keeps every intermediate so that tests and tools can look at any stage.
 
+pub mod emit;
 mod error;
 pub mod eval;
 pub mod graph;

@@ -1,0 +1,170 @@
+//! Loop nest -> the two specialised functions of a layer: `__kcp_prep` (load time) and
+//! `__kcp_row` (one batch row). Extents, strides and offsets are constants; unrolled loops are
+//! expanded with their offsets folded.
+
+use proc_macro2::{Ident, Literal, Span, TokenStream};
+use quote::{format_ident, quote};
+
+use kcp_runtime::{Buffer, Inner, Kernel, Program};
+
+/// An offset: the sum of `loop variable * stride` terms and a constant.
+#[derive(Clone)]
+struct Offset {
+    terms: Vec<(Ident, usize)>,
+    constant: usize,
+}
+
+impl Offset {
+    fn tokens(&self, plus: usize) -> TokenStream {
+        let mut parts: Vec<TokenStream> = self
+            .terms
+            .iter()
+            .map(|(v, s)| {
+                if *s == 1 {
+                    quote!(#v)
+                } else {
+                    {
+                        let s = lit(*s);
+                        quote!(#v * #s)
+                    }
+                }
+            })
+            .collect();
+        let constant = self.constant + plus;
+        if constant > 0 || parts.is_empty() {
+            let constant = lit(constant);
+            parts.push(quote!(#constant));
+        }
+        quote!(#(#parts)+*)
+    }
+}
+
+fn emit_nest(kernel: &Kernel, depth: usize, at: [Offset; 3]) -> TokenStream {
+    let Some(l) = kernel.loops.get(depth) else {
+        let [o, a, w] = at;
+        let (o0, a0, w0) = (o.tokens(0), a.tokens(0), w.tokens(0));
+        return match kernel.inner {
+            Inner::Axpy { len: 1 } => quote!(__kcp_out[#o0] += __kcp_a[#a0] * __kcp_w[#w0];),
+            Inner::Axpy { len } => {
+                let (o1, a1) = (o.tokens(len), a.tokens(len));
+                quote!(::kcp::__private::axpy(&mut __kcp_out[#o0..#o1], &__kcp_a[#a0..#a1], __kcp_w[#w0]);)
+            }
+            Inner::Dot { len } => {
+                let (a1, w1) = (a.tokens(len), w.tokens(len));
+                quote!(__kcp_out[#o0] += ::kcp::__private::dot(&__kcp_a[#a0..#a1], &__kcp_w[#w0..#w1]);)
+            }
+        };
+    };
+    if l.unroll {
+        let bodies = (0..l.extent).map(|k| {
+            let mut at = at.clone();
+            for (offset, stride) in at.iter_mut().zip(l.strides) {
+                offset.constant += k * stride;
+            }
+            emit_nest(kernel, depth + 1, at)
+        });
+        quote!(#(#bodies)*)
+    } else {
+        let var = format_ident!("__kcp_{}", l.index);
+        let mut at = at;
+        for (offset, stride) in at.iter_mut().zip(l.strides) {
+            if stride > 0 {
+                offset.terms.push((var.clone(), stride));
+            }
+        }
+        let body = emit_nest(kernel, depth + 1, at);
+        let extent = lit(l.extent);
+        quote!(for #var in 0..#extent { #body })
+    }
+}
+
+/// An unsuffixed integer literal: the context types it (usize, by indexing).
+fn lit(value: usize) -> Literal {
+    Literal::usize_unsuffixed(value)
+}
+
+fn read(buffer: Buffer) -> TokenStream {
+    match buffer {
+        Buffer::X => quote!(__kcp_x),
+        Buffer::Y => quote!(&*__kcp_y),
+        Buffer::Factor(d) => {
+            let d = lit(d);
+            quote!(&__kcp_f[#d][..])
+        }
+        Buffer::Prep(k) => {
+            let k = lit(k);
+            quote!(&__kcp_p[#k][..])
+        }
+        Buffer::Scratch(k) => {
+            let s = Ident::new(&format!("__kcp_s{k}"), Span::call_site());
+            quote!(&#s[..])
+        }
+    }
+}
+
+fn emit_kernel(kernel: &Kernel, out: TokenStream) -> TokenStream {
+    let zero = Offset { terms: Vec::new(), constant: 0 };
+    let nest = emit_nest(kernel, 0, [zero.clone(), zero.clone(), zero]);
+    let (a, w) = (read(kernel.a), read(kernel.w));
+    let fill = kernel.zero.then(|| quote!(__kcp_out.fill(0.0);));
+    quote! {
+        let __kcp_out: &mut [f32] = #out;
+        let __kcp_a: &[f32] = #a;
+        let __kcp_w: &[f32] = #w;
+        #fill
+        #nest
+    }
+}
+
+/// `fn __kcp_prep(factors) -> pre-products`, run once when weights are loaded.
+pub fn prep_fn(program: &Program) -> TokenStream {
+    let lens = program.prep_lens.iter().map(|&len| lit(len));
+    let kernels = program.prep.iter().map(|kernel| {
+        let Buffer::Prep(k) = kernel.out else { return TokenStream::new() };
+        let (k, len) = (lit(k), lit(kernel.out_len));
+        let body = emit_kernel(kernel, quote!(&mut __kcp_new[..#len]));
+        quote! {
+            let mut __kcp_new = ::std::mem::take(&mut __kcp_p[#k]);
+            { #body }
+            __kcp_p[#k] = __kcp_new;
+        }
+    });
+    quote! {
+        fn __kcp_prep(__kcp_f: &[::std::vec::Vec<f32>]) -> ::std::vec::Vec<::std::vec::Vec<f32>> {
+            let mut __kcp_p: ::std::vec::Vec<::std::vec::Vec<f32>> = ::std::vec![#(::std::vec![0.0f32; #lens]),*];
+            #(#kernels)*
+            __kcp_p
+        }
+    }
+}
+
+/// `fn __kcp_row(x_row, y_row, scratch, factors, pre-products)`: one row of y (already holding
+/// the bias or zeros) from one row of x.
+pub fn row_fn(program: &Program) -> TokenStream {
+    let scratch = lit(program.scratch_len);
+    let kernels = program.call.iter().map(|kernel| {
+        let len = lit(kernel.out_len);
+        let out = match kernel.out {
+            Buffer::Scratch(k) => {
+                let s = Ident::new(&format!("__kcp_s{k}"), Span::call_site());
+                quote!(&mut #s[..#len])
+            }
+            _ => quote!(&mut __kcp_y[..#len]),
+        };
+        let body = emit_kernel(kernel, out);
+        quote!({ #body })
+    });
+    quote! {
+        #[inline(always)]
+        fn __kcp_row(
+            __kcp_x: &[f32],
+            __kcp_y: &mut [f32],
+            __kcp_s: &mut [f32],
+            __kcp_f: &[::std::vec::Vec<f32>],
+            __kcp_p: &[::std::vec::Vec<f32>],
+        ) {
+            let (__kcp_s0, __kcp_s1) = __kcp_s.split_at_mut(#scratch);
+            #(#kernels)*
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! Emission: `LoopNest` -> the Rust item a `kcp_layer!` declaration expands to.
+//!
+//! The item is a struct holding the weights and pre-products, with associated constants
+//! describing the layer, constructors (`from_factors`, `from_weights`, `zeros`, `random`,
+//! `load`) and `forward` / `forward_par`, whose per-row work is the specialised code of
+//! [`kernels`]. Generated code is hygienic: absolute paths into `::kcp::__private`, `__kcp_`
+//! local names, one `#[allow]` on the impl.
+
+mod kernels;
+
+use proc_macro2::{Ident, Literal, TokenStream};
+use quote::quote;
+
+use crate::Compiled;
+
+/// What the user wrote around the layer: attributes (doc comments), visibility and name.
+#[derive(Clone, Debug)]
+pub struct Item {
+    /// Outer attributes, carried over to the struct.
+    pub attrs: TokenStream,
+    /// The visibility, carried over to the struct and its API.
+    pub vis: TokenStream,
+    /// The struct's name.
+    pub name: Ident,
+    /// The most threads `forward_par` uses; 0 for all of rayon's pool.
+    pub threads: usize,
+}
+
+fn usize_lit(value: usize) -> Literal {
+    Literal::usize_unsuffixed(value)
+}
+
+/// The layer's item: struct, constants, constructors and kernels.
+pub fn layer(compiled: &Compiled, item: &Item) -> TokenStream {
+    let Item { attrs, vis, name, threads } = item;
+    let spec = &compiled.spec;
+    let nest = &compiled.nest;
+    let d = usize_lit(spec.modes());
+    let (n, m, rank) = (usize_lit(spec.input_size()), usize_lit(spec.output_size()), usize_lit(spec.rank()));
+    let in_shape = spec.in_shape().iter().map(|&v| usize_lit(v));
+    let out_shape = spec.out_shape().iter().map(|&v| usize_lit(v));
+    let factor_shapes = nest.factor_shapes().into_iter().map(|[r, m, n]| {
+        let (r, m, n) = (usize_lit(r), usize_lit(m), usize_lit(n));
+        quote!([#r, #m, #n])
+    });
+    let params = spec.params();
+    let dense_params = spec.dense_params();
+    let macs = nest.macs_per_row;
+    let prep_macs = compiled.plan.prep_macs();
+    let plan = compiled.plan.to_string();
+    let scratch = usize_lit(2 * nest.scratch_len);
+    let threads = usize_lit(*threads);
+    let bias = spec.bias();
+    let prep_fn = kernels::prep_fn(nest);
+    let row_fn = kernels::row_fn(nest);
+    let (from_factors_args, from_factors_bias, from_factors_doc) = if bias {
+        (
+            quote!(factors: ::std::vec::Vec<::std::vec::Vec<f32>>, bias: ::std::vec::Vec<f32>),
+            quote!(::std::option::Option::Some(bias)),
+            "The layer from its factor stacks `[R, m_d, n_d]` (row-major) and its bias `[M]`.",
+        )
+    } else {
+        (
+            quote!(factors: ::std::vec::Vec<::std::vec::Vec<f32>>),
+            quote!(::std::option::Option::None),
+            "The layer from its factor stacks `[R, m_d, n_d]` (row-major).",
+        )
+    };
+    quote! {
+        #attrs
+        #[derive(Clone, Debug)]
+        #vis struct #name {
+            __kcp_weights: ::kcp::__private::Weights,
+            __kcp_prep: ::std::vec::Vec<::std::vec::Vec<f32>>,
+        }
+
+        #[allow(unused, clippy::all, clippy::pedantic, clippy::nursery)]
+        impl #name {
+            /// N, the input size.
+            #vis const IN: usize = #n;
+            /// M, the output size.
+            #vis const OUT: usize = #m;
+            /// n_1 .. n_D.
+            #vis const IN_SHAPE: [usize; #d] = [#(#in_shape),*];
+            /// m_1 .. m_D.
+            #vis const OUT_SHAPE: [usize; #d] = [#(#out_shape),*];
+            /// R, the number of Kronecker terms.
+            #vis const RANK: usize = #rank;
+            /// The shape `[R, m_d, n_d]` of each factor stack.
+            #vis const FACTOR_SHAPES: [[usize; 3]; #d] = [#(#factor_shapes),*];
+            /// Whether the layer has a bias.
+            #vis const HAS_BIAS: bool = #bias;
+            /// The weight's parameters, R * sum_d m_d n_d (the bias excluded).
+            #vis const PARAMS: u64 = #params;
+            /// The parameters of the dense weight it replaces, M * N.
+            #vis const DENSE_PARAMS: u64 = #dense_params;
+            /// MACs per input row of the compiled plan.
+            #vis const MACS_PER_SAMPLE: u64 = #macs;
+            /// MACs done once when the weights are loaded (weight-only pre-products).
+            #vis const PREP_MACS: u64 = #prep_macs;
+            /// The compiled plan, as `kcp plan` prints it.
+            #vis const PLAN: &'static str = #plan;
+            const __KCP_SCRATCH: usize = #scratch;
+            const __KCP_THREADS: usize = #threads;
+
+            #[doc = #from_factors_doc]
+            #vis fn from_factors(#from_factors_args) -> ::std::result::Result<Self, ::kcp::Error> {
+                Self::from_weights(::kcp::__private::Weights { factors, bias: #from_factors_bias })
+            }
+
+            /// The layer from weights, checked against its shapes.
+            #vis fn from_weights(weights: ::kcp::__private::Weights) -> ::std::result::Result<Self, ::kcp::Error> {
+                let bias_len = if Self::HAS_BIAS { ::std::option::Option::Some(Self::OUT) } else { ::std::option::Option::None };
+                weights.check(&Self::FACTOR_SHAPES, bias_len)?;
+                let prep = Self::__kcp_prep(&weights.factors);
+                ::std::result::Result::Ok(Self { __kcp_weights: weights, __kcp_prep: prep })
+            }
+
+            /// The layer with every weight zero.
+            #vis fn zeros() -> Self {
+                Self::__kcp_trusted(::kcp::__private::Weights::zeros(&Self::FACTOR_SHAPES, Self::HAS_BIAS.then_some(Self::OUT)))
+            }
+
+            /// A seeded random layer whose dense weight has entries of variance 1/N, like
+            /// PyTorch's default initialisation scale.
+            #vis fn random(seed: u64) -> Self {
+                Self::__kcp_trusted(::kcp::__private::Weights::random(&Self::FACTOR_SHAPES, Self::HAS_BIAS.then_some(Self::OUT), seed))
+            }
+
+            /// Load the layer from a safetensors file: `factor.0` .. `factor.{D-1}`, and `bias`
+            /// if the layer has one, all f32.
+            #vis fn load(path: impl ::std::convert::AsRef<::std::path::Path>) -> ::std::result::Result<Self, ::kcp::Error> {
+                let bias_len = if Self::HAS_BIAS { ::std::option::Option::Some(Self::OUT) } else { ::std::option::Option::None };
+                Self::from_weights(::kcp::__private::Weights::load(path.as_ref(), "", &Self::FACTOR_SHAPES, bias_len)?)
+            }
+
+            /// The weights.
+            #vis fn weights(&self) -> &::kcp::__private::Weights {
+                &self.__kcp_weights
+            }
+
+            /// y = x W^T (+ b) for x `[B, IN]` and y `[B, OUT]`, row-major; B = x.len() / IN.
+            #vis fn forward(&self, x: &[f32], y: &mut [f32]) -> ::std::result::Result<(), ::kcp::ShapeError> {
+                self.__kcp_kernel().forward(x, y)
+            }
+
+            /// The same as `forward`, with the batch split over threads when it pays.
+            #vis fn forward_par(&self, x: &[f32], y: &mut [f32]) -> ::std::result::Result<(), ::kcp::ShapeError> {
+                self.__kcp_kernel().forward_par(x, y, Self::__KCP_THREADS)
+            }
+
+            fn __kcp_trusted(weights: ::kcp::__private::Weights) -> Self {
+                let prep = Self::__kcp_prep(&weights.factors);
+                Self { __kcp_weights: weights, __kcp_prep: prep }
+            }
+
+            fn __kcp_kernel(&self) -> ::kcp::__private::RowKernel<'_, impl ::kcp::__private::RowFn + '_> {
+                ::kcp::__private::RowKernel {
+                    input: Self::IN,
+                    output: Self::OUT,
+                    scratch: Self::__KCP_SCRATCH,
+                    macs_per_row: Self::MACS_PER_SAMPLE,
+                    bias: self.__kcp_weights.bias.as_deref(),
+                    row: move |x: &[f32], y: &mut [f32], s: &mut [f32]| {
+                        Self::__kcp_row(x, y, s, &self.__kcp_weights.factors, &self.__kcp_prep)
+                    },
+                }
+            }
+
+            #prep_fn
+
+            #row_fn
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! Parsing: the tokens of a `kcp_layer!` declaration -> a kcp-ir `Spec`, the item around it, and
+//! the origin table that maps every spec location back to its token.
+
+use std::collections::BTreeMap;
+
+use proc_macro2::{Span, TokenStream};
+use quote::ToTokens;
+use syn::parse::{Parse, ParseStream};
+use syn::punctuated::Punctuated;
+use syn::spanned::Spanned;
+use syn::{braced, Attribute, Expr, ExprLit, Ident, Lit, Token, UnOp, Visibility};
+
+use kcp_ir::{Location, Side, Spec};
+
+/// The keys a declaration may hold.
+const KEYS: &str = "in_shape, out_shape, rank, bias, threads";
+
+/// A parsed declaration.
+pub struct Declaration {
+    pub attrs: Vec<Attribute>,
+    pub vis: Visibility,
+    pub name: Ident,
+    pub entries: Vec<(Ident, Expr)>,
+}
+
+impl Parse for Declaration {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Declaration> {
+        let attrs = input.call(Attribute::parse_outer)?;
+        let vis: Visibility = input.parse()?;
+        input.parse::<Token![struct]>()?;
+        let name: Ident = input.parse()?;
+        let body;
+        braced!(body in input);
+        let entries = Punctuated::<Entry, Token![,]>::parse_terminated(&body)?;
+        if !input.is_empty() {
+            return Err(input.error("unexpected tokens after the layer declaration"));
+        }
+        Ok(Declaration { attrs, vis, name, entries: entries.into_iter().map(|e| (e.key, e.value)).collect() })
+    }
+}
+
+struct Entry {
+    key: Ident,
+    value: Expr,
+}
+
+impl Parse for Entry {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Entry> {
+        let key: Ident = input.parse()?;
+        input.parse::<Token![:]>()?;
+        Ok(Entry { key, value: input.parse()? })
+    }
+}
+
+/// What the declaration means, plus where each part came from.
+pub struct Parsed {
+    pub spec: Spec,
+    pub threads: usize,
+    pub origins: BTreeMap<Location, Span>,
+}
+
+/// Collects errors so that one macro call reports every problem at once.
+#[derive(Default)]
+pub struct Errors(Option<syn::Error>);
+
+impl Errors {
+    pub fn push(&mut self, error: syn::Error) {
+        match &mut self.0 {
+            Some(all) => all.combine(error),
+            None => self.0 = Some(error),
+        }
+    }
+    pub fn push_at(&mut self, span: Span, message: impl std::fmt::Display) {
+        self.push(syn::Error::new(span, message));
+    }
+    pub fn into_result(self) -> Result<(), syn::Error> {
+        self.0.map_or(Ok(()), Err)
+    }
+}
+
+fn integer(expr: &Expr, what: &str, errors: &mut Errors) -> Option<usize> {
+    match expr {
+        Expr::Lit(ExprLit { lit: Lit::Int(lit), .. }) => match lit.base10_parse::<usize>() {
+            Ok(v) => Some(v),
+            Err(_) => {
+                errors.push_at(lit.span(), format!("{what} must fit a usize, found {}", lit.base10_digits()));
+                None
+            }
+        },
+        Expr::Unary(unary) if matches!(unary.op, UnOp::Neg(_)) => {
+            let found = expr.to_token_stream().to_string().replace(' ', "");
+            errors.push_at(expr.span(), format!("{what} must be a positive integer, found {found}"));
+            None
+        }
+        other => {
+            let found = other.to_token_stream().to_string();
+            errors.push_at(other.span(), format!("{what} must be an integer, found `{found}`"));
+            None
+        }
+    }
+}
+
+fn shape(expr: &Expr, side: Side, origins: &mut BTreeMap<Location, Span>, errors: &mut Errors) -> Vec<usize> {
+    origins.insert(Location::Shape(side), expr.span());
+    let Expr::Array(array) = expr else {
+        let found = expr.to_token_stream().to_string();
+        errors.push_at(
+            expr.span(),
+            format!("{side} must be a list of dimensions like `[8, 20, 20, 18]`, found `{found}`"),
+        );
+        return Vec::new();
+    };
+    let mut dims = Vec::new();
+    for (mode, elem) in array.elems.iter().enumerate() {
+        origins.insert(Location::Dim(side, mode), elem.span());
+        dims.push(integer(elem, &format!("{side} dimension {}", mode + 1), errors).unwrap_or(1));
+    }
+    dims
+}
+
+/// Read the entries into a spec, recording every problem in `errors`.
+pub fn spec(decl: &Declaration, errors: &mut Errors) -> Parsed {
+    let mut origins = BTreeMap::new();
+    origins.insert(Location::Batch, decl.name.span());
+    let mut seen: BTreeMap<String, Span> = BTreeMap::new();
+    let (mut in_shape, mut out_shape, mut rank, mut bias, mut threads) = (None, None, None, false, 0);
+    for (key, value) in &decl.entries {
+        let name = key.to_string();
+        if seen.insert(name.clone(), key.span()).is_some() {
+            errors.push_at(key.span(), format!("duplicate key `{name}`"));
+            continue;
+        }
+        match name.as_str() {
+            "in_shape" => in_shape = Some(shape(value, Side::In, &mut origins, errors)),
+            "out_shape" => out_shape = Some(shape(value, Side::Out, &mut origins, errors)),
+            "rank" => {
+                origins.insert(Location::Rank, value.span());
+                rank = Some(integer(value, "rank", errors).unwrap_or(1));
+            }
+            "bias" => match value {
+                Expr::Lit(ExprLit { lit: Lit::Bool(b), .. }) => bias = b.value,
+                other => {
+                    let found = other.to_token_stream().to_string();
+                    errors.push_at(other.span(), format!("bias must be `true` or `false`, found `{found}`"));
+                }
+            },
+            "threads" => threads = integer(value, "threads", errors).unwrap_or(0),
+            _ => errors.push_at(key.span(), format!("unknown key `{name}`; expected one of {KEYS}")),
+        }
+    }
+    for (key, value) in [("in_shape", in_shape.is_some()), ("out_shape", out_shape.is_some()), ("rank", rank.is_some())]
+    {
+        if !value {
+            errors.push_at(decl.name.span(), format!("missing key `{key}` in the declaration of `{}`", decl.name));
+        }
+    }
+    let spec =
+        Spec::new(&in_shape.unwrap_or_default(), &out_shape.unwrap_or_default(), rank.unwrap_or(1)).with_bias(bias);
+    Parsed { spec, threads, origins }
+}
+
+/// The attributes of the declaration as tokens.
+pub fn attrs(decl: &Declaration) -> TokenStream {
+    decl.attrs.iter().map(ToTokens::to_token_stream).collect()
+}
