@@ -45,8 +45,8 @@ macro_rules! check_layer {
             let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
             let mut reference = dense_forward(&compiled.spec, &factors, &x64, batch);
             if let Some(bias) = &weights.bias {
-                for (k, y) in reference.iter_mut().enumerate() {
-                    *y += bias[k % <$layer>::OUT] as f64;
+                for row in reference.chunks_mut(bias.len()) {
+                    row.iter_mut().zip(bias).for_each(|(y, &b)| *y += b as f64);
                 }
             }
             let mut y = vec![f32::NAN; batch * <$layer>::OUT];
