@@ -6,7 +6,7 @@ use proc_macro2::{Literal, TokenStream};
 use quote::{quote, ToTokens};
 
 use kcp_ir::emit::{layer, Item};
-use kcp_ir::{compile, Options};
+use kcp_ir::{compile, Location, Options};
 
 use crate::parse::{self, Declaration, Errors};
 
@@ -21,7 +21,11 @@ pub fn expand(input: TokenStream) -> TokenStream {
     let compiled = match compile(&parsed.spec, &Options::default()) {
         Ok(compiled) => Some(compiled),
         Err(ir_errors) => {
-            for error in ir_errors {
+            let repeats = |location: Location| match location {
+                Location::Shape(side) | Location::Dim(side, _) => parsed.reported.contains(&side),
+                _ => false,
+            };
+            for error in ir_errors.into_iter().filter(|e| !repeats(e.location())) {
                 let span = parsed.origins.get(&error.location()).copied().unwrap_or_else(|| decl.name.span());
                 errors.push_at(span, error);
             }

@@ -57,6 +57,9 @@ pub struct Parsed {
     pub spec: Spec,
     pub threads: usize,
     pub origins: BTreeMap<Location, Span>,
+    /// Shapes already reported as malformed or missing: kcp-ir's errors about them would only
+    /// repeat the first one.
+    pub reported: Vec<Side>,
 }
 
 /// Collects errors so that one macro call reports every problem at once.
@@ -100,7 +103,7 @@ fn integer(expr: &Expr, what: &str, errors: &mut Errors) -> Option<usize> {
     }
 }
 
-fn shape(expr: &Expr, side: Side, origins: &mut BTreeMap<Location, Span>, errors: &mut Errors) -> Vec<usize> {
+fn shape(expr: &Expr, side: Side, origins: &mut BTreeMap<Location, Span>, errors: &mut Errors) -> Option<Vec<usize>> {
     origins.insert(Location::Shape(side), expr.span());
     let Expr::Array(array) = expr else {
         let found = expr.to_token_stream().to_string();
@@ -108,14 +111,14 @@ fn shape(expr: &Expr, side: Side, origins: &mut BTreeMap<Location, Span>, errors
             expr.span(),
             format!("{side} must be a list of dimensions like `[8, 20, 20, 18]`, found `{found}`"),
         );
-        return Vec::new();
+        return None;
     };
     let mut dims = Vec::new();
     for (mode, elem) in array.elems.iter().enumerate() {
         origins.insert(Location::Dim(side, mode), elem.span());
         dims.push(integer(elem, &format!("{side} dimension {}", mode + 1), errors).unwrap_or(1));
     }
-    dims
+    Some(dims)
 }
 
 /// Read the entries into a spec, recording every problem in `errors`.
@@ -124,6 +127,7 @@ pub fn spec(decl: &Declaration, errors: &mut Errors) -> Parsed {
     origins.insert(Location::Batch, decl.name.span());
     let mut seen: BTreeMap<String, Span> = BTreeMap::new();
     let (mut in_shape, mut out_shape, mut rank, mut bias, mut threads) = (None, None, None, false, 0);
+    let mut reported = Vec::new();
     for (key, value) in &decl.entries {
         let name = key.to_string();
         if seen.insert(name.clone(), key.span()).is_some() {
@@ -148,15 +152,23 @@ pub fn spec(decl: &Declaration, errors: &mut Errors) -> Parsed {
             _ => errors.push_at(key.span(), format!("unknown key `{name}`; expected one of {KEYS}")),
         }
     }
-    for (key, value) in [("in_shape", in_shape.is_some()), ("out_shape", out_shape.is_some()), ("rank", rank.is_some())]
+    for (key, present) in
+        [("in_shape", in_shape.is_some()), ("out_shape", out_shape.is_some()), ("rank", rank.is_some())]
     {
-        if !value {
+        if !present {
             errors.push_at(decl.name.span(), format!("missing key `{key}` in the declaration of `{}`", decl.name));
         }
     }
-    let spec =
-        Spec::new(&in_shape.unwrap_or_default(), &out_shape.unwrap_or_default(), rank.unwrap_or(1)).with_bias(bias);
-    Parsed { spec, threads, origins }
+    // A missing or malformed shape stands in as empty; its error is already reported.
+    let mut resolve = |shape: Option<Option<Vec<usize>>>, side: Side| {
+        shape.flatten().unwrap_or_else(|| {
+            reported.push(side);
+            Vec::new()
+        })
+    };
+    let (in_shape, out_shape) = (resolve(in_shape, Side::In), resolve(out_shape, Side::Out));
+    let spec = Spec::new(&in_shape, &out_shape, rank.unwrap_or(1)).with_bias(bias);
+    Parsed { spec, threads, origins, reported }
 }
 
 /// The attributes of the declaration as tokens.

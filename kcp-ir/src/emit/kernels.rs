@@ -15,7 +15,7 @@ struct Offset {
 }
 
 impl Offset {
-    fn tokens(&self, plus: usize) -> TokenStream {
+    fn tokens(&self) -> TokenStream {
         let mut parts: Vec<TokenStream> = self
             .terms
             .iter()
@@ -30,7 +30,7 @@ impl Offset {
                 }
             })
             .collect();
-        let constant = self.constant + plus;
+        let constant = self.constant;
         if constant > 0 || parts.is_empty() {
             let constant = lit(constant);
             parts.push(quote!(#constant));
@@ -42,16 +42,16 @@ impl Offset {
 fn emit_nest(kernel: &Kernel, depth: usize, at: [Offset; 3]) -> TokenStream {
     let Some(l) = kernel.loops.get(depth) else {
         let [o, a, w] = at;
-        let (o0, a0, w0) = (o.tokens(0), a.tokens(0), w.tokens(0));
+        let (o0, a0, w0) = (o.tokens(), a.tokens(), w.tokens());
         return match kernel.inner {
             Inner::Axpy { len: 1 } => quote!(__kcp_out[#o0] += __kcp_a[#a0] * __kcp_w[#w0];),
             Inner::Axpy { len } => {
-                let (o1, a1) = (o.tokens(len), a.tokens(len));
-                quote!(::kcp::__private::axpy(&mut __kcp_out[#o0..#o1], &__kcp_a[#a0..#a1], __kcp_w[#w0]);)
+                let len = lit(len);
+                quote!(::kcp::__private::axpy(&mut __kcp_out[#o0..][..#len], &__kcp_a[#a0..][..#len], __kcp_w[#w0]);)
             }
             Inner::Dot { len } => {
-                let (a1, w1) = (a.tokens(len), w.tokens(len));
-                quote!(__kcp_out[#o0] += ::kcp::__private::dot(&__kcp_a[#a0..#a1], &__kcp_w[#w0..#w1]);)
+                let len = lit(len);
+                quote!(__kcp_out[#o0] += ::kcp::__private::dot(&__kcp_a[#a0..][..#len], &__kcp_w[#w0..][..#len]);)
             }
         };
     };

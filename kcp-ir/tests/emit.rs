@@ -1,0 +1,44 @@
+//! Snapshots of the emitted, prettyplease-formatted code for the shared corpus. Review every
+//! diff: it is how a lowering or cost-model change shows up.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod specs;
+
+use kcp_ir::emit::{layer, Item};
+use kcp_ir::{compile, Options};
+use proc_macro2::{Ident, Span};
+use quote::quote;
+
+fn camel(name: &str) -> String {
+    name.split('_').map(|w| w[..1].to_uppercase() + &w[1..]).collect()
+}
+
+fn emitted(name: &str, spec: &kcp_ir::Spec) -> String {
+    let compiled = compile(spec, &Options::default()).unwrap();
+    let item = Item {
+        attrs: quote!(#[doc = "A layer of the corpus."]),
+        vis: quote!(pub),
+        name: Ident::new(&camel(name), Span::call_site()),
+        threads: 0,
+    };
+    let file: syn::File = syn::parse2(layer(&compiled, &item)).unwrap();
+    prettyplease::unparse(&file)
+}
+
+#[test]
+fn corpus_code() {
+    for (name, spec) in specs::corpus() {
+        let code = emitted(name, &spec);
+        assert_eq!(code, emitted(name, &spec), "{name}: emission is not deterministic");
+        insta::assert_snapshot!(format!("code_{name}"), code);
+    }
+}
+
+#[test]
+fn corpus_loop_nests() {
+    for (name, spec) in specs::corpus() {
+        let compiled = compile(&spec, &Options::default()).unwrap();
+        insta::assert_snapshot!(format!("nest_{name}"), compiled.nest.to_string());
+    }
+}
