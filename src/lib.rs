@@ -10,7 +10,10 @@
 
 pub use kcp_ir as ir;
 pub use kcp_macros::kcp_layer;
-pub use kcp_runtime::{save, Error, Executor, Program, ShapeError, TensorFile, Weights, PAR_MIN_MACS};
+pub use kcp_runtime::{
+    save, CellKind, Error, Executor, Program, Recurrent, RecurrentExecutor, ShapeError, State, TensorFile, Weights,
+    PAR_MIN_MACS,
+};
 
 #[doc(hidden)]
 pub use kcp_runtime::__private;

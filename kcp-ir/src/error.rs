@@ -5,7 +5,14 @@
 
 use std::fmt;
 
-use crate::spec::limits;
+use crate::spec::{limits, CellKind};
+
+fn cell_name(kind: CellKind) -> &'static str {
+    match kind {
+        CellKind::Lstm => "an LSTM",
+        CellKind::Gru => "a GRU",
+    }
+}
 
 /// Which side of the layer a shape belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -36,6 +43,8 @@ pub enum Location {
     Rank,
     /// The batch size.
     Batch,
+    /// The hidden size of a recurrent cell.
+    Hidden,
 }
 
 /// A size the validator bounds.
@@ -84,6 +93,15 @@ pub enum Error {
     /// A known batch of zero.
     #[error("batch must be at least 1, found 0")]
     ZeroBatch,
+    /// A recurrent cell with a hidden size of zero.
+    #[error("hidden must be at least 1, found 0")]
+    ZeroHidden,
+    /// A recurrent cell whose gates do not fill the output.
+    #[error(
+        "out_shape multiplies to {output}, but {} of hidden size {hidden} needs {} x {hidden} = {} gate outputs",
+        cell_name(*cell), cell.gates(), cell.gates() * hidden
+    )]
+    GateMismatch { cell: CellKind, hidden: usize, output: u128 },
     /// A product that does not fit a `usize`.
     #[error("{quantity} overflows usize")]
     Overflow { quantity: Quantity, location: Location },
@@ -101,6 +119,8 @@ impl Error {
             Error::ZeroDim { side, mode } => Location::Dim(side, mode),
             Error::ZeroRank => Location::Rank,
             Error::ZeroBatch => Location::Batch,
+            Error::ZeroHidden => Location::Hidden,
+            Error::GateMismatch { .. } => Location::Shape(Side::Out),
             Error::Overflow { location, .. } | Error::TooLarge { location, .. } => location,
         }
     }

@@ -19,7 +19,7 @@ pub use graph::ContractionGraph;
 pub use loops::LoopNest;
 pub use plan::{Phase, Plan, Step, Tree, Value};
 pub use rewrite::saturate::Search;
-pub use spec::{limits, validate, Batch, Spec, ValidSpec};
+pub use spec::{limits, validate, Batch, Cell, CellKind, Spec, ValidSpec};
 
 /// Knobs of the planner. The defaults are what the macro and the command line use.
 #[derive(Clone, Debug, PartialEq, Eq)]

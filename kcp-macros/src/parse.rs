@@ -10,10 +10,10 @@ use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{braced, Attribute, Expr, ExprLit, Ident, Lit, Token, UnOp, Visibility};
 
-use kcp_ir::{Location, Side, Spec};
+use kcp_ir::{CellKind, Location, Side, Spec};
 
 /// The keys a declaration may hold.
-const KEYS: &str = "in_shape, out_shape, rank, bias, threads";
+const KEYS: &str = "in_shape, out_shape, rank, bias, threads, cell, hidden";
 
 /// A parsed declaration.
 pub struct Declaration {
@@ -60,6 +60,8 @@ pub struct Parsed {
     /// Shapes already reported as malformed or missing: kcp-ir's errors about them would only
     /// repeat the first one.
     pub reported: Vec<Side>,
+    /// Whether the declaration is of a recurrent cell (even one whose `cell` is malformed).
+    pub is_cell: bool,
 }
 
 /// Collects errors so that one macro call reports every problem at once.
@@ -128,6 +130,7 @@ pub fn spec(decl: &Declaration, errors: &mut Errors) -> Parsed {
     let mut seen: BTreeMap<String, Span> = BTreeMap::new();
     let (mut in_shape, mut out_shape, mut rank, mut bias, mut threads) = (None, None, None, false, 0);
     let mut reported = Vec::new();
+    let (mut cell, mut hidden, mut bad_cell) = (None, None, false);
     for (key, value) in &decl.entries {
         let name = key.to_string();
         if seen.insert(name.clone(), key.span()).is_some() {
@@ -149,6 +152,21 @@ pub fn spec(decl: &Declaration, errors: &mut Errors) -> Parsed {
                 }
             },
             "threads" => threads = integer(value, "threads", errors).unwrap_or(0),
+            "cell" => {
+                let word = value.to_token_stream().to_string();
+                match word.as_str() {
+                    "lstm" => cell = Some((CellKind::Lstm, key.span())),
+                    "gru" => cell = Some((CellKind::Gru, key.span())),
+                    _ => {
+                        bad_cell = true;
+                        errors.push_at(value.span(), format!("cell must be `lstm` or `gru`, found `{word}`"));
+                    }
+                }
+            }
+            "hidden" => {
+                origins.insert(Location::Hidden, value.span());
+                hidden = Some((integer(value, "hidden", errors).unwrap_or(1), key.span()));
+            }
             _ => errors.push_at(key.span(), format!("unknown key `{name}`; expected one of {KEYS}")),
         }
     }
@@ -167,8 +185,15 @@ pub fn spec(decl: &Declaration, errors: &mut Errors) -> Parsed {
         })
     };
     let (in_shape, out_shape) = (resolve(in_shape, Side::In), resolve(out_shape, Side::Out));
-    let spec = Spec::new(&in_shape, &out_shape, rank.unwrap_or(1)).with_bias(bias);
-    Parsed { spec, threads, origins, reported }
+    let mut spec = Spec::new(&in_shape, &out_shape, rank.unwrap_or(1)).with_bias(bias);
+    match (cell, hidden) {
+        (Some((kind, _)), Some((hidden, _))) => spec = spec.with_cell(kind, hidden),
+        (Some((_, span)), None) => errors.push_at(span, "a `cell` needs its `hidden` size"),
+        (None, Some((_, span))) if !bad_cell => errors.push_at(span, "`hidden` needs a `cell: lstm` or `cell: gru`"),
+        (None, _) => {}
+    }
+    let is_cell = bad_cell || spec.cell.is_some();
+    Parsed { spec, threads, origins, reported, is_cell }
 }
 
 /// The attributes of the declaration as tokens.

@@ -13,6 +13,9 @@ pub enum ShapeError {
     /// y does not hold one output row per input row.
     #[error("y has {len} elements but {rows} rows of output size {output} need {}", rows * output)]
     Output { len: usize, rows: usize, output: usize },
+    /// A sequence x `[T, B, N]` that is not a whole number of time steps.
+    #[error("x has {len} elements, not a whole number of time steps of {batch} rows of input size {input}")]
+    Sequence { len: usize, batch: usize, input: usize },
     /// A state or other buffer of the wrong length.
     #[error("{name} has {len} elements, expected {expected}")]
     Buffer { name: &'static str, len: usize, expected: usize },

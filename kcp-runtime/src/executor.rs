@@ -2,7 +2,8 @@
 //! and users with run-time shapes use it; generated kernels are its specialised twins.
 
 use crate::driver::{RowFn, RowKernel};
-use crate::{Error, Program, ShapeError, Weights};
+use crate::recurrent::load_recurrent;
+use crate::{CellKind, Error, Program, Recurrent, ShapeError, State, Weights};
 
 /// A KCP layer executed from its program.
 #[derive(Clone, Debug)]
@@ -52,5 +53,62 @@ impl Executor {
     /// The same, split over threads (`threads` = 0: all of rayon's pool).
     pub fn forward_par(&self, x: &[f32], y: &mut [f32], threads: usize) -> Result<(), ShapeError> {
         self.kernel().forward_par(x, y, threads)
+    }
+}
+
+/// A recurrent layer (LSTM or GRU) whose input projection is an [`Executor`].
+#[derive(Clone, Debug)]
+pub struct RecurrentExecutor {
+    input: Executor,
+    cell: Recurrent,
+}
+
+impl RecurrentExecutor {
+    /// The layer from its parts; the projection's output size must be G*H and it must have
+    /// a bias (`bias_ih`).
+    pub fn new(input: Executor, cell: Recurrent) -> Result<RecurrentExecutor, Error> {
+        let gates = cell.kind().gates() * cell.hidden();
+        if input.program.output_size() != gates || input.weights.bias.is_none() {
+            return Err(Error::TensorShape {
+                name: "bias_ih".into(),
+                expected: vec![gates],
+                found: input.weights.bias.as_ref().map_or(vec![], |b| vec![b.len()]),
+            });
+        }
+        Ok(RecurrentExecutor { input, cell })
+    }
+
+    /// Load a layer saved with kcp-notes.md's names: `weight_ih.factor.{d}`, `weight_hh`,
+    /// `bias_ih`, `bias_hh`.
+    pub fn load(
+        path: &std::path::Path,
+        program: Program,
+        kind: CellKind,
+        hidden: usize,
+    ) -> Result<RecurrentExecutor, Error> {
+        let (weights, cell) = load_recurrent(path, &program.factor_shapes(), kind, hidden)?;
+        RecurrentExecutor::new(Executor::new(program, weights)?, cell)
+    }
+
+    /// The input projection.
+    pub fn input(&self) -> &Executor {
+        &self.input
+    }
+
+    /// The hidden-to-hidden cell.
+    pub fn cell(&self) -> &Recurrent {
+        &self.cell
+    }
+
+    /// Run x `[T, B, N]` from `state` (left final), writing all hidden states to `hs` `[T, B, H]`.
+    pub fn forward(&self, x: &[f32], batch: usize, hs: &mut [f32], state: &mut State) -> Result<(), ShapeError> {
+        let project = |x: &[f32], p: &mut [f32]| self.input.forward(x, p);
+        self.cell.sequence(project, self.input.program.input_size(), x, batch, hs, state, false)
+    }
+
+    /// The same, threaded: the projection over T*B rows, the recurrence over batch rows.
+    pub fn forward_par(&self, x: &[f32], batch: usize, hs: &mut [f32], state: &mut State) -> Result<(), ShapeError> {
+        let project = |x: &[f32], p: &mut [f32]| self.input.forward_par(x, p, 0);
+        self.cell.sequence(project, self.input.program.input_size(), x, batch, hs, state, true)
     }
 }

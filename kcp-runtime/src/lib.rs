@@ -12,13 +12,15 @@ mod error;
 mod executor;
 mod kernels;
 mod program;
+mod recurrent;
 mod weights;
 
 pub use driver::PAR_MIN_MACS;
 pub use error::{Error, ShapeError};
-pub use executor::Executor;
+pub use executor::{Executor, RecurrentExecutor};
 pub use kernels::Real;
 pub use program::{Buffer, Inner, Kernel, Loop, Program};
+pub use recurrent::{load_recurrent, CellKind, Recurrent, State};
 pub use weights::{save, TensorFile, Weights};
 
 /// What generated code uses. Not a public API: it changes with the code generator.
@@ -26,5 +28,5 @@ pub use weights::{save, TensorFile, Weights};
 pub mod __private {
     pub use crate::driver::{rows, with_scratch, RowFn, RowKernel};
     pub use crate::kernels::{axpy, dot};
-    pub use crate::{Error, ShapeError, Weights};
+    pub use crate::{load_recurrent, CellKind, Error, Recurrent, ShapeError, State, TensorFile, Weights};
 }

@@ -4,7 +4,7 @@ kcp::kcp_layer! {
         in_shape: [8, 3],
         out_shape: [4, 2],
         rank: 2,
-        hidden: 256,
+        dropout: 0.5,
     }
 }
 

@@ -30,8 +30,125 @@ fn usize_lit(value: usize) -> Literal {
     Literal::usize_unsuffixed(value)
 }
 
-/// The layer's item: struct, constants, constructors and kernels.
+/// The layer's item: struct, constants, constructors and kernels; for a recurrent cell, the cell
+/// struct beside its KCP input projection.
 pub fn layer(compiled: &Compiled, item: &Item) -> TokenStream {
+    match compiled.spec.cell() {
+        Some(cell) => cell_layer(compiled, item, cell),
+        None => kcp_layer(compiled, item),
+    }
+}
+
+fn cell_layer(compiled: &Compiled, item: &Item, cell: crate::Cell) -> TokenStream {
+    let Item { attrs, vis, name, .. } = item;
+    let input_name = quote::format_ident!("__Kcp{}Input", name);
+    let input = kcp_layer(
+        compiled,
+        &Item { attrs: quote!(#[doc(hidden)]), vis: vis.clone(), name: input_name.clone(), threads: item.threads },
+    );
+    let hidden = usize_lit(cell.hidden);
+    let (kind, kind_name) = match cell.kind {
+        crate::CellKind::Lstm => (quote!(::kcp::__private::CellKind::Lstm), "LSTM"),
+        crate::CellKind::Gru => (quote!(::kcp::__private::CellKind::Gru), "GRU"),
+    };
+    let gates = usize_lit(cell.kind.gates());
+    let recurrent_macs = (cell.kind.gates() * cell.hidden * cell.hidden) as u64;
+    let forward_doc = format!(
+        "Run the {kind_name} over x `[T, B, IN]` (time major) from `state`, which is left holding the \
+         final state, writing every hidden state to `hs` `[T, B, HIDDEN]`."
+    );
+    quote! {
+        #input
+
+        #attrs
+        #[derive(Clone, Debug)]
+        #vis struct #name {
+            __kcp_input: #input_name,
+            __kcp_cell: ::kcp::__private::Recurrent,
+        }
+
+        #[allow(unused, clippy::all, clippy::pedantic, clippy::nursery)]
+        impl #name {
+            /// N, the input size.
+            #vis const IN: usize = #input_name::IN;
+            /// H, the hidden size.
+            #vis const HIDDEN: usize = #hidden;
+            /// G, the number of gates.
+            #vis const GATES: usize = #gates;
+            /// R, the rank of the KCP input weight.
+            #vis const RANK: usize = #input_name::RANK;
+            /// Parameters of the KCP input weight (bias excluded).
+            #vis const PARAMS: u64 = #input_name::PARAMS;
+            /// Parameters of the dense input weight it replaces, G*H * N.
+            #vis const DENSE_PARAMS: u64 = #input_name::DENSE_PARAMS;
+            /// MACs of the input projection per input row.
+            #vis const MACS_PER_SAMPLE: u64 = #input_name::MACS_PER_SAMPLE;
+            /// MACs of the dense hidden-to-hidden product per row and time step.
+            #vis const RECURRENT_MACS_PER_STEP: u64 = #recurrent_macs;
+            /// The input projection's compiled plan.
+            #vis const PLAN: &'static str = #input_name::PLAN;
+
+            /// The layer from its parts, PyTorch's layout: the KCP factors of `weight_ih`,
+            /// `bias_ih` `[G*H]`, `weight_hh` `[G*H, H]`, `bias_hh` `[G*H]`.
+            #vis fn from_parts(
+                factors: ::std::vec::Vec<::std::vec::Vec<f32>>,
+                bias_ih: ::std::vec::Vec<f32>,
+                weight_hh: ::std::vec::Vec<f32>,
+                bias_hh: ::std::vec::Vec<f32>,
+            ) -> ::std::result::Result<Self, ::kcp::Error> {
+                ::std::result::Result::Ok(Self {
+                    __kcp_input: #input_name::from_factors(factors, bias_ih)?,
+                    __kcp_cell: ::kcp::__private::Recurrent::new(#kind, #hidden, weight_hh, bias_hh)?,
+                })
+            }
+
+            /// A seeded random layer (PyTorch's initialisation scales).
+            #vis fn random(seed: u64) -> Self {
+                Self {
+                    __kcp_input: #input_name::random(seed),
+                    __kcp_cell: ::kcp::__private::Recurrent::random(#kind, #hidden, seed ^ 0x5EED),
+                }
+            }
+
+            /// Load from a safetensors file with the names `weight_ih.factor.{d}`, `bias_ih`,
+            /// `weight_hh` and `bias_hh`.
+            #vis fn load(path: impl ::std::convert::AsRef<::std::path::Path>) -> ::std::result::Result<Self, ::kcp::Error> {
+                let (weights, cell) = ::kcp::__private::load_recurrent(path.as_ref(), &#input_name::FACTOR_SHAPES, #kind, #hidden)?;
+                ::std::result::Result::Ok(Self { __kcp_input: #input_name::from_weights(weights)?, __kcp_cell: cell })
+            }
+
+            /// The KCP input projection.
+            #vis fn input(&self) -> &#input_name {
+                &self.__kcp_input
+            }
+
+            /// The hidden-to-hidden half.
+            #vis fn cell(&self) -> &::kcp::__private::Recurrent {
+                &self.__kcp_cell
+            }
+
+            /// The zero state of a batch.
+            #vis fn zero_state(batch: usize) -> ::kcp::__private::State {
+                ::kcp::__private::State::zeros(#kind, batch, #hidden)
+            }
+
+            #[doc = #forward_doc]
+            #vis fn forward(&self, x: &[f32], batch: usize, hs: &mut [f32], state: &mut ::kcp::__private::State) -> ::std::result::Result<(), ::kcp::ShapeError> {
+                let project = |x: &[f32], p: &mut [f32]| self.__kcp_input.forward(x, p);
+                self.__kcp_cell.sequence(project, Self::IN, x, batch, hs, state, false)
+            }
+
+            /// The same as `forward`, threaded: the projection of all T*B rows over the batch
+            /// split, the recurrence over batch rows.
+            #vis fn forward_par(&self, x: &[f32], batch: usize, hs: &mut [f32], state: &mut ::kcp::__private::State) -> ::std::result::Result<(), ::kcp::ShapeError> {
+                let project = |x: &[f32], p: &mut [f32]| self.__kcp_input.forward_par(x, p);
+                self.__kcp_cell.sequence(project, Self::IN, x, batch, hs, state, true)
+            }
+        }
+    }
+}
+
+fn kcp_layer(compiled: &Compiled, item: &Item) -> TokenStream {
     let Item { attrs, vis, name, threads } = item;
     let spec = &compiled.spec;
     let nest = &compiled.nest;

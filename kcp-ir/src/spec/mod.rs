@@ -7,6 +7,8 @@ mod validate;
 
 use std::fmt;
 
+pub use kcp_runtime::CellKind;
+
 pub use validate::validate;
 
 /// The documented size limits. They keep every MAC count and tensor size inside a `u64`.
@@ -45,6 +47,16 @@ impl fmt::Display for Batch {
     }
 }
 
+/// A recurrent cell whose input-to-hidden weight is the KCP layer (its output stacks the G gates
+/// of H units) and whose hidden-to-hidden weight is dense.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Cell {
+    /// LSTM or GRU.
+    pub kind: CellKind,
+    /// H, the hidden size.
+    pub hidden: usize,
+}
+
 /// A KCP layer as declared: `y[B, M] = x[B, N] W^T (+ b)`, with
 /// `W = sum_r A1[r] (x) ... (x) AD[r]` and `A_d` of shape `[R, out_shape[d], in_shape[d]]`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -59,12 +71,29 @@ pub struct Spec {
     pub batch: Batch,
     /// Whether the layer adds a bias of M entries.
     pub bias: bool,
+    /// The recurrent cell the layer is the input projection of, if any (it then has a bias,
+    /// `bias_ih`).
+    pub cell: Option<Cell>,
 }
 
 impl Spec {
     /// A spec with a symbolic batch and no bias.
     pub fn new(in_shape: &[usize], out_shape: &[usize], rank: usize) -> Spec {
-        Spec { in_shape: in_shape.to_vec(), out_shape: out_shape.to_vec(), rank, batch: Batch::Symbolic, bias: false }
+        Spec {
+            in_shape: in_shape.to_vec(),
+            out_shape: out_shape.to_vec(),
+            rank,
+            batch: Batch::Symbolic,
+            bias: false,
+            cell: None,
+        }
+    }
+
+    /// The same spec as the input projection of a recurrent cell (which implies a bias).
+    pub fn with_cell(mut self, kind: CellKind, hidden: usize) -> Spec {
+        self.cell = Some(Cell { kind, hidden });
+        self.bias = true;
+        self
     }
 
     /// The same spec for a known batch.
@@ -124,6 +153,10 @@ impl ValidSpec {
     pub fn bias(&self) -> bool {
         self.spec.bias
     }
+    /// The recurrent cell, if any.
+    pub fn cell(&self) -> Option<Cell> {
+        self.spec.cell
+    }
     /// N = n_1 * ... * n_D.
     pub fn input_size(&self) -> usize {
         self.n
@@ -166,6 +199,9 @@ impl fmt::Display for ValidSpec {
         write!(f, ", rank {}, batch {}", self.rank(), self.batch())?;
         if self.bias() {
             f.write_str(", bias")?;
+        }
+        if let Some(cell) = self.cell() {
+            write!(f, ", {} hidden {}", if cell.kind == CellKind::Lstm { "lstm" } else { "gru" }, cell.hidden)?;
         }
         Ok(())
     }

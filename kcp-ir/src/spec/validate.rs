@@ -24,6 +24,16 @@ pub fn validate(spec: &Spec) -> Result<ValidSpec, Vec<Error>> {
         Batch::Fixed(b) => checked(b as u128, Quantity::Batch, limits::MAX_BATCH, Location::Batch, &mut errors),
         Batch::Symbolic => Some(1),
     };
+    if let Some(cell) = spec.cell {
+        if cell.hidden == 0 {
+            errors.push(Error::ZeroHidden);
+        } else if let Some(m) = m {
+            let gates = cell.kind.gates() as u128 * cell.hidden as u128;
+            if m != gates {
+                errors.push(Error::GateMismatch { cell: cell.kind, hidden: cell.hidden, output: m });
+            }
+        }
+    }
     if let (Some(n), Some(m), Some(r), Some(b)) = (n, m, rank, batch) {
         // Each factor is at most 2^32, so the product fits a u128.
         let space = b * r * m * n;
@@ -130,6 +140,22 @@ mod tests {
                 ("batch must be at least 1, found 0".to_string(), Location::Batch),
             ]
         );
+    }
+
+    #[test]
+    fn cells() {
+        use crate::spec::CellKind;
+        assert!(validate(&Spec::new(&[8, 20, 20, 18], &[4, 4, 4, 16], 4).with_cell(CellKind::Lstm, 256)).is_ok());
+        let errors = validate(&Spec::new(&[8, 20], &[4, 64], 4).with_cell(CellKind::Gru, 64)).unwrap_err();
+        assert_eq!(errors[0].location(), Location::Shape(Side::Out));
+        assert_eq!(
+            errors[0].to_string(),
+            "out_shape multiplies to 256, but a GRU of hidden size 64 needs 3 x 64 = 192 gate outputs"
+        );
+        let errors = validate(&Spec::new(&[8], &[4], 1).with_cell(CellKind::Lstm, 0)).unwrap_err();
+        assert_eq!(errors, [Error::ZeroHidden]);
+        assert_eq!(errors[0].location(), Location::Hidden);
+        assert_eq!(errors[0].to_string(), "hidden must be at least 1, found 0");
     }
 
     #[test]
