@@ -44,6 +44,36 @@ impl Weights {
         Weights { factors, bias }
     }
 
+    /// The dense weight `W = sum_r A1[r] (x) ... (x) AD[r]`, `[M, N]` row-major, built one
+    /// Kronecker product at a time (R * M * N multiply-adds for the last product of each term).
+    pub fn dense(&self, factor_shapes: &[[usize; 3]]) -> Vec<f32> {
+        let m: usize = factor_shapes.iter().map(|s| s[1]).product();
+        let n: usize = factor_shapes.iter().map(|s| s[2]).product();
+        let rank = factor_shapes.first().map_or(0, |s| s[0]);
+        let mut w = vec![0.0f32; m * n];
+        for r in 0..rank {
+            let (mut term, mut rows, mut cols) = (vec![1.0f32], 1, 1);
+            for (factor, &[_, fm, fnn]) in self.factors.iter().zip(factor_shapes) {
+                let block = &factor[r * fm * fnn..(r + 1) * fm * fnn];
+                let mut next = vec![0.0f32; rows * fm * cols * fnn];
+                for i in 0..rows {
+                    for k in 0..fm {
+                        let row = &mut next[(i * fm + k) * cols * fnn..][..cols * fnn];
+                        for j in 0..cols {
+                            let t = term[i * cols + j];
+                            for (out, &b) in row[j * fnn..][..fnn].iter_mut().zip(&block[k * fnn..][..fnn]) {
+                                *out = t * b;
+                            }
+                        }
+                    }
+                }
+                (term, rows, cols) = (next, rows * fm, cols * fnn);
+            }
+            w.iter_mut().zip(&term).for_each(|(w, t)| *w += t);
+        }
+        w
+    }
+
     /// Check every tensor against the shapes `[R, m_d, n_d]` and the bias length (`None`: no
     /// bias allowed), and that every value is finite.
     pub fn check(&self, factor_shapes: &[[usize; 3]], bias_len: Option<usize>) -> Result<(), Error> {
