@@ -17,6 +17,21 @@ impl Real for f64 {
     const ZERO: f64 = 0.0;
 }
 
+/// Whether the CPU has AVX2 and FMA. A plain `cargo build` targets SSE2 only; generated row
+/// kernels are compiled a second time for AVX2 + FMA and pick that copy when this is true (the
+/// detection is cached by std).
+#[inline]
+pub fn has_avx2_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// `out[k] += w * a[k]` for every k of `out`.
 #[inline(always)]
 pub fn axpy<T: Real>(out: &mut [T], a: &[T], w: T) {

@@ -27,6 +27,6 @@ pub use weights::{save, TensorFile, Weights};
 #[doc(hidden)]
 pub mod __private {
     pub use crate::driver::{rows, with_scratch, RowFn, RowKernel};
-    pub use crate::kernels::{axpy, dot};
+    pub use crate::kernels::{axpy, dot, has_avx2_fma};
     pub use crate::{load_recurrent, CellKind, Error, Recurrent, ShapeError, State, TensorFile, Weights};
 }

@@ -279,7 +279,13 @@ fn kcp_layer(compiled: &Compiled, item: &Item) -> TokenStream {
                     macs_per_row: Self::MACS_PER_SAMPLE,
                     bias: self.__kcp_weights.bias.as_deref(),
                     row: move |x: &[f32], y: &mut [f32], s: &mut [f32]| {
-                        Self::__kcp_row(x, y, s, &self.__kcp_weights.factors, &self.__kcp_prep)
+                        let (f, p) = (&self.__kcp_weights.factors, &self.__kcp_prep);
+                        #[cfg(target_arch = "x86_64")]
+                        if ::kcp::__private::has_avx2_fma() {
+                            // SAFETY: the CPU has AVX2 and FMA, checked just above.
+                            return unsafe { Self::__kcp_row_avx2(x, y, s, f, p) };
+                        }
+                        Self::__kcp_row(x, y, s, f, p)
                     },
                 }
             }
