@@ -17,3 +17,5 @@ pub use kcp_runtime::{
 
 #[doc(hidden)]
 pub use kcp_runtime::__private;
+pub mod compress;
+pub mod npy;

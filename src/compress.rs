@@ -1,0 +1,185 @@
+//! Compression: fit a rank-R KCP factorisation to a dense `[M, N]` weight.
+//!
+//! W is rearranged into the D-way tensor of kcp-notes.md section 1, whose mode d is the pair
+//! `(i_d, j_d)` of size `m_d n_d`; a rank-R CP decomposition of that tensor is exactly a KCP
+//! weight. The CP decomposition is fitted by alternating least squares: for each mode in turn,
+//! the factor `U_d` (`[m_d n_d, R]`) solves the normal equations
+//! `U_d V = MTTKRP_d`, `V = *_{k != d} U_k^T U_k` (Hadamard product of the Gram matrices), with
+//! faer's LU. Init is seeded and deterministic; iteration stops when the relative error changes
+//! by less than the tolerance, or at the iteration cap.
+
+use faer::linalg::solvers::Solve;
+use faer::Mat;
+
+use kcp_ir::eval::Rng;
+use kcp_runtime::Weights;
+
+/// Knobs of the fit.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The most ALS sweeps.
+    pub iters: usize,
+    /// Seed of the random initial factors.
+    pub seed: u64,
+    /// Stop once a sweep changes the relative error by less than this.
+    pub tol: f64,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options { iters: 100, seed: 0, tol: 1e-9 }
+    }
+}
+
+/// A fitted factorisation.
+#[derive(Clone, Debug)]
+pub struct Fit {
+    /// The factors `[R, m_d, n_d]` (no bias).
+    pub weights: Weights,
+    /// `||W - W_kcp||_F / ||W||_F`.
+    pub relative_error: f64,
+    /// ALS sweeps run.
+    pub iterations: usize,
+}
+
+/// The rearranged tensor: W plus, for each mode, the offset in W of each `(i_d, j_d)` pair.
+struct Tensor<'a> {
+    w: &'a [f32],
+    offsets: Vec<Vec<usize>>,
+}
+
+impl Tensor<'_> {
+    /// `MTTKRP_d[p, r] = sum over entries of T[.., p, ..] * prod_{k != d} U_k[p_k, r]`, one pass
+    /// over W with running partial products (R multiply-adds per entry).
+    fn mttkrp(&self, factors: &[Vec<f64>], rank: usize, d: usize) -> Vec<f64> {
+        let mut out = vec![0.0; self.offsets[d].len() * rank];
+        let mut partial = vec![vec![1.0; rank]; self.offsets.len() + 1];
+        self.walk(factors, rank, d, 0, 0, 0, &mut partial, &mut out);
+        out
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn walk(
+        &self,
+        factors: &[Vec<f64>],
+        rank: usize,
+        d: usize,
+        mode: usize,
+        offset: usize,
+        p_d: usize,
+        partial: &mut [Vec<f64>],
+        out: &mut [f64],
+    ) {
+        if mode == self.offsets.len() {
+            let v = self.w[offset] as f64;
+            let (row, product) = (&mut out[p_d * rank..][..rank], &partial[mode]);
+            row.iter_mut().zip(product).for_each(|(o, p)| *o += v * p);
+            return;
+        }
+        for (p, &off) in self.offsets[mode].iter().enumerate() {
+            let (before, after) = partial.split_at_mut(mode + 1);
+            let (prev, next) = (&before[mode], &mut after[0]);
+            if mode == d {
+                next.copy_from_slice(prev);
+            } else {
+                let u = &factors[mode][p * rank..][..rank];
+                next.iter_mut().zip(prev).zip(u).for_each(|((n, a), b)| *n = a * b);
+            }
+            let p_d = if mode == d { p } else { p_d };
+            self.walk(factors, rank, d, mode + 1, offset + off, p_d, partial, out);
+        }
+    }
+}
+
+fn gram(u: &[f64], rank: usize) -> Vec<f64> {
+    let mut g = vec![0.0; rank * rank];
+    for row in u.chunks_exact(rank) {
+        for a in 0..rank {
+            for b in 0..rank {
+                g[a * rank + b] += row[a] * row[b];
+            }
+        }
+    }
+    g
+}
+
+/// Fit `w` (`[M, N]` row-major, M and N the products of the shapes) with rank-`rank` KCP
+/// factors, calling `progress(sweep, relative_error)` after every sweep.
+pub fn compress(
+    w: &[f32],
+    in_shape: &[usize],
+    out_shape: &[usize],
+    rank: usize,
+    options: &Options,
+    mut progress: impl FnMut(usize, f64),
+) -> Fit {
+    let modes = in_shape.len();
+    let n: usize = in_shape.iter().product();
+    let stride = |shape: &[usize], k: usize| shape[k + 1..].iter().product::<usize>();
+    let offsets: Vec<Vec<usize>> = (0..modes)
+        .map(|k| {
+            let (mk, nk) = (out_shape[k], in_shape[k]);
+            (0..mk * nk).map(|p| (p / nk) * stride(out_shape, k) * n + (p % nk) * stride(in_shape, k)).collect()
+        })
+        .collect();
+    let tensor = Tensor { w, offsets };
+    let norm2: f64 = w.iter().map(|&v| (v as f64) * (v as f64)).sum();
+    let mut rng = Rng::new(options.seed);
+    let mut factors: Vec<Vec<f64>> = (0..modes).map(|k| rng.vec(out_shape[k] * in_shape[k] * rank)).collect();
+    let (mut error, mut iterations) = (1.0, 0);
+    while iterations < options.iters {
+        iterations += 1;
+        let mut inner = 0.0;
+        for d in 0..modes {
+            let m = tensor.mttkrp(&factors, rank, d);
+            let mut v = vec![1.0; rank * rank];
+            for (_, u) in factors.iter().enumerate().filter(|(k, _)| *k != d) {
+                v.iter_mut().zip(gram(u, rank)).for_each(|(v, g)| *v *= g);
+            }
+            let trace: f64 = (0..rank).map(|a| v[a * rank + a]).sum();
+            let v =
+                Mat::from_fn(rank, rank, |a, b| v[a * rank + b] + if a == b { 1e-12 * trace.max(1e-300) } else { 0.0 });
+            let rows = m.len() / rank;
+            let rhs = Mat::from_fn(rank, rows, |a, p| m[p * rank + a]);
+            let x = v.partial_piv_lu().solve(&rhs);
+            let u = &mut factors[d];
+            for p in 0..rows {
+                for a in 0..rank {
+                    u[p * rank + a] = x[(a, p)];
+                }
+            }
+            if d + 1 < modes {
+                // Unit columns keep the sweep well scaled; the last mode carries the scale.
+                for a in 0..rank {
+                    let norm = (0..rows).map(|p| u[p * rank + a].powi(2)).sum::<f64>().sqrt();
+                    if norm > 0.0 {
+                        (0..rows).for_each(|p| u[p * rank + a] /= norm);
+                    }
+                }
+            } else {
+                inner = m.iter().zip(u.iter()).map(|(a, b)| a * b).sum();
+            }
+        }
+        let mut all = vec![1.0; rank * rank];
+        for u in &factors {
+            all.iter_mut().zip(gram(u, rank)).for_each(|(v, g)| *v *= g);
+        }
+        let model2: f64 = all.iter().sum();
+        let new_error = if norm2 > 0.0 { ((norm2 - 2.0 * inner + model2).max(0.0) / norm2).sqrt() } else { 0.0 };
+        progress(iterations, new_error);
+        let change = (error - new_error).abs();
+        error = new_error;
+        if change < options.tol {
+            break;
+        }
+    }
+    let factors = factors
+        .iter()
+        .enumerate()
+        .map(|(k, u)| {
+            let p = out_shape[k] * in_shape[k];
+            (0..rank).flat_map(|r| (0..p).map(move |q| u[q * rank + r] as f32)).collect()
+        })
+        .collect();
+    Fit { weights: Weights { factors, bias: None }, relative_error: error, iterations }
+}
