@@ -11,8 +11,8 @@
 pub use kcp_ir as ir;
 pub use kcp_macros::kcp_layer;
 pub use kcp_runtime::{
-    save, CellKind, Error, Executor, Program, Recurrent, RecurrentExecutor, ShapeError, State, TensorFile, Weights,
-    PAR_MIN_MACS,
+    save, CellKind, Error, Executor, NamedTensor, Program, Recurrent, RecurrentExecutor, ShapeError, State, TensorFile,
+    Weights, PAR_MIN_MACS,
 };
 
 #[doc(hidden)]

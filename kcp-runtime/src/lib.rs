@@ -21,7 +21,7 @@ pub use executor::{Executor, RecurrentExecutor};
 pub use kernels::Real;
 pub use program::{Buffer, Inner, Kernel, Loop, Program};
 pub use recurrent::{load_recurrent, CellKind, Recurrent, State};
-pub use weights::{save, TensorFile, Weights};
+pub use weights::{save, NamedTensor, TensorFile, Weights};
 
 /// What generated code uses. Not a public API: it changes with the code generator.
 #[doc(hidden)]

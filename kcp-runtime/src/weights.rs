@@ -8,6 +8,9 @@ use safetensors::{Dtype, SafeTensors};
 
 use crate::Error;
 
+/// A named f32 tensor: name, shape, values.
+pub type NamedTensor = (String, Vec<usize>, Vec<f32>);
+
 /// The factors and bias of one KCP layer, f32, row-major.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Weights {
@@ -117,8 +120,8 @@ impl Weights {
     }
 
     /// The named tensors of these weights, ready for [`save`], every name prefixed with `prefix`.
-    pub fn tensors(&self, prefix: &str, factor_shapes: &[[usize; 3]]) -> Vec<(String, Vec<usize>, Vec<f32>)> {
-        let mut out: Vec<(String, Vec<usize>, Vec<f32>)> = self
+    pub fn tensors(&self, prefix: &str, factor_shapes: &[[usize; 3]]) -> Vec<NamedTensor> {
+        let mut out: Vec<NamedTensor> = self
             .factors
             .iter()
             .zip(factor_shapes)
@@ -199,7 +202,7 @@ impl TensorFile {
 }
 
 /// Write named f32 tensors to a safetensors file.
-pub fn save(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Result<(), Error> {
+pub fn save(path: &Path, tensors: &[NamedTensor]) -> Result<(), Error> {
     let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
         .iter()
         .map(|(name, shape, values)| {

@@ -1,0 +1,371 @@
+//! The `kcp` command line: plan, emit, run and compress KCP layers from shapes and weight files
+//! (the contract of kcp-notes.md section 6). Bad input gives one line on stderr and exit code 2.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde_json::json;
+
+use kcp::compress::{compress, Options as FitOptions};
+use kcp::ir::emit::{self, Item};
+use kcp::ir::{compile, Compiled, Options, Spec};
+use kcp::npy;
+use kcp::{save, CellKind, Executor, NamedTensor, RecurrentExecutor, State, TensorFile, Weights};
+
+#[derive(Parser)]
+#[command(name = "kcp", version, about = "Plan, generate, run and compress Kronecker CP (KCP) compressed layers")]
+#[command(long_about = "Plan, generate, run and compress Kronecker CP (KCP) compressed layers.\n\n\
+A KCP layer replaces a dense weight W [M, N] by rank-R factor stacks A_d [R, m_d, n_d] with \
+W = sum_r A_1[r] (x) ... (x) A_D[r]; shapes are written like 8x20x20x18 (N = 57600).")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show what a layer costs: parameters, MACs of the paper's two orders and of the planned one
+    Plan {
+        #[command(flatten)]
+        layer: LayerArgs,
+        /// Print one JSON object instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the Rust code `kcp_layer!` generates for a layer, formatted
+    Emit {
+        #[command(flatten)]
+        layer: LayerArgs,
+        /// The name of the generated struct
+        #[arg(long, default_value = "KcpLayer")]
+        name: String,
+    },
+    /// Run a layer (or an LSTM/GRU) on activations from a .npy file
+    Run {
+        #[command(flatten)]
+        layer: LayerArgs,
+        /// Run a recurrent layer whose input weight is this KCP layer (x [T, B, N] -> h [T, B, H])
+        #[arg(long, value_enum)]
+        cell: Option<Cell>,
+        /// The weights, safetensors: factor.0.. and optional bias (cells: weight_ih.factor.0.., bias_ih, weight_hh, bias_hh)
+        #[arg(long)]
+        weights: PathBuf,
+        /// The input activations, float32 .npy: [B, N] (cells: [T, B, N])
+        #[arg(long)]
+        x: PathBuf,
+        /// Where to write the output, float32 .npy: [B, M] (cells: all hidden states [T, B, H])
+        #[arg(long)]
+        y: PathBuf,
+        /// Threads to split the batch over (default 1)
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+    },
+    /// Fit KCP factors to a dense weight (a .npy [M, N], or a PyTorch model saved as safetensors)
+    Compress {
+        #[command(flatten)]
+        layer: LayerArgs,
+        /// The dense weight: .npy [M, N], or .safetensors with `weight` [M, N] (nn.Linear) or, with --cell, `weight_ih_l0` (nn.LSTM / nn.GRU)
+        #[arg(long)]
+        dense: PathBuf,
+        /// Read a PyTorch nn.LSTM / nn.GRU (safetensors) and write kcp's recurrent names
+        #[arg(long, value_enum)]
+        cell: Option<Cell>,
+        /// Where to write the factors (safetensors)
+        #[arg(long)]
+        weights_out: PathBuf,
+        /// The most alternating-least-squares sweeps
+        #[arg(long, default_value_t = 100)]
+        iters: usize,
+        /// Seed of the initial factors
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Print one JSON object instead of text
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+struct LayerArgs {
+    /// Input shape n_1 x ... x n_D, e.g. 8x20x20x18
+    #[arg(long, value_parser = parse_shape)]
+    in_shape: Shape,
+    /// Output shape m_1 x ... x m_D, e.g. 4x4x4x16
+    #[arg(long, value_parser = parse_shape)]
+    out_shape: Shape,
+    /// Rank R: the number of Kronecker terms
+    #[arg(long)]
+    rank: usize,
+    /// Batch size the costs are for (plan, emit)
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Cell {
+    Lstm,
+    Gru,
+}
+
+impl Cell {
+    fn kind(self) -> CellKind {
+        match self {
+            Cell::Lstm => CellKind::Lstm,
+            Cell::Gru => CellKind::Gru,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Shape(Vec<usize>);
+
+fn parse_shape(text: &str) -> Result<Shape> {
+    text.split('x')
+        .map(|d| d.trim().parse::<usize>().map_err(|_| format!("expected dimensions like 8x20x20x18, found `{text}`")))
+        .collect::<Result<Vec<_>>>()
+        .map(Shape)
+}
+
+/// Errors end the program with their message on one line and exit code 2.
+type Result<T> = std::result::Result<T, String>;
+
+fn compile_layer(layer: &LayerArgs, cell: Option<(CellKind, usize)>) -> Result<Compiled> {
+    let mut spec = Spec::new(&layer.in_shape.0, &layer.out_shape.0, layer.rank).with_batch(layer.batch);
+    if let Some((kind, hidden)) = cell {
+        spec = spec.with_cell(kind, hidden);
+    }
+    compile(&spec, &Options::default())
+        .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
+}
+
+/// The hidden size of a cell whose gates fill the output shape.
+fn hidden(layer: &LayerArgs, kind: CellKind) -> Result<usize> {
+    let m: usize = layer.out_shape.0.iter().product();
+    if m == 0 || m % kind.gates() != 0 {
+        return Err(format!("out_shape multiplies to {m}, not a multiple of the {} gates of the cell", kind.gates()));
+    }
+    Ok(m / kind.gates())
+}
+
+fn plan(layer: &LayerArgs, as_json: bool) -> Result<()> {
+    let c = compile_layer(layer, None)?;
+    let s = &c.spec;
+    if as_json {
+        let value = json!({
+            "in_shape": s.in_shape(),
+            "out_shape": s.out_shape(),
+            "rank": s.rank(),
+            "batch": layer.batch,
+            "params": s.params(),
+            "dense_params": s.dense_params(),
+            "compression_ratio": s.compression_ratio(),
+            "macs": c.plan.macs(),
+            "prep_macs": c.plan.prep_macs(),
+            "dense_macs": layer.batch as u64 * s.dense_params(),
+            "candidates": { "forward": c.forward.macs(), "reverse": c.reverse.macs(), "optimal": c.plan.macs() },
+            "plan": c.plan.to_string(),
+        });
+        println!("{value}");
+    } else {
+        println!("{s}");
+        println!("parameters {} (dense {}, {:.1}x compression)", s.params(), s.dense_params(), s.compression_ratio());
+        println!(
+            "MACs per call: dense {}, forward {}, reverse {}, planned {}",
+            layer.batch as u64 * s.dense_params(),
+            c.forward.macs(),
+            c.reverse.macs(),
+            c.plan.macs()
+        );
+        println!("{}", c.plan);
+    }
+    Ok(())
+}
+
+fn emit(layer: &LayerArgs, name: &str) -> Result<()> {
+    let c = compile_layer(layer, None)?;
+    let ident = syn::parse_str::<proc_macro2::Ident>(name).map_err(|_| format!("`{name}` is not a Rust identifier"))?;
+    let item = Item { attrs: quote::quote!(), vis: quote::quote!(pub), name: ident, threads: 0 };
+    let file: syn::File = syn::parse2(emit::layer(&c, &item)).map_err(|e| format!("internal error: {e}"))?;
+    print!("{}", prettyplease::unparse(&file));
+    Ok(())
+}
+
+fn read_npy(path: &Path, dims: usize, inner: usize, what: &str) -> Result<npy::Array> {
+    let array = npy::read(path).map_err(|e| e.to_string())?;
+    if array.shape.len() != dims || array.shape.last() != Some(&inner) {
+        return Err(format!(
+            "{} has shape {:?}, expected {what} with a last dimension of {inner}",
+            path.display(),
+            array.shape
+        ));
+    }
+    Ok(array)
+}
+
+fn in_pool<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> Result<T> {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads.max(1)).build().map_err(|e| e.to_string())?;
+    Ok(pool.install(f))
+}
+
+fn run(layer: &LayerArgs, cell: Option<Cell>, weights: &Path, x: &Path, y: &Path, threads: usize) -> Result<()> {
+    match cell {
+        None => {
+            let c = compile_layer(layer, None)?;
+            let shapes = c.nest.factor_shapes();
+            let m = c.spec.output_size();
+            let file = TensorFile::read(weights).map_err(|e| e.to_string())?;
+            let bias = file.contains("bias").then_some(m);
+            let loaded = Weights::load(weights, "", &shapes, bias).map_err(|e| e.to_string())?;
+            let executor = Executor::new(c.nest.clone(), loaded).map_err(|e| e.to_string())?;
+            let input = read_npy(x, 2, c.spec.input_size(), "[B, N]")?;
+            let batch = input.shape[0];
+            let mut out = vec![0.0f32; batch * m];
+            in_pool(threads, || executor.forward_par(&input.data, &mut out, threads))
+                .and_then(|r| r.map_err(|e| e.to_string()))?;
+            npy::write(y, &[batch, m], &out).map_err(|e| e.to_string())
+        }
+        Some(cell) => {
+            let kind = cell.kind();
+            let hidden = hidden(layer, kind)?;
+            let c = compile_layer(layer, Some((kind, hidden)))?;
+            let layer = RecurrentExecutor::load(weights, c.nest.clone(), kind, hidden).map_err(|e| e.to_string())?;
+            let input = read_npy(x, 3, c.spec.input_size(), "[T, B, N]")?;
+            let (steps, batch) = (input.shape[0], input.shape[1]);
+            let mut hs = vec![0.0f32; steps * batch * hidden];
+            let mut state = State::zeros(kind, batch, hidden);
+            in_pool(threads, || {
+                if threads > 1 {
+                    layer.forward_par(&input.data, batch, &mut hs, &mut state)
+                } else {
+                    layer.forward(&input.data, batch, &mut hs, &mut state)
+                }
+            })
+            .and_then(|r| r.map_err(|e| e.to_string()))?;
+            npy::write(y, &[steps, batch, hidden], &hs).map_err(|e| e.to_string())
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn compress_cmd(
+    layer: &LayerArgs,
+    dense: &Path,
+    cell: Option<Cell>,
+    out: &Path,
+    iters: usize,
+    seed: u64,
+    as_json: bool,
+) -> Result<()> {
+    let c = compile_layer(layer, None)?;
+    let (m, n) = (c.spec.output_size(), c.spec.input_size());
+    let is_safetensors = dense.extension().is_some_and(|e| e == "safetensors");
+    // The dense weight, and what else the output file carries over (PyTorch's names -> kcp's).
+    let (w, prefix, extra): (Vec<f32>, &str, Vec<NamedTensor>) = if is_safetensors {
+        let file = TensorFile::read(dense).map_err(|e| e.to_string())?;
+        let get = |name: &str, shape: &[usize]| file.tensor(name, shape).map_err(|e| e.to_string());
+        match cell {
+            Some(cell) => {
+                let hidden = hidden(layer, cell.kind())?;
+                let extra = vec![
+                    ("bias_ih".to_string(), vec![m], get("bias_ih_l0", &[m])?),
+                    ("weight_hh".to_string(), vec![m, hidden], get("weight_hh_l0", &[m, hidden])?),
+                    ("bias_hh".to_string(), vec![m], get("bias_hh_l0", &[m])?),
+                ];
+                (get("weight_ih_l0", &[m, n])?, "weight_ih.", extra)
+            }
+            None => {
+                let bias = if file.contains("bias") {
+                    vec![("bias".to_string(), vec![m], get("bias", &[m])?)]
+                } else {
+                    vec![]
+                };
+                (get("weight", &[m, n])?, "", bias)
+            }
+        }
+    } else {
+        if cell.is_some() {
+            return Err(
+                "--cell needs the PyTorch model as .safetensors (weight_ih_l0, weight_hh_l0, bias_ih_l0, bias_hh_l0)"
+                    .into(),
+            );
+        }
+        let array = npy::read(dense).map_err(|e| e.to_string())?;
+        if array.shape != [m, n] {
+            return Err(format!("{} has shape {:?}, expected [{m}, {n}]", dense.display(), array.shape));
+        }
+        (array.data, "", vec![])
+    };
+    let bar = indicatif::ProgressBar::new(iters as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} sweeps, relative error {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let options = FitOptions { iters, seed, ..FitOptions::default() };
+    let fit = compress(&w, c.spec.in_shape(), c.spec.out_shape(), c.spec.rank(), &options, |k, e| {
+        bar.set_position(k as u64);
+        bar.set_message(format!("{e:.3e}"));
+    });
+    bar.finish_and_clear();
+    let mut tensors = fit.weights.tensors(prefix, &c.nest.factor_shapes());
+    tensors.extend(extra);
+    save(out, &tensors).map_err(|e| e.to_string())?;
+    if as_json {
+        let value = json!({
+            "relative_error": fit.relative_error,
+            "params": c.spec.params(),
+            "compression_ratio": c.spec.compression_ratio(),
+            "iterations": fit.iterations,
+        });
+        println!("{value}");
+    } else {
+        println!(
+            "relative error {:.3e} after {} sweeps; {} parameters ({:.1}x compression) written to {}",
+            fit.relative_error,
+            fit.iterations,
+            c.spec.params(),
+            c.spec.compression_ratio(),
+            out.display()
+        );
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            use clap::error::ErrorKind;
+            match error.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+                    let _ = error.print();
+                    return ExitCode::SUCCESS;
+                }
+                ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                    let _ = error.print();
+                    return ExitCode::from(2);
+                }
+                _ => {}
+            }
+            let text = error.render().to_string();
+            let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("error: bad arguments");
+            eprintln!("{line}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match &cli.command {
+        Command::Plan { layer, json } => plan(layer, *json),
+        Command::Emit { layer, name } => emit(layer, name),
+        Command::Run { layer, cell, weights, x, y, threads } => run(layer, *cell, weights, x, y, *threads),
+        Command::Compress { layer, dense, cell, weights_out, iters, seed, json } => {
+            compress_cmd(layer, dense, *cell, weights_out, *iters, *seed, *json)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}

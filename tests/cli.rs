@@ -1,0 +1,363 @@
+//! The `kcp` binary, run as users run it: plan JSON, run against the dense reference, compress
+//! and round trip, the LSTM path, and a table of bad inputs.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use kcp::ir::eval::{dense_forward, relative_error};
+use kcp::ir::{compile, Options, Spec};
+use kcp::{npy, save, CellKind, Executor, Recurrent, RecurrentExecutor, State, Weights};
+
+fn kcp(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kcp")).args(args).output().unwrap()
+}
+
+fn dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("kcp-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn path(name: &str) -> String {
+    dir().join(name).to_string_lossy().into_owned()
+}
+
+fn stdout(output: &Output) -> String {
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+#[test]
+fn plan_json_reproduces_the_worked_example() {
+    for (out, forward, reverse, optimal, params) in
+        [("16x4x4x4", 1_492_992u64, 300_032u64, 293_888u64, 360u64), ("4x4x4x16", 387_072, 1_175_552, 304_128, 480)]
+    {
+        let text = stdout(&kcp(&["plan", "--in-shape", "8x20x20x18", "--out-shape", out, "--rank", "1", "--json"]));
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["in_shape"], serde_json::json!([8, 20, 20, 18]));
+        assert_eq!(v["rank"], 1);
+        assert_eq!(v["batch"], 1);
+        assert_eq!(v["params"], params);
+        assert_eq!(v["dense_params"], 58_982_400u64);
+        assert_eq!(v["compression_ratio"].as_f64().unwrap(), 58_982_400.0 / params as f64);
+        assert_eq!(v["macs"], optimal);
+        assert_eq!(v["prep_macs"], 0);
+        assert_eq!(v["dense_macs"], 58_982_400u64);
+        assert_eq!(v["candidates"]["forward"], forward);
+        assert_eq!(v["candidates"]["reverse"], reverse);
+        assert_eq!(v["candidates"]["optimal"], optimal);
+        assert!(v["plan"].as_str().unwrap().starts_with("call t0["));
+    }
+    let text = stdout(&kcp(&[
+        "plan",
+        "--in-shape",
+        "8x20x20x18",
+        "--out-shape",
+        "4x4x4x16",
+        "--rank",
+        "4",
+        "--batch",
+        "16",
+        "--json",
+    ]));
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["macs"], 16 * 4 * 304_128u64);
+    assert_eq!(v["dense_macs"], 16 * 58_982_400u64);
+}
+
+#[test]
+fn emit_prints_formatted_rust() {
+    let text = stdout(&kcp(&["emit", "--in-shape", "4x5", "--out-shape", "3x2", "--rank", "2", "--name", "Small"]));
+    assert!(text.contains("pub struct Small {"));
+    assert!(text.contains("fn __kcp_row("));
+    syn::parse_file(&text).unwrap();
+}
+
+fn spec(n: &[usize], m: &[usize], r: usize) -> kcp::ir::Compiled {
+    compile(&Spec::new(n, m, r), &Options::default()).unwrap()
+}
+
+#[test]
+fn run_matches_the_dense_reference() {
+    let c = spec(&[6, 5, 4], &[3, 2, 4], 3);
+    let weights = Weights::random(&c.nest.factor_shapes(), Some(24), 3);
+    save(Path::new(&path("run.safetensors")), &weights.tensors("", &c.nest.factor_shapes())).unwrap();
+    let x: Vec<f32> = (0..5 * 120).map(|k| ((k * 37 % 101) as f32 / 50.0) - 1.0).collect();
+    npy::write(Path::new(&path("x.npy")), &[5, 120], &x).unwrap();
+    for threads in ["1", "2"] {
+        let args = [
+            "run",
+            "--in-shape",
+            "6x5x4",
+            "--out-shape",
+            "3x2x4",
+            "--rank",
+            "3",
+            "--weights",
+            &path("run.safetensors"),
+            "--x",
+            &path("x.npy"),
+            "--y",
+            &path("y.npy"),
+            "--threads",
+            threads,
+        ];
+        stdout(&kcp(&args));
+        let y = npy::read(Path::new(&path("y.npy"))).unwrap();
+        assert_eq!(y.shape, [5, 24]);
+        let factors: Vec<Vec<f64>> = weights.factors.iter().map(|f| f.iter().map(|&v| v as f64).collect()).collect();
+        let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+        let mut reference = dense_forward(&c.spec, &factors, &x64, 5);
+        let bias = weights.bias.as_ref().unwrap();
+        for row in reference.chunks_mut(24) {
+            row.iter_mut().zip(bias).for_each(|(r, &b)| *r += b as f64);
+        }
+        let y64: Vec<f64> = y.data.iter().map(|&v| v as f64).collect();
+        assert!(relative_error(&y64, &reference) < 1e-5);
+    }
+}
+
+#[test]
+fn compress_recovers_a_rank_r_weight_and_run_reproduces_the_dense_layer() {
+    let c = spec(&[6, 5, 4], &[3, 2, 4], 2);
+    let truth = Weights::random(&c.nest.factor_shapes(), None, 9);
+    let w = truth.dense(&c.nest.factor_shapes());
+    npy::write(Path::new(&path("w.npy")), &[24, 120], &w).unwrap();
+    let args = [
+        "compress",
+        "--in-shape",
+        "6x5x4",
+        "--out-shape",
+        "3x2x4",
+        "--rank",
+        "2",
+        "--dense",
+        &path("w.npy"),
+        "--weights-out",
+        &path("fit.safetensors"),
+        "--iters",
+        "300",
+        "--seed",
+        "1",
+        "--json",
+    ];
+    let v: serde_json::Value = serde_json::from_str(&stdout(&kcp(&args))).unwrap();
+    let error = v["relative_error"].as_f64().unwrap();
+    assert!(error < 1e-4, "relative error {error}");
+    assert_eq!(v["params"], 2 * (18 + 10 + 16));
+    assert!(v["iterations"].as_u64().unwrap() >= 1);
+    assert!(v["compression_ratio"].as_f64().unwrap() > 1.0);
+    // Round trip: run the fitted factors and compare with x W^T.
+    let x: Vec<f32> = (0..3 * 120).map(|k| ((k * 13 % 29) as f32 / 14.0) - 1.0).collect();
+    npy::write(Path::new(&path("xc.npy")), &[3, 120], &x).unwrap();
+    let args = [
+        "run",
+        "--in-shape",
+        "6x5x4",
+        "--out-shape",
+        "3x2x4",
+        "--rank",
+        "2",
+        "--weights",
+        &path("fit.safetensors"),
+        "--x",
+        &path("xc.npy"),
+        "--y",
+        &path("yc.npy"),
+    ];
+    stdout(&kcp(&args));
+    let y = npy::read(Path::new(&path("yc.npy"))).unwrap();
+    let dense: Vec<f64> = (0..3)
+        .flat_map(|b| (0..24).map(move |i| (b, i)))
+        .map(|(b, i)| (0..120).map(|j| (x[b * 120 + j] * w[i * 120 + j]) as f64).sum())
+        .collect();
+    let y64: Vec<f64> = y.data.iter().map(|&v| v as f64).collect();
+    assert!(relative_error(&y64, &dense) < 1e-4 + error);
+}
+
+#[test]
+fn the_lstm_path_from_pytorch_names() {
+    // A PyTorch nn.LSTM with an exactly rank-2 KCP weight_ih_l0, saved with PyTorch's names.
+    let (n, m, hidden) = ([4usize, 3], [4usize, 2], 2usize);
+    let c = spec(&n, &m, 2);
+    let truth = Weights::random(&c.nest.factor_shapes(), Some(8), 4);
+    let cell = Recurrent::random(CellKind::Lstm, hidden, 5);
+    let torch = vec![
+        ("weight_ih_l0".to_string(), vec![8, 12], truth.dense(&c.nest.factor_shapes())),
+        ("bias_ih_l0".to_string(), vec![8], truth.bias.clone().unwrap()),
+        ("weight_hh_l0".to_string(), vec![8, 2], cell.weight_hh().to_vec()),
+        ("bias_hh_l0".to_string(), vec![8], cell.bias_hh().to_vec()),
+    ];
+    save(Path::new(&path("torch_lstm.safetensors")), &torch).unwrap();
+    let args = [
+        "compress",
+        "--in-shape",
+        "4x3",
+        "--out-shape",
+        "4x2",
+        "--rank",
+        "2",
+        "--cell",
+        "lstm",
+        "--dense",
+        &path("torch_lstm.safetensors"),
+        "--weights-out",
+        &path("kcp_lstm.safetensors"),
+        "--iters",
+        "300",
+        "--json",
+    ];
+    let v: serde_json::Value = serde_json::from_str(&stdout(&kcp(&args))).unwrap();
+    assert!(v["relative_error"].as_f64().unwrap() < 1e-4);
+    let x: Vec<f32> = (0..5 * 3 * 12).map(|k| ((k * 7 % 19) as f32 / 9.0) - 1.0).collect();
+    npy::write(Path::new(&path("xs.npy")), &[5, 3, 12], &x).unwrap();
+    let args = [
+        "run",
+        "--cell",
+        "lstm",
+        "--in-shape",
+        "4x3",
+        "--out-shape",
+        "4x2",
+        "--rank",
+        "2",
+        "--weights",
+        &path("kcp_lstm.safetensors"),
+        "--x",
+        &path("xs.npy"),
+        "--y",
+        &path("hs.npy"),
+    ];
+    stdout(&kcp(&args));
+    let hs = npy::read(Path::new(&path("hs.npy"))).unwrap();
+    assert_eq!(hs.shape, [5, 3, 2]);
+    // The same sequence through the original dense weights, in process.
+    let dense_input = Executor::new(c.nest.clone(), truth).unwrap();
+    let original = RecurrentExecutor::new(dense_input, cell).unwrap();
+    let mut expected = vec![0.0; 30];
+    original.forward(&x, 3, &mut expected, &mut State::zeros(CellKind::Lstm, 3, 2)).unwrap();
+    let to64 = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
+    assert!(relative_error(&to64(&hs.data), &to64(&expected)) < 1e-4);
+}
+
+#[test]
+fn bad_input_gives_one_line_and_exit_code_2() {
+    let c = spec(&[6, 5], &[4, 3], 2);
+    let good = Weights::random(&c.nest.factor_shapes(), None, 1);
+    let tensors = good.tensors("", &c.nest.factor_shapes());
+    save(Path::new(&path("good.safetensors")), &tensors).unwrap();
+    let mut nan = tensors.clone();
+    nan[1].2[4] = f32::NAN;
+    save(Path::new(&path("nan.safetensors")), &nan).unwrap();
+    let bytes = std::fs::read(path("good.safetensors")).unwrap();
+    std::fs::write(path("truncated.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
+    std::fs::write(path("corrupt.safetensors"), b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}").unwrap();
+    let f64_bytes: Vec<u8> = tensors[0].2.iter().flat_map(|&v| (v as f64).to_le_bytes()).collect();
+    let f32_bytes: Vec<u8> = tensors[1].2.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let views = vec![
+        ("factor.0", safetensors::tensor::TensorView::new(safetensors::Dtype::F64, vec![2, 4, 6], &f64_bytes).unwrap()),
+        ("factor.1", safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![2, 3, 5], &f32_bytes).unwrap()),
+    ];
+    std::fs::write(path("f64.safetensors"), safetensors::serialize(views, None).unwrap()).unwrap();
+    npy::write(Path::new(&path("x30.npy")), &[2, 30], &[0.5; 60]).unwrap();
+    npy::write(Path::new(&path("x31.npy")), &[2, 31], &[0.5; 62]).unwrap();
+    std::fs::write(path("text.npy"), b"hello").unwrap();
+
+    let run = |weights: &str, x: &str, extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> =
+            ["run", "--in-shape", "6x5", "--out-shape", "4x3", "--rank", "2"].iter().map(|s| s.to_string()).collect();
+        v.extend(["--weights".into(), path(weights), "--x".into(), path(x), "--y".into(), path("out.npy")]);
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let plan = |args: &[&str]| -> Vec<String> { args.iter().map(|s| s.to_string()).collect() };
+    let cases: Vec<(&str, Vec<String>, &str)> = vec![
+        (
+            "unknown flag",
+            plan(&["plan", "--in-shape", "6x5", "--out-shape", "4x3", "--rank", "2", "--frobnicate"]),
+            "unexpected argument '--frobnicate'",
+        ),
+        (
+            "malformed shape",
+            plan(&["plan", "--in-shape", "6by5", "--out-shape", "4x3", "--rank", "2"]),
+            "expected dimensions like 8x20x20x18",
+        ),
+        (
+            "zero dimension",
+            plan(&["plan", "--in-shape", "6x0", "--out-shape", "4x3", "--rank", "2"]),
+            "in_shape dimension 2 must be at least 1",
+        ),
+        (
+            "mode mismatch",
+            plan(&["plan", "--in-shape", "6x5", "--out-shape", "12", "--rank", "2"]),
+            "out_shape has 1 modes but in_shape has 2",
+        ),
+        (
+            "shape/weights mismatch",
+            {
+                let mut v = run("good.safetensors", "x30.npy", &[]);
+                v[4] = "3x4".into();
+                v
+            },
+            "tensor `factor.0` has shape [2, 4, 6], expected [2, 3, 6]",
+        ),
+        (
+            "x of the wrong width",
+            run("good.safetensors", "x31.npy", &[]),
+            "has shape [2, 31], expected [B, N] with a last dimension of 30",
+        ),
+        ("missing weights", run("nope.safetensors", "x30.npy", &[]), "cannot access"),
+        ("missing x", run("good.safetensors", "nope.npy", &[]), "cannot access"),
+        ("truncated safetensors", run("truncated.safetensors", "x30.npy", &[]), "is not a valid safetensors file"),
+        ("corrupt safetensors", run("corrupt.safetensors", "x30.npy", &[]), "is not a valid safetensors file"),
+        ("wrong dtype", run("f64.safetensors", "x30.npy", &[]), "tensor `factor.0` has dtype F64, expected F32"),
+        (
+            "NaN in the weights",
+            run("nan.safetensors", "x30.npy", &[]),
+            "tensor `factor.1` holds a non-finite value (NaN) at element 4",
+        ),
+        ("not an npy file", run("good.safetensors", "text.npy", &[]), "is not a valid .npy file"),
+        ("bad cell", run("good.safetensors", "x30.npy", &["--cell", "rnn"]), "invalid value 'rnn'"),
+        (
+            "cell without cell weights",
+            run("good.safetensors", "x30.npy", &["--cell", "lstm"]),
+            "tensor `weight_ih.factor.0` is missing",
+        ),
+        (
+            "cell gates",
+            {
+                let mut v = run("good.safetensors", "x30.npy", &["--cell", "lstm"]);
+                v[4] = "5x3".into();
+                v
+            },
+            "out_shape multiplies to 15, not a multiple of the 4 gates",
+        ),
+        (
+            "compress wrong dense shape",
+            plan(&[
+                "compress",
+                "--in-shape",
+                "6x5",
+                "--out-shape",
+                "4x2",
+                "--rank",
+                "2",
+                "--dense",
+                &path("x30.npy"),
+                "--weights-out",
+                &path("o.safetensors"),
+            ]),
+            "has shape [2, 30], expected [8, 30]",
+        ),
+    ];
+    for (name, args, expected) in cases {
+        let output = Command::new(env!("CARGO_BIN_EXE_kcp")).args(&args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{name}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{name}: more than one line:\n{stderr}");
+        assert!(stderr.contains(expected), "{name}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{name}: {stderr}");
+    }
+}
