@@ -1,0 +1,185 @@
+//! The benchmark table of BENCHMARKS.md: every layer, batch and variant measured side by side
+//! in one run. `--json` prints one JSON array of rows `{layer, batch, variant, median_ns, macs,
+//! gflops}` instead of Markdown; `--quick` takes fewer samples (a full run then stays under a
+//! minute).
+//!
+//! Variants: `dense` (faer GEMM on the reconstructed W, one thread), `forward` and `reverse`
+//! (the paper's two orders through the generic executor), `generic` (the planned order, generic
+//! executor), `generated` and `generated_par` (the `kcp_layer!` kernels). GFLOP/s count 2 FLOP
+//! per MAC of each variant's own plan. `peak_gflops` is a one-thread faer SGEMM 1024^3.
+
+use std::time::{Duration, Instant};
+
+use faer::linalg::matmul::matmul;
+use faer::{Accum, Mat, MatMut, MatRef, Par};
+use kcp::ir::{compile, loops::lower, Options, Plan, Spec, Tree};
+use kcp::{kcp_layer, Executor, Weights};
+
+kcp_layer! { struct Ucf11Out4x4x4x16R1 { in_shape: [8, 20, 20, 18], out_shape: [4, 4, 4, 16], rank: 1, bias: true } }
+kcp_layer! { struct Ucf11Out4x4x4x16R4 { in_shape: [8, 20, 20, 18], out_shape: [4, 4, 4, 16], rank: 4, bias: true } }
+kcp_layer! { struct Ucf11Out4x4x4x16R16 { in_shape: [8, 20, 20, 18], out_shape: [4, 4, 4, 16], rank: 16, bias: true } }
+kcp_layer! { struct Ucf11Out16x4x4x4R1 { in_shape: [8, 20, 20, 18], out_shape: [16, 4, 4, 4], rank: 1, bias: true } }
+kcp_layer! { struct Ucf11Out16x4x4x4R4 { in_shape: [8, 20, 20, 18], out_shape: [16, 4, 4, 4], rank: 4, bias: true } }
+kcp_layer! { struct Ucf11Out16x4x4x4R16 { in_shape: [8, 20, 20, 18], out_shape: [16, 4, 4, 4], rank: 16, bias: true } }
+// Speech: 320 = 4x4x5x4 features (e.g. 80 filterbanks x 4 stacked frames) to 4 x 512 LSTM gates.
+kcp_layer! { struct SpeechR8 { in_shape: [4, 4, 5, 4], out_shape: [4, 8, 8, 8], rank: 8, bias: true } }
+// Small: 64 -> 64, where per-call overheads dominate.
+kcp_layer! { struct SmallR2 { in_shape: [4, 4, 4], out_shape: [4, 4, 4], rank: 2, bias: true } }
+
+struct Row {
+    layer: String,
+    batch: usize,
+    variant: &'static str,
+    median_ns: f64,
+    macs: u64,
+}
+
+struct Bench {
+    quick: bool,
+    rows: Vec<Row>,
+}
+
+impl Bench {
+    fn median_ns(&self, mut f: impl FnMut()) -> f64 {
+        f();
+        let (min_runs, budget) = if self.quick { (3, Duration::from_millis(40)) } else { (11, Duration::from_millis(300)) };
+        let start = Instant::now();
+        let mut times = Vec::new();
+        while times.len() < min_runs || (start.elapsed() < budget && times.len() < 1000) {
+            let t = Instant::now();
+            f();
+            times.push(t.elapsed().as_nanos() as f64);
+        }
+        times.sort_by(f64::total_cmp);
+        times[times.len() / 2]
+    }
+
+    fn record(&mut self, layer: &str, batch: usize, variant: &'static str, macs: u64, f: impl FnMut()) {
+        let median_ns = self.median_ns(f);
+        self.rows.push(Row { layer: layer.to_string(), batch, variant, median_ns, macs });
+    }
+}
+
+fn dense_gemm(x: &[f32], w: &[f32], y: &mut [f32], rows: usize, n: usize, m: usize) {
+    let lhs = MatRef::from_row_major_slice(x, rows, n);
+    let rhs = MatRef::from_row_major_slice(w, m, n).transpose();
+    matmul(MatMut::from_row_major_slice_mut(y, rows, m), Accum::Replace, lhs, rhs, 1.0, Par::Seq);
+}
+
+macro_rules! bench_layer {
+    ($bench:expr, $name:literal, $layer:ty, $batches:expr) => {{
+        let layer = <$layer>::random(1);
+        let spec = Spec::new(&<$layer>::IN_SHAPE, &<$layer>::OUT_SHAPE, <$layer>::RANK).with_bias(true);
+        let c = compile(&spec, &Options::default()).expect("valid spec");
+        let weights: Weights = layer.weights().clone();
+        let executor = |plan: &Plan| Executor::new(lower(plan, &c.graph), weights.clone()).expect("weights fit");
+        let modes = <$layer>::IN_SHAPE.len();
+        let mpo = Options::default().max_prep_elems;
+        let forward = executor(&Plan::new(&c.graph, &Tree::forward(modes), c.spec.batch(), mpo));
+        let reverse = executor(&Plan::new(&c.graph, &Tree::reverse(modes), c.spec.batch(), mpo));
+        let generic = executor(&c.plan);
+        let w = weights.dense(&<$layer>::FACTOR_SHAPES);
+        let (n, m) = (<$layer>::IN, <$layer>::OUT);
+        for batch in $batches {
+            let x: Vec<f32> = (0..batch * n).map(|k| ((k * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
+            let mut y = vec![0.0f32; batch * m];
+            let b = batch as u64;
+            $bench.record($name, batch, "dense", b * (m * n) as u64, || dense_gemm(&x, &w, &mut y, batch, n, m));
+            $bench.record($name, batch, "forward", b * c.forward.macs(), || forward.forward(&x, &mut y).expect("shapes"));
+            $bench.record($name, batch, "reverse", b * c.reverse.macs(), || reverse.forward(&x, &mut y).expect("shapes"));
+            $bench.record($name, batch, "generic", b * c.plan.macs(), || generic.forward(&x, &mut y).expect("shapes"));
+            $bench.record($name, batch, "generated", b * <$layer>::MACS_PER_SAMPLE, || layer.forward(&x, &mut y).expect("shapes"));
+            $bench.record($name, batch, "generated_par", b * <$layer>::MACS_PER_SAMPLE, || {
+                layer.forward_par(&x, &mut y).expect("shapes")
+            });
+        }
+    }};
+}
+
+kcp_layer! { struct Ucf11Lstm { in_shape: [8, 20, 20, 18], out_shape: [4, 4, 4, 16], rank: 4, cell: lstm, hidden: 256 } }
+
+fn bench_lstm(bench: &mut Bench) {
+    const STEPS: usize = 16;
+    let lstm = Ucf11Lstm::random(1);
+    let hidden = Ucf11Lstm::HIDDEN;
+    let (n, g) = (Ucf11Lstm::IN, 4 * hidden);
+    let w = lstm.input().weights().dense(&[[4, 4, 8], [4, 4, 20], [4, 4, 20], [4, 16, 18]]);
+    let bias = lstm.input().weights().bias.clone().unwrap_or_default();
+    let x: Vec<f32> = (0..STEPS * n).map(|k| ((k * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
+    let mut hs = vec![0.0f32; STEPS * hidden];
+    let per_frame = Ucf11Lstm::MACS_PER_SAMPLE + Ucf11Lstm::RECURRENT_MACS_PER_STEP;
+    let dense_per_frame = Ucf11Lstm::DENSE_PARAMS + Ucf11Lstm::RECURRENT_MACS_PER_STEP;
+    let mut run = |variant: &'static str, macs: u64, f: &mut dyn FnMut(&mut [f32])| {
+        let ns = bench.median_ns(|| f(&mut hs)) / STEPS as f64;
+        bench.rows.push(Row { layer: "ucf11_lstm_r4 (per frame)".into(), batch: 1, variant, median_ns: ns, macs });
+    };
+    run("dense", dense_per_frame, &mut |hs| {
+        let project = |x: &[f32], p: &mut [f32]| {
+            dense_gemm(x, &w, p, x.len() / n, n, g);
+            p.chunks_exact_mut(g).for_each(|row| row.iter_mut().zip(&bias).for_each(|(v, b)| *v += b));
+            Ok(())
+        };
+        let mut state = Ucf11Lstm::zero_state(1);
+        lstm.cell().sequence(project, n, &x, 1, hs, &mut state, false).expect("shapes");
+    });
+    run("generated", per_frame, &mut |hs| {
+        lstm.forward(&x, 1, hs, &mut Ucf11Lstm::zero_state(1)).expect("shapes")
+    });
+    run("generated_par", per_frame, &mut |hs| {
+        lstm.forward_par(&x, 1, hs, &mut Ucf11Lstm::zero_state(1)).expect("shapes")
+    });
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let (json, quick) = (args.iter().any(|a| a == "--json"), args.iter().any(|a| a == "--quick"));
+    let mut bench = Bench { quick, rows: Vec::new() };
+    let (a, b) = (Mat::<f32>::from_fn(1024, 1024, |i, j| ((i + j) % 7) as f32), Mat::<f32>::from_fn(1024, 1024, |i, j| ((i * j) % 5) as f32));
+    let mut c = Mat::<f32>::zeros(1024, 1024);
+    let peak_ns = bench.median_ns(|| matmul(c.as_mut(), Accum::Replace, a.as_ref(), b.as_ref(), 1.0, Par::Seq));
+    let peak_gflops = 2.0 * 1024f64.powi(3) / peak_ns;
+    let batches = [1usize, 16, 256];
+    bench_layer!(bench, "ucf11_out4x4x4x16_r1", Ucf11Out4x4x4x16R1, batches);
+    bench_layer!(bench, "ucf11_out4x4x4x16_r4", Ucf11Out4x4x4x16R4, batches);
+    bench_layer!(bench, "ucf11_out4x4x4x16_r16", Ucf11Out4x4x4x16R16, batches);
+    bench_layer!(bench, "ucf11_out16x4x4x4_r1", Ucf11Out16x4x4x4R1, batches);
+    bench_layer!(bench, "ucf11_out16x4x4x4_r4", Ucf11Out16x4x4x4R4, batches);
+    bench_layer!(bench, "ucf11_out16x4x4x4_r16", Ucf11Out16x4x4x4R16, batches);
+    bench_layer!(bench, "speech_320to4x512_r8", SpeechR8, batches);
+    bench_layer!(bench, "small_64to64_r2", SmallR2, batches);
+    bench_lstm(&mut bench);
+
+    let gflops = |r: &Row| 2.0 * r.macs as f64 / r.median_ns;
+    if json {
+        let rows: Vec<serde_json::Value> = bench
+            .rows
+            .iter()
+            .map(|r| {
+                serde_json::json!({"layer": r.layer, "batch": r.batch, "variant": r.variant,
+                    "median_ns": r.median_ns.round() as u64, "macs": r.macs, "gflops": gflops(r)})
+            })
+            .collect();
+        println!("{}", serde_json::json!({"peak_gflops": peak_gflops, "rows": rows}));
+        return;
+    }
+    println!("peak_gflops: {peak_gflops:.1} (one-thread faer SGEMM 1024^3, this run)\n");
+    println!("| layer | batch | variant | median | MACs | GFLOP/s | % peak | vs dense | vs generic |");
+    println!("|---|---:|---|---:|---:|---:|---:|---:|---:|");
+    for r in &bench.rows {
+        let find = |v: &str| bench.rows.iter().find(|o| o.layer == r.layer && o.batch == r.batch && o.variant == v);
+        let ratio = |v: &str| find(v).map_or("".to_string(), |o| format!("{:.1}x", o.median_ns / r.median_ns));
+        let time = if r.median_ns >= 1e6 { format!("{:.2} ms", r.median_ns / 1e6) } else { format!("{:.1} us", r.median_ns / 1e3) };
+        println!(
+            "| {} | {} | {} | {} | {} | {:.2} | {:.0}% | {} | {} |",
+            r.layer,
+            r.batch,
+            r.variant,
+            time,
+            r.macs,
+            gflops(r),
+            100.0 * gflops(r) / peak_gflops,
+            ratio("dense"),
+            ratio("generic"),
+        );
+    }
+}
