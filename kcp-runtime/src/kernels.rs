@@ -63,3 +63,74 @@ pub fn dot<T: Real>(a: &[T], b: &[T]) -> T {
     }
     sum
 }
+
+/// The shape of a small matrix product `out[i, q] += sum_j w[i, j] * a[j, q]` for i < rows,
+/// j < depth, q < len, all strides in elements (q is contiguous in out and a).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Gemm {
+    /// Rows of out (the weight's free index).
+    pub rows: usize,
+    /// The summed index.
+    pub depth: usize,
+    /// The contiguous run of out and a.
+    pub len: usize,
+    /// Stride of out per row.
+    pub out_row: usize,
+    /// Stride of a per step of the summed index.
+    pub a_row: usize,
+    /// Strides of w per row and per step of the summed index.
+    pub w_row: usize,
+    /// Strides of w per step of the summed index.
+    pub w_col: usize,
+}
+
+/// `out[i*out_row + q] += sum_j w[i*w_row + j*w_col] * a[j*a_row + q]`: four rows of out at a
+/// time stay in registers while the summed index runs, so each run of `a` is loaded once per
+/// four rows instead of once per row.
+#[inline(always)]
+pub fn gemm<T: Real>(out: &mut [T], a: &[T], w: &[T], g: Gemm) {
+    let mut i = 0;
+    while i + 4 <= g.rows {
+        gemm_rows::<T, 4>(out, a, w, g, i);
+        i += 4;
+    }
+    while i < g.rows {
+        gemm_rows::<T, 1>(out, a, w, g, i);
+        i += 1;
+    }
+}
+
+#[inline(always)]
+fn gemm_rows<T: Real, const R: usize>(out: &mut [T], a: &[T], w: &[T], g: Gemm, i0: usize) {
+    const CHUNK: usize = 16;
+    let mut q = 0;
+    // Full chunks: fixed-size arrays, so the inner loops have no bounds checks and vectorise.
+    while q + CHUNK <= g.len {
+        let mut acc = [[T::ZERO; CHUNK]; R];
+        for (r, row) in acc.iter_mut().enumerate() {
+            row.copy_from_slice(&out[(i0 + r) * g.out_row + q..][..CHUNK]);
+        }
+        for j in 0..g.depth {
+            let Ok(av) = <&[T; CHUNK]>::try_from(&a[j * g.a_row + q..][..CHUNK]) else { return };
+            for (r, row) in acc.iter_mut().enumerate() {
+                let wv = w[(i0 + r) * g.w_row + j * g.w_col];
+                for k in 0..CHUNK {
+                    row[k] += wv * av[k];
+                }
+            }
+        }
+        for (r, row) in acc.iter().enumerate() {
+            out[(i0 + r) * g.out_row + q..][..CHUNK].copy_from_slice(row);
+        }
+        q += CHUNK;
+    }
+    // The tail, row by row.
+    if q < g.len {
+        for r in 0..R {
+            let row = &mut out[(i0 + r) * g.out_row + q..][..g.len - q];
+            for j in 0..g.depth {
+                axpy(row, &a[j * g.a_row + q..], w[(i0 + r) * g.w_row + j * g.w_col]);
+            }
+        }
+    }
+}
