@@ -9,7 +9,7 @@
 
 use std::fmt;
 
-use crate::kernels::{axpy, dot, gemm, Gemm, Real};
+use crate::kernels::{axpy, dot, Real};
 
 /// A buffer a kernel reads or writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -58,9 +58,6 @@ pub enum Inner {
     Axpy { len: usize },
     /// `out[o] += sum_k a[ia + k] * w[iw + k]` for k < len.
     Dot { len: usize },
-    /// A small matrix product over the two innermost loops (a free index of w, then a summed
-    /// index) and a contiguous run: see [`Gemm`].
-    Gemm(Gemm),
 }
 
 /// One pairwise contraction as a loop nest.
@@ -180,7 +177,6 @@ impl Kernel {
             match self.inner {
                 Inner::Axpy { len } => axpy(&mut out[o..o + len], &a[ia..ia + len], w[iw]),
                 Inner::Dot { len } => out[o] += dot(&a[ia..ia + len], &w[iw..iw + len]),
-                Inner::Gemm(g) => gemm(&mut out[o..], &a[ia..], &w[iw..], g),
             }
             return;
         };
@@ -212,11 +208,6 @@ impl fmt::Display for Kernel {
         match self.inner {
             Inner::Axpy { len } => write!(f, "  {:indent$}axpy {len}: out[o..] += w[iw] * a[ia..]", ""),
             Inner::Dot { len } => write!(f, "  {:indent$}dot {len}: out[o] += a[ia..] . w[iw..]", ""),
-            Inner::Gemm(g) => write!(
-                f,
-                "  {:indent$}gemm {}x{}x{}: out[o + i*{} ..] += w[iw + i*{} + j*{}] * a[ia + j*{} ..]",
-                "", g.rows, g.depth, g.len, g.out_row, g.w_row, g.w_col, g.a_row
-            ),
         }
     }
 }

@@ -7,8 +7,7 @@
 //! 1. the innermost operation is an `axpy` over the longest run of trailing indices that `out`
 //!    and `a` share and `w` lacks (one contiguous block in both: the modes after the contracted
 //!    ones); failing that a `dot` over a summed index last in both `a` and `w`; failing that
-//!    a scalar multiply-add. An `axpy` whose two enclosing loops are a free index of `w` and
-//!    then a summed index becomes a small `gemm` over all three (register-blocked by four rows);
+//!    a scalar multiply-add;
 //! 2. the other loops run in the output's layout order, the summed ones innermost, so that each
 //!    output block is finished while it is in L1; the rank sum of the last step accumulates
 //!    straight into y (fused: no rank-sized intermediate of y);
@@ -18,7 +17,7 @@
 //!    step; outer loops stay loops;
 //! 4. per-call intermediates alternate between two scratch buffers of the largest size.
 
-use kcp_runtime::{Buffer, Gemm, Inner, Kernel, Loop, Program};
+use kcp_runtime::{Buffer, Inner, Kernel, Loop, Program};
 
 use crate::graph::{ContractionGraph, Index, IndexSet};
 use crate::plan::{Phase, Plan, Value};
@@ -115,7 +114,7 @@ fn kernel(
         .map(|(o, _)| *o)
         .collect();
     block.reverse();
-    let (mut inner, taken) = if !block.is_empty() {
+    let (inner, taken) = if !block.is_empty() {
         (Inner::Axpy { len: block.iter().map(|&i| size(i)).product() }, block)
     } else {
         match (a_list.last(), w_list.last()) {
@@ -136,16 +135,6 @@ fn kernel(
             unroll: false,
         })
         .collect();
-    // An axpy inside a summed loop inside a loop over a free index of w is a small matrix
-    // product: fuse the three so that each run of a is loaded once per four rows of out.
-    if let (Inner::Axpy { len }, [.., i, j]) = (inner, loops.as_slice()) {
-        let ([io, ia, iw], [jo, ja, jw]) = (i.strides, j.strides);
-        if len > 1 && ia == 0 && jo == 0 && io > 0 && ja > 0 {
-            let gemm = Gemm { rows: i.extent, depth: j.extent, len, out_row: io, a_row: ja, w_row: iw, w_col: jw };
-            inner = Inner::Gemm(gemm);
-            loops.truncate(loops.len() - 2);
-        }
-    }
     // 3. Unrolling, innermost first, within the budget.
     let mut unrolled = 1;
     for l in loops.iter_mut().rev() {
