@@ -154,28 +154,23 @@ pub fn row_fn(program: &Program) -> TokenStream {
         let body = emit_kernel(kernel, out);
         quote!({ #body })
     });
+    let params = quote! {
+        __kcp_x: &[f32],
+        __kcp_y: &mut [f32],
+        __kcp_s: &mut [f32],
+        __kcp_f: &[::std::vec::Vec<f32>],
+        __kcp_p: &[::std::vec::Vec<f32>],
+    };
     quote! {
         /// The row kernel compiled for AVX2 + FMA; call it only where the CPU has both.
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = "avx2,fma")]
-        fn __kcp_row_avx2(
-            __kcp_x: &[f32],
-            __kcp_y: &mut [f32],
-            __kcp_s: &mut [f32],
-            __kcp_f: &[::std::vec::Vec<f32>],
-            __kcp_p: &[::std::vec::Vec<f32>],
-        ) {
+        fn __kcp_row_avx2(#params) {
             Self::__kcp_row(__kcp_x, __kcp_y, __kcp_s, __kcp_f, __kcp_p)
         }
 
         #[inline(always)]
-        fn __kcp_row(
-            __kcp_x: &[f32],
-            __kcp_y: &mut [f32],
-            __kcp_s: &mut [f32],
-            __kcp_f: &[::std::vec::Vec<f32>],
-            __kcp_p: &[::std::vec::Vec<f32>],
-        ) {
+        fn __kcp_row(#params) {
             let (__kcp_s0, __kcp_s1) = __kcp_s.split_at_mut(#scratch);
             #(#kernels)*
         }
