@@ -146,8 +146,8 @@ impl Recurrent {
     }
 
     /// Run the recurrence over projected inputs `proj` `[T, B, G*H]` (x W_ih^T + b_ih), writing
-    /// every hidden state to `hs` `[T, B, H]` and leaving the final state in `state`.
-    /// `scratch` holds at least `G*H` elements per thread.
+    /// every hidden state to `hs` `[T, B, H]` and leaving the final state in `state`. The gate
+    /// buffer of each row lives in the per-thread scratch, so no step allocates.
     pub fn run(&self, proj: &[f32], batch: usize, hs: &mut [f32], state: &mut State, parallel: bool) {
         let (h, g) = (self.hidden, self.kind.gates() * self.hidden);
         let lstm = self.kind == CellKind::Lstm;
