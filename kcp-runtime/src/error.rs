@@ -37,6 +37,9 @@ pub enum Error {
     /// A tensor the layer needs is not there.
     #[error("tensor `{name}` is missing")]
     MissingTensor { name: String },
+    /// A tensor the layer has no place for (a bias on a layer without one, an extra factor).
+    #[error("tensor `{name}` is not part of this layer ({why})")]
+    UnexpectedTensor { name: String, why: String },
     /// A tensor has the wrong shape.
     #[error("tensor `{name}` has shape {found:?}, expected {expected:?}")]
     TensorShape { name: String, expected: Vec<usize>, found: Vec<usize> },

@@ -85,7 +85,7 @@ impl Weights {
             return Err(if self.factors.len() < factor_shapes.len() {
                 Error::MissingTensor { name }
             } else {
-                Error::TensorShape { name, expected: vec![], found: vec![self.factors[factor_shapes.len()].len()] }
+                Error::UnexpectedTensor { name, why: format!("it has {} factors", factor_shapes.len()) }
             });
         }
         for (d, (factor, shape)) in self.factors.iter().zip(factor_shapes).enumerate() {
@@ -94,9 +94,7 @@ impl Weights {
         match (&self.bias, bias_len) {
             (Some(bias), Some(m)) => check_values("bias", bias, &[m]),
             (None, Some(_)) => Err(Error::MissingTensor { name: "bias".into() }),
-            (Some(bias), None) => {
-                Err(Error::TensorShape { name: "bias".into(), expected: vec![], found: vec![bias.len()] })
-            }
+            (Some(_), None) => Err(Error::UnexpectedTensor { name: "bias".into(), why: "it has no bias".into() }),
             (None, None) => Ok(()),
         }
     }
