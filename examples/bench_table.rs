@@ -1,7 +1,7 @@
 //! The benchmark table of BENCHMARKS.md: every layer, batch and variant measured side by side
 //! in one run. `--json` prints one JSON array of rows `{layer, batch, variant, median_ns, macs,
 //! gflops}` instead of Markdown; `--quick` takes fewer samples (a full run then stays under a
-//! minute).
+//! minute); `--only NAME` measures only the layers whose name contains NAME.
 //!
 //! Variants: `dense` (faer GEMM on the reconstructed W, one thread), `forward` and `reverse`
 //! (the paper's two orders through the generic executor), `generic` (the planned order, generic
@@ -36,6 +36,8 @@ struct Row {
 
 struct Bench {
     quick: bool,
+    /// Measure only the layers whose name contains this.
+    only: Option<String>,
     rows: Vec<Row>,
 }
 
@@ -62,6 +64,10 @@ impl Bench {
         times[times.len() / 2]
     }
 
+    fn wants(&self, layer: &str) -> bool {
+        self.only.as_deref().is_none_or(|only| layer.contains(only))
+    }
+
     fn record(&mut self, layer: &str, batch: usize, variant: &'static str, macs: u64, f: impl FnMut()) {
         let median_ns = self.median_ns(f);
         self.rows.push(Row { layer: layer.to_string(), batch, variant, median_ns, macs });
@@ -76,34 +82,40 @@ fn dense_gemm(x: &[f32], w: &[f32], y: &mut [f32], rows: usize, n: usize, m: usi
 
 macro_rules! bench_layer {
     ($bench:expr, $name:literal, $layer:ty, $batches:expr) => {{
-        let layer = <$layer>::random(1);
-        let spec = Spec::new(&<$layer>::IN_SHAPE, &<$layer>::OUT_SHAPE, <$layer>::RANK).with_bias(true);
-        let c = compile(&spec, &Options::default()).expect("valid spec");
-        let weights: Weights = layer.weights().clone();
-        let executor = |plan: &Plan| Executor::new(lower(plan, &c.graph), weights.clone()).expect("weights fit");
-        let modes = <$layer>::IN_SHAPE.len();
-        let mpo = Options::default().max_prep_elems;
-        let forward = executor(&Plan::new(&c.graph, &Tree::forward(modes), c.spec.batch(), mpo));
-        let reverse = executor(&Plan::new(&c.graph, &Tree::reverse(modes), c.spec.batch(), mpo));
-        let generic = executor(&c.plan);
-        let w = weights.dense(&<$layer>::FACTOR_SHAPES);
-        let (n, m) = (<$layer>::IN, <$layer>::OUT);
-        for batch in $batches {
-            let x: Vec<f32> = (0..batch * n).map(|k| ((k * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
-            let mut y = vec![0.0f32; batch * m];
-            let b = batch as u64;
-            $bench.record($name, batch, "dense", b * (m * n) as u64, || dense_gemm(&x, &w, &mut y, batch, n, m));
-            $bench
-                .record($name, batch, "forward", b * c.forward.macs(), || forward.forward(&x, &mut y).expect("shapes"));
-            $bench
-                .record($name, batch, "reverse", b * c.reverse.macs(), || reverse.forward(&x, &mut y).expect("shapes"));
-            $bench.record($name, batch, "generic", b * c.plan.macs(), || generic.forward(&x, &mut y).expect("shapes"));
-            $bench.record($name, batch, "generated", b * <$layer>::MACS_PER_SAMPLE, || {
-                layer.forward(&x, &mut y).expect("shapes")
-            });
-            $bench.record($name, batch, "generated_par", b * <$layer>::MACS_PER_SAMPLE, || {
-                layer.forward_par(&x, &mut y).expect("shapes")
-            });
+        if $bench.wants($name) {
+            let layer = <$layer>::random(1);
+            let spec = Spec::new(&<$layer>::IN_SHAPE, &<$layer>::OUT_SHAPE, <$layer>::RANK).with_bias(true);
+            let c = compile(&spec, &Options::default()).expect("valid spec");
+            let weights: Weights = layer.weights().clone();
+            let executor = |plan: &Plan| Executor::new(lower(plan, &c.graph), weights.clone()).expect("weights fit");
+            let modes = <$layer>::IN_SHAPE.len();
+            let mpo = Options::default().max_prep_elems;
+            let forward = executor(&Plan::new(&c.graph, &Tree::forward(modes), c.spec.batch(), mpo));
+            let reverse = executor(&Plan::new(&c.graph, &Tree::reverse(modes), c.spec.batch(), mpo));
+            let generic = executor(&c.plan);
+            let w = weights.dense(&<$layer>::FACTOR_SHAPES);
+            let (n, m) = (<$layer>::IN, <$layer>::OUT);
+            for batch in $batches {
+                let x: Vec<f32> = (0..batch * n).map(|k| ((k * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
+                let mut y = vec![0.0f32; batch * m];
+                let b = batch as u64;
+                $bench.record($name, batch, "dense", b * (m * n) as u64, || dense_gemm(&x, &w, &mut y, batch, n, m));
+                $bench.record($name, batch, "forward", b * c.forward.macs(), || {
+                    forward.forward(&x, &mut y).expect("shapes")
+                });
+                $bench.record($name, batch, "reverse", b * c.reverse.macs(), || {
+                    reverse.forward(&x, &mut y).expect("shapes")
+                });
+                $bench.record($name, batch, "generic", b * c.plan.macs(), || {
+                    generic.forward(&x, &mut y).expect("shapes")
+                });
+                $bench.record($name, batch, "generated", b * <$layer>::MACS_PER_SAMPLE, || {
+                    layer.forward(&x, &mut y).expect("shapes")
+                });
+                $bench.record($name, batch, "generated_par", b * <$layer>::MACS_PER_SAMPLE, || {
+                    layer.forward_par(&x, &mut y).expect("shapes")
+                });
+            }
         }
     }};
 }
@@ -143,7 +155,8 @@ fn bench_lstm(bench: &mut Bench) {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (json, quick) = (args.iter().any(|a| a == "--json"), args.iter().any(|a| a == "--quick"));
-    let mut bench = Bench { quick, rows: Vec::new() };
+    let only = args.iter().position(|a| a == "--only").and_then(|k| args.get(k + 1)).cloned();
+    let mut bench = Bench { quick, only, rows: Vec::new() };
     let (a, b) = (
         Mat::<f32>::from_fn(1024, 1024, |i, j| ((i + j) % 7) as f32),
         Mat::<f32>::from_fn(1024, 1024, |i, j| ((i * j) % 5) as f32),
@@ -160,7 +173,9 @@ fn main() {
     bench_layer!(bench, "ucf11_out16x4x4x4_r16", Ucf11Out16x4x4x4R16, batches);
     bench_layer!(bench, "speech_320to4x512_r8", SpeechR8, batches);
     bench_layer!(bench, "small_64to64_r2", SmallR2, batches);
-    bench_lstm(&mut bench);
+    if bench.wants("ucf11_lstm_r4") {
+        bench_lstm(&mut bench);
+    }
 
     let gflops = |r: &Row| 2.0 * r.macs as f64 / r.median_ns;
     if json {

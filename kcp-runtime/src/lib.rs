@@ -18,7 +18,7 @@ mod weights;
 pub use driver::PAR_MIN_MACS;
 pub use error::{Error, ShapeError};
 pub use executor::{Executor, RecurrentExecutor};
-pub use kernels::Real;
+pub use kernels::{Gemm, Real};
 pub use program::{Buffer, Inner, Kernel, Loop, Program};
 pub use recurrent::{load_recurrent, CellKind, Recurrent, State};
 pub use weights::{save, NamedTensor, TensorFile, Weights};
@@ -27,6 +27,6 @@ pub use weights::{save, NamedTensor, TensorFile, Weights};
 #[doc(hidden)]
 pub mod __private {
     pub use crate::driver::{rows, with_scratch, RowFn, RowKernel};
-    pub use crate::kernels::{axpy, dot, has_avx2_fma};
+    pub use crate::kernels::{axpy, dot, gemm, has_avx2_fma, Gemm};
     pub use crate::{load_recurrent, CellKind, Error, Recurrent, ShapeError, State, TensorFile, Weights};
 }

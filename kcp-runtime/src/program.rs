@@ -9,7 +9,7 @@
 
 use std::fmt;
 
-use crate::kernels::{axpy, dot, Real};
+use crate::kernels::{axpy, dot, gemm, Gemm, Real};
 
 /// A buffer a kernel reads or writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -58,6 +58,8 @@ pub enum Inner {
     Axpy { len: usize },
     /// `out[o] += sum_k a[ia + k] * w[iw + k]` for k < len.
     Dot { len: usize },
+    /// The small matrix product `g` at `out[o..]`, `a[ia..]`, `w[iw..]` (see [`Gemm`]).
+    Gemm(Gemm),
 }
 
 /// One pairwise contraction as a loop nest.
@@ -177,6 +179,7 @@ impl Kernel {
             match self.inner {
                 Inner::Axpy { len } => axpy(&mut out[o..o + len], &a[ia..ia + len], w[iw]),
                 Inner::Dot { len } => out[o] += dot(&a[ia..ia + len], &w[iw..iw + len]),
+                Inner::Gemm(g) => gemm(&mut out[o..], &a[ia..], &w[iw..], g),
             }
             return;
         };
@@ -208,6 +211,11 @@ impl fmt::Display for Kernel {
         match self.inner {
             Inner::Axpy { len } => write!(f, "  {:indent$}axpy {len}: out[o..] += w[iw] * a[ia..]", ""),
             Inner::Dot { len } => write!(f, "  {:indent$}dot {len}: out[o] += a[ia..] . w[iw..]", ""),
+            Inner::Gemm(g) => write!(
+                f,
+                "  {:indent$}gemm {}x{}x{}: out[o..] += w[iw..] * a[ia..]  (rows: out +{}, w +{}; sum: a +{}, w +{})",
+                "", g.rows, g.depth, g.len, g.out_row, g.w_row, g.a_row, g.w_col
+            ),
         }
     }
 }

@@ -53,6 +53,21 @@ fn emit_nest(kernel: &Kernel, depth: usize, at: [Offset; 3]) -> TokenStream {
                 let len = lit(len);
                 quote!(__kcp_out[#o0] += ::kcp::__private::dot(&__kcp_a[#a0..][..#len], &__kcp_w[#w0..][..#len]);)
             }
+            Inner::Gemm(g) => {
+                let [rows, depth, len, out_row, a_row, w_row, w_col] =
+                    [g.rows, g.depth, g.len, g.out_row, g.a_row, g.w_row, g.w_col].map(lit);
+                quote! {
+                    ::kcp::__private::gemm(
+                        &mut __kcp_out[#o0..],
+                        &__kcp_a[#a0..],
+                        &__kcp_w[#w0..],
+                        ::kcp::__private::Gemm {
+                            rows: #rows, depth: #depth, len: #len,
+                            out_row: #out_row, a_row: #a_row, w_row: #w_row, w_col: #w_col,
+                        },
+                    );
+                }
+            }
         };
     };
     if l.unroll {

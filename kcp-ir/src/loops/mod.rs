@@ -11,13 +11,17 @@
 //! 2. the other loops run in the output's layout order, the summed ones innermost, so that each
 //!    output block is finished while it is in L1; the rank sum of the last step accumulates
 //!    straight into y (fused: no rank-sized intermediate of y);
-//! 3. the unrolling policy: starting from the innermost loop, unroll loops of at most
+//! 3. where the axpy run is at least [`GEMM_MIN_LEN`] long and the nest sums over an index, the
+//!    summed loop and a loop over rows of the weight become one register-blocked small GEMM
+//!    ([`Gemm`]): the accumulators stay in registers over the sum instead of a load and a store of
+//!    `out` per multiply-add;
+//! 4. the unrolling policy: starting from the innermost loop, unroll loops of at most
 //!    [`MAX_UNROLL_EXTENT`] iterations while the product of unrolled extents stays within
 //!    [`UNROLL_BUDGET`], which bounds the emitted code to `UNROLL_BUDGET` inner operations per
 //!    step; outer loops stay loops;
-//! 4. per-call intermediates alternate between two scratch buffers of the largest size.
+//! 5. per-call intermediates alternate between two scratch buffers of the largest size.
 
-use kcp_runtime::{Buffer, Inner, Kernel, Loop, Program};
+use kcp_runtime::{Buffer, Gemm, Inner, Kernel, Loop, Program};
 
 use crate::graph::{ContractionGraph, Index, IndexSet};
 use crate::plan::{Phase, Plan, Value};
@@ -29,6 +33,8 @@ pub type LoopNest = Program;
 pub const MAX_UNROLL_EXTENT: usize = 16;
 /// The most inner operations one step may unroll to.
 pub const UNROLL_BUDGET: usize = 64;
+/// The shortest contiguous run that becomes a small GEMM rather than axpys.
+pub const GEMM_MIN_LEN: usize = 8;
 
 /// Lower a plan to its loop nest.
 pub fn lower(plan: &Plan, graph: &ContractionGraph) -> LoopNest {
@@ -135,9 +141,14 @@ fn kernel(
             unroll: false,
         })
         .collect();
-    // 3. Unrolling, innermost first, within the budget.
+    // 3. A mode product whose run is contiguous becomes a register-blocked small GEMM.
+    let inner = match inner {
+        Inner::Axpy { len } if len >= GEMM_MIN_LEN => gemm(&mut loops, len).unwrap_or(inner),
+        _ => inner,
+    };
+    // 4. Unrolling, innermost first, within the budget (not around a GEMM, which is a call).
     let mut unrolled = 1;
-    for l in loops.iter_mut().rev() {
+    for l in loops.iter_mut().rev().take_while(|_| !matches!(inner, Inner::Gemm(_))) {
         if l.extent > MAX_UNROLL_EXTENT || unrolled * l.extent > UNROLL_BUDGET {
             break;
         }
@@ -145,4 +156,26 @@ fn kernel(
         l.unroll = true;
     }
     Kernel { out, out_len, zero, a, w, loops, inner, comment }
+}
+
+/// Take the loops of a small GEMM out of a nest whose inner operation is an axpy of `len`: the
+/// largest summed loop (out does not move, a and w do) as its depth and, if there is one, the
+/// largest loop over rows of the weight that `a` lacks (a does not move, out and w do) as its
+/// rows. `None` when the nest sums over nothing.
+fn gemm(loops: &mut Vec<Loop>, len: usize) -> Option<Inner> {
+    let largest = |loops: &[Loop], pick: &dyn Fn(&[usize; 3]) -> bool| {
+        (0..loops.len()).rev().filter(|&k| pick(&loops[k].strides)).max_by_key(|&k| loops[k].extent)
+    };
+    let depth = loops.remove(largest(loops, &|&[o, a, w]| o == 0 && a > 0 && w > 0)?);
+    let rows = largest(loops, &|&[o, a, w]| o > 0 && a == 0 && w > 0).map(|k| loops.remove(k));
+    let [out_row, _, w_row] = rows.as_ref().map_or([0; 3], |l| l.strides);
+    Some(Inner::Gemm(Gemm {
+        rows: rows.map_or(1, |l| l.extent),
+        depth: depth.extent,
+        len,
+        out_row,
+        a_row: depth.strides[1],
+        w_row,
+        w_col: depth.strides[2],
+    }))
 }
