@@ -100,6 +100,13 @@ proptest! {
             let x = rng.vec(batch * c.spec.input_size());
             let error = relative_error(&run_nest(&nest, &x, &factors, batch), &dense_forward(&c.spec, &factors, &x, batch));
             prop_assert!(error < 1e-10, "relative error {} for\n{}", error, nest);
+            // And in f32, through the kernels layers run (the SIMD micro-kernels among them).
+            let narrow = |v: &[f64]| v.iter().map(|&e| e as f32).collect::<Vec<f32>>();
+            let factors32: Vec<Vec<f32>> = factors.iter().map(|f| narrow(f)).collect();
+            let widen = |v: Vec<f32>| v.into_iter().map(f64::from).collect::<Vec<f64>>();
+            let y = widen(run_nest(&nest, &narrow(&x), &factors32, batch));
+            let error = relative_error(&y, &dense_forward(&c.spec, &factors, &x, batch));
+            prop_assert!(error < 1e-4, "f32 relative error {} for\n{}", error, nest);
         }
     }
 }

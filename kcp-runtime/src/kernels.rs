@@ -77,8 +77,9 @@ pub fn dot<T: Real>(a: &[T], b: &[T]) -> T {
 }
 
 /// The shape of a small matrix product, the register-blocked form of a mode product:
-/// `out[m * out_row + q] += sum_k w[m * w_row + k * w_col] * a[k * a_row + q]`
-/// for `m < rows`, `k < depth`, `q < len` (q runs over contiguous memory in `out` and `a`).
+/// `out[m * out_row + q] += sum_k w[m * w_row + k * w_col] * a[k * a_row + q * a_col]`
+/// for `m < rows`, `k < depth`, `q < len` (q runs over contiguous memory in `out`, and in `a`
+/// when `a_col` is 1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Gemm {
     /// Rows of `out` (a free index of the weight that `a` lacks).
@@ -91,6 +92,9 @@ pub struct Gemm {
     pub out_row: usize,
     /// Stride of `a` per step of the summed index.
     pub a_row: usize,
+    /// Stride of `a` per column: 1, or a transposed `a` that the kernel first packs (at most
+    /// [`Gemm::PACK`] elements).
+    pub a_col: usize,
     /// Stride of `w` per row.
     pub w_row: usize,
     /// Stride of `w` per step of the summed index.
@@ -98,6 +102,9 @@ pub struct Gemm {
 }
 
 impl Gemm {
+    /// The most elements of a transposed `a` (`depth * len`) that the micro-kernel packs.
+    pub const PACK: usize = 1024;
+
     /// The multiply-adds it does.
     pub fn macs(&self) -> usize {
         self.rows * self.depth * self.len
@@ -110,7 +117,7 @@ impl Gemm {
         }
         [
             (self.rows - 1) * self.out_row + self.len,
-            (self.depth - 1) * self.a_row + self.len,
+            (self.depth - 1) * self.a_row + (self.len - 1) * self.a_col + 1,
             (self.rows - 1) * self.w_row + (self.depth - 1) * self.w_col + 1,
         ]
     }
@@ -121,7 +128,14 @@ impl Gemm {
         for m in 0..self.rows {
             let row = &mut out[m * self.out_row..][..self.len];
             for k in 0..self.depth {
-                axpy(row, &a[k * self.a_row..], w[m * self.w_row + k * self.w_col]);
+                let (a, wv) = (&a[k * self.a_row..], w[m * self.w_row + k * self.w_col]);
+                if self.a_col == 1 {
+                    axpy(row, a, wv);
+                } else {
+                    for (q, o) in row.iter_mut().enumerate() {
+                        *o += wv * a[q * self.a_col];
+                    }
+                }
             }
         }
     }
@@ -167,6 +181,19 @@ mod avx2 {
     /// The CPU must have AVX2 and FMA, and `out`, `a`, `w` must cover `g.extents()`.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn gemm(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
+        if g.a_col != 1 {
+            // Pack the transposed a into [depth][len], then run the contiguous product.
+            if g.depth * g.len > Gemm::PACK {
+                return g.run_portable(out, a, w);
+            }
+            let mut packed = [0.0f32; Gemm::PACK];
+            for k in 0..g.depth {
+                for q in 0..g.len {
+                    packed[k * g.len + q] = a[k * g.a_row + q * g.a_col];
+                }
+            }
+            return gemm(out, &packed, w, Gemm { a_row: g.len, a_col: 1, ..g });
+        }
         let (out, a, w) = (out.as_mut_ptr(), a.as_ptr(), w.as_ptr());
         let mut m = 0;
         while m < g.rows {
@@ -181,8 +208,9 @@ mod avx2 {
         }
     }
 
-    /// `R` rows of the product, over all of `len`: blocks of 16 columns, then 8, then a masked
-    /// block for the last `len % 8`.
+    /// `R` rows of the product, over all of `len`: blocks of 16 columns, then 8, then the last
+    /// `len % 8` columns as the last 8 with the lanes already done masked off (masked loads and
+    /// stores are slow on some CPUs: Zen 1 microcodes them), or by scalars if `len < 8`.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     unsafe fn columns<const R: usize>(out: *mut f32, a: *const f32, w: *const f32, g: &Gemm) {
@@ -195,21 +223,35 @@ mod avx2 {
             block::<R, 1>(out.add(q), a.add(q), w, g, None);
             q += 8;
         }
-        if q < g.len {
-            block::<R, 1>(out.add(q), a.add(q), w, g, Some(tail_mask(g.len - q)));
+        if q == g.len {
+            return;
+        }
+        if g.len >= 8 {
+            let last = g.len - 8;
+            block::<R, 1>(out.add(last), a.add(last), w, g, Some(last_lanes(g.len - q)));
+            return;
+        }
+        for r in 0..R {
+            for k in 0..g.depth {
+                let wv = *w.add(r * g.w_row + k * g.w_col);
+                for q in q..g.len {
+                    let o = out.add(r * g.out_row + q);
+                    *o = wv.mul_add(*a.add(k * g.a_row + q), *o);
+                }
+            }
         }
     }
 
-    /// The lane mask of the first `n` (< 8) lanes.
+    /// The mask of the last `n` (< 8) lanes.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
-    fn tail_mask(n: usize) -> __m256i {
+    fn last_lanes(n: usize) -> __m256 {
         let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-        _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), lanes)
+        _mm256_castsi256_ps(_mm256_cmpgt_epi32(lanes, _mm256_set1_epi32(7 - n as i32)))
     }
 
-    /// One `R` x `8 V` block of `out`, its accumulators in registers; `mask` limits a one-vector
-    /// block to its first lanes.
+    /// One `R` x `8 V` block of `out`, its accumulators in registers; `keep` limits what is
+    /// added to `out` to its lanes.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     unsafe fn block<const R: usize, const V: usize>(
@@ -217,18 +259,14 @@ mod avx2 {
         a: *const f32,
         w: *const f32,
         g: &Gemm,
-        mask: Option<__m256i>,
+        keep: Option<__m256>,
     ) {
-        let load = |p: *const f32| match mask {
-            Some(mask) => _mm256_maskload_ps(p, mask),
-            None => _mm256_loadu_ps(p),
-        };
         let mut acc = [[_mm256_setzero_ps(); V]; R];
         for k in 0..g.depth {
             let ak = a.add(k * g.a_row);
             let mut av = [_mm256_setzero_ps(); V];
             for (v, slot) in av.iter_mut().enumerate() {
-                *slot = load(ak.add(8 * v));
+                *slot = _mm256_loadu_ps(ak.add(8 * v));
             }
             for (r, row) in acc.iter_mut().enumerate() {
                 let wv = _mm256_broadcast_ss(&*w.add(r * g.w_row + k * g.w_col));
@@ -239,11 +277,12 @@ mod avx2 {
         }
         for (r, row) in acc.iter().enumerate() {
             for (v, &sum) in row.iter().enumerate() {
+                let sum = match keep {
+                    Some(keep) => _mm256_and_ps(sum, keep),
+                    None => sum,
+                };
                 let p = out.add(r * g.out_row + 8 * v);
-                match mask {
-                    Some(mask) => _mm256_maskstore_ps(p, mask, _mm256_add_ps(_mm256_maskload_ps(p, mask), sum)),
-                    None => _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), sum)),
-                }
+                _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), sum));
             }
         }
     }
@@ -255,7 +294,8 @@ mod tests {
 
     /// The f32 product (the AVX2 micro-kernel where the CPU has it) against the portable f64
     /// one, over row counts around the block of four, runs around the vectors of 8 and 16
-    /// (including masked tails), and padded strides.
+    /// (including masked tails), padded strides, and transposed `a` (packed, or too large to
+    /// pack).
     #[test]
     fn gemm_matches_the_portable_product() {
         let mut state = 0x2545_f491_4f6c_dd1du64;
@@ -267,16 +307,10 @@ mod tests {
         };
         for rows in 1..=9 {
             for depth in [1, 2, 5] {
-                for len in (1..=40).chain([63, 64, 65, 360]) {
-                    let g = Gemm {
-                        rows,
-                        depth,
-                        len,
-                        out_row: len + rows % 3,
-                        a_row: len + depth % 2,
-                        w_row: depth + 1,
-                        w_col: 1,
-                    };
+                for (len, transposed) in (1..=40).chain([63, 64, 65, 360]).flat_map(|l| [(l, false), (l, true)]) {
+                    let (a_row, a_col) = if transposed { (1, depth + 1) } else { (len + depth % 2, 1) };
+                    let g =
+                        Gemm { rows, depth, len, out_row: len + rows % 3, a_row, a_col, w_row: depth + 1, w_col: 1 };
                     let [o, ia, iw] = g.extents();
                     let a: Vec<f32> = (0..ia).map(|_| next()).collect();
                     let w: Vec<f32> = (0..iw).map(|_| next()).collect();

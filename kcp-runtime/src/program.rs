@@ -60,6 +60,9 @@ pub enum Inner {
     Dot { len: usize },
     /// The small matrix product `g` at `out[o..]`, `a[ia..]`, `w[iw..]` (see [`Gemm`]).
     Gemm(Gemm),
+    /// The same with the operands exchanged: `w[iw..]` supplies the columns (`g`'s `a`) and
+    /// `a[ia..]` the rows (`g`'s `w`).
+    GemmSwapped(Gemm),
 }
 
 /// One pairwise contraction as a loop nest.
@@ -180,6 +183,7 @@ impl Kernel {
                 Inner::Axpy { len } => axpy(&mut out[o..o + len], &a[ia..ia + len], w[iw]),
                 Inner::Dot { len } => out[o] += dot(&a[ia..ia + len], &w[iw..iw + len]),
                 Inner::Gemm(g) => gemm(&mut out[o..], &a[ia..], &w[iw..], g),
+                Inner::GemmSwapped(g) => gemm(&mut out[o..], &w[iw..], &a[ia..], g),
             }
             return;
         };
@@ -215,6 +219,11 @@ impl fmt::Display for Kernel {
                 f,
                 "  {:indent$}gemm {}x{}x{}: out[o..] += w[iw..] * a[ia..]  (rows: out +{}, w +{}; sum: a +{}, w +{})",
                 "", g.rows, g.depth, g.len, g.out_row, g.w_row, g.a_row, g.w_col
+            ),
+            Inner::GemmSwapped(g) => write!(
+                f,
+                "  {:indent$}gemm {}x{}x{}: out[o..] += a[ia..] * w[iw..]^T  (rows: out +{}, a +{}; columns: w +{})",
+                "", g.rows, g.depth, g.len, g.out_row, g.w_row, g.a_col
             ),
         }
     }

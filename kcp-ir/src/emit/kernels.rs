@@ -5,7 +5,7 @@
 use proc_macro2::{Ident, Literal, Span, TokenStream};
 use quote::{format_ident, quote};
 
-use kcp_runtime::{Buffer, Inner, Kernel, Program};
+use kcp_runtime::{Buffer, Gemm, Inner, Kernel, Program};
 
 /// An offset: the sum of `loop variable * stride` terms and a constant.
 #[derive(Clone)]
@@ -53,21 +53,8 @@ fn emit_nest(kernel: &Kernel, depth: usize, at: [Offset; 3]) -> TokenStream {
                 let len = lit(len);
                 quote!(__kcp_out[#o0] += ::kcp::__private::dot(&__kcp_a[#a0..][..#len], &__kcp_w[#w0..][..#len]);)
             }
-            Inner::Gemm(g) => {
-                let [rows, depth, len, out_row, a_row, w_row, w_col] =
-                    [g.rows, g.depth, g.len, g.out_row, g.a_row, g.w_row, g.w_col].map(lit);
-                quote! {
-                    ::kcp::__private::gemm(
-                        &mut __kcp_out[#o0..],
-                        &__kcp_a[#a0..],
-                        &__kcp_w[#w0..],
-                        ::kcp::__private::Gemm {
-                            rows: #rows, depth: #depth, len: #len,
-                            out_row: #out_row, a_row: #a_row, w_row: #w_row, w_col: #w_col,
-                        },
-                    );
-                }
-            }
+            Inner::Gemm(g) => gemm_call(quote!(&__kcp_a[#a0..]), quote!(&__kcp_w[#w0..]), o0, g),
+            Inner::GemmSwapped(g) => gemm_call(quote!(&__kcp_w[#w0..]), quote!(&__kcp_a[#a0..]), o0, g),
         };
     };
     if l.unroll {
@@ -90,6 +77,24 @@ fn emit_nest(kernel: &Kernel, depth: usize, at: [Offset; 3]) -> TokenStream {
         let body = emit_nest(kernel, depth + 1, at);
         let extent = lit(l.extent);
         quote!(for #var in 0..#extent { #body })
+    }
+}
+
+/// A call of the runtime's small GEMM on `out[o..]` with `columns` and `rows` as its `a` and `w`.
+fn gemm_call(columns: TokenStream, rows: TokenStream, o: TokenStream, g: Gemm) -> TokenStream {
+    let Gemm { rows: m, depth, len, out_row, a_row, a_col, w_row, w_col } = g;
+    let [m, depth, len, out_row, a_row, a_col, w_row, w_col] =
+        [m, depth, len, out_row, a_row, a_col, w_row, w_col].map(lit);
+    quote! {
+        ::kcp::__private::gemm(
+            &mut __kcp_out[#o..],
+            #columns,
+            #rows,
+            ::kcp::__private::Gemm {
+                rows: #m, depth: #depth, len: #len,
+                out_row: #out_row, a_row: #a_row, a_col: #a_col, w_row: #w_row, w_col: #w_col,
+            },
+        );
     }
 }
 

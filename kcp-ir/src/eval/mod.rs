@@ -50,12 +50,13 @@ pub fn relative_error(a: &[f64], b: &[f64]) -> f64 {
     }
 }
 
-/// Run a loop nest in f64, row by row: the loop-nest interpreter.
-pub fn run_nest(nest: &crate::LoopNest, x: &[f64], factors: &[Vec<f64>], batch: usize) -> Vec<f64> {
+/// Run a loop nest row by row: the loop-nest interpreter (in f64 for exact checks; in f32 it
+/// runs the same kernels as a layer).
+pub fn run_nest<T: kcp_runtime::Real>(nest: &crate::LoopNest, x: &[T], factors: &[Vec<T>], batch: usize) -> Vec<T> {
     let (n, m) = (nest.input_size(), nest.output_size());
     let prep = nest.prepare(factors);
-    let mut scratch = vec![0.0; 2 * nest.scratch_len];
-    let mut y = vec![0.0; batch * m];
+    let mut scratch = vec![T::ZERO; 2 * nest.scratch_len];
+    let mut y = vec![T::ZERO; batch * m];
     for (xr, yr) in x.chunks_exact(n).zip(y.chunks_exact_mut(m)) {
         nest.run_row(xr, yr, &mut scratch, factors, &prep);
     }

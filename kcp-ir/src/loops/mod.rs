@@ -11,10 +11,13 @@
 //! 2. the other loops run in the output's layout order, the summed ones innermost, so that each
 //!    output block is finished while it is in L1; the rank sum of the last step accumulates
 //!    straight into y (fused: no rank-sized intermediate of y);
-//! 3. where the axpy run is at least [`GEMM_MIN_LEN`] long and the nest sums over an index, the
+//! 3. adjacent loops that step through memory as one loop would are merged (coalesced); then,
+//!    where the axpy run is at least [`GEMM_MIN_LEN`] long and the nest sums over an index, the
 //!    summed loop and a loop over rows of the weight become one register-blocked small GEMM
 //!    ([`Gemm`]): the accumulators stay in registers over the sum instead of a load and a store of
-//!    `out` per multiply-add;
+//!    `out` per multiply-add; likewise a `dot` whose output runs contiguously over an index of
+//!    the weight only (the last step: y's last mode) becomes a GEMM whose columns come from the
+//!    weight ([`Inner::GemmSwapped`]);
 //! 4. the unrolling policy: starting from the innermost loop, unroll loops of at most
 //!    [`MAX_UNROLL_EXTENT`] iterations while the product of unrolled extents stays within
 //!    [`UNROLL_BUDGET`], which bounds the emitted code to `UNROLL_BUDGET` inner operations per
@@ -141,14 +144,16 @@ fn kernel(
             unroll: false,
         })
         .collect();
+    coalesce(&mut loops);
     // 3. A mode product whose run is contiguous becomes a register-blocked small GEMM.
     let inner = match inner {
         Inner::Axpy { len } if len >= GEMM_MIN_LEN => gemm(&mut loops, len).unwrap_or(inner),
+        Inner::Dot { len } => gemm_swapped(&mut loops, len).unwrap_or(inner),
         _ => inner,
     };
     // 4. Unrolling, innermost first, within the budget (not around a GEMM, which is a call).
     let mut unrolled = 1;
-    for l in loops.iter_mut().rev().take_while(|_| !matches!(inner, Inner::Gemm(_))) {
+    for l in loops.iter_mut().rev().take_while(|_| !matches!(inner, Inner::Gemm(_) | Inner::GemmSwapped(_))) {
         if l.extent > MAX_UNROLL_EXTENT || unrolled * l.extent > UNROLL_BUDGET {
             break;
         }
@@ -158,16 +163,37 @@ fn kernel(
     Kernel { out, out_len, zero, a, w, loops, inner, comment }
 }
 
+/// Merge each loop with the one it directly encloses where together they step through memory as
+/// one loop would (every outer stride is the inner stride times the inner extent): the same
+/// offsets in the same order, with fewer, longer loops (and longer rows for a GEMM).
+fn coalesce(loops: &mut Vec<Loop>) {
+    let mut k = 0;
+    while k + 1 < loops.len() {
+        let (outer, inner) = (&loops[k], &loops[k + 1]);
+        if (0..3).all(|s| outer.strides[s] == inner.strides[s] * inner.extent) {
+            let inner = loops.remove(k + 1);
+            let outer = &mut loops[k];
+            outer.index.push_str(&inner.index);
+            outer.extent *= inner.extent;
+            outer.strides = inner.strides;
+        } else {
+            k += 1;
+        }
+    }
+}
+
+/// The loop of largest extent (the outermost of equals) whose strides `[out, a, w]` pass `pick`.
+fn largest(loops: &[Loop], pick: impl Fn([usize; 3]) -> bool) -> Option<usize> {
+    (0..loops.len()).rev().filter(|&k| pick(loops[k].strides)).max_by_key(|&k| loops[k].extent)
+}
+
 /// Take the loops of a small GEMM out of a nest whose inner operation is an axpy of `len`: the
 /// largest summed loop (out does not move, a and w do) as its depth and, if there is one, the
 /// largest loop over rows of the weight that `a` lacks (a does not move, out and w do) as its
 /// rows. `None` when the nest sums over nothing.
 fn gemm(loops: &mut Vec<Loop>, len: usize) -> Option<Inner> {
-    let largest = |loops: &[Loop], pick: &dyn Fn(&[usize; 3]) -> bool| {
-        (0..loops.len()).rev().filter(|&k| pick(&loops[k].strides)).max_by_key(|&k| loops[k].extent)
-    };
-    let depth = loops.remove(largest(loops, &|&[o, a, w]| o == 0 && a > 0 && w > 0)?);
-    let rows = largest(loops, &|&[o, a, w]| o > 0 && a == 0 && w > 0).map(|k| loops.remove(k));
+    let depth = loops.remove(largest(loops, |[o, a, w]| o == 0 && a > 0 && w > 0)?);
+    let rows = largest(loops, |[o, a, w]| o > 0 && a == 0 && w > 0).map(|k| loops.remove(k));
     let [out_row, _, w_row] = rows.as_ref().map_or([0; 3], |l| l.strides);
     Some(Inner::Gemm(Gemm {
         rows: rows.map_or(1, |l| l.extent),
@@ -175,7 +201,32 @@ fn gemm(loops: &mut Vec<Loop>, len: usize) -> Option<Inner> {
         len,
         out_row,
         a_row: depth.strides[1],
+        a_col: 1,
         w_row,
         w_col: depth.strides[2],
+    }))
+}
+
+/// The same for a nest whose inner operation is a dot of `depth` (contiguous in a and w), where
+/// out's contiguous index runs over w only: w supplies the columns (read transposed, so packed
+/// by the kernel) and a the rows. `None` when there is no such index of at least
+/// [`GEMM_MIN_LEN`], or w's block is too large to pack.
+fn gemm_swapped(loops: &mut Vec<Loop>, depth: usize) -> Option<Inner> {
+    let columns = loops.iter().position(|l| {
+        let [o, a, w] = l.strides;
+        o == 1 && a == 0 && w > 0 && l.extent >= GEMM_MIN_LEN && l.extent * depth <= Gemm::PACK
+    })?;
+    let columns = loops.remove(columns);
+    let rows = largest(loops, |[o, a, w]| o > 0 && a > 0 && w == 0).map(|k| loops.remove(k));
+    let [out_row, a_row, _] = rows.as_ref().map_or([0; 3], |l| l.strides);
+    Some(Inner::GemmSwapped(Gemm {
+        rows: rows.map_or(1, |l| l.extent),
+        depth,
+        len: columns.extent,
+        out_row,
+        a_row: 1,
+        a_col: columns.strides[2],
+        w_row: a_row,
+        w_col: 1,
     }))
 }
