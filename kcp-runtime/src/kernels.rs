@@ -99,6 +99,8 @@ pub struct Gemm {
     pub w_row: usize,
     /// Stride of `w` per step of the summed index.
     pub w_col: usize,
+    /// Whether the product overwrites the rows of `out` instead of adding to them.
+    pub overwrite: bool,
 }
 
 impl Gemm {
@@ -110,13 +112,17 @@ impl Gemm {
         self.rows * self.depth * self.len
     }
 
-    /// The lengths `out`, `a` and `w` must at least have (0 when the product is empty).
+    /// The lengths `out`, `a` and `w` must at least have.
     fn extents(&self) -> [usize; 3] {
-        if self.macs() == 0 {
+        if self.rows == 0 || self.len == 0 {
             return [0; 3];
         }
+        let out = (self.rows - 1) * self.out_row + self.len;
+        if self.depth == 0 {
+            return [out, 0, 0];
+        }
         [
-            (self.rows - 1) * self.out_row + self.len,
+            out,
             (self.depth - 1) * self.a_row + (self.len - 1) * self.a_col + 1,
             (self.rows - 1) * self.w_row + (self.depth - 1) * self.w_col + 1,
         ]
@@ -127,6 +133,9 @@ impl Gemm {
     fn run_portable<T: Real>(&self, out: &mut [T], a: &[T], w: &[T]) {
         for m in 0..self.rows {
             let row = &mut out[m * self.out_row..][..self.len];
+            if self.overwrite {
+                row.fill(T::ZERO);
+            }
             for k in 0..self.depth {
                 let (a, wv) = (&a[k * self.a_row..], w[m * self.w_row + k * self.w_col]);
                 if self.a_col == 1 {
@@ -232,6 +241,11 @@ mod avx2 {
             return;
         }
         for r in 0..R {
+            if g.overwrite {
+                for q in q..g.len {
+                    *out.add(r * g.out_row + q) = 0.0;
+                }
+            }
             for k in 0..g.depth {
                 let wv = *w.add(r * g.w_row + k * g.w_col);
                 for q in q..g.len {
@@ -277,12 +291,14 @@ mod avx2 {
         }
         for (r, row) in acc.iter().enumerate() {
             for (v, &sum) in row.iter().enumerate() {
-                let sum = match keep {
-                    Some(keep) => _mm256_and_ps(sum, keep),
-                    None => sum,
-                };
                 let p = out.add(r * g.out_row + 8 * v);
-                _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), sum));
+                let new = match (keep, g.overwrite) {
+                    (None, true) => sum,
+                    (None, false) => _mm256_add_ps(_mm256_loadu_ps(p), sum),
+                    (Some(keep), true) => _mm256_blendv_ps(_mm256_loadu_ps(p), sum, keep),
+                    (Some(keep), false) => _mm256_add_ps(_mm256_loadu_ps(p), _mm256_and_ps(sum, keep)),
+                };
+                _mm256_storeu_ps(p, new);
             }
         }
     }
@@ -294,8 +310,8 @@ mod tests {
 
     /// The f32 product (the AVX2 micro-kernel where the CPU has it) against the portable f64
     /// one, over row counts around the block of four, runs around the vectors of 8 and 16
-    /// (including masked tails), padded strides, and transposed `a` (packed, or too large to
-    /// pack).
+    /// (including masked tails), padded strides, transposed `a` (packed, or too large to pack),
+    /// adding to `out` or overwriting it (the padding between rows untouched either way).
     #[test]
     fn gemm_matches_the_portable_product() {
         let mut state = 0x2545_f491_4f6c_dd1du64;
@@ -307,10 +323,11 @@ mod tests {
         };
         for rows in 1..=9 {
             for depth in [1, 2, 5] {
-                for (len, transposed) in (1..=40).chain([63, 64, 65, 360]).flat_map(|l| [(l, false), (l, true)]) {
+                let shapes = (1..=40).chain([63, 64, 65, 360]).flat_map(|l| [(l, false), (l, true)]);
+                for ((len, transposed), overwrite) in shapes.flat_map(|s| [(s, false), (s, true)]) {
                     let (a_row, a_col) = if transposed { (1, depth + 1) } else { (len + depth % 2, 1) };
-                    let g =
-                        Gemm { rows, depth, len, out_row: len + rows % 3, a_row, a_col, w_row: depth + 1, w_col: 1 };
+                    let out_row = len + rows % 3;
+                    let g = Gemm { rows, depth, len, out_row, a_row, a_col, w_row: depth + 1, w_col: 1, overwrite };
                     let [o, ia, iw] = g.extents();
                     let a: Vec<f32> = (0..ia).map(|_| next()).collect();
                     let w: Vec<f32> = (0..iw).map(|_| next()).collect();

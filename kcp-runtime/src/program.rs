@@ -197,7 +197,8 @@ impl Kernel {
 impl fmt::Display for Kernel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "{}", self.comment)?;
-        write!(f, "  {}[{}] {}= {} * {}", self.out, self.out_len, if self.zero { "" } else { "+" }, self.a, self.w)?;
+        let assigns = self.zero || matches!(self.inner, Inner::Gemm(g) | Inner::GemmSwapped(g) if g.overwrite);
+        write!(f, "  {}[{}] {}= {} * {}", self.out, self.out_len, if assigns { "" } else { "+" }, self.a, self.w)?;
         writeln!(f)?;
         for (depth, l) in self.loops.iter().enumerate() {
             let [o, a, w] = l.strides;
@@ -215,16 +216,20 @@ impl fmt::Display for Kernel {
         match self.inner {
             Inner::Axpy { len } => write!(f, "  {:indent$}axpy {len}: out[o..] += w[iw] * a[ia..]", ""),
             Inner::Dot { len } => write!(f, "  {:indent$}dot {len}: out[o] += a[ia..] . w[iw..]", ""),
-            Inner::Gemm(g) => write!(
+            Inner::Gemm(g) => {
+                write!(
                 f,
-                "  {:indent$}gemm {}x{}x{}: out[o..] += w[iw..] * a[ia..]  (rows: out +{}, w +{}; sum: a +{}, w +{})",
-                "", g.rows, g.depth, g.len, g.out_row, g.w_row, g.a_row, g.w_col
-            ),
-            Inner::GemmSwapped(g) => write!(
+                "  {:indent$}gemm {}x{}x{}: out[o..] {}= w[iw..] * a[ia..]  (rows: out +{}, w +{}; sum: a +{}, w +{})",
+                "", g.rows, g.depth, g.len, if g.overwrite { "" } else { "+" }, g.out_row, g.w_row, g.a_row, g.w_col
+            )
+            }
+            Inner::GemmSwapped(g) => {
+                write!(
                 f,
-                "  {:indent$}gemm {}x{}x{}: out[o..] += a[ia..] * w[iw..]^T  (rows: out +{}, a +{}; columns: w +{})",
-                "", g.rows, g.depth, g.len, g.out_row, g.w_row, g.a_col
-            ),
+                "  {:indent$}gemm {}x{}x{}: out[o..] {}= a[ia..] * w[iw..]^T  (rows: out +{}, a +{}; columns: w +{})",
+                "", g.rows, g.depth, g.len, if g.overwrite { "" } else { "+" }, g.out_row, g.w_row, g.a_col
+            )
+            }
         }
     }
 }

@@ -82,7 +82,7 @@ fn emit_nest(kernel: &Kernel, depth: usize, at: [Offset; 3]) -> TokenStream {
 
 /// A call of the runtime's small GEMM on `out[o..]` with `columns` and `rows` as its `a` and `w`.
 fn gemm_call(columns: TokenStream, rows: TokenStream, o: TokenStream, g: Gemm) -> TokenStream {
-    let Gemm { rows: m, depth, len, out_row, a_row, a_col, w_row, w_col } = g;
+    let Gemm { rows: m, depth, len, out_row, a_row, a_col, w_row, w_col, overwrite } = g;
     let [m, depth, len, out_row, a_row, a_col, w_row, w_col] =
         [m, depth, len, out_row, a_row, a_col, w_row, w_col].map(lit);
     quote! {
@@ -93,6 +93,7 @@ fn gemm_call(columns: TokenStream, rows: TokenStream, o: TokenStream, g: Gemm) -
             ::kcp::__private::Gemm {
                 rows: #m, depth: #depth, len: #len,
                 out_row: #out_row, a_row: #a_row, a_col: #a_col, w_row: #w_row, w_col: #w_col,
+                overwrite: #overwrite,
             },
         );
     }

@@ -17,7 +17,8 @@
 //!    ([`Gemm`]): the accumulators stay in registers over the sum instead of a load and a store of
 //!    `out` per multiply-add; likewise a `dot` whose output runs contiguously over an index of
 //!    the weight only (the last step: y's last mode) becomes a GEMM whose columns come from the
-//!    weight ([`Inner::GemmSwapped`]);
+//!    weight ([`Inner::GemmSwapped`]); a GEMM that does the nest's whole sum overwrites its
+//!    output, which then needs no zeroing;
 //! 4. the unrolling policy: starting from the innermost loop, unroll loops of at most
 //!    [`MAX_UNROLL_EXTENT`] iterations while the product of unrolled extents stays within
 //!    [`UNROLL_BUDGET`], which bounds the emitted code to `UNROLL_BUDGET` inner operations per
@@ -146,11 +147,19 @@ fn kernel(
         .collect();
     coalesce(&mut loops);
     // 3. A mode product whose run is contiguous becomes a register-blocked small GEMM.
-    let inner = match inner {
+    let mut inner = match inner {
         Inner::Axpy { len } if len >= GEMM_MIN_LEN => gemm(&mut loops, len).unwrap_or(inner),
         Inner::Dot { len } => gemm_swapped(&mut loops, len).unwrap_or(inner),
         _ => inner,
     };
+    // A GEMM that sums over everything the nest sums over writes each element of out once:
+    // it overwrites out, which then needs no zeroing.
+    let mut zero = zero;
+    if let Inner::Gemm(g) | Inner::GemmSwapped(g) = &mut inner {
+        if zero && loops.iter().all(|l| l.strides[0] != 0) {
+            (g.overwrite, zero) = (true, false);
+        }
+    }
     // 4. Unrolling, innermost first, within the budget (not around a GEMM, which is a call).
     let mut unrolled = 1;
     for l in loops.iter_mut().rev().take_while(|_| !matches!(inner, Inner::Gemm(_) | Inner::GemmSwapped(_))) {
@@ -204,6 +213,7 @@ fn gemm(loops: &mut Vec<Loop>, len: usize) -> Option<Inner> {
         a_col: 1,
         w_row,
         w_col: depth.strides[2],
+        overwrite: false,
     }))
 }
 
@@ -228,5 +238,6 @@ fn gemm_swapped(loops: &mut Vec<Loop>, depth: usize) -> Option<Inner> {
         a_col: columns.strides[2],
         w_row: a_row,
         w_col: 1,
+        overwrite: false,
     }))
 }
