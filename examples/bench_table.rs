@@ -1,6 +1,6 @@
 //! The benchmark table of BENCHMARKS.md: every layer, batch and variant measured side by side
 //! in one run. `--json` prints one JSON array of rows `{layer, batch, variant, median_ns, macs,
-//! gflops}` instead of Markdown; `--quick` takes fewer samples (a full run then stays under a
+//! gflops}` instead of Markdown (and `peak_gflops` on stderr); `--quick` takes fewer samples (a full run then stays under a
 //! minute); `--only NAME` measures only the layers whose name contains NAME.
 //!
 //! Variants: `dense` (faer GEMM on the reconstructed W, one thread), `forward` and `reverse`
@@ -187,7 +187,8 @@ fn main() {
                     "median_ns": r.median_ns.round() as u64, "macs": r.macs, "gflops": gflops(r)})
             })
             .collect();
-        println!("{}", serde_json::json!({"peak_gflops": peak_gflops, "rows": rows}));
+        eprintln!("peak_gflops: {peak_gflops:.1}");
+        println!("{}", serde_json::Value::Array(rows));
         return;
     }
     println!("peak_gflops: {peak_gflops:.1} (one-thread faer SGEMM 1024^3, this run)\n");
