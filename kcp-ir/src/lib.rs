@@ -59,6 +59,20 @@ pub struct Compiled {
     pub nest: LoopNest,
 }
 
+impl Compiled {
+    /// The same layer over half of its rank terms (R even, bias and cell dropped): the program
+    /// each of two threads runs on one row, on its half of every factor stack. `None` for odd R.
+    pub fn half_rank(&self, options: &Options) -> Option<Compiled> {
+        let rank = self.spec.rank();
+        if rank % 2 != 0 {
+            return None;
+        }
+        let mut spec = Spec::new(self.spec.in_shape(), self.spec.out_shape(), rank / 2);
+        spec.batch = self.spec.batch();
+        compile(&spec, options).ok()
+    }
+}
+
 /// The pipeline: validate, build the graph, plan.
 pub fn compile(spec: &Spec, options: &Options) -> Result<Compiled, Vec<Error>> {
     let spec = validate(spec)?;

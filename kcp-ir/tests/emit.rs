@@ -22,7 +22,8 @@ fn emitted(name: &str, spec: &kcp_ir::Spec) -> String {
         name: Ident::new(&camel(name), Span::call_site()),
         threads: 0,
     };
-    let file: syn::File = syn::parse2(layer(&compiled, &item)).unwrap();
+    let half = compiled.half_rank(&Options::default());
+    let file: syn::File = syn::parse2(layer(&compiled, half.as_ref(), &item)).unwrap();
     prettyplease::unparse(&file)
 }
 

@@ -40,7 +40,7 @@ pub fn expand(input: TokenStream) -> TokenStream {
                 name: decl.name.clone(),
                 threads: parsed.threads,
             };
-            layer(&compiled, &item)
+            layer(&compiled, compiled.half_rank(&Options::default()).as_ref(), &item)
         }
         (result, _) => {
             let error = result.err().map_or_else(TokenStream::new, |e| e.to_compile_error());

@@ -48,9 +48,18 @@ pub trait RowFn: Fn(&[f32], &mut [f32], &mut [f32]) + Sync {}
 
 impl<F: Fn(&[f32], &mut [f32], &mut [f32]) + Sync> RowFn for F {}
 
+/// A row kernel over one half of the rank terms: `half(k, x_row, y_row, scratch)` adds the
+/// terms of half `k` (0 or 1) to `y_row`.
+pub trait HalfFn: Fn(usize, &[f32], &mut [f32], &mut [f32]) + Sync {}
+
+impl<F: Fn(usize, &[f32], &mut [f32], &mut [f32]) + Sync> HalfFn for F {}
+
+/// What a layer without a rank split passes as its [`RowKernel::halves`].
+pub type NoHalves = fn(usize, &[f32], &mut [f32], &mut [f32]);
+
 /// A layer's shape and the per-row kernel that computes it.
 #[derive(Clone, Copy, Debug)]
-pub struct RowKernel<'a, F> {
+pub struct RowKernel<'a, F, H = NoHalves> {
     /// N.
     pub input: usize,
     /// M.
@@ -63,16 +72,23 @@ pub struct RowKernel<'a, F> {
     pub bias: Option<&'a [f32]>,
     /// `row(x_row, y_row, scratch)`.
     pub row: F,
+    /// The row split into two halves of the rank terms, with the scratch each half needs: how
+    /// a single row runs on two threads.
+    pub halves: Option<(H, usize)>,
 }
 
-impl<F: RowFn> RowKernel<'_, F> {
+impl<F: RowFn, H: HalfFn> RowKernel<'_, F, H> {
+    fn fill_bias(&self, y: &mut [f32]) {
+        match self.bias {
+            Some(bias) => y.copy_from_slice(bias),
+            None => y.fill(0.0),
+        }
+    }
+
     fn run_rows(&self, x: &[f32], y: &mut [f32]) {
         with_scratch(self.scratch, |scratch| {
             for (xr, yr) in x.chunks_exact(self.input).zip(y.chunks_exact_mut(self.output)) {
-                match self.bias {
-                    Some(bias) => yr.copy_from_slice(bias),
-                    None => yr.fill(0.0),
-                }
+                self.fill_bias(yr);
                 (self.row)(xr, yr, scratch);
             }
         })
@@ -85,13 +101,35 @@ impl<F: RowFn> RowKernel<'_, F> {
         Ok(())
     }
 
+    /// One row on two threads, each adding half of the rank terms (the second into its own
+    /// copy of y, added at the end). Both halves' scratch comes from this thread's buffer.
+    fn run_halves(&self, x: &[f32], y: &mut [f32], half: &H, scratch: usize) {
+        self.fill_bias(y);
+        with_scratch(2 * scratch + self.output, |s| {
+            let (s0, rest) = s.split_at_mut(scratch);
+            let (s1, other) = rest.split_at_mut(scratch);
+            other.fill(0.0);
+            rayon::join(|| half(0, x, y, s0), || half(1, x, other, s1));
+            for (v, o) in y.iter_mut().zip(other.iter()) {
+                *v += o;
+            }
+        });
+    }
+
     /// y = x W^T + b, the batch split into one block per thread of rayon's pool (at most
-    /// `threads` blocks if non-zero); sequential when the call is too small to pay for threads.
+    /// `threads` blocks if non-zero); a single row split into two halves of the rank terms
+    /// where the layer has them; sequential when the call is too small to pay for threads.
     pub fn forward_par(&self, x: &[f32], y: &mut [f32], threads: usize) -> Result<(), ShapeError> {
         let rows = rows(x, y, self.input, self.output)?;
         let pool = rayon::current_num_threads();
-        let tasks = if threads == 0 { pool } else { threads.min(pool) }.min(rows);
-        if tasks < 2 || (rows as u64).saturating_mul(self.macs_per_row) < PAR_MIN_MACS {
+        let threads = if threads == 0 { pool } else { threads.min(pool) };
+        let tasks = threads.min(rows);
+        let pays = (rows as u64).saturating_mul(self.macs_per_row) >= PAR_MIN_MACS;
+        if let (1, Some((half, scratch)), true) = (rows, &self.halves, pays && threads >= 2) {
+            self.run_halves(x, y, half, *scratch);
+            return Ok(());
+        }
+        if tasks < 2 || !pays {
             self.run_rows(x, y);
             return Ok(());
         }

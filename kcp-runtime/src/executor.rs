@@ -42,6 +42,7 @@ impl Executor {
             row: move |x: &[f32], y: &mut [f32], s: &mut [f32]| {
                 self.program.run_row(x, y, s, &self.weights.factors, &self.prep)
             },
+            halves: None,
         }
     }
 

@@ -186,7 +186,9 @@ fn emit(layer: &LayerArgs, name: &str) -> Result<()> {
     let c = compile_layer(layer, None)?;
     let ident = syn::parse_str::<proc_macro2::Ident>(name).map_err(|_| format!("`{name}` is not a Rust identifier"))?;
     let item = Item { attrs: quote::quote!(), vis: quote::quote!(pub), name: ident, threads: 0 };
-    let file: syn::File = syn::parse2(emit::layer(&c, &item)).map_err(|e| format!("internal error: {e}"))?;
+    let half = c.half_rank(&Options::default());
+    let file: syn::File =
+        syn::parse2(emit::layer(&c, half.as_ref(), &item)).map_err(|e| format!("internal error: {e}"))?;
     print!("{}", prettyplease::unparse(&file));
     Ok(())
 }

@@ -137,8 +137,9 @@ fn emit_kernel(kernel: &Kernel, out: TokenStream) -> TokenStream {
     }
 }
 
-/// `fn __kcp_prep(factors) -> pre-products`, run once when weights are loaded.
-pub fn prep_fn(program: &Program) -> TokenStream {
+/// `fn {name}(factors) -> pre-products`, run once when weights are loaded.
+pub fn prep_fn(program: &Program, name: &str) -> TokenStream {
+    let name = Ident::new(name, Span::call_site());
     let lens = program.prep_lens.iter().map(|&len| lit(len));
     let kernels = program.prep.iter().map(|kernel| {
         let Buffer::Prep(k) = kernel.out else { return TokenStream::new() };
@@ -151,7 +152,7 @@ pub fn prep_fn(program: &Program) -> TokenStream {
         }
     });
     quote! {
-        fn __kcp_prep(__kcp_f: &[::std::vec::Vec<f32>]) -> ::std::vec::Vec<::std::vec::Vec<f32>> {
+        fn #name(__kcp_f: &[::std::vec::Vec<f32>]) -> ::std::vec::Vec<::std::vec::Vec<f32>> {
             let mut __kcp_p: ::std::vec::Vec<::std::vec::Vec<f32>> = ::std::vec![#(::std::vec![0.0f32; #lens]),*];
             #(#kernels)*
             __kcp_p
@@ -159,9 +160,11 @@ pub fn prep_fn(program: &Program) -> TokenStream {
     }
 }
 
-/// `fn __kcp_row(x_row, y_row, scratch, factors, pre-products)`: one row of y (already holding
-/// the bias or zeros) from one row of x.
-pub fn row_fn(program: &Program) -> TokenStream {
+/// `fn {name}(x_row, y_row, scratch, factors, pre-products)`: one row of y (already holding
+/// the bias or zeros) from one row of x; and `{name}_avx2`, the same compiled for AVX2 + FMA.
+pub fn row_fn(program: &Program, name: &str) -> TokenStream {
+    let avx2 = format_ident!("{name}_avx2");
+    let name = Ident::new(name, Span::call_site());
     let scratch = lit(program.scratch_len);
     let kernels = program.call.iter().map(|kernel| {
         let len = lit(kernel.out_len);
@@ -186,12 +189,12 @@ pub fn row_fn(program: &Program) -> TokenStream {
         /// The row kernel compiled for AVX2 + FMA; call it only where the CPU has both.
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = "avx2,fma")]
-        fn __kcp_row_avx2(#params) {
-            Self::__kcp_row(__kcp_x, __kcp_y, __kcp_s, __kcp_f, __kcp_p)
+        fn #avx2(#params) {
+            Self::#name(__kcp_x, __kcp_y, __kcp_s, __kcp_f, __kcp_p)
         }
 
         #[inline(always)]
-        fn __kcp_row(#params) {
+        fn #name(#params) {
             let (__kcp_s0, __kcp_s1) = __kcp_s.split_at_mut(#scratch);
             #(#kernels)*
         }

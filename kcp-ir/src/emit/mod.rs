@@ -31,19 +31,21 @@ fn usize_lit(value: usize) -> Literal {
 }
 
 /// The layer's item: struct, constants, constructors and kernels; for a recurrent cell, the cell
-/// struct beside its KCP input projection.
-pub fn layer(compiled: &Compiled, item: &Item) -> TokenStream {
+/// struct beside its KCP input projection. `half` is [`Compiled::half_rank`]: with it, a single
+/// row runs on two threads in `forward_par`, one per half of the rank terms.
+pub fn layer(compiled: &Compiled, half: Option<&Compiled>, item: &Item) -> TokenStream {
     match compiled.spec.cell() {
-        Some(cell) => cell_layer(compiled, item, cell),
-        None => kcp_layer(compiled, item),
+        Some(cell) => cell_layer(compiled, half, item, cell),
+        None => kcp_layer(compiled, half, item),
     }
 }
 
-fn cell_layer(compiled: &Compiled, item: &Item, cell: crate::Cell) -> TokenStream {
+fn cell_layer(compiled: &Compiled, half: Option<&Compiled>, item: &Item, cell: crate::Cell) -> TokenStream {
     let Item { attrs, vis, name, .. } = item;
     let input_name = quote::format_ident!("__Kcp{}Input", name);
     let input = kcp_layer(
         compiled,
+        half,
         &Item { attrs: quote!(#[doc(hidden)]), vis: vis.clone(), name: input_name.clone(), threads: item.threads },
     );
     let hidden = usize_lit(cell.hidden);
@@ -148,7 +150,7 @@ fn cell_layer(compiled: &Compiled, item: &Item, cell: crate::Cell) -> TokenStrea
     }
 }
 
-fn kcp_layer(compiled: &Compiled, item: &Item) -> TokenStream {
+fn kcp_layer(compiled: &Compiled, half: Option<&Compiled>, item: &Item) -> TokenStream {
     let Item { attrs, vis, name, threads } = item;
     let spec = &compiled.spec;
     let nest = &compiled.nest;
@@ -168,8 +170,23 @@ fn kcp_layer(compiled: &Compiled, item: &Item) -> TokenStream {
     let scratch = usize_lit(2 * nest.scratch_len);
     let threads = usize_lit(*threads);
     let bias = spec.bias();
-    let prep_fn = kernels::prep_fn(nest);
-    let row_fn = kernels::row_fn(nest);
+    let prep_fn = kernels::prep_fn(nest, "__kcp_prep");
+    let row_fn = kernels::row_fn(nest, "__kcp_row");
+    let split = half.map(|half| split(&half.nest));
+    let halves_type = split.as_ref().map_or_else(TokenStream::new, |_| quote!(, impl ::kcp::__private::HalfFn + '_));
+    let halves = split.as_ref().map_or_else(|| quote!(::std::option::Option::None), |split| split.halves.clone());
+    let split_items = split.as_ref().map_or_else(
+        || {
+            quote! {
+                fn __kcp_split(
+                    factors: &[::std::vec::Vec<f32>],
+                ) -> ::std::vec::Vec<(::std::vec::Vec<::std::vec::Vec<f32>>, ::std::vec::Vec<::std::vec::Vec<f32>>)> {
+                    ::std::vec::Vec::new()
+                }
+            }
+        },
+        |split| split.items.clone(),
+    );
     let (from_factors_args, from_factors_bias, from_factors_doc) = if bias {
         (
             quote!(factors: ::std::vec::Vec<::std::vec::Vec<f32>>, bias: ::std::vec::Vec<f32>),
@@ -189,6 +206,8 @@ fn kcp_layer(compiled: &Compiled, item: &Item) -> TokenStream {
         #vis struct #name {
             __kcp_weights: ::kcp::__private::Weights,
             __kcp_prep: ::std::vec::Vec<::std::vec::Vec<f32>>,
+            /// Per half of the rank terms (none if R is odd): its factors and pre-products.
+            __kcp_halves: ::std::vec::Vec<(::std::vec::Vec<::std::vec::Vec<f32>>, ::std::vec::Vec<::std::vec::Vec<f32>>)>,
         }
 
         #[allow(unused, clippy::all, clippy::pedantic, clippy::nursery)]
@@ -229,8 +248,7 @@ fn kcp_layer(compiled: &Compiled, item: &Item) -> TokenStream {
             #vis fn from_weights(weights: ::kcp::__private::Weights) -> ::std::result::Result<Self, ::kcp::Error> {
                 let bias_len = if Self::HAS_BIAS { ::std::option::Option::Some(Self::OUT) } else { ::std::option::Option::None };
                 weights.check(&Self::FACTOR_SHAPES, bias_len)?;
-                let prep = Self::__kcp_prep(&weights.factors);
-                ::std::result::Result::Ok(Self { __kcp_weights: weights, __kcp_prep: prep })
+                ::std::result::Result::Ok(Self::__kcp_trusted(weights))
             }
 
             /// The layer with every weight zero.
@@ -268,10 +286,11 @@ fn kcp_layer(compiled: &Compiled, item: &Item) -> TokenStream {
 
             fn __kcp_trusted(weights: ::kcp::__private::Weights) -> Self {
                 let prep = Self::__kcp_prep(&weights.factors);
-                Self { __kcp_weights: weights, __kcp_prep: prep }
+                let halves = Self::__kcp_split(&weights.factors);
+                Self { __kcp_weights: weights, __kcp_prep: prep, __kcp_halves: halves }
             }
 
-            fn __kcp_kernel(&self) -> ::kcp::__private::RowKernel<'_, impl ::kcp::__private::RowFn + '_> {
+            fn __kcp_kernel(&self) -> ::kcp::__private::RowKernel<'_, impl ::kcp::__private::RowFn + '_ #halves_type> {
                 ::kcp::__private::RowKernel {
                     input: Self::IN,
                     output: Self::OUT,
@@ -287,12 +306,63 @@ fn kcp_layer(compiled: &Compiled, item: &Item) -> TokenStream {
                         }
                         Self::__kcp_row(x, y, s, f, p)
                     },
+                    halves: #halves,
                 }
             }
 
             #prep_fn
 
             #row_fn
+
+            #split_items
         }
     }
+}
+
+/// The parts of a layer whose rank splits in two halves.
+struct Split {
+    /// The `halves` field of its `RowKernel`.
+    halves: TokenStream,
+    /// `__kcp_split` and the half's prep and row functions.
+    items: TokenStream,
+}
+
+fn split(half: &crate::LoopNest) -> Split {
+    let prep_fn = kernels::prep_fn(half, "__kcp_half_prep");
+    let row_fn = kernels::row_fn(half, "__kcp_half_row");
+    let scratch = usize_lit(2 * half.scratch_len);
+    let halves = quote! {
+        (!self.__kcp_halves.is_empty()).then_some((
+            move |k: usize, x: &[f32], y: &mut [f32], s: &mut [f32]| {
+                let (f, p) = &self.__kcp_halves[k];
+                #[cfg(target_arch = "x86_64")]
+                if ::kcp::__private::has_avx2_fma() {
+                    // SAFETY: the CPU has AVX2 and FMA, checked just above.
+                    return unsafe { Self::__kcp_half_row_avx2(x, y, s, f, p) };
+                }
+                Self::__kcp_half_row(x, y, s, f, p)
+            },
+            #scratch,
+        ))
+    };
+    let items = quote! {
+        /// Each factor stack cut into its two halves of the rank terms, with their pre-products.
+        fn __kcp_split(
+            factors: &[::std::vec::Vec<f32>],
+        ) -> ::std::vec::Vec<(::std::vec::Vec<::std::vec::Vec<f32>>, ::std::vec::Vec<::std::vec::Vec<f32>>)> {
+            (0..2)
+                .map(|k| {
+                    let f: ::std::vec::Vec<::std::vec::Vec<f32>> =
+                        factors.iter().map(|stack| stack[k * stack.len() / 2..(k + 1) * stack.len() / 2].to_vec()).collect();
+                    let p = Self::__kcp_half_prep(&f);
+                    (f, p)
+                })
+                .collect()
+        }
+
+        #prep_fn
+
+        #row_fn
+    };
+    Split { halves, items }
 }
