@@ -183,6 +183,8 @@ mod avx2 {
 
     /// Rows per register block.
     const MR: usize = 4;
+    /// How far ahead in a row of `a` (in elements) a block prefetches.
+    const PREFETCH: usize = 128;
 
     /// The blocked product.
     ///
@@ -204,6 +206,13 @@ mod avx2 {
             return gemm(out, &packed, w, Gemm { a_row: g.len, a_col: 1, ..g });
         }
         let (out, a, w) = (out.as_mut_ptr(), a.as_ptr(), w.as_ptr());
+        // Start the first lines of every row of a on their way at once; the blocks prefetch the
+        // rest as they go.
+        for k in 0..g.depth {
+            for q in (0..g.len.min(PREFETCH)).step_by(16) {
+                _mm_prefetch::<_MM_HINT_T0>(a.add(k * g.a_row + q).cast());
+            }
+        }
         let mut m = 0;
         while m < g.rows {
             let (o, wm) = (out.add(m * g.out_row), w.add(m * g.w_row));
@@ -278,6 +287,9 @@ mod avx2 {
         let mut acc = [[_mm256_setzero_ps(); V]; R];
         for k in 0..g.depth {
             let ak = a.add(k * g.a_row);
+            // The columns a later block reads: from DRAM (a batch of fresh rows of x), the
+            // hardware prefetcher does not follow `depth` interleaved short runs.
+            _mm_prefetch::<_MM_HINT_T0>(ak.wrapping_add(PREFETCH).cast());
             let mut av = [_mm256_setzero_ps(); V];
             for (v, slot) in av.iter_mut().enumerate() {
                 *slot = _mm256_loadu_ps(ak.add(8 * v));
