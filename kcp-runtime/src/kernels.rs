@@ -185,6 +185,9 @@ mod avx2 {
     const MR: usize = 4;
     /// How far ahead in a row of `a` (in elements) a block prefetches.
     const PREFETCH: usize = 128;
+    /// The shortest rows of `a` that are prefetched (shorter ones are scratch, in cache; there
+    /// the prefetches only cost issue slots).
+    const PREFETCH_MIN_LEN: usize = 64;
 
     /// The blocked product.
     ///
@@ -206,21 +209,27 @@ mod avx2 {
             return gemm(out, &packed, w, Gemm { a_row: g.len, a_col: 1, ..g });
         }
         let (out, a, w) = (out.as_mut_ptr(), a.as_ptr(), w.as_ptr());
-        // Start the first lines of every row of a on their way at once; the blocks prefetch the
-        // rest as they go.
-        for k in 0..g.depth {
-            for q in (0..g.len.min(PREFETCH)).step_by(16) {
-                _mm_prefetch::<_MM_HINT_T0>(a.add(k * g.a_row + q).cast());
+        // Long rows of a are typically fresh input (x) from memory: start the first lines of
+        // every row on their way at once; the blocks prefetch the rest as they go.
+        if g.len >= PREFETCH_MIN_LEN {
+            for k in 0..g.depth {
+                for q in (0..PREFETCH).step_by(16) {
+                    _mm_prefetch::<_MM_HINT_T0>(a.add(k * g.a_row + q).cast());
+                }
             }
         }
         let mut m = 0;
         while m < g.rows {
             let (o, wm) = (out.add(m * g.out_row), w.add(m * g.w_row));
-            match g.rows - m {
-                1 => columns::<1>(o, a, wm, &g),
-                2 => columns::<2>(o, a, wm, &g),
-                3 => columns::<3>(o, a, wm, &g),
-                _ => columns::<MR>(o, a, wm, &g),
+            match (g.rows - m, g.len >= PREFETCH_MIN_LEN) {
+                (1, false) => columns::<1, false>(o, a, wm, &g),
+                (1, true) => columns::<1, true>(o, a, wm, &g),
+                (2, false) => columns::<2, false>(o, a, wm, &g),
+                (2, true) => columns::<2, true>(o, a, wm, &g),
+                (3, false) => columns::<3, false>(o, a, wm, &g),
+                (3, true) => columns::<3, true>(o, a, wm, &g),
+                (_, false) => columns::<MR, false>(o, a, wm, &g),
+                (_, true) => columns::<MR, true>(o, a, wm, &g),
             }
             m += MR;
         }
@@ -231,14 +240,14 @@ mod avx2 {
     /// stores are slow on some CPUs: Zen 1 microcodes them), or by scalars if `len < 8`.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
-    unsafe fn columns<const R: usize>(out: *mut f32, a: *const f32, w: *const f32, g: &Gemm) {
+    unsafe fn columns<const R: usize, const FETCH: bool>(out: *mut f32, a: *const f32, w: *const f32, g: &Gemm) {
         let mut q = 0;
         while q + 16 <= g.len {
-            block::<R, 2>(out.add(q), a.add(q), w, g, None);
+            block::<R, 2, FETCH>(out.add(q), a.add(q), w, g, None);
             q += 16;
         }
         if q + 8 <= g.len {
-            block::<R, 1>(out.add(q), a.add(q), w, g, None);
+            block::<R, 1, FETCH>(out.add(q), a.add(q), w, g, None);
             q += 8;
         }
         if q == g.len {
@@ -246,7 +255,7 @@ mod avx2 {
         }
         if g.len >= 8 {
             let last = g.len - 8;
-            block::<R, 1>(out.add(last), a.add(last), w, g, Some(last_lanes(g.len - q)));
+            block::<R, 1, FETCH>(out.add(last), a.add(last), w, g, Some(last_lanes(g.len - q)));
             return;
         }
         for r in 0..R {
@@ -277,7 +286,7 @@ mod avx2 {
     /// added to `out` to its lanes.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
-    unsafe fn block<const R: usize, const V: usize>(
+    unsafe fn block<const R: usize, const V: usize, const FETCH: bool>(
         out: *mut f32,
         a: *const f32,
         w: *const f32,
@@ -289,7 +298,9 @@ mod avx2 {
             let ak = a.add(k * g.a_row);
             // The columns a later block reads: from DRAM (a batch of fresh rows of x), the
             // hardware prefetcher does not follow `depth` interleaved short runs.
-            _mm_prefetch::<_MM_HINT_T0>(ak.wrapping_add(PREFETCH).cast());
+            if FETCH {
+                _mm_prefetch::<_MM_HINT_T0>(ak.wrapping_add(PREFETCH).cast());
+            }
             let mut av = [_mm256_setzero_ps(); V];
             for (v, slot) in av.iter_mut().enumerate() {
                 *slot = _mm256_loadu_ps(ak.add(8 * v));
