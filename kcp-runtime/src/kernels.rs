@@ -112,20 +112,22 @@ impl Gemm {
         self.rows * self.depth * self.len
     }
 
-    /// The lengths `out`, `a` and `w` must at least have.
-    fn extents(&self) -> [usize; 3] {
+    /// The lengths `out`, `a` and `w` must at least have; `None` if one overflows `usize`.
+    fn extents(&self) -> Option<[usize; 3]> {
         if self.rows == 0 || self.len == 0 {
-            return [0; 3];
+            return Some([0; 3]);
         }
-        let out = (self.rows - 1) * self.out_row + self.len;
+        // `s0 * n0 + s1 * n1 + last`, checked.
+        let span = |s0: usize, n0: usize, s1: usize, n1: usize, last: usize| {
+            s0.checked_mul(n0)?.checked_add(s1.checked_mul(n1)?)?.checked_add(last)
+        };
+        let out = span(self.out_row, self.rows - 1, 0, 0, self.len)?;
         if self.depth == 0 {
-            return [out, 0, 0];
+            return Some([out, 0, 0]);
         }
-        [
-            out,
-            (self.depth - 1) * self.a_row + (self.len - 1) * self.a_col + 1,
-            (self.rows - 1) * self.w_row + (self.depth - 1) * self.w_col + 1,
-        ]
+        let a = span(self.a_row, self.depth - 1, self.a_col, self.len - 1, 1)?;
+        let w = span(self.w_row, self.rows - 1, self.w_col, self.depth - 1, 1)?;
+        Some([out, a, w])
     }
 
     /// The portable form: one axpy per (row, summed index), in that order.
@@ -164,8 +166,8 @@ pub fn gemm<T: Real>(out: &mut [T], a: &[T], w: &[T], g: Gemm) {
 fn gemm_f32(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
     #[cfg(target_arch = "x86_64")]
     if has_avx2_fma() {
-        let [o, ia, iw] = g.extents();
-        if out.len() >= o && a.len() >= ia && w.len() >= iw {
+        let fits = g.extents().is_some_and(|[o, ia, iw]| out.len() >= o && a.len() >= ia && w.len() >= iw);
+        if fits {
             // SAFETY: the CPU has AVX2 and FMA (checked above), and every slice is at least as
             // long as the highest index the product touches (`extents`).
             unsafe { avx2::gemm(out, a, w, g) };
@@ -210,11 +212,12 @@ mod avx2 {
         }
         let (out, a, w) = (out.as_mut_ptr(), a.as_ptr(), w.as_ptr());
         // Long rows of a are typically fresh input (x) from memory: start the first lines of
-        // every row on their way at once; the blocks prefetch the rest as they go.
+        // every row on their way at once; the blocks prefetch the rest as they go. (Prefetches
+        // past the end of a are harmless: they never fault; the addresses wrap, never `add`.)
         if g.len >= PREFETCH_MIN_LEN {
             for k in 0..g.depth {
                 for q in (0..PREFETCH).step_by(16) {
-                    _mm_prefetch::<_MM_HINT_T0>(a.add(k * g.a_row + q).cast());
+                    _mm_prefetch::<_MM_HINT_T0>(a.wrapping_add(k * g.a_row + q).cast());
                 }
             }
         }
@@ -351,7 +354,7 @@ mod tests {
                     let (a_row, a_col) = if transposed { (1, depth + 1) } else { (len + depth % 2, 1) };
                     let out_row = len + rows % 3;
                     let g = Gemm { rows, depth, len, out_row, a_row, a_col, w_row: depth + 1, w_col: 1, overwrite };
-                    let [o, ia, iw] = g.extents();
+                    let [o, ia, iw] = g.extents().unwrap();
                     let a: Vec<f32> = (0..ia).map(|_| next()).collect();
                     let w: Vec<f32> = (0..iw).map(|_| next()).collect();
                     let start: Vec<f32> = (0..o).map(|_| next()).collect();
@@ -367,5 +370,26 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Strides whose extents overflow, or slices too short, never reach the unchecked kernel:
+    /// the portable form panics on its first out-of-range index instead.
+    #[test]
+    fn gemm_out_of_range_panics() {
+        let g = Gemm {
+            rows: 3,
+            depth: 1,
+            len: 8,
+            out_row: usize::MAX / 2 + 1,
+            a_row: 8,
+            a_col: 1,
+            w_row: 1,
+            w_col: 1,
+            overwrite: false,
+        };
+        assert!(g.extents().is_none());
+        assert!(std::panic::catch_unwind(|| gemm(&mut [0.0f32; 24], &[0.0; 8], &[0.0; 3], g)).is_err());
+        let short = Gemm { out_row: 8, ..g };
+        assert!(std::panic::catch_unwind(|| gemm(&mut [0.0f32; 23], &[0.0; 8], &[0.0; 3], short)).is_err());
     }
 }
