@@ -1,7 +1,8 @@
 //! The benchmark table of BENCHMARKS.md: every layer, batch and variant measured side by side
 //! in one run. `--json` prints one JSON array of rows `{layer, batch, variant, median_ns, macs,
-//! gflops}` instead of Markdown (and `peak_gflops` on stderr); `--quick` takes fewer samples (a full run then stays under a
-//! minute); `--only NAME` measures only the layers whose name contains NAME.
+//! gflops}` instead of Markdown (and `peak_gflops` on stderr); `--quick` takes fewer samples (a
+//! full run then stays under a minute); `--only NAME` measures only the layers whose name
+//! contains NAME.
 //!
 //! Variants: `dense` (faer GEMM on the reconstructed W, one thread), `forward` and `reverse`
 //! (the paper's two orders through the generic executor), `generic` (the planned order, generic

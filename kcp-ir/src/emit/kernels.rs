@@ -200,3 +200,18 @@ pub fn row_fn(program: &Program, name: &str) -> TokenStream {
         }
     }
 }
+
+/// The call of the row function `name` on `x, y, s, f, p`: its AVX2 + FMA copy where the CPU
+/// has both, else the portable one.
+pub fn row_call(name: &str) -> TokenStream {
+    let avx2 = format_ident!("{name}_avx2");
+    let name = Ident::new(name, Span::call_site());
+    quote! {
+        #[cfg(target_arch = "x86_64")]
+        if ::kcp::__private::has_avx2_fma() {
+            // SAFETY: the CPU has AVX2 and FMA, checked just above.
+            return unsafe { Self::#avx2(x, y, s, f, p) };
+        }
+        Self::#name(x, y, s, f, p)
+    }
+}

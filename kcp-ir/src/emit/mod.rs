@@ -172,6 +172,7 @@ fn kcp_layer(compiled: &Compiled, half: Option<&Compiled>, item: &Item) -> Token
     let bias = spec.bias();
     let prep_fn = kernels::prep_fn(nest, "__kcp_prep");
     let row_fn = kernels::row_fn(nest, "__kcp_row");
+    let row_call = kernels::row_call("__kcp_row");
     let split = half.map(|half| split(&half.nest));
     let halves_type = split.as_ref().map_or_else(TokenStream::new, |_| quote!(, impl ::kcp::__private::HalfFn + '_));
     let halves = split.as_ref().map_or_else(|| quote!(::std::option::Option::None), |split| split.halves.clone());
@@ -299,12 +300,7 @@ fn kcp_layer(compiled: &Compiled, half: Option<&Compiled>, item: &Item) -> Token
                     bias: self.__kcp_weights.bias.as_deref(),
                     row: move |x: &[f32], y: &mut [f32], s: &mut [f32]| {
                         let (f, p) = (&self.__kcp_weights.factors, &self.__kcp_prep);
-                        #[cfg(target_arch = "x86_64")]
-                        if ::kcp::__private::has_avx2_fma() {
-                            // SAFETY: the CPU has AVX2 and FMA, checked just above.
-                            return unsafe { Self::__kcp_row_avx2(x, y, s, f, p) };
-                        }
-                        Self::__kcp_row(x, y, s, f, p)
+                        #row_call
                     },
                     halves: #halves,
                 }
@@ -330,17 +326,13 @@ struct Split {
 fn split(half: &crate::LoopNest) -> Split {
     let prep_fn = kernels::prep_fn(half, "__kcp_half_prep");
     let row_fn = kernels::row_fn(half, "__kcp_half_row");
+    let row_call = kernels::row_call("__kcp_half_row");
     let scratch = usize_lit(2 * half.scratch_len);
     let halves = quote! {
         (!self.__kcp_halves.is_empty()).then_some((
             move |k: usize, x: &[f32], y: &mut [f32], s: &mut [f32]| {
                 let (f, p) = &self.__kcp_halves[k];
-                #[cfg(target_arch = "x86_64")]
-                if ::kcp::__private::has_avx2_fma() {
-                    // SAFETY: the CPU has AVX2 and FMA, checked just above.
-                    return unsafe { Self::__kcp_half_row_avx2(x, y, s, f, p) };
-                }
-                Self::__kcp_half_row(x, y, s, f, p)
+                #row_call
             },
             #scratch,
         ))
