@@ -221,6 +221,9 @@ mod avx2 {
                 }
             }
         }
+        if (4..8).contains(&g.len) {
+            return narrow(out, a, w, &g);
+        }
         let mut m = 0;
         while m < g.rows {
             let (o, wm) = (out.add(m * g.out_row), w.add(m * g.w_row));
@@ -274,6 +277,70 @@ mod avx2 {
                     *o = wv.mul_add(*a.add(k * g.a_row + q), *o);
                 }
             }
+        }
+    }
+
+    /// A product narrower than a vector of 8 (`4 <= len < 8`): 128-bit blocks of 4 columns,
+    /// the first at column 0 and, if `len > 4`, the last 4 columns with the lanes already done
+    /// masked off. Zen 1 runs a 256-bit FMA as two 128-bit halves, so these blocks lose nothing
+    /// there (half the width elsewhere, still far above scalars); [`NARROW_MR`] rows at a time
+    /// keep as many FMA chains in flight as the wide blocks do.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn narrow(out: *mut f32, a: *const f32, w: *const f32, g: &Gemm) {
+        let mut m = 0;
+        while m < g.rows {
+            let (o, wm) = (out.add(m * g.out_row), w.add(m * g.w_row));
+            match g.rows - m {
+                1 => narrow_rows::<1>(o, a, wm, g),
+                2 => narrow_rows::<2>(o, a, wm, g),
+                3 => narrow_rows::<3>(o, a, wm, g),
+                4 => narrow_rows::<4>(o, a, wm, g),
+                5 => narrow_rows::<5>(o, a, wm, g),
+                6 => narrow_rows::<6>(o, a, wm, g),
+                7 => narrow_rows::<7>(o, a, wm, g),
+                _ => narrow_rows::<NARROW_MR>(o, a, wm, g),
+            }
+            m += NARROW_MR;
+        }
+    }
+
+    /// Rows per register block of a narrow product.
+    const NARROW_MR: usize = 8;
+
+    /// `R` rows of a narrow product.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn narrow_rows<const R: usize>(out: *mut f32, a: *const f32, w: *const f32, g: &Gemm) {
+        block4::<R>(out, a, w, g, None);
+        if g.len > 4 {
+            let last = g.len - 4;
+            let lanes = _mm_setr_epi32(0, 1, 2, 3);
+            let keep = _mm_castsi128_ps(_mm_cmpgt_epi32(lanes, _mm_set1_epi32(3 - last as i32)));
+            block4::<R>(out.add(last), a.add(last), w, g, Some(keep));
+        }
+    }
+
+    /// One `R` x 4 block of `out` in 128-bit registers; `keep` limits what is added to `out`
+    /// to its lanes.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn block4<const R: usize>(out: *mut f32, a: *const f32, w: *const f32, g: &Gemm, keep: Option<__m128>) {
+        let mut acc = [_mm_setzero_ps(); R];
+        for k in 0..g.depth {
+            let av = _mm_loadu_ps(a.add(k * g.a_row));
+            for (r, slot) in acc.iter_mut().enumerate() {
+                *slot = _mm_fmadd_ps(_mm_broadcast_ss(&*w.add(r * g.w_row + k * g.w_col)), av, *slot);
+            }
+        }
+        for (r, &sum) in acc.iter().enumerate() {
+            let p = out.add(r * g.out_row);
+            let new = match (keep, g.overwrite) {
+                (None, true) => sum,
+                (None, false) => _mm_add_ps(_mm_loadu_ps(p), sum),
+                (Some(keep), true) => _mm_blendv_ps(_mm_loadu_ps(p), sum, keep),
+                (Some(keep), false) => _mm_add_ps(_mm_loadu_ps(p), _mm_and_ps(sum, keep)),
+            };
+            _mm_storeu_ps(p, new);
         }
     }
 

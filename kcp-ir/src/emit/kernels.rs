@@ -7,6 +7,8 @@ use quote::{format_ident, quote};
 
 use kcp_runtime::{Buffer, Gemm, Inner, Kernel, Program};
 
+use crate::loops::statements;
+
 /// An offset: the sum of `loop variable * stride` terms and a constant.
 #[derive(Clone)]
 struct Offset {
@@ -39,9 +41,21 @@ impl Offset {
     }
 }
 
+impl Offset {
+    fn plus(&self, constant: usize) -> Offset {
+        Offset { terms: self.terms.clone(), constant: self.constant + constant }
+    }
+}
+
 fn emit_nest(kernel: &Kernel, depth: usize, at: [Offset; 3]) -> TokenStream {
     let Some(l) = kernel.loops.get(depth) else {
         let [o, a, w] = at;
+        let written_out = statements(&kernel.inner).is_some();
+        match kernel.inner {
+            Inner::Gemm(g) if written_out => return unrolled_gemm(&o, &a, &w, g),
+            Inner::GemmSwapped(g) if written_out => return unrolled_gemm_swapped(&o, &a, &w, g),
+            _ => {}
+        }
         let (o0, a0, w0) = (o.tokens(), a.tokens(), w.tokens());
         return match kernel.inner {
             Inner::Axpy { len: 1 } => quote!(__kcp_out[#o0] += __kcp_a[#a0] * __kcp_w[#w0];),
@@ -78,6 +92,35 @@ fn emit_nest(kernel: &Kernel, depth: usize, at: [Offset; 3]) -> TokenStream {
         let extent = lit(l.extent);
         quote!(for #var in 0..#extent { #body })
     }
+}
+
+/// A narrow GEMM written out as its `rows x depth` axpys (`a_col` is 1), after zeroing its
+/// rows if it overwrites them.
+fn unrolled_gemm(o: &Offset, a: &Offset, w: &Offset, g: Gemm) -> TokenStream {
+    let len = lit(g.len);
+    let rows = (0..g.rows).map(|m| {
+        let out = o.plus(m * g.out_row).tokens();
+        let zero = g.overwrite.then(|| quote!(__kcp_out[#out..][..#len].fill(0.0);));
+        let axpys = (0..g.depth).map(|k| {
+            let (ak, wv) = (a.plus(k * g.a_row).tokens(), w.plus(m * g.w_row + k * g.w_col).tokens());
+            quote!(::kcp::__private::axpy(&mut __kcp_out[#out..][..#len], &__kcp_a[#ak..][..#len], __kcp_w[#wv]);)
+        });
+        quote!(#zero #(#axpys)*)
+    });
+    quote!(#(#rows)*)
+}
+
+/// A narrow swapped GEMM written out as its `rows x len` dots of `depth` (the rows come from
+/// `a`, contiguous over the sum, the columns from `w`, contiguous over the sum too).
+fn unrolled_gemm_swapped(o: &Offset, a: &Offset, w: &Offset, g: Gemm) -> TokenStream {
+    let depth = lit(g.depth);
+    let op = if g.overwrite { quote!(=) } else { quote!(+=) };
+    let dots = (0..g.rows).flat_map(|m| (0..g.len).map(move |q| (m, q))).map(|(m, q)| {
+        let out = o.plus(m * g.out_row + q).tokens();
+        let (am, wq) = (a.plus(m * g.w_row).tokens(), w.plus(q * g.a_col).tokens());
+        quote!(__kcp_out[#out] #op ::kcp::__private::dot(&__kcp_a[#am..][..#depth], &__kcp_w[#wq..][..#depth]);)
+    });
+    quote!(#(#dots)*)
 }
 
 /// A call of the runtime's small GEMM on `out[o..]` with `columns` and `rows` as its `a` and `w`.

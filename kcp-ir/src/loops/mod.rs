@@ -19,10 +19,12 @@
 //!    the weight only (the last step: y's last mode) becomes a GEMM whose columns come from the
 //!    weight ([`Inner::GemmSwapped`]); a GEMM that does the nest's whole sum overwrites its
 //!    output, which then needs no zeroing;
-//! 4. the unrolling policy: starting from the innermost loop, unroll loops of at most
-//!    [`MAX_UNROLL_EXTENT`] iterations while the product of unrolled extents stays within
-//!    [`UNROLL_BUDGET`], which bounds the emitted code to `UNROLL_BUDGET` inner operations per
-//!    step; outer loops stay loops;
+//! 4. the unrolling policy: emission writes a GEMM narrower than a vector out as its axpys or
+//!    dots where they fit [`UNROLL_BUDGET`] ([`statements`]), and calls the micro-kernel for
+//!    the others; starting from the innermost loop, unroll loops of at most
+//!    [`MAX_UNROLL_EXTENT`] iterations while the statements of the inner operation times the
+//!    unrolled extents stay within [`UNROLL_BUDGET`], which bounds the emitted code to
+//!    `UNROLL_BUDGET` statements per step; loops around a GEMM call and outer loops stay loops;
 //! 5. per-call intermediates alternate between two scratch buffers of the largest size.
 
 use kcp_runtime::{Buffer, Gemm, Inner, Kernel, Loop, Program};
@@ -38,7 +40,7 @@ pub const MAX_UNROLL_EXTENT: usize = 16;
 /// The most inner operations one step may unroll to.
 pub const UNROLL_BUDGET: usize = 64;
 /// The shortest contiguous run that becomes a small GEMM rather than axpys.
-pub const GEMM_MIN_LEN: usize = 8;
+pub const GEMM_MIN_LEN: usize = 4;
 
 /// Lower a plan to its loop nest.
 pub fn lower(plan: &Plan, graph: &ContractionGraph) -> LoopNest {
@@ -92,6 +94,21 @@ pub fn lower(plan: &Plan, graph: &ContractionGraph) -> LoopNest {
         call,
         macs_per_row: plan.macs() / rows,
     }
+}
+
+/// How many statements emission writes for one run of `inner`: one axpy or dot; for a GEMM
+/// narrower than one 8-lane vector whose `rows x depth` axpys (swapped: `rows x len` dots) fit
+/// [`UNROLL_BUDGET`], those statements (such a product is a few dozen MACs, less than a call
+/// costs); `None` for a GEMM that emission calls. The generic executor runs every GEMM through
+/// the micro-kernel.
+pub fn statements(inner: &Inner) -> Option<usize> {
+    let n = match inner {
+        Inner::Axpy { .. } | Inner::Dot { .. } => return Some(1),
+        Inner::Gemm(g) if g.len < 8 => g.rows * g.depth,
+        Inner::GemmSwapped(g) if g.len < 8 => g.rows * g.len,
+        Inner::Gemm(_) | Inner::GemmSwapped(_) => return None,
+    };
+    (n <= UNROLL_BUDGET).then_some(n)
 }
 
 /// Row-major strides of `of` for each index (0 where `of` lacks it).
@@ -160,10 +177,10 @@ fn kernel(
             (g.overwrite, zero) = (true, false);
         }
     }
-    // 4. Unrolling, innermost first, within the budget (not around a GEMM, which is a call).
-    let mut unrolled = 1;
-    for l in loops.iter_mut().rev().take_while(|_| !matches!(inner, Inner::Gemm(_) | Inner::GemmSwapped(_))) {
-        if l.extent > MAX_UNROLL_EXTENT || unrolled * l.extent > UNROLL_BUDGET {
+    // 4. Unrolling, innermost first, within the budget (not around a GEMM call).
+    let mut unrolled = statements(&inner).unwrap_or(usize::MAX);
+    for l in loops.iter_mut().rev() {
+        if l.extent > MAX_UNROLL_EXTENT || unrolled.saturating_mul(l.extent) > UNROLL_BUDGET {
             break;
         }
         unrolled *= l.extent;
