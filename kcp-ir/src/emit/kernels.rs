@@ -17,6 +17,11 @@ struct Offset {
 }
 
 impl Offset {
+    /// The same offset plus a constant.
+    fn plus(&self, constant: usize) -> Offset {
+        Offset { terms: self.terms.clone(), constant: self.constant + constant }
+    }
+
     fn tokens(&self) -> TokenStream {
         let mut parts: Vec<TokenStream> = self
             .terms
@@ -38,12 +43,6 @@ impl Offset {
             parts.push(quote!(#constant));
         }
         quote!(#(#parts)+*)
-    }
-}
-
-impl Offset {
-    fn plus(&self, constant: usize) -> Offset {
-        Offset { terms: self.terms.clone(), constant: self.constant + constant }
     }
 }
 
