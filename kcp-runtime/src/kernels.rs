@@ -247,13 +247,20 @@ mod avx2 {
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     unsafe fn columns<const R: usize, const FETCH: bool>(out: *mut f32, a: *const f32, w: *const f32, g: &Gemm) {
+        // How far ahead of column q a block prefetches: `PREFETCH` along the row, or, past the
+        // row's end, into the same row of the next slab `depth * a_row` further on: a GEMM on x
+        // is one of a loop of products that steps through x slab by slab, and this way the next
+        // one starts with its rows on their way. (Elsewhere the extra lines are wasted
+        // prefetches, not faults.)
+        let next_slab = g.depth.wrapping_mul(g.a_row).wrapping_add(PREFETCH).wrapping_sub(g.len);
+        let ahead = |q: usize| if q + PREFETCH < g.len { PREFETCH } else { next_slab };
         let mut q = 0;
         while q + 16 <= g.len {
-            block::<R, 2, FETCH>(out.add(q), a.add(q), w, g, None);
+            block::<R, 2, FETCH>(out.add(q), a.add(q), w, g, None, ahead(q));
             q += 16;
         }
         if q + 8 <= g.len {
-            block::<R, 1, FETCH>(out.add(q), a.add(q), w, g, None);
+            block::<R, 1, FETCH>(out.add(q), a.add(q), w, g, None, ahead(q));
             q += 8;
         }
         if q == g.len {
@@ -261,7 +268,7 @@ mod avx2 {
         }
         if g.len >= 8 {
             let last = g.len - 8;
-            block::<R, 1, FETCH>(out.add(last), a.add(last), w, g, Some(last_lanes(g.len - q)));
+            block::<R, 1, FETCH>(out.add(last), a.add(last), w, g, Some(last_lanes(g.len - q)), ahead(last));
             return;
         }
         for r in 0..R {
@@ -362,6 +369,7 @@ mod avx2 {
         w: *const f32,
         g: &Gemm,
         keep: Option<__m256>,
+        ahead: usize,
     ) {
         let mut acc = [[_mm256_setzero_ps(); V]; R];
         for k in 0..g.depth {
@@ -369,7 +377,7 @@ mod avx2 {
             // The columns a later block reads: from DRAM (a batch of fresh rows of x), the
             // hardware prefetcher does not follow `depth` interleaved short runs.
             if FETCH {
-                _mm_prefetch::<_MM_HINT_T0>(ak.wrapping_add(PREFETCH).cast());
+                _mm_prefetch::<_MM_HINT_T0>(ak.wrapping_add(ahead).cast());
             }
             let mut av = [_mm256_setzero_ps(); V];
             for (v, slot) in av.iter_mut().enumerate() {
