@@ -1,5 +1,6 @@
-//! The two innermost operations every kernel is built from, written so that LLVM vectorises
-//! them: `axpy` (out += w * a over a contiguous run) and `dot`.
+//! The innermost operations every kernel is built from: `axpy` (out += w * a over a contiguous
+//! run) and `dot`, written so that LLVM vectorises them, and the small matrix product [`gemm`],
+//! with its AVX2 + FMA micro-kernel.
 
 use std::ops::{Add, AddAssign, Mul};
 
@@ -154,8 +155,9 @@ impl Gemm {
 
 /// Run `g` (see [`Gemm`]). On x86_64 with AVX2 and FMA, f32 products run a register-blocked
 /// micro-kernel: four rows by sixteen columns of `out` stay in registers while the summed index
-/// runs, so each vector of `a` is loaded once per four rows and `out` once per block. Other
-/// element types and CPUs run one axpy per (row, summed index).
+/// runs, so each vector of `a` is loaded once per four rows and `out` once per block (eight rows
+/// by four columns when `len` is 4 to 7). Other element types and CPUs run one axpy per (row,
+/// summed index).
 #[inline(always)]
 pub fn gemm<T: Real>(out: &mut [T], a: &[T], w: &[T], g: Gemm) {
     T::gemm(out, a, w, g)
