@@ -362,7 +362,8 @@ mod avx2 {
     }
 
     /// One `R` x `8 V` block of `out`, its accumulators in registers; `keep` limits what is
-    /// added to `out` to its lanes.
+    /// added to `out` to its lanes; with `FETCH`, each row of `a` is prefetched `ahead`
+    /// elements past the block's columns.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     unsafe fn block<const R: usize, const V: usize, const FETCH: bool>(

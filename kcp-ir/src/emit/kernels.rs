@@ -96,6 +96,7 @@ fn emit_nest(kernel: &Kernel, depth: usize, at: [Offset; 3]) -> TokenStream {
 /// A narrow GEMM written out as its `rows x depth` axpys (`a_col` is 1), after zeroing its
 /// rows if it overwrites them.
 fn unrolled_gemm(o: &Offset, a: &Offset, w: &Offset, g: Gemm) -> TokenStream {
+    debug_assert_eq!(g.a_col, 1, "lowering makes every unswapped GEMM contiguous in a");
     let len = lit(g.len);
     let rows = (0..g.rows).map(|m| {
         let out = o.plus(m * g.out_row).tokens();
