@@ -1,7 +1,8 @@
 //! The layer kernels under criterion: the generated kernel, the generic executor running the
 //! same plan, and the dense faer product on the reconstructed weight, side by side per layer
-//! and batch; and the small-GEMM micro-kernel on the shapes of the UCF11 plan. Throughput is
-//! in MACs (criterion's "elements") of each variant's own plan.
+//! and batch; and the small-GEMM micro-kernel on the shapes of the UCF11 plan (and the speech
+//! plan's narrow 8x5x4). Throughput is in MACs (criterion's "elements") of each variant's own
+//! plan.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use faer::linalg::matmul::matmul;
@@ -91,6 +92,10 @@ fn micro_kernel(c: &mut Criterion) {
                 w_col: 1,
                 overwrite: true,
             },
+        ),
+        (
+            "8x5x4",
+            Gemm { rows: 8, depth: 5, len: 4, out_row: 4, a_row: 4, a_col: 1, w_row: 5, w_col: 1, overwrite: true },
         ),
         (
             "64x18x16_packed",
