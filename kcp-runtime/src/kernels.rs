@@ -245,7 +245,8 @@ mod avx2 {
 
     /// `R` rows of the product, over all of `len`: blocks of 16 columns, then 8, then the last
     /// `len % 8` columns as the last 8 with the lanes already done masked off (masked loads and
-    /// stores are slow on some CPUs: Zen 1 microcodes them), or by scalars if `len < 4` (4 to 7 go to [`narrow`]).
+    /// stores are slow on some CPUs: Zen 1 microcodes them), or by scalars if `len < 4` (runs of
+    /// 4 to 7 go to [`narrow`]).
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     unsafe fn columns<const R: usize, const FETCH: bool>(out: *mut f32, a: *const f32, w: *const f32, g: &Gemm) {
