@@ -1,5 +1,5 @@
 //! Layers declared through `kcp_layer!`: the generated `forward` and `forward_par` and the
-//! generic executor against the dense f64 reference, on random inputs for batches 1, 3 and 64.
+//! generic executor against the dense f64 reference, on random inputs for batches 1 to 64.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -37,9 +37,13 @@ macro_rules! check_layer {
         assert_eq!(<$layer>::PLAN, compiled.plan.to_string());
         assert_eq!(<$layer>::MACS_PER_SAMPLE, compiled.plan.macs());
         assert_eq!(<$layer>::PARAMS, compiled.spec.params());
-        let executor = Executor::new(compiled.nest.clone(), weights.clone()).unwrap();
+        let mut executor = Executor::new(compiled.nest.clone(), weights.clone()).unwrap();
+        if let Some(lanes) = &compiled.lanes {
+            executor = executor.interleaved(lanes.clone());
+        }
         let factors: Vec<Vec<f64>> = weights.factors.iter().map(|f| f.iter().map(|&v| v as f64).collect()).collect();
-        for batch in [1, 3, 64] {
+        // Batches below, at and around whole blocks of interleaved rows.
+        for batch in [1, 3, 8, 19, 64] {
             let x: Vec<f32> =
                 Rng::new($seed + batch as u64).vec(batch * <$layer>::IN).iter().map(|&v| v as f32).collect();
             let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
@@ -94,6 +98,19 @@ fn larger_layers() {
     check_layer!(D6, 11);
     check_layer!(D6Rank1, 12);
     check_layer!(Speech, 13);
+}
+
+/// Layers whose products run a few floats per row interleave whole blocks of rows; large
+/// layers, whose row products already fill vectors, run row by row.
+#[test]
+fn small_layers_interleave_rows() {
+    let lanes = |in_shape: &[usize], out_shape: &[usize], rank| {
+        compile(&Spec::new(in_shape, out_shape, rank), &Options::default()).unwrap().lanes.map(|l| l.lanes)
+    };
+    assert_eq!(lanes(&[4, 4, 4], &[4, 4, 4], 2), Some(8));
+    assert_eq!(lanes(&D6::IN_SHAPE, &D6::OUT_SHAPE, D6::RANK), Some(8));
+    assert_eq!(lanes(&Speech::IN_SHAPE, &Speech::OUT_SHAPE, Speech::RANK), None);
+    assert_eq!(lanes(&Ucf11GateLast::IN_SHAPE, &Ucf11GateLast::OUT_SHAPE, Ucf11GateLast::RANK), None);
 }
 
 #[test]

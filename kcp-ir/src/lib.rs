@@ -57,6 +57,9 @@ pub struct Compiled {
     pub search: Search,
     /// The chosen plan lowered to loops.
     pub nest: LoopNest,
+    /// The chosen plan lowered for interleaved rows, where that pays ([`loops::interleave`]):
+    /// what whole blocks of a batch run.
+    pub lanes: Option<LoopNest>,
 }
 
 impl Compiled {
@@ -82,5 +85,6 @@ pub fn compile(spec: &Spec, options: &Options) -> Result<Compiled, Vec<Error>> {
     let forward = Plan::new(&graph, &Tree::forward(spec.modes()), spec.batch(), options.max_prep_elems);
     let reverse = Plan::new(&graph, &Tree::reverse(spec.modes()), spec.batch(), options.max_prep_elems);
     let nest = loops::lower(&plan, &graph);
-    Ok(Compiled { spec, graph, plan, forward, reverse, search, nest })
+    let lanes = loops::interleave(&plan, &graph, &nest);
+    Ok(Compiled { spec, graph, plan, forward, reverse, search, nest, lanes })
 }

@@ -40,6 +40,7 @@ fn corpus_code() {
 fn corpus_loop_nests() {
     for (name, spec) in specs::corpus() {
         let compiled = compile(&spec, &Options::default()).unwrap();
-        insta::assert_snapshot!(format!("nest_{name}"), compiled.nest.to_string());
+        let lanes = compiled.lanes.as_ref().map_or_else(String::new, |lanes| format!("\n{lanes}"));
+        insta::assert_snapshot!(format!("nest_{name}"), format!("{}{lanes}", compiled.nest));
     }
 }

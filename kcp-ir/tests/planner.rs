@@ -90,10 +90,17 @@ proptest! {
         let c = compile(&spec, &unbounded).unwrap();
         let (oracle, _) = optimal_tree(&c.graph, unbounded.max_prep_elems);
         let oracle = Plan::new(&c.graph, &oracle, c.spec.batch(), unbounded.max_prep_elems);
-        for plan in [&c.plan, &c.forward, &c.reverse, &oracle] {
+        let plans = [&c.plan, &c.forward, &c.reverse, &oracle];
+        // Every plan lowered row by row, and the chosen one for interleaved rows too (lane counts
+        // around a vector, the batch not always a multiple of them).
+        let lanes = [1, 2, 3, 8];
+        let nests = plans.iter().map(|&p| (p, 1)).chain(lanes.iter().map(|&l| (&c.plan, l)));
+        for plan in plans {
             check_numerics(plan, &c.graph, &c.spec, seed)?;
-            // The same plan lowered to loops, run by the loop-nest interpreter.
-            let nest = kcp_ir::loops::lower(plan, &c.graph);
+        }
+        for (plan, lanes) in nests {
+            // The plan lowered to loops, run by the loop-nest interpreter.
+            let nest = kcp_ir::loops::lower_lanes(plan, &c.graph, lanes);
             let batch = c.spec.cost_batch();
             let mut rng = Rng::new(seed);
             let factors = rng.factors(&c.spec);

@@ -1,12 +1,14 @@
 //! The row driver shared by generated kernels and the generic executor: checks slice lengths
-//! once, fills y with the bias, and runs a row kernel over every row, on this thread or split
-//! over batch blocks on rayon's pool. Scratch lives in a per-thread buffer that grows once and is
+//! once, fills y with the bias, and runs a row kernel over every row (or a block kernel over
+//! [`Lanes`] rows at a time, interleaved), on this thread or split over batch blocks on rayon's
+//! pool. Scratch lives in a per-thread buffer that grows once and is
 //! reused, so a call allocates nothing after the first on a thread.
 
 use std::cell::RefCell;
 
 use rayon::prelude::*;
 
+use crate::kernels::transpose;
 use crate::ShapeError;
 
 /// Below this many MACs per call, threads cost more than they save: `forward_par` runs
@@ -57,9 +59,24 @@ impl<F: Fn(usize, &[f32], &mut [f32], &mut [f32]) + Sync> HalfFn for F {}
 /// What a layer without a rank split passes as its [`RowKernel::halves`].
 pub type NoHalves = fn(usize, &[f32], &mut [f32], &mut [f32]);
 
+/// What a layer without an interleaved kernel passes as its [`RowKernel::lanes`].
+pub type NoLanes = fn(&[f32], &mut [f32], &mut [f32]);
+
+/// A kernel over `lanes` rows at once, interleaved: `block(x [N, lanes], y [M, lanes], scratch)`
+/// (the batch index last; y holds the bias or zeros). The driver transposes rows in and out.
+#[derive(Clone, Copy, Debug)]
+pub struct Lanes<B> {
+    /// The rows per block.
+    pub lanes: usize,
+    /// The block kernel.
+    pub block: B,
+    /// Scratch elements a block needs.
+    pub scratch: usize,
+}
+
 /// A layer's shape and the per-row kernel that computes it.
 #[derive(Clone, Copy, Debug)]
-pub struct RowKernel<'a, F, H = NoHalves> {
+pub struct RowKernel<'a, F, H = NoHalves, B = NoLanes> {
     /// N.
     pub input: usize,
     /// M.
@@ -75,9 +92,12 @@ pub struct RowKernel<'a, F, H = NoHalves> {
     /// The row split into two halves of the rank terms, with the scratch each half needs: how
     /// a single row runs on two threads.
     pub halves: Option<(H, usize)>,
+    /// The kernel over blocks of interleaved rows, which runs every whole block of a batch (the
+    /// rows left over run one at a time).
+    pub lanes: Option<Lanes<B>>,
 }
 
-impl<F: RowFn, H: HalfFn> RowKernel<'_, F, H> {
+impl<F: RowFn, H: HalfFn, B: RowFn> RowKernel<'_, F, H, B> {
     fn fill_bias(&self, y: &mut [f32]) {
         match self.bias {
             Some(bias) => y.copy_from_slice(bias),
@@ -86,12 +106,44 @@ impl<F: RowFn, H: HalfFn> RowKernel<'_, F, H> {
     }
 
     fn run_rows(&self, x: &[f32], y: &mut [f32]) {
+        let (x, y) = match &self.lanes {
+            Some(lanes) => self.run_blocks(lanes, x, y),
+            None => (x, y),
+        };
+        if x.is_empty() {
+            return;
+        }
         with_scratch(self.scratch, |scratch| {
             for (xr, yr) in x.chunks_exact(self.input).zip(y.chunks_exact_mut(self.output)) {
                 self.fill_bias(yr);
                 (self.row)(xr, yr, scratch);
             }
         })
+    }
+
+    /// The whole blocks of `lanes.lanes` rows of x and y through the block kernel; returns the
+    /// rows left over.
+    fn run_blocks<'x, 'y>(&self, lanes: &Lanes<B>, x: &'x [f32], y: &'y mut [f32]) -> (&'x [f32], &'y mut [f32]) {
+        let (n, m, l) = (self.input, self.output, lanes.lanes);
+        let blocks = x.len() / n / l;
+        let (x, x_rest) = x.split_at(blocks * l * n);
+        let (y, y_rest) = y.split_at_mut(blocks * l * m);
+        if blocks > 0 {
+            with_scratch(l * (n + m) + lanes.scratch, |s| {
+                let (xt, rest) = s.split_at_mut(l * n);
+                let (yt, s) = rest.split_at_mut(l * m);
+                for (xb, yb) in x.chunks_exact(l * n).zip(y.chunks_exact_mut(l * m)) {
+                    transpose(xb, xt, l, n);
+                    match self.bias {
+                        Some(bias) => fill_lanes(bias, yt, l),
+                        None => yt.fill(0.0),
+                    }
+                    (lanes.block)(xt, yt, s);
+                    transpose(yt, yb, m, l);
+                }
+            });
+        }
+        (x_rest, y_rest)
     }
 
     /// y = x W^T + b on this thread.
@@ -133,10 +185,19 @@ impl<F: RowFn, H: HalfFn> RowKernel<'_, F, H> {
             self.run_rows(x, y);
             return Ok(());
         }
-        let per_task = rows.div_ceil(tasks);
+        // Whole blocks of interleaved rows per task where the layer has them.
+        let unit = self.lanes.as_ref().map_or(1, |l| l.lanes);
+        let per_task = rows.div_ceil(tasks).next_multiple_of(unit);
         x.par_chunks(per_task * self.input)
             .zip(y.par_chunks_mut(per_task * self.output))
             .for_each(|(x, y)| self.run_rows(x, y));
         Ok(())
+    }
+}
+
+/// `to[k * lanes + l] = from[k]` for every lane l: a vector repeated across the lanes.
+fn fill_lanes(from: &[f32], to: &mut [f32], lanes: usize) {
+    for (&v, chunk) in from.iter().zip(to.chunks_exact_mut(lanes)) {
+        chunk.fill(v);
     }
 }

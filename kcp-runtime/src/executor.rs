@@ -1,7 +1,7 @@
 //! The generic executor: runs any [`Program`] on weights known only at run time. The command line
 //! and users with run-time shapes use it; generated kernels are its specialised twins.
 
-use crate::driver::{RowFn, RowKernel};
+use crate::driver::{Lanes, NoHalves, RowFn, RowKernel};
 use crate::recurrent::load_recurrent;
 use crate::{CellKind, Error, Program, Recurrent, ShapeError, State, Weights};
 
@@ -9,6 +9,8 @@ use crate::{CellKind, Error, Program, Recurrent, ShapeError, State, Weights};
 #[derive(Clone, Debug)]
 pub struct Executor {
     program: Program,
+    /// The same plan over interleaved rows, run on whole blocks of the batch.
+    lanes: Option<Program>,
     weights: Weights,
     prep: Vec<Vec<f32>>,
 }
@@ -19,7 +21,21 @@ impl Executor {
         let bias_len = weights.bias.as_ref().map(|_| program.output_size());
         weights.check(&program.factor_shapes(), bias_len)?;
         let prep = program.prepare(&weights.factors);
-        Ok(Executor { program, weights, prep })
+        Ok(Executor { program, lanes: None, weights, prep })
+    }
+
+    /// The same executor running whole blocks of rows through `lanes`, the same plan lowered
+    /// for interleaved rows (its pre-products must be the same).
+    ///
+    /// # Panics
+    /// If `lanes` is not the program's layer (its shapes or pre-products differ) or runs one
+    /// row at a time.
+    pub fn interleaved(self, lanes: Program) -> Executor {
+        assert!(
+            lanes.lanes > 1 && lanes.factor_shapes() == self.program.factor_shapes() && lanes.prep == self.program.prep,
+            "an interleaved program of another layer"
+        );
+        Executor { lanes: Some(lanes), ..self }
     }
 
     /// The program.
@@ -32,7 +48,7 @@ impl Executor {
         &self.weights
     }
 
-    fn kernel(&self) -> RowKernel<'_, impl RowFn + '_> {
+    fn kernel(&self) -> RowKernel<'_, impl RowFn + '_, NoHalves, impl RowFn + '_> {
         RowKernel {
             input: self.program.input_size(),
             output: self.program.output_size(),
@@ -43,6 +59,13 @@ impl Executor {
                 self.program.run_row(x, y, s, &self.weights.factors, &self.prep)
             },
             halves: None,
+            lanes: self.lanes.as_ref().map(|lanes| Lanes {
+                lanes: lanes.lanes,
+                block: move |x: &[f32], y: &mut [f32], s: &mut [f32]| {
+                    lanes.run_row(x, y, s, &self.weights.factors, &self.prep)
+                },
+                scratch: 2 * lanes.scratch_len,
+            }),
         }
     }
 

@@ -179,6 +179,42 @@ fn gemm_f32(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
     g.run_portable(out, a, w);
 }
 
+/// `to[c * rows + r] = from[r * cols + c]` for a `rows x cols` row-major matrix: how the driver
+/// interleaves a block of rows and takes it apart again. With AVX2, tiles of 8 x 8 move as
+/// eight vectors each (the edges that do not fill a tile go one element at a time).
+pub fn transpose(from: &[f32], to: &mut [f32], rows: usize, cols: usize) {
+    let (from, to) = (&from[..rows * cols], &mut to[..rows * cols]);
+    let tiled = |r: usize, c: usize| (r / 8 * 8, c / 8 * 8);
+    let (full_rows, full_cols) = tiled(rows, cols);
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        // SAFETY: the CPU has AVX2, and every tile lies within both slices (checked above).
+        unsafe { avx2::transpose_tiles(from, to, rows, cols, full_rows, full_cols) };
+    } else {
+        transpose_scalar(from, to, rows, cols, 0..full_rows, 0..full_cols);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    transpose_scalar(from, to, rows, cols, 0..full_rows, 0..full_cols);
+    transpose_scalar(from, to, rows, cols, 0..rows, full_cols..cols);
+    transpose_scalar(from, to, rows, cols, full_rows..rows, 0..full_cols);
+}
+
+/// The part `row_range x col_range` of [`transpose`], one element at a time.
+fn transpose_scalar(
+    from: &[f32],
+    to: &mut [f32],
+    rows: usize,
+    cols: usize,
+    row_range: std::ops::Range<usize>,
+    col_range: std::ops::Range<usize>,
+) {
+    for r in row_range {
+        for c in col_range.clone() {
+            to[c * rows + r] = from[r * cols + c];
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::*;
@@ -354,6 +390,45 @@ mod avx2 {
         }
     }
 
+    /// The 8 x 8 tiles of [`super::transpose`] in the first `full_rows x full_cols`.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2; `full_rows <= rows` and `full_cols <= cols` are multiples of 8,
+    /// and both slices hold `rows * cols` elements.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn transpose_tiles(
+        from: &[f32],
+        to: &mut [f32],
+        rows: usize,
+        cols: usize,
+        full_rows: usize,
+        full_cols: usize,
+    ) {
+        let (from, to) = (from.as_ptr(), to.as_mut_ptr());
+        for r0 in (0..full_rows).step_by(8) {
+            for c0 in (0..full_cols).step_by(8) {
+                let row = |k: usize| _mm256_loadu_ps(from.add((r0 + k) * cols + c0));
+                // Pairs of rows interleaved, then pairs of pairs, then the 128-bit halves.
+                let t = [0, 2, 4, 6]
+                    .map(|k| (_mm256_unpacklo_ps(row(k), row(k + 1)), _mm256_unpackhi_ps(row(k), row(k + 1))));
+                let q = [0, 2].map(|k| {
+                    let ((lo0, hi0), (lo1, hi1)) = (t[k], t[k + 1]);
+                    [
+                        _mm256_shuffle_ps::<0x44>(lo0, lo1),
+                        _mm256_shuffle_ps::<0xEE>(lo0, lo1),
+                        _mm256_shuffle_ps::<0x44>(hi0, hi1),
+                        _mm256_shuffle_ps::<0xEE>(hi0, hi1),
+                    ]
+                });
+                let column = |c: usize| to.add((c0 + c) * rows + r0);
+                for (k, (&low, &high)) in q[0].iter().zip(&q[1]).enumerate() {
+                    _mm256_storeu_ps(column(k), _mm256_permute2f128_ps::<0x20>(low, high));
+                    _mm256_storeu_ps(column(k + 4), _mm256_permute2f128_ps::<0x31>(low, high));
+                }
+            }
+        }
+    }
+
     /// The mask of the last `n` (< 8) lanes.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
@@ -445,6 +520,23 @@ mod tests {
                     gemm(&mut want, &a64, &w64, g);
                     for (k, (&got, &want)) in out.iter().zip(&want).enumerate() {
                         assert!((f64::from(got) - want).abs() < 1e-5, "{g:?} at {k}: {got} vs {want}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// The tiled transpose against the definition, over sizes around and across the tiles.
+    #[test]
+    fn transpose_moves_every_element() {
+        for rows in [1, 3, 8, 9, 16, 17] {
+            for cols in [1, 7, 8, 12, 24, 64] {
+                let from: Vec<f32> = (0..rows * cols).map(|v| v as f32).collect();
+                let mut to = vec![f32::NAN; rows * cols];
+                transpose(&from, &mut to, rows, cols);
+                for r in 0..rows {
+                    for c in 0..cols {
+                        assert_eq!(to[c * rows + r], from[r * cols + c], "{rows}x{cols} at ({r}, {c})");
                     }
                 }
             }

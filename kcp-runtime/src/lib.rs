@@ -26,7 +26,7 @@ pub use weights::{save, NamedTensor, TensorFile, Weights};
 /// What generated code uses. Not a public API: it changes with the code generator.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::driver::{rows, with_scratch, HalfFn, NoHalves, RowFn, RowKernel};
+    pub use crate::driver::{rows, with_scratch, HalfFn, Lanes, NoHalves, NoLanes, RowFn, RowKernel};
     pub use crate::kernels::{axpy, dot, gemm, has_avx2_fma, Gemm};
     pub use crate::{load_recurrent, CellKind, Error, Recurrent, ShapeError, State, TensorFile, Weights};
 }

@@ -1,10 +1,10 @@
 //! The loop-nest program of a layer: the format the compiler lowers a plan to, and its generic
 //! executor. Generated kernels are the specialised twins of [`Program::run_row`].
 //!
-//! A program runs one batch row at a time. `prep` kernels run once, when weights are loaded, and
-//! fill the `Prep` buffers; `call` kernels run per row, from `X` (one row of x) through two
-//! ping-pong `Scratch` buffers to `Y` (one row of y, which the driver first fills with the bias
-//! or zeros). Every kernel is a loop nest `out[o] += a[ia] * w[iw]` whose innermost run is an
+//! A program runs one batch row at a time, or [`Program::lanes`] rows interleaved. `prep` kernels
+//! run once, when weights are loaded, and fill the `Prep` buffers; `call` kernels run per row,
+//! from `X` (one row of x) through two ping-pong `Scratch` buffers to `Y` (one row of y, which
+//! the driver first fills with the bias or zeros). Every kernel is a loop nest `out[o] += a[ia] * w[iw]` whose innermost run is an
 //! [`Inner`] operation over contiguous memory.
 
 use std::fmt;
@@ -105,6 +105,9 @@ pub struct Program {
     pub call: Vec<Kernel>,
     /// MACs per row of the call kernels.
     pub macs_per_row: u64,
+    /// The rows one run of the call kernels computes: 1, or that many rows interleaved, x as
+    /// `[N, lanes]` and y as `[M, lanes]` (the batch index last).
+    pub lanes: usize,
 }
 
 impl Program {
@@ -140,8 +143,9 @@ impl Program {
         prep
     }
 
-    /// Run the call kernels on one row. `y` must already hold the bias (or zeros); `scratch`
-    /// must hold `2 * scratch_len` elements.
+    /// Run the call kernels on one row (on `lanes` rows interleaved: x `[N, lanes]`, y
+    /// `[M, lanes]`). `y` must already hold the bias (or zeros); `scratch` must hold
+    /// `2 * scratch_len` elements.
     pub fn run_row<T: Real>(&self, x: &[T], y: &mut [T], scratch: &mut [T], factors: &[Vec<T>], prep: &[Vec<T>]) {
         let (s0, s1) = scratch.split_at_mut(self.scratch_len);
         let mut s = [s0, s1];
@@ -236,6 +240,9 @@ impl fmt::Display for Kernel {
 
 impl fmt::Display for Program {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.lanes > 1 {
+            writeln!(f, "{} rows at once, interleaved (x [N, {0}], y [M, {0}])", self.lanes)?;
+        }
         writeln!(
             f,
             "scratch 2 x {}, pre-products {:?}, {} MACs per row",

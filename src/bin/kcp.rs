@@ -219,7 +219,10 @@ fn run(layer: &LayerArgs, cell: Option<Cell>, weights: &Path, x: &Path, y: &Path
             let file = TensorFile::read(weights).map_err(|e| e.to_string())?;
             let bias = file.contains("bias").then_some(m);
             let loaded = Weights::load(weights, "", &shapes, bias).map_err(|e| e.to_string())?;
-            let executor = Executor::new(c.nest.clone(), loaded).map_err(|e| e.to_string())?;
+            let mut executor = Executor::new(c.nest.clone(), loaded).map_err(|e| e.to_string())?;
+            if let Some(lanes) = &c.lanes {
+                executor = executor.interleaved(lanes.clone());
+            }
             let input = read_npy(x, 2, c.spec.input_size(), "[B, N]")?;
             let batch = input.shape[0];
             let mut out = vec![0.0f32; batch * m];

@@ -1,6 +1,7 @@
-//! Loop nest -> the two specialised functions of a layer: `__kcp_prep` (load time) and
-//! `__kcp_row` (one batch row). Extents, strides and offsets are constants; unrolled loops are
-//! expanded with their offsets folded.
+//! Loop nest -> the specialised functions of a layer: `__kcp_prep` (load time), `__kcp_row`
+//! (one batch row) and, where the layer interleaves rows, `__kcp_lanes` (a block of them).
+//! Extents, strides and offsets are constants; unrolled loops are expanded with their offsets
+//! folded.
 
 use proc_macro2::{Ident, Literal, Span, TokenStream};
 use quote::{format_ident, quote};
@@ -93,19 +94,25 @@ fn emit_nest(kernel: &Kernel, depth: usize, at: [Offset; 3]) -> TokenStream {
     }
 }
 
-/// A narrow GEMM written out as its `rows x depth` axpys (`a_col` is 1), after zeroing its
-/// rows if it overwrites them.
+/// A narrow GEMM written out as its `rows x depth` axpys (`a_col` is 1), each row summed in a
+/// local array (one vector register: a chain of FMAs with no store and reload between them)
+/// that starts from the row of `out`, or from zeros if the GEMM overwrites it.
 fn unrolled_gemm(o: &Offset, a: &Offset, w: &Offset, g: Gemm) -> TokenStream {
     debug_assert_eq!(g.a_col, 1, "lowering makes every unswapped GEMM contiguous in a");
     let len = lit(g.len);
     let rows = (0..g.rows).map(|m| {
         let out = o.plus(m * g.out_row).tokens();
-        let zero = g.overwrite.then(|| quote!(__kcp_out[#out..][..#len].fill(0.0);));
+        let start = (!g.overwrite).then(|| quote!(__kcp_acc.copy_from_slice(&__kcp_out[#out..][..#len]);));
         let axpys = (0..g.depth).map(|k| {
             let (ak, wv) = (a.plus(k * g.a_row).tokens(), w.plus(m * g.w_row + k * g.w_col).tokens());
-            quote!(::kcp::__private::axpy(&mut __kcp_out[#out..][..#len], &__kcp_a[#ak..][..#len], __kcp_w[#wv]);)
+            quote!(::kcp::__private::axpy(&mut __kcp_acc, &__kcp_a[#ak..][..#len], __kcp_w[#wv]);)
         });
-        quote!(#zero #(#axpys)*)
+        quote! {{
+            let mut __kcp_acc = [0.0f32; #len];
+            #start
+            #(#axpys)*
+            __kcp_out[#out..][..#len].copy_from_slice(&__kcp_acc);
+        }}
     });
     quote!(#(#rows)*)
 }

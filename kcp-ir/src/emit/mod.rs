@@ -174,7 +174,15 @@ fn kcp_layer(compiled: &Compiled, half: Option<&Compiled>, item: &Item) -> Token
     let row_fn = kernels::row_fn(nest, "__kcp_row");
     let row_call = kernels::row_call("__kcp_row");
     let split = half.map(|half| split(&half.nest));
-    let halves_type = split.as_ref().map_or_else(TokenStream::new, |_| quote!(, impl ::kcp::__private::HalfFn + '_));
+    let halves_type = match &split {
+        Some(_) => quote!(impl ::kcp::__private::HalfFn + '_),
+        None => quote!(::kcp::__private::NoHalves),
+    };
+    let lanes = compiled.lanes.as_ref().map(lanes);
+    let (lanes_type, lanes_field, lanes_fn) = match &lanes {
+        Some(Lanes { field, items }) => (quote!(impl ::kcp::__private::RowFn + '_), field.clone(), items.clone()),
+        None => (quote!(::kcp::__private::NoLanes), quote!(::std::option::Option::None), TokenStream::new()),
+    };
     let halves = split.as_ref().map_or_else(|| quote!(::std::option::Option::None), |split| split.halves.clone());
     let split_items = split.as_ref().map_or_else(
         || {
@@ -291,7 +299,7 @@ fn kcp_layer(compiled: &Compiled, half: Option<&Compiled>, item: &Item) -> Token
                 Self { __kcp_weights: weights, __kcp_prep: prep, __kcp_halves: halves }
             }
 
-            fn __kcp_kernel(&self) -> ::kcp::__private::RowKernel<'_, impl ::kcp::__private::RowFn + '_ #halves_type> {
+            fn __kcp_kernel(&self) -> ::kcp::__private::RowKernel<'_, impl ::kcp::__private::RowFn + '_, #halves_type, #lanes_type> {
                 ::kcp::__private::RowKernel {
                     input: Self::IN,
                     output: Self::OUT,
@@ -303,6 +311,7 @@ fn kcp_layer(compiled: &Compiled, half: Option<&Compiled>, item: &Item) -> Token
                         #row_call
                     },
                     halves: #halves,
+                    lanes: #lanes_field,
                 }
             }
 
@@ -310,9 +319,36 @@ fn kcp_layer(compiled: &Compiled, half: Option<&Compiled>, item: &Item) -> Token
 
             #row_fn
 
+            #lanes_fn
+
             #split_items
         }
     }
+}
+
+/// The parts of a layer that runs whole blocks of its batch interleaved.
+struct Lanes {
+    /// The `lanes` field of its `RowKernel`.
+    field: TokenStream,
+    /// The block's row function.
+    items: TokenStream,
+}
+
+fn lanes(nest: &crate::LoopNest) -> Lanes {
+    let row_fn = kernels::row_fn(nest, "__kcp_lanes");
+    let row_call = kernels::row_call("__kcp_lanes");
+    let (lanes, scratch) = (usize_lit(nest.lanes), usize_lit(2 * nest.scratch_len));
+    let field = quote! {
+        ::std::option::Option::Some(::kcp::__private::Lanes {
+            lanes: #lanes,
+            block: move |x: &[f32], y: &mut [f32], s: &mut [f32]| {
+                let (f, p) = (&self.__kcp_weights.factors, &self.__kcp_prep);
+                #row_call
+            },
+            scratch: #scratch,
+        })
+    };
+    Lanes { field, items: row_fn }
 }
 
 /// The parts of a layer whose rank splits in two halves.

@@ -50,15 +50,26 @@ pub fn relative_error(a: &[f64], b: &[f64]) -> f64 {
     }
 }
 
-/// Run a loop nest row by row: the loop-nest interpreter (in f64 for exact checks; in f32 it
-/// runs the same kernels as a layer).
+/// Run a loop nest row by row, or block by block of [`LoopNest::lanes`] interleaved rows (the
+/// last block padded with zero rows): the loop-nest interpreter (in f64 for exact checks; in f32
+/// it runs the same kernels as a layer).
 pub fn run_nest<T: kcp_runtime::Real>(nest: &crate::LoopNest, x: &[T], factors: &[Vec<T>], batch: usize) -> Vec<T> {
-    let (n, m) = (nest.input_size(), nest.output_size());
+    let (n, m, lanes) = (nest.input_size(), nest.output_size(), nest.lanes);
     let prep = nest.prepare(factors);
     let mut scratch = vec![T::ZERO; 2 * nest.scratch_len];
     let mut y = vec![T::ZERO; batch * m];
-    for (xr, yr) in x.chunks_exact(n).zip(y.chunks_exact_mut(m)) {
-        nest.run_row(xr, yr, &mut scratch, factors, &prep);
+    let (mut xt, mut yt) = (vec![T::ZERO; lanes * n], vec![T::ZERO; lanes * m]);
+    for (xb, yb) in x.chunks(lanes * n).zip(y.chunks_mut(lanes * m)) {
+        // x's rows in as `[N, lanes]`, y's out of `[M, lanes]`.
+        xt.fill(T::ZERO);
+        yt.fill(T::ZERO);
+        for (l, xr) in xb.chunks_exact(n).enumerate() {
+            xr.iter().enumerate().for_each(|(j, &v)| xt[j * lanes + l] = v);
+        }
+        nest.run_row(&xt, &mut yt, &mut scratch, factors, &prep);
+        for (l, yr) in yb.chunks_exact_mut(m).enumerate() {
+            yr.iter_mut().enumerate().for_each(|(i, v)| *v = yt[i * lanes + l]);
+        }
     }
     y
 }

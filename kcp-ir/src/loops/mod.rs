@@ -19,13 +19,19 @@
 //!    the weight only (the last step: y's last mode) becomes a GEMM whose columns come from the
 //!    weight ([`Inner::GemmSwapped`]); a GEMM that does the nest's whole sum overwrites its
 //!    output, which then needs no zeroing;
-//! 4. the unrolling policy: emission writes a GEMM narrower than a vector out as its axpys or
-//!    dots where they fit [`UNROLL_BUDGET`] ([`statements`]), and calls the micro-kernel for
-//!    the others; starting from the innermost loop, unroll loops of at most
+//! 4. the unrolling policy: emission writes a GEMM no wider than a vector (8 floats) out as its
+//!    axpys or dots where they fit [`UNROLL_BUDGET`] ([`statements`]), and calls the
+//!    micro-kernel for the others; starting from the innermost loop, unroll loops of at most
 //!    [`MAX_UNROLL_EXTENT`] iterations while the statements of the inner operation times the
 //!    unrolled extents stay within [`UNROLL_BUDGET`], which bounds the emitted code to
 //!    `UNROLL_BUDGET` statements per step; loops around a GEMM call and outer loops stay loops;
 //! 5. per-call intermediates alternate between two scratch buffers of the largest size.
+//!
+//! [`lower_lanes`] lowers the same plan for `lanes` rows at once, interleaved: the batch index
+//! has `lanes` values and sits last in every tensor (the driver transposes x's rows in and y's
+//! out). Every step's contiguous run then grows by `lanes`, so the products of a small layer,
+//! runs of a few floats per row, become GEMMs whose columns are the rows of the batch: whole
+//! vectors instead of one 4-float axpy per weight ([`interleave`] decides when it pays).
 
 use kcp_runtime::{Buffer, Gemm, Inner, Kernel, Loop, Program};
 
@@ -42,9 +48,24 @@ pub const UNROLL_BUDGET: usize = 64;
 /// The shortest contiguous run that becomes a small GEMM rather than axpys.
 pub const GEMM_MIN_LEN: usize = 4;
 
-/// Lower a plan to its loop nest.
+/// Lower a plan to its loop nest, one batch row at a time.
 pub fn lower(plan: &Plan, graph: &ContractionGraph) -> LoopNest {
-    let size = |index: Index| if index == Index::Batch { 1 } else { graph.size(index) as usize };
+    lower_lanes(plan, graph, 1)
+}
+
+/// The rows a nest of [`interleave`] runs at once: one 8-float vector.
+pub const LANES: usize = 8;
+/// The most elements (x, y and both scratch buffers) that [`interleave`] lets a block of
+/// [`LANES`] rows touch: 64 KiB, so that the block stays in L2 (in L1 for small layers).
+pub const LANES_MAX_ELEMS: usize = 1 << 14;
+/// The shortest contiguous run per row that a layer's products may all have for [`interleave`]
+/// to leave it row by row: from two vectors on, the row nest already runs full vectors.
+pub const LANES_BELOW_RUN: usize = 16;
+
+/// Lower a plan for `lanes` rows at once, the batch index last in every tensor: x is read as
+/// `[N, lanes]` and y written as `[M, lanes]` (`lanes` = 1 is [`lower`]).
+pub fn lower_lanes(plan: &Plan, graph: &ContractionGraph, lanes: usize) -> LoopNest {
+    let size = |index: Index| if index == Index::Batch { lanes } else { graph.size(index) as usize };
     let mut buffers: Vec<Buffer> = Vec::new();
     let (mut prep, mut call, mut prep_lens) = (Vec::new(), Vec::new(), Vec::new());
     let mut scratch_len = 0;
@@ -93,22 +114,42 @@ pub fn lower(plan: &Plan, graph: &ContractionGraph) -> LoopNest {
         prep,
         call,
         macs_per_row: plan.macs() / rows,
+        lanes,
     }
 }
 
-/// How many statements emission writes for one run of `inner`: one axpy or dot; for a GEMM
-/// narrower than one 8-lane vector whose `rows x depth` axpys (swapped: `rows x len` dots) fit
-/// [`UNROLL_BUDGET`], those statements (such a product is a few dozen MACs, less than a call
-/// costs); `None` for a GEMM that emission calls. The generic executor runs every GEMM through
+/// The plan lowered for [`LANES`] interleaved rows, where that pays: where some per-call
+/// product of the row nest runs shorter than [`LANES_BELOW_RUN`] floats and a block stays
+/// within [`LANES_MAX_ELEMS`]. `None` otherwise.
+pub fn interleave(plan: &Plan, graph: &ContractionGraph, rows: &LoopNest) -> Option<LoopNest> {
+    let run = |kernel: &Kernel| match kernel.inner {
+        Inner::Axpy { len } | Inner::Gemm(Gemm { len, .. }) => len,
+        Inner::Dot { .. } | Inner::GemmSwapped(_) => 1,
+    };
+    let narrow = rows.call.iter().any(|k| run(k) < LANES_BELOW_RUN);
+    let elems = LANES * (rows.input_size() + rows.output_size() + 2 * rows.scratch_len);
+    (narrow && elems <= LANES_MAX_ELEMS).then(|| lower_lanes(plan, graph, LANES))
+}
+
+/// How many statements emission writes for one run of `inner`: one axpy or dot; for a GEMM no
+/// wider than one 8-lane vector whose `rows x depth` axpys (swapped: `rows x len` dots) fit
+/// [`UNROLL_BUDGET`], those statements (such a product is a few dozen vector FMAs, less than a
+/// call costs); `None` for a GEMM that emission calls. The generic executor runs every GEMM through
 /// the micro-kernel.
 pub fn statements(inner: &Inner) -> Option<usize> {
     let n = match inner {
         Inner::Axpy { .. } | Inner::Dot { .. } => return Some(1),
-        Inner::Gemm(g) if g.len < 8 => g.rows * g.depth,
-        Inner::GemmSwapped(g) if g.len < 8 => g.rows * g.len,
+        Inner::Gemm(g) if g.len <= 8 => g.rows * g.depth,
+        Inner::GemmSwapped(g) if g.len <= 8 => g.rows * g.len,
         Inner::Gemm(_) | Inner::GemmSwapped(_) => return None,
     };
     (n <= UNROLL_BUDGET).then_some(n)
+}
+
+/// The indices of a tensor in memory order: the global order, except that the batch index
+/// comes last (with one row per call it has one value, and its place does not matter).
+fn layout(of: IndexSet) -> impl Iterator<Item = Index> {
+    of.iter().filter(|&i| i != Index::Batch).chain(of.contains(Index::Batch).then_some(Index::Batch))
 }
 
 /// Row-major strides of `of` for each index (0 where `of` lacks it).
@@ -116,12 +157,12 @@ fn stride(of: IndexSet, index: Index, size: &dyn Fn(Index) -> usize) -> usize {
     if !of.contains(index) {
         return 0;
     }
-    of.iter().skip_while(|&i| i != index).skip(1).map(size).product()
+    layout(of).skip_while(|&i| i != index).skip(1).map(size).product()
 }
 
-/// The indices of a tensor that have more than one value, in layout order.
+/// The indices of a tensor that have more than one value, in memory order.
 fn nontrivial(of: IndexSet, size: &dyn Fn(Index) -> usize) -> Vec<Index> {
-    of.iter().filter(|&i| size(i) > 1).collect()
+    layout(of).filter(|&i| size(i) > 1).collect()
 }
 
 fn kernel(
