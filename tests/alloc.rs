@@ -34,8 +34,9 @@ fn forward_allocates_only_on_its_first_call() {
     let small = WithPreProduct::random(2);
     let x = vec![0.25f32; 3 * Ucf11::IN];
     let mut y = vec![0.0f32; 3 * Ucf11::OUT];
-    let xs = vec![0.5f32; 5 * WithPreProduct::IN];
-    let mut ys = vec![0.0f32; 5 * WithPreProduct::OUT];
+    // 13 rows: one interleaved block of 8, then 5 rows one at a time.
+    let xs = vec![0.5f32; 13 * WithPreProduct::IN];
+    let mut ys = vec![0.0f32; 13 * WithPreProduct::OUT];
     ucf11.forward(&x, &mut y).unwrap();
     small.forward(&xs, &mut ys).unwrap();
     let before = ALLOCATIONS.load(Ordering::SeqCst);

@@ -109,6 +109,7 @@ fn small_layers_interleave_rows() {
     };
     assert_eq!(lanes(&[4, 4, 4], &[4, 4, 4], 2), Some(8));
     assert_eq!(lanes(&D6::IN_SHAPE, &D6::OUT_SHAPE, D6::RANK), Some(8));
+    assert_eq!(lanes(&[4, 4], &[4, 4], 16), Some(8)); // the allocation test's layer
     assert_eq!(lanes(&Speech::IN_SHAPE, &Speech::OUT_SHAPE, Speech::RANK), None);
     assert_eq!(lanes(&Ucf11GateLast::IN_SHAPE, &Ucf11GateLast::OUT_SHAPE, Ucf11GateLast::RANK), None);
 }
