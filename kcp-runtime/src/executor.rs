@@ -114,6 +114,12 @@ impl RecurrentExecutor {
         RecurrentExecutor::new(Executor::new(program, weights)?, cell)
     }
 
+    /// The same layer with its input projection running whole blocks of rows through `lanes`
+    /// (see [`Executor::interleaved`]).
+    pub fn interleaved(self, lanes: Program) -> RecurrentExecutor {
+        RecurrentExecutor { input: self.input.interleaved(lanes), ..self }
+    }
+
     /// The input projection.
     pub fn input(&self) -> &Executor {
         &self.input

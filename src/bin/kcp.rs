@@ -165,6 +165,7 @@ fn plan(layer: &LayerArgs, as_json: bool) -> Result<()> {
             "dense_macs": layer.batch as u64 * s.dense_params(),
             "candidates": { "forward": c.forward.macs(), "reverse": c.reverse.macs(), "optimal": c.plan.macs() },
             "plan": c.plan.to_string(),
+            "lanes": c.lanes.as_ref().map_or(1, |lanes| lanes.lanes),
         });
         println!("{value}");
     } else {
@@ -178,6 +179,9 @@ fn plan(layer: &LayerArgs, as_json: bool) -> Result<()> {
             c.plan.macs()
         );
         println!("{}", c.plan);
+        if let Some(lanes) = &c.lanes {
+            println!("runs whole blocks of {} batch rows interleaved (the batch index innermost)", lanes.lanes);
+        }
     }
     Ok(())
 }
@@ -234,7 +238,11 @@ fn run(layer: &LayerArgs, cell: Option<Cell>, weights: &Path, x: &Path, y: &Path
             let kind = cell.kind();
             let hidden = hidden(layer, kind)?;
             let c = compile_layer(layer, Some((kind, hidden)))?;
-            let layer = RecurrentExecutor::load(weights, c.nest.clone(), kind, hidden).map_err(|e| e.to_string())?;
+            let mut layer =
+                RecurrentExecutor::load(weights, c.nest.clone(), kind, hidden).map_err(|e| e.to_string())?;
+            if let Some(lanes) = &c.lanes {
+                layer = layer.interleaved(lanes.clone());
+            }
             let input = read_npy(x, 3, c.spec.input_size(), "[T, B, N]")?;
             let (steps, batch) = (input.shape[0], input.shape[1]);
             let mut hs = vec![0.0f32; steps * batch * hidden];
