@@ -94,9 +94,9 @@ fn emit_nest(kernel: &Kernel, depth: usize, at: [Offset; 3]) -> TokenStream {
     }
 }
 
-/// A narrow GEMM written out as its `rows x depth` axpys (`a_col` is 1), each row summed in a
-/// local array (one vector register: a chain of FMAs with no store and reload between them)
-/// that starts from the row of `out`, or from zeros if the GEMM overwrites it.
+/// A small GEMM written out as its `rows x depth` axpys (`a_col` is 1), each row summed in a
+/// local array (at most four vector registers: chains of FMAs with no store and reload between
+/// them) that starts from the row of `out`, or from zeros if the GEMM overwrites it.
 fn unrolled_gemm(o: &Offset, a: &Offset, w: &Offset, g: Gemm) -> TokenStream {
     debug_assert_eq!(g.a_col, 1, "lowering makes every unswapped GEMM contiguous in a");
     let len = lit(g.len);

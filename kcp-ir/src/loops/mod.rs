@@ -19,9 +19,8 @@
 //!    the weight only (the last step: y's last mode) becomes a GEMM whose columns come from the
 //!    weight ([`Inner::GemmSwapped`]); a GEMM that does the nest's whole sum overwrites its
 //!    output, which then needs no zeroing;
-//! 4. the unrolling policy: emission writes a GEMM no wider than a vector (8 floats) out as its
-//!    axpys or dots where they fit [`UNROLL_BUDGET`] ([`statements`]), and calls the
-//!    micro-kernel for the others; starting from the innermost loop, unroll loops of at most
+//! 4. the unrolling policy: emission writes a small GEMM out as its axpys or dots where they fit
+//!    [`UNROLL_BUDGET`] ([`statements`]), and calls the micro-kernel for the others; starting from the innermost loop, unroll loops of at most
 //!    [`MAX_UNROLL_EXTENT`] iterations while the statements of the inner operation times the
 //!    unrolled extents stay within [`UNROLL_BUDGET`], which bounds the emitted code to
 //!    `UNROLL_BUDGET` statements per step; loops around a GEMM call and outer loops stay loops;
@@ -45,6 +44,9 @@ pub type LoopNest = Program;
 pub const MAX_UNROLL_EXTENT: usize = 16;
 /// The most inner operations one step may unroll to.
 pub const UNROLL_BUDGET: usize = 64;
+/// The widest GEMM (in floats) that emission may write out rather than call: four vectors,
+/// whose row sums stay in registers.
+pub const WRITTEN_OUT_MAX_LEN: usize = 32;
 /// The shortest contiguous run that becomes a small GEMM rather than axpys.
 pub const GEMM_MIN_LEN: usize = 4;
 
@@ -131,15 +133,15 @@ pub fn interleave(plan: &Plan, graph: &ContractionGraph, rows: &LoopNest) -> Opt
     (narrow && elems <= LANES_MAX_ELEMS).then(|| lower_lanes(plan, graph, LANES))
 }
 
-/// How many statements emission writes for one run of `inner`: one axpy or dot; for a GEMM no
-/// wider than one 8-lane vector whose `rows x depth` axpys (swapped: `rows x len` dots) fit
-/// [`UNROLL_BUDGET`], those statements (such a product is a few dozen vector FMAs, less than a
-/// call costs); `None` for a GEMM that emission calls. The generic executor runs every GEMM through
-/// the micro-kernel.
+/// How many statements emission writes for one run of `inner`: one axpy or dot; for a GEMM at
+/// most [`WRITTEN_OUT_MAX_LEN`] wide whose `rows x depth` axpys, counted in 8-float vectors
+/// (swapped, at most 8 wide: `rows x len` dots), fit [`UNROLL_BUDGET`], those statements (such
+/// a product is a few dozen vector FMAs, less than a call costs); `None` for a GEMM that
+/// emission calls. The generic executor runs every GEMM through the micro-kernel.
 pub fn statements(inner: &Inner) -> Option<usize> {
     let n = match inner {
         Inner::Axpy { .. } | Inner::Dot { .. } => return Some(1),
-        Inner::Gemm(g) if g.len <= 8 => g.rows * g.depth,
+        Inner::Gemm(g) if g.len <= WRITTEN_OUT_MAX_LEN => g.rows * g.depth * g.len.div_ceil(8),
         Inner::GemmSwapped(g) if g.len <= 8 => g.rows * g.len,
         Inner::Gemm(_) | Inner::GemmSwapped(_) => return None,
     };
