@@ -20,10 +20,11 @@
 //!    weight ([`Inner::GemmSwapped`]); a GEMM that does the nest's whole sum overwrites its
 //!    output, which then needs no zeroing;
 //! 4. the unrolling policy: emission writes a small GEMM out as its axpys or dots where they fit
-//!    [`UNROLL_BUDGET`] ([`statements`]), and calls the micro-kernel for the others; starting from the innermost loop, unroll loops of at most
-//!    [`MAX_UNROLL_EXTENT`] iterations while the statements of the inner operation times the
-//!    unrolled extents stay within [`UNROLL_BUDGET`], which bounds the emitted code to
-//!    `UNROLL_BUDGET` statements per step; loops around a GEMM call and outer loops stay loops;
+//!    [`UNROLL_BUDGET`] ([`statements`]), and calls the micro-kernel for the others; starting
+//!    from the innermost loop, unroll loops of at most [`MAX_UNROLL_EXTENT`] iterations while
+//!    the statements of the inner operation times the unrolled extents stay within
+//!    [`UNROLL_BUDGET`], which bounds the emitted code to `UNROLL_BUDGET` statements per step;
+//!    loops around a GEMM call and outer loops stay loops;
 //! 5. per-call intermediates alternate between two scratch buffers of the largest size.
 //!
 //! [`lower_lanes`] lowers the same plan for `lanes` rows at once, interleaved: the batch index
