@@ -77,6 +77,7 @@ fn micro_kernel(c: &mut Criterion) {
                 w_row: 20,
                 w_col: 1,
                 overwrite: true,
+                stream: 0,
             },
         ),
         (
@@ -91,11 +92,23 @@ fn micro_kernel(c: &mut Criterion) {
                 w_row: 20,
                 w_col: 1,
                 overwrite: true,
+                stream: 0,
             },
         ),
         (
             "8x5x4",
-            Gemm { rows: 8, depth: 5, len: 4, out_row: 4, a_row: 4, a_col: 1, w_row: 5, w_col: 1, overwrite: true },
+            Gemm {
+                rows: 8,
+                depth: 5,
+                len: 4,
+                out_row: 4,
+                a_row: 4,
+                a_col: 1,
+                w_row: 5,
+                w_col: 1,
+                overwrite: true,
+                stream: 0,
+            },
         ),
         (
             "64x18x16_packed",
@@ -109,6 +122,7 @@ fn micro_kernel(c: &mut Criterion) {
                 w_row: 18,
                 w_col: 1,
                 overwrite: false,
+                stream: 0,
             },
         ),
     ];

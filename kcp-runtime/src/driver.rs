@@ -45,7 +45,8 @@ pub fn rows(x: &[f32], y: &[f32], input: usize, output: usize) -> Result<usize, 
     Ok(rows)
 }
 
-/// A row kernel: `row(x_row, y_row, scratch)`.
+/// A row kernel: `row(x_row, y_row, scratch)`; `x_row` goes on with the rest of the batch, which
+/// the kernel may prefetch but does not compute with.
 pub trait RowFn: Fn(&[f32], &mut [f32], &mut [f32]) + Sync {}
 
 impl<F: Fn(&[f32], &mut [f32], &mut [f32]) + Sync> RowFn for F {}
@@ -114,9 +115,10 @@ impl<F: RowFn, H: HalfFn, B: RowFn> RowKernel<'_, F, H, B> {
             return;
         }
         with_scratch(self.scratch, |scratch| {
-            for (xr, yr) in x.chunks_exact(self.input).zip(y.chunks_exact_mut(self.output)) {
+            // Each row sees the rest of the batch after it, for the kernels to prefetch.
+            for (r, yr) in y.chunks_exact_mut(self.output).enumerate() {
                 self.fill_bias(yr);
-                (self.row)(xr, yr, scratch);
+                (self.row)(&x[r * self.input..], yr, scratch);
             }
         })
     }

@@ -102,6 +102,10 @@ pub struct Gemm {
     pub w_col: usize,
     /// Whether the product overwrites the rows of `out` instead of adding to them.
     pub overwrite: bool,
+    /// Where `a` is a row of x and the batch goes on after it (the slice of `a` reaches on):
+    /// the distance to the same product in the next row (the input size N), whose slab the
+    /// micro-kernel then streams into L2 while it computes this one; 0 for none.
+    pub stream: usize,
 }
 
 impl Gemm {
@@ -228,6 +232,9 @@ mod avx2 {
     /// The shortest rows of `a` that are prefetched (shorter ones are scratch, in cache; there
     /// the prefetches only cost issue slots).
     const PREFETCH_MIN_LEN: usize = 64;
+    /// The longest rows of x whose next row's slab is swept into L2 ([`Gemm::stream`]): longer
+    /// rows stream well on the hardware prefetcher alone, and measured slower with the sweep.
+    const STREAM_MAX_LEN: usize = 512;
 
     /// The blocked product.
     ///
@@ -246,8 +253,13 @@ mod avx2 {
                     packed[k * g.len + q] = a[k * g.a_row + q * g.a_col];
                 }
             }
-            return gemm(out, &packed, w, Gemm { a_row: g.len, a_col: 1, ..g });
+            return gemm(out, &packed, w, Gemm { a_row: g.len, a_col: 1, stream: 0, ..g });
         }
+        // Short rows of x stream slowly from DRAM (the hardware prefetcher does not follow
+        // them): with a next row there, sweep its slab into L2 line by line meanwhile.
+        let slab = g.depth * g.a_row;
+        let stream =
+            g.stream > 0 && g.len <= STREAM_MAX_LEN && g.stream.checked_add(slab).is_some_and(|end| a.len() >= end);
         let (out, a, w) = (out.as_mut_ptr(), a.as_ptr(), w.as_ptr());
         // Long rows of a are typically fresh input (x) from memory: start the first lines of
         // every row on their way at once; the blocks prefetch the rest as they go. (Prefetches
@@ -265,15 +277,17 @@ mod avx2 {
         let mut m = 0;
         while m < g.rows {
             let (o, wm) = (out.add(m * g.out_row), w.add(m * g.w_row));
+            // The next row's slab is swept once, by the first block of rows.
+            let sweep = if stream && m == 0 { a.wrapping_add(g.stream) } else { std::ptr::null() };
             match (g.rows - m, g.len >= PREFETCH_MIN_LEN) {
-                (1, false) => columns::<1, false>(o, a, wm, &g),
-                (1, true) => columns::<1, true>(o, a, wm, &g),
-                (2, false) => columns::<2, false>(o, a, wm, &g),
-                (2, true) => columns::<2, true>(o, a, wm, &g),
-                (3, false) => columns::<3, false>(o, a, wm, &g),
-                (3, true) => columns::<3, true>(o, a, wm, &g),
-                (_, false) => columns::<MR, false>(o, a, wm, &g),
-                (_, true) => columns::<MR, true>(o, a, wm, &g),
+                (1, false) => columns::<1, false>(o, a, wm, &g, sweep),
+                (1, true) => columns::<1, true>(o, a, wm, &g, sweep),
+                (2, false) => columns::<2, false>(o, a, wm, &g, sweep),
+                (2, true) => columns::<2, true>(o, a, wm, &g, sweep),
+                (3, false) => columns::<3, false>(o, a, wm, &g, sweep),
+                (3, true) => columns::<3, true>(o, a, wm, &g, sweep),
+                (_, false) => columns::<MR, false>(o, a, wm, &g, sweep),
+                (_, true) => columns::<MR, true>(o, a, wm, &g, sweep),
             }
             m += MR;
         }
@@ -285,7 +299,13 @@ mod avx2 {
     /// 4 to 7 go to [`narrow`]).
     #[target_feature(enable = "avx2,fma")]
     #[inline]
-    unsafe fn columns<const R: usize, const FETCH: bool>(out: *mut f32, a: *const f32, w: *const f32, g: &Gemm) {
+    unsafe fn columns<const R: usize, const FETCH: bool>(
+        out: *mut f32,
+        a: *const f32,
+        w: *const f32,
+        g: &Gemm,
+        sweep: *const f32,
+    ) {
         // How far ahead of column q a block prefetches: `PREFETCH` along the row, or, past the
         // row's end, into the same row of the next slab `depth * a_row` further on: a GEMM on x
         // is one of a loop of products that steps through x slab by slab, and this way the next
@@ -293,13 +313,24 @@ mod avx2 {
         // prefetches, not faults.)
         let next_slab = g.depth.wrapping_mul(g.a_row).wrapping_add(PREFETCH).wrapping_sub(g.len);
         let ahead = |q: usize| if q + PREFETCH < g.len { PREFETCH } else { next_slab };
+        // The lines of the next row's slab that the block at column q sweeps: `depth` of them,
+        // one per summed index, block after block (null: none).
+        let slab = g.depth * g.a_row;
+        let sweep = |q: usize| {
+            let line = q / 16 * g.depth * 16;
+            if sweep.is_null() || line >= slab {
+                std::ptr::null()
+            } else {
+                sweep.wrapping_add(line)
+            }
+        };
         let mut q = 0;
         while q + 16 <= g.len {
-            block::<R, 2, FETCH>(out.add(q), a.add(q), w, g, None, ahead(q));
+            block::<R, 2, FETCH>(out.add(q), a.add(q), w, g, None, ahead(q), sweep(q));
             q += 16;
         }
         if q + 8 <= g.len {
-            block::<R, 1, FETCH>(out.add(q), a.add(q), w, g, None, ahead(q));
+            block::<R, 1, FETCH>(out.add(q), a.add(q), w, g, None, ahead(q), sweep(q));
             q += 8;
         }
         if q == g.len {
@@ -307,7 +338,15 @@ mod avx2 {
         }
         if g.len >= 8 {
             let last = g.len - 8;
-            block::<R, 1, FETCH>(out.add(last), a.add(last), w, g, Some(last_lanes(g.len - q)), ahead(last));
+            block::<R, 1, FETCH>(
+                out.add(last),
+                a.add(last),
+                w,
+                g,
+                Some(last_lanes(g.len - q)),
+                ahead(last),
+                sweep(last),
+            );
             return;
         }
         for r in 0..R {
@@ -439,7 +478,8 @@ mod avx2 {
 
     /// One `R` x `8 V` block of `out`, its accumulators in registers; `keep` limits what is
     /// added to `out` to its lanes; with `FETCH`, each row of `a` is prefetched `ahead`
-    /// elements past the block's columns.
+    /// elements past the block's columns; unless `sweep` is null, the `depth` lines from it
+    /// are prefetched into L2.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     unsafe fn block<const R: usize, const V: usize, const FETCH: bool>(
@@ -449,6 +489,7 @@ mod avx2 {
         g: &Gemm,
         keep: Option<__m256>,
         ahead: usize,
+        sweep: *const f32,
     ) {
         let mut acc = [[_mm256_setzero_ps(); V]; R];
         for k in 0..g.depth {
@@ -457,6 +498,9 @@ mod avx2 {
             // hardware prefetcher does not follow `depth` interleaved short runs.
             if FETCH {
                 _mm_prefetch::<_MM_HINT_T0>(ak.wrapping_add(ahead).cast());
+            }
+            if !sweep.is_null() {
+                _mm_prefetch::<_MM_HINT_T1>(sweep.wrapping_add(k * 16).cast());
             }
             let mut av = [_mm256_setzero_ps(); V];
             for (v, slot) in av.iter_mut().enumerate() {
@@ -507,7 +551,18 @@ mod tests {
                 for ((len, transposed), overwrite) in shapes.flat_map(|s| [(s, false), (s, true)]) {
                     let (a_row, a_col) = if transposed { (1, depth + 1) } else { (len + depth % 2, 1) };
                     let out_row = len + rows % 3;
-                    let g = Gemm { rows, depth, len, out_row, a_row, a_col, w_row: depth + 1, w_col: 1, overwrite };
+                    let g = Gemm {
+                        rows,
+                        depth,
+                        len,
+                        out_row,
+                        a_row,
+                        a_col,
+                        w_row: depth + 1,
+                        w_col: 1,
+                        overwrite,
+                        stream: 0,
+                    };
                     let [o, ia, iw] = g.extents().unwrap();
                     let a: Vec<f32> = (0..ia).map(|_| next()).collect();
                     let w: Vec<f32> = (0..iw).map(|_| next()).collect();
@@ -522,6 +577,37 @@ mod tests {
                         assert!((f64::from(got) - want).abs() < 1e-5, "{g:?} at {k}: {got} vs {want}");
                     }
                 }
+            }
+        }
+    }
+
+    /// A product that streams the next row of x (the slice of `a` going on past its extent, or
+    /// not far enough) computes the same as one that does not.
+    #[test]
+    fn streaming_the_next_row_changes_nothing() {
+        for (rows, depth, len) in [(4, 20, 360), (5, 3, 18), (4, 8, 512), (2, 4, 513)] {
+            let slab = depth * len;
+            let a: Vec<f32> = (0..3 * slab).map(|v| (v % 17) as f32 - 8.0).collect();
+            let w: Vec<f32> = (0..rows * depth).map(|v| (v % 5) as f32 - 2.0).collect();
+            let plain = Gemm {
+                rows,
+                depth,
+                len,
+                out_row: len,
+                a_row: len,
+                a_col: 1,
+                w_row: depth,
+                w_col: 1,
+                overwrite: true,
+                stream: 0,
+            };
+            let mut want = vec![0.0f32; rows * len];
+            gemm(&mut want, &a, &w, plain);
+            // The next row right after this one, further on, or cut short by the slice.
+            for (stream, a_len) in [(slab, 2 * slab), (slab + 7, 3 * slab), (slab, 2 * slab - 1)] {
+                let mut got = vec![f32::NAN; rows * len];
+                gemm(&mut got, &a[..a_len], &w, Gemm { stream, ..plain });
+                assert_eq!(got, want, "{rows}x{depth}x{len}, stream {stream}, a of {a_len}");
             }
         }
     }
@@ -557,6 +643,7 @@ mod tests {
             w_row: 1,
             w_col: 1,
             overwrite: false,
+            stream: 0,
         };
         assert!(g.extents().is_none());
         assert!(std::panic::catch_unwind(|| gemm(&mut [0.0f32; 24], &[0.0; 8], &[0.0; 3], g)).is_err());

@@ -132,9 +132,9 @@ fn unrolled_gemm_swapped(o: &Offset, a: &Offset, w: &Offset, g: Gemm) -> TokenSt
 
 /// A call of the runtime's small GEMM on `out[o..]` with `columns` and `rows` as its `a` and `w`.
 fn gemm_call(columns: TokenStream, rows: TokenStream, o: TokenStream, g: Gemm) -> TokenStream {
-    let Gemm { rows: m, depth, len, out_row, a_row, a_col, w_row, w_col, overwrite } = g;
-    let [m, depth, len, out_row, a_row, a_col, w_row, w_col] =
-        [m, depth, len, out_row, a_row, a_col, w_row, w_col].map(lit);
+    let Gemm { rows: m, depth, len, out_row, a_row, a_col, w_row, w_col, overwrite, stream } = g;
+    let [m, depth, len, out_row, a_row, a_col, w_row, w_col, stream] =
+        [m, depth, len, out_row, a_row, a_col, w_row, w_col, stream].map(lit);
     quote! {
         ::kcp::__private::gemm(
             &mut __kcp_out[#o..],
@@ -143,7 +143,7 @@ fn gemm_call(columns: TokenStream, rows: TokenStream, o: TokenStream, g: Gemm) -
             ::kcp::__private::Gemm {
                 rows: #m, depth: #depth, len: #len,
                 out_row: #out_row, a_row: #a_row, a_col: #a_col, w_row: #w_row, w_col: #w_col,
-                overwrite: #overwrite,
+                overwrite: #overwrite, stream: #stream,
             },
         );
     }

@@ -95,13 +95,17 @@ pub fn lower_lanes(plan: &Plan, graph: &ContractionGraph, lanes: usize) -> LoopN
         // a carries x in a per-call step; a load-time step takes its inputs in order.
         let [first, second] = step.inputs;
         let ((a, ai), (w, wi)) = if second.1.contains(Index::Batch) { (second, first) } else { (first, second) };
-        let kernel = kernel(
+        let mut kernel = kernel(
             [(out, step.indices), (buffer(a), ai), (buffer(w), wi)],
             out_len,
             out != Buffer::Y,
             &size,
             plan.describe_step(step),
         );
+        // A product on x row by row: the next row of the batch is N elements on.
+        if let (Buffer::X, 1, Inner::Gemm(g)) = (kernel.a, lanes, &mut kernel.inner) {
+            g.stream = (0..graph.modes()).map(|d| size(Index::In(d))).product();
+        }
         match step.phase {
             Phase::Prep => prep.push(kernel),
             Phase::Call => call.push(kernel),
@@ -275,6 +279,7 @@ fn gemm(loops: &mut Vec<Loop>, len: usize) -> Option<Inner> {
         w_row,
         w_col: depth.strides[2],
         overwrite: false,
+        stream: 0,
     }))
 }
 
@@ -300,5 +305,6 @@ fn gemm_swapped(loops: &mut Vec<Loop>, depth: usize) -> Option<Inner> {
         w_row: a_row,
         w_col: 1,
         overwrite: false,
+        stream: 0,
     }))
 }
