@@ -257,7 +257,7 @@ mod avx2 {
         }
         // Short rows of x stream slowly from DRAM (the hardware prefetcher does not follow
         // them): with a next row there, sweep its slab into L2 line by line meanwhile.
-        let slab = g.depth * g.a_row;
+        let slab = g.depth.saturating_mul(g.a_row);
         let stream =
             g.stream > 0 && g.len <= STREAM_MAX_LEN && g.stream.checked_add(slab).is_some_and(|end| a.len() >= end);
         let (out, a, w) = (out.as_mut_ptr(), a.as_ptr(), w.as_ptr());
@@ -315,7 +315,7 @@ mod avx2 {
         let ahead = |q: usize| if q + PREFETCH < g.len { PREFETCH } else { next_slab };
         // The lines of the next row's slab that the block at column q sweeps: `depth` of them,
         // one per summed index, block after block (null: none).
-        let slab = g.depth * g.a_row;
+        let slab = g.depth.saturating_mul(g.a_row);
         let sweep = |q: usize| {
             let line = q / 16 * g.depth * 16;
             if sweep.is_null() || line >= slab {
