@@ -65,66 +65,10 @@ fn layers(c: &mut Criterion) {
 fn micro_kernel(c: &mut Criterion) {
     let mut group = c.benchmark_group("gemm");
     let shapes = [
-        (
-            "4x20x360",
-            Gemm {
-                rows: 4,
-                depth: 20,
-                len: 360,
-                out_row: 360,
-                a_row: 360,
-                a_col: 1,
-                w_row: 20,
-                w_col: 1,
-                overwrite: true,
-                stream: 0,
-            },
-        ),
-        (
-            "4x20x18",
-            Gemm {
-                rows: 4,
-                depth: 20,
-                len: 18,
-                out_row: 18,
-                a_row: 18,
-                a_col: 1,
-                w_row: 20,
-                w_col: 1,
-                overwrite: true,
-                stream: 0,
-            },
-        ),
-        (
-            "8x5x4",
-            Gemm {
-                rows: 8,
-                depth: 5,
-                len: 4,
-                out_row: 4,
-                a_row: 4,
-                a_col: 1,
-                w_row: 5,
-                w_col: 1,
-                overwrite: true,
-                stream: 0,
-            },
-        ),
-        (
-            "64x18x16_packed",
-            Gemm {
-                rows: 64,
-                depth: 18,
-                len: 16,
-                out_row: 16,
-                a_row: 1,
-                a_col: 18,
-                w_row: 18,
-                w_col: 1,
-                overwrite: false,
-                stream: 0,
-            },
-        ),
+        ("4x20x360", Gemm::row_major(4, 20, 360)),
+        ("4x20x18", Gemm::row_major(4, 20, 18)),
+        ("8x5x4", Gemm::row_major(8, 5, 4)),
+        ("64x18x16_packed", Gemm { a_row: 1, a_col: 18, overwrite: false, ..Gemm::row_major(64, 18, 16) }),
     ];
     for (name, g) in shapes {
         let a = input(g.depth * g.a_row.max(g.len * g.a_col));

@@ -22,18 +22,7 @@ fn main() {
         let slab = depth * len;
         let mut cells = Vec::new();
         for stream in [0, n] {
-            let g = Gemm {
-                rows: 4,
-                depth,
-                len,
-                out_row: len,
-                a_row: len,
-                a_col: 1,
-                w_row: depth,
-                w_col: 1,
-                overwrite: true,
-                stream,
-            };
+            let g = Gemm { stream, ..Gemm::row_major(4, depth, len) };
             let mut times: Vec<f64> = (0..7)
                 .map(|_| {
                     let t = Instant::now();

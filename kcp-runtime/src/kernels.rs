@@ -112,6 +112,23 @@ impl Gemm {
     /// The most elements of a transposed `a` (`depth * len`) that the micro-kernel packs.
     pub const PACK: usize = 1024;
 
+    /// The plain row-major product `out [rows, len] = w [rows, depth] * a [depth, len]`, all
+    /// three contiguous, overwriting `out`, streaming nothing.
+    pub fn row_major(rows: usize, depth: usize, len: usize) -> Gemm {
+        Gemm {
+            rows,
+            depth,
+            len,
+            out_row: len,
+            a_row: len,
+            a_col: 1,
+            w_row: depth,
+            w_col: 1,
+            overwrite: true,
+            stream: 0,
+        }
+    }
+
     /// The multiply-adds it does.
     pub fn macs(&self) -> usize {
         self.rows * self.depth * self.len
@@ -589,18 +606,7 @@ mod tests {
             let slab = depth * len;
             let a: Vec<f32> = (0..3 * slab).map(|v| (v % 17) as f32 - 8.0).collect();
             let w: Vec<f32> = (0..rows * depth).map(|v| (v % 5) as f32 - 2.0).collect();
-            let plain = Gemm {
-                rows,
-                depth,
-                len,
-                out_row: len,
-                a_row: len,
-                a_col: 1,
-                w_row: depth,
-                w_col: 1,
-                overwrite: true,
-                stream: 0,
-            };
+            let plain = Gemm::row_major(rows, depth, len);
             let mut want = vec![0.0f32; rows * len];
             gemm(&mut want, &a, &w, plain);
             // The next row right after this one, further on, or cut short by the slice.
