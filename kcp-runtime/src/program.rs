@@ -14,9 +14,10 @@ use crate::kernels::{axpy, dot, gemm, Gemm, Real};
 /// A buffer a kernel reads or writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Buffer {
-    /// One row of x, `[N]`.
+    /// One row of x, `[N]` (`[N, lanes]` interleaved); the slice may go on with the rest of the
+    /// batch, which kernels only prefetch.
     X,
-    /// One row of y, `[M]`.
+    /// One row of y, `[M]` (`[M, lanes]` interleaved).
     Y,
     /// The factor stack A_d, `[R, m_d, n_d]` (zero-based d).
     Factor(usize),
