@@ -94,10 +94,7 @@ macro_rules! bench_layer {
             let forward = executor(&Plan::new(&c.graph, &Tree::forward(modes), c.spec.batch(), mpo));
             let reverse = executor(&Plan::new(&c.graph, &Tree::reverse(modes), c.spec.batch(), mpo));
             // The chosen plan as `kcp run` runs it: whole blocks interleaved where it pays.
-            let generic = match &c.lanes {
-                Some(lanes) => executor(&c.plan).interleaved(lanes.clone()),
-                None => executor(&c.plan),
-            };
+            let generic = executor(&c.plan).interleaved(c.lanes.clone());
             let w = weights.dense(&<$layer>::FACTOR_SHAPES);
             let (n, m) = (<$layer>::IN, <$layer>::OUT);
             for batch in $batches {

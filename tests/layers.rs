@@ -37,10 +37,8 @@ macro_rules! check_layer {
         assert_eq!(<$layer>::PLAN, compiled.plan.to_string());
         assert_eq!(<$layer>::MACS_PER_SAMPLE, compiled.plan.macs());
         assert_eq!(<$layer>::PARAMS, compiled.spec.params());
-        let mut executor = Executor::new(compiled.nest.clone(), weights.clone()).unwrap();
-        if let Some(lanes) = &compiled.lanes {
-            executor = executor.interleaved(lanes.clone());
-        }
+        let executor =
+            Executor::new(compiled.nest.clone(), weights.clone()).unwrap().interleaved(compiled.lanes.clone());
         let factors: Vec<Vec<f64>> = weights.factors.iter().map(|f| f.iter().map(|&v| v as f64).collect()).collect();
         // Batches below, at and around whole blocks of interleaved rows.
         for batch in [1, 3, 8, 19, 64] {

@@ -25,17 +25,21 @@ impl Executor {
     }
 
     /// The same executor running whole blocks of rows through `lanes`, the same plan lowered
-    /// for interleaved rows (its pre-products must be the same).
+    /// for interleaved rows (its pre-products must be the same); `None` leaves it row by row.
     ///
     /// # Panics
     /// If `lanes` is not the program's layer (its shapes or pre-products differ) or runs one
     /// row at a time.
-    pub fn interleaved(self, lanes: Program) -> Executor {
-        assert!(
-            lanes.lanes > 1 && lanes.factor_shapes() == self.program.factor_shapes() && lanes.prep == self.program.prep,
-            "an interleaved program of another layer"
-        );
-        Executor { lanes: Some(lanes), ..self }
+    pub fn interleaved(self, lanes: Option<Program>) -> Executor {
+        if let Some(lanes) = &lanes {
+            assert!(
+                lanes.lanes > 1
+                    && lanes.factor_shapes() == self.program.factor_shapes()
+                    && lanes.prep == self.program.prep,
+                "an interleaved program of another layer"
+            );
+        }
+        Executor { lanes, ..self }
     }
 
     /// The program.
@@ -116,7 +120,7 @@ impl RecurrentExecutor {
 
     /// The same layer with its input projection running whole blocks of rows through `lanes`
     /// (see [`Executor::interleaved`]).
-    pub fn interleaved(self, lanes: Program) -> RecurrentExecutor {
+    pub fn interleaved(self, lanes: Option<Program>) -> RecurrentExecutor {
         RecurrentExecutor { input: self.input.interleaved(lanes), ..self }
     }
 

@@ -205,19 +205,16 @@ fn gemm_f32(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
 /// eight vectors each (the edges that do not fill a tile go one element at a time).
 pub fn transpose(from: &[f32], to: &mut [f32], rows: usize, cols: usize) {
     let (from, to) = (&from[..rows * cols], &mut to[..rows * cols]);
-    let tiled = |r: usize, c: usize| (r / 8 * 8, c / 8 * 8);
-    let (full_rows, full_cols) = tiled(rows, cols);
     #[cfg(target_arch = "x86_64")]
     if has_avx2_fma() {
-        // SAFETY: the CPU has AVX2, and every tile lies within both slices (checked above).
+        let (full_rows, full_cols) = (rows / 8 * 8, cols / 8 * 8);
+        // SAFETY: the CPU has AVX2, and every tile lies within both slices (cut to size above).
         unsafe { avx2::transpose_tiles(from, to, rows, cols, full_rows, full_cols) };
-    } else {
-        transpose_scalar(from, to, rows, cols, 0..full_rows, 0..full_cols);
+        transpose_scalar(from, to, rows, cols, 0..rows, full_cols..cols);
+        transpose_scalar(from, to, rows, cols, full_rows..rows, 0..full_cols);
+        return;
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    transpose_scalar(from, to, rows, cols, 0..full_rows, 0..full_cols);
-    transpose_scalar(from, to, rows, cols, 0..rows, full_cols..cols);
-    transpose_scalar(from, to, rows, cols, full_rows..rows, 0..full_cols);
+    transpose_scalar(from, to, rows, cols, 0..rows, 0..cols);
 }
 
 /// The part `row_range x col_range` of [`transpose`], one element at a time.
@@ -333,7 +330,7 @@ mod avx2 {
         // The lines of the next row's slab that the block at column q sweeps: `depth` of them,
         // one per summed index, block after block (null: none).
         let slab = g.depth.saturating_mul(g.a_row);
-        let sweep = |q: usize| {
+        let sweep_at = |q: usize| {
             let line = q / 16 * g.depth * 16;
             if sweep.is_null() || line >= slab {
                 std::ptr::null()
@@ -343,11 +340,11 @@ mod avx2 {
         };
         let mut q = 0;
         while q + 16 <= g.len {
-            block::<R, 2, FETCH>(out.add(q), a.add(q), w, g, None, ahead(q), sweep(q));
+            block::<R, 2, FETCH>(out.add(q), a.add(q), w, g, None, ahead(q), sweep_at(q));
             q += 16;
         }
         if q + 8 <= g.len {
-            block::<R, 1, FETCH>(out.add(q), a.add(q), w, g, None, ahead(q), sweep(q));
+            block::<R, 1, FETCH>(out.add(q), a.add(q), w, g, None, ahead(q), sweep_at(q));
             q += 8;
         }
         if q == g.len {
@@ -362,7 +359,7 @@ mod avx2 {
                 g,
                 Some(last_lanes(g.len - q)),
                 ahead(last),
-                sweep(last),
+                sweep_at(last),
             );
             return;
         }

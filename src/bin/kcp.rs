@@ -223,10 +223,8 @@ fn run(layer: &LayerArgs, cell: Option<Cell>, weights: &Path, x: &Path, y: &Path
             let file = TensorFile::read(weights).map_err(|e| e.to_string())?;
             let bias = file.contains("bias").then_some(m);
             let loaded = Weights::load(weights, "", &shapes, bias).map_err(|e| e.to_string())?;
-            let mut executor = Executor::new(c.nest.clone(), loaded).map_err(|e| e.to_string())?;
-            if let Some(lanes) = &c.lanes {
-                executor = executor.interleaved(lanes.clone());
-            }
+            let executor =
+                Executor::new(c.nest.clone(), loaded).map_err(|e| e.to_string())?.interleaved(c.lanes.clone());
             let input = read_npy(x, 2, c.spec.input_size(), "[B, N]")?;
             let batch = input.shape[0];
             let mut out = vec![0.0f32; batch * m];
@@ -238,11 +236,9 @@ fn run(layer: &LayerArgs, cell: Option<Cell>, weights: &Path, x: &Path, y: &Path
             let kind = cell.kind();
             let hidden = hidden(layer, kind)?;
             let c = compile_layer(layer, Some((kind, hidden)))?;
-            let mut layer =
-                RecurrentExecutor::load(weights, c.nest.clone(), kind, hidden).map_err(|e| e.to_string())?;
-            if let Some(lanes) = &c.lanes {
-                layer = layer.interleaved(lanes.clone());
-            }
+            let layer = RecurrentExecutor::load(weights, c.nest.clone(), kind, hidden)
+                .map_err(|e| e.to_string())?
+                .interleaved(c.lanes.clone());
             let input = read_npy(x, 3, c.spec.input_size(), "[T, B, N]")?;
             let (steps, batch) = (input.shape[0], input.shape[1]);
             let mut hs = vec![0.0f32; steps * batch * hidden];
