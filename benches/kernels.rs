@@ -61,7 +61,9 @@ fn layers(c: &mut Criterion) {
 }
 
 /// The micro-kernel alone on the UCF11 rank-4 plan's products (its first step's 4x20x360 and
-/// second step's 4x20x18, and the last step's 64x18x16 with packed factor columns).
+/// second step's 4x20x18, and the last step's 64x18x16 with packed factor columns), and on the
+/// speech plan's (a narrow one, the third step's 128x4x8 with packed factor columns, and the
+/// last step's 8x8x64 summed over 4 blocks).
 fn micro_kernel(c: &mut Criterion) {
     let mut group = c.benchmark_group("gemm");
     let shapes = [
@@ -69,10 +71,15 @@ fn micro_kernel(c: &mut Criterion) {
         ("4x20x18", Gemm::row_major(4, 20, 18)),
         ("8x5x4", Gemm::row_major(8, 5, 4)),
         ("64x18x16_packed", Gemm { a_row: 1, a_col: 18, overwrite: false, ..Gemm::row_major(64, 18, 16) }),
+        ("128x4x8_packed", Gemm { a_row: 1, a_col: 4, ..Gemm::row_major(128, 4, 8) }),
+        (
+            "8x8x64_outer4",
+            Gemm { w_row: 32, outer: 4, a_outer: 8 * 64, w_outer: 8, overwrite: false, ..Gemm::row_major(8, 8, 64) },
+        ),
     ];
     for (name, g) in shapes {
-        let a = input(g.depth * g.a_row.max(g.len * g.a_col));
-        let w = input(g.rows * g.w_row.max(g.depth));
+        let a = input(g.outer * g.depth * g.a_row.max(g.len * g.a_col));
+        let w = input(g.rows * g.w_row.max(g.outer * g.depth));
         let mut out = vec![0.0f32; g.rows * g.out_row];
         group.throughput(Throughput::Elements(g.macs() as u64));
         group.bench_function(name, |b| b.iter(|| gemm(&mut out, &a, &w, g)));

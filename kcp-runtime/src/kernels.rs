@@ -78,14 +78,15 @@ pub fn dot<T: Real>(a: &[T], b: &[T]) -> T {
 }
 
 /// The shape of a small matrix product, the register-blocked form of a mode product:
-/// `out[m * out_row + q] += sum_k w[m * w_row + k * w_col] * a[k * a_row + q * a_col]`
-/// for `m < rows`, `k < depth`, `q < len` (q runs over contiguous memory in `out`, and in `a`
-/// when `a_col` is 1).
+/// `out[m * out_row + q] += sum_{k2, k} w[m * w_row + k * w_col + k2 * w_outer] *
+/// a[k * a_row + k2 * a_outer + q * a_col]` for `m < rows`, `k2 < outer`, `k < depth`,
+/// `q < len` (q runs over contiguous memory in `out`, and in `a` when `a_col` is 1). The sum
+/// runs over two indices where they cannot be one (`outer` = 1: one).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Gemm {
     /// Rows of `out` (a free index of the weight that `a` lacks).
     pub rows: usize,
-    /// The summed index.
+    /// The summed index (the inner one of two).
     pub depth: usize,
     /// The contiguous run shared by `out` and `a`.
     pub len: usize,
@@ -100,6 +101,12 @@ pub struct Gemm {
     pub w_row: usize,
     /// Stride of `w` per step of the summed index.
     pub w_col: usize,
+    /// The outer summed index: the sum runs over `outer` blocks of `depth` steps.
+    pub outer: usize,
+    /// Stride of `a` per step of the outer summed index.
+    pub a_outer: usize,
+    /// Stride of `w` per step of the outer summed index.
+    pub w_outer: usize,
     /// Whether the product overwrites the rows of `out` instead of adding to them.
     pub overwrite: bool,
     /// Where `a` is a row of x and the batch goes on after it (the slice of `a` reaches on):
@@ -124,6 +131,9 @@ impl Gemm {
             a_col: 1,
             w_row: depth,
             w_col: 1,
+            outer: 1,
+            a_outer: 0,
+            w_outer: 0,
             overwrite: true,
             stream: 0,
         }
@@ -131,7 +141,7 @@ impl Gemm {
 
     /// The multiply-adds it does.
     pub fn macs(&self) -> usize {
-        self.rows * self.depth * self.len
+        self.rows * self.outer * self.depth * self.len
     }
 
     /// The lengths `out`, `a` and `w` must at least have; `None` if one overflows `usize`.
@@ -139,17 +149,26 @@ impl Gemm {
         if self.rows == 0 || self.len == 0 {
             return Some([0; 3]);
         }
-        // `s0 * n0 + s1 * n1 + last`, checked.
-        let span = |s0: usize, n0: usize, s1: usize, n1: usize, last: usize| {
-            s0.checked_mul(n0)?.checked_add(s1.checked_mul(n1)?)?.checked_add(last)
-        };
-        let out = span(self.out_row, self.rows - 1, 0, 0, self.len)?;
-        if self.depth == 0 {
+        // `last + sum of stride * (extent - 1)`, checked.
+        let term = |stride: usize, extent: usize| stride.checked_mul(extent - 1);
+        let out = term(self.out_row, self.rows)?.checked_add(self.len)?;
+        if self.depth == 0 || self.outer == 0 {
             return Some([out, 0, 0]);
         }
-        let a = span(self.a_row, self.depth - 1, self.a_col, self.len - 1, 1)?;
-        let w = span(self.w_row, self.rows - 1, self.w_col, self.depth - 1, 1)?;
+        let span = |[s0, s1, s2]: [(usize, usize); 3]| {
+            term(s0.0, s0.1)?.checked_add(term(s1.0, s1.1)?)?.checked_add(term(s2.0, s2.1)?)?.checked_add(1)
+        };
+        let a = span([(self.a_row, self.depth), (self.a_outer, self.outer), (self.a_col, self.len)])?;
+        let w = span([(self.w_row, self.rows), (self.w_col, self.depth), (self.w_outer, self.outer)])?;
         Some([out, a, w])
+    }
+
+    /// The offsets in `a` and in `w` (before the row's) of each step of the sum, in order.
+    #[inline(always)]
+    fn sum(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        (0..self.outer).flat_map(move |k2| {
+            (0..self.depth).map(move |k| (k * self.a_row + k2 * self.a_outer, k * self.w_col + k2 * self.w_outer))
+        })
     }
 
     /// The portable form: one axpy per (row, summed index), in that order.
@@ -160,8 +179,8 @@ impl Gemm {
             if self.overwrite {
                 row.fill(T::ZERO);
             }
-            for k in 0..self.depth {
-                let (a, wv) = (&a[k * self.a_row..], w[m * self.w_row + k * self.w_col]);
+            for (ak, wk) in self.sum() {
+                let (a, wv) = (&a[ak..], w[m * self.w_row + wk]);
                 if self.a_col == 1 {
                     axpy(row, a, wv);
                 } else {
@@ -241,6 +260,9 @@ mod avx2 {
 
     /// Rows per register block.
     const MR: usize = 4;
+    /// Rows per register block of a product narrower than 16 (one vector per row), while
+    /// that many rows are left.
+    const TALL_MR: usize = 8;
     /// How far ahead in a row of `a` (in elements) a block prefetches.
     const PREFETCH: usize = 128;
     /// The shortest rows of `a` that are prefetched (shorter ones are scratch, in cache; there
@@ -257,26 +279,37 @@ mod avx2 {
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn gemm(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
         if g.a_col != 1 {
-            // Pack the transposed a into [depth][len], then run the contiguous product.
-            if g.depth * g.len > Gemm::PACK {
+            // Pack the transposed a into [outer][depth][len], then run the contiguous product.
+            let steps = g.outer * g.depth;
+            if steps * g.len > Gemm::PACK {
                 return g.run_portable(out, a, w);
             }
-            let mut packed = [0.0f32; Gemm::PACK];
-            for k in 0..g.depth {
-                for q in 0..g.len {
-                    packed[k * g.len + q] = a[k * g.a_row + q * g.a_col];
+            // Only the `steps * len` elements written are read: no need to zero the rest.
+            let mut packed = [std::mem::MaybeUninit::<f32>::uninit(); Gemm::PACK];
+            for k2 in 0..g.outer {
+                for k in 0..g.depth {
+                    let (to, from) = ((k2 * g.depth + k) * g.len, k * g.a_row + k2 * g.a_outer);
+                    for q in 0..g.len {
+                        packed[to + q].write(a[from + q * g.a_col]);
+                    }
                 }
             }
-            return gemm(out, &packed, w, Gemm { a_row: g.len, a_col: 1, stream: 0, ..g });
+            // SAFETY: the first `steps * len` elements were written just above.
+            let packed = std::slice::from_raw_parts(packed.as_ptr().cast::<f32>(), steps * g.len);
+            let contiguous = Gemm { a_row: g.len, a_outer: g.depth * g.len, a_col: 1, stream: 0, ..g };
+            return gemm(out, packed, w, contiguous);
         }
         // Short rows of x stream slowly from DRAM (the hardware prefetcher does not follow
         // them): with a next row there, sweep its slab into L2 line by line meanwhile.
         let slab = g.depth.saturating_mul(g.a_row);
-        let stream =
-            g.stream > 0 && g.len <= STREAM_MAX_LEN && g.stream.checked_add(slab).is_some_and(|end| a.len() >= end);
+        let stream = g.stream > 0
+            && g.outer == 1
+            && g.len <= STREAM_MAX_LEN
+            && g.stream.checked_add(slab).is_some_and(|end| a.len() >= end);
         let (out, a, w) = (out.as_mut_ptr(), a.as_ptr(), w.as_ptr());
         // Long rows of a are typically fresh input (x) from memory: start the first lines of
-        // every row on their way at once; the blocks prefetch the rest as they go. (Prefetches
+        // every row (of the first block of the sum) on their way at once; the blocks prefetch
+        // the rest as they go. (Prefetches
         // past the end of a are harmless: they never fault; the addresses wrap, never `add`.)
         if g.len >= PREFETCH_MIN_LEN {
             for k in 0..g.depth {
@@ -288,11 +321,18 @@ mod avx2 {
         if (4..8).contains(&g.len) {
             return narrow(out, a, w, &g);
         }
+        // Blocks one vector wide take twice the rows, to keep as many FMA chains in flight.
+        let tall = g.len < 16;
         let mut m = 0;
         while m < g.rows {
             let (o, wm) = (out.add(m * g.out_row), w.add(m * g.w_row));
             // The next row's slab is swept once, by the first block of rows.
             let sweep = if stream && m == 0 { a.wrapping_add(g.stream) } else { std::ptr::null() };
+            if tall && g.rows - m >= TALL_MR {
+                columns::<TALL_MR, false>(o, a, wm, &g, sweep);
+                m += TALL_MR;
+                continue;
+            }
             match (g.rows - m, g.len >= PREFETCH_MIN_LEN) {
                 (1, false) => columns::<1, false>(o, a, wm, &g, sweep),
                 (1, true) => columns::<1, true>(o, a, wm, &g, sweep),
@@ -369,11 +409,11 @@ mod avx2 {
                     *out.add(r * g.out_row + q) = 0.0;
                 }
             }
-            for k in 0..g.depth {
-                let wv = *w.add(r * g.w_row + k * g.w_col);
+            for (ak, wk) in g.sum() {
+                let wv = *w.add(r * g.w_row + wk);
                 for q in q..g.len {
                     let o = out.add(r * g.out_row + q);
-                    *o = wv.mul_add(*a.add(k * g.a_row + q), *o);
+                    *o = wv.mul_add(*a.add(ak + q), *o);
                 }
             }
         }
@@ -425,10 +465,13 @@ mod avx2 {
     #[inline]
     unsafe fn block4<const R: usize>(out: *mut f32, a: *const f32, w: *const f32, g: &Gemm, keep: Option<__m128>) {
         let mut acc = [_mm_setzero_ps(); R];
-        for k in 0..g.depth {
-            let av = _mm_loadu_ps(a.add(k * g.a_row));
-            for (r, slot) in acc.iter_mut().enumerate() {
-                *slot = _mm_fmadd_ps(_mm_broadcast_ss(&*w.add(r * g.w_row + k * g.w_col)), av, *slot);
+        for k2 in 0..g.outer {
+            let (a, w) = (a.add(k2 * g.a_outer), w.add(k2 * g.w_outer));
+            for k in 0..g.depth {
+                let av = _mm_loadu_ps(a.add(k * g.a_row));
+                for (r, slot) in acc.iter_mut().enumerate() {
+                    *slot = _mm_fmadd_ps(_mm_broadcast_ss(&*w.add(r * g.w_row + k * g.w_col)), av, *slot);
+                }
             }
         }
         for (r, &sum) in acc.iter().enumerate() {
@@ -506,24 +549,28 @@ mod avx2 {
         sweep: *const f32,
     ) {
         let mut acc = [[_mm256_setzero_ps(); V]; R];
-        for k in 0..g.depth {
-            let ak = a.add(k * g.a_row);
-            // The columns a later block reads: from DRAM (a batch of fresh rows of x), the
-            // hardware prefetcher does not follow `depth` interleaved short runs.
-            if FETCH {
-                _mm_prefetch::<_MM_HINT_T0>(ak.wrapping_add(ahead).cast());
-            }
-            if !sweep.is_null() {
-                _mm_prefetch::<_MM_HINT_T1>(sweep.wrapping_add(k * 16).cast());
-            }
-            let mut av = [_mm256_setzero_ps(); V];
-            for (v, slot) in av.iter_mut().enumerate() {
-                *slot = _mm256_loadu_ps(ak.add(8 * v));
-            }
-            for (r, row) in acc.iter_mut().enumerate() {
-                let wv = _mm256_broadcast_ss(&*w.add(r * g.w_row + k * g.w_col));
-                for (slot, &x) in row.iter_mut().zip(&av) {
-                    *slot = _mm256_fmadd_ps(wv, x, *slot);
+        for k2 in 0..g.outer {
+            let (a, w) = (a.add(k2 * g.a_outer), w.add(k2 * g.w_outer));
+            for k in 0..g.depth {
+                let ak = a.add(k * g.a_row);
+                // The columns a later block reads: from DRAM (a batch of fresh rows of x), the
+                // hardware prefetcher does not follow `depth` interleaved short runs.
+                if FETCH {
+                    _mm_prefetch::<_MM_HINT_T0>(ak.wrapping_add(ahead).cast());
+                }
+                // (Only products with `outer` = 1 sweep.)
+                if !sweep.is_null() {
+                    _mm_prefetch::<_MM_HINT_T1>(sweep.wrapping_add(k * 16).cast());
+                }
+                let mut av = [_mm256_setzero_ps(); V];
+                for (v, slot) in av.iter_mut().enumerate() {
+                    *slot = _mm256_loadu_ps(ak.add(8 * v));
+                }
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let wv = _mm256_broadcast_ss(&*w.add(r * g.w_row + k * g.w_col));
+                    for (slot, &x) in row.iter_mut().zip(&av) {
+                        *slot = _mm256_fmadd_ps(wv, x, *slot);
+                    }
                 }
             }
         }
@@ -547,9 +594,10 @@ mod tests {
     use super::*;
 
     /// The f32 product (the AVX2 micro-kernel where the CPU has it) against the portable f64
-    /// one, over row counts around the block of four, runs around the vectors of 8 and 16
-    /// (including masked tails), padded strides, transposed `a` (packed, or too large to pack),
-    /// adding to `out` or overwriting it (the padding between rows untouched either way).
+    /// one, over row counts around the blocks of four and eight, runs around the vectors of 8
+    /// and 16 (including masked tails), padded strides, sums over one index or two, transposed
+    /// `a` (packed, or too large to pack), adding to `out` or overwriting it (the padding
+    /// between rows untouched either way).
     #[test]
     fn gemm_matches_the_portable_product() {
         let mut state = 0x2545_f491_4f6c_dd1du64;
@@ -560,10 +608,11 @@ mod tests {
             (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
         };
         for rows in 1..=9 {
-            for depth in [1, 2, 5] {
+            for (depth, outer) in [(1, 1), (2, 1), (5, 1), (2, 3), (5, 2)] {
                 let shapes = (1..=40).chain([63, 64, 65, 360]).flat_map(|l| [(l, false), (l, true)]);
                 for ((len, transposed), overwrite) in shapes.flat_map(|s| [(s, false), (s, true)]) {
                     let (a_row, a_col) = if transposed { (1, depth + 1) } else { (len + depth % 2, 1) };
+                    let a_outer = if transposed { a_col * len + 1 } else { depth * a_row + 1 };
                     let out_row = len + rows % 3;
                     let g = Gemm {
                         rows,
@@ -572,8 +621,11 @@ mod tests {
                         out_row,
                         a_row,
                         a_col,
-                        w_row: depth + 1,
+                        w_row: outer * (depth + 2),
                         w_col: 1,
+                        outer,
+                        a_outer,
+                        w_outer: depth + 2,
                         overwrite,
                         stream: 0,
                     };
@@ -645,6 +697,9 @@ mod tests {
             a_col: 1,
             w_row: 1,
             w_col: 1,
+            outer: 1,
+            a_outer: 0,
+            w_outer: 0,
             overwrite: false,
             stream: 0,
         };

@@ -226,7 +226,11 @@ impl fmt::Display for Kernel {
                 f,
                 "  {:indent$}gemm {}x{}x{}: out[o..] {}= w[iw..] * a[ia..]  (rows: out +{}, w +{}; sum: a +{}, w +{})",
                 "", g.rows, g.depth, g.len, if g.overwrite { "" } else { "+" }, g.out_row, g.w_row, g.a_row, g.w_col
-            )
+            )?;
+                if g.outer > 1 {
+                    write!(f, " x {} (a +{}, w +{})", g.outer, g.a_outer, g.w_outer)?;
+                }
+                Ok(())
             }
             Inner::GemmSwapped(g) => {
                 write!(

@@ -94,7 +94,7 @@ fn emit_nest(kernel: &Kernel, depth: usize, at: [Offset; 3]) -> TokenStream {
     }
 }
 
-/// A small GEMM written out as its `rows x depth` axpys (`a_col` is 1), each row summed in a
+/// A small GEMM written out as its `rows x outer x depth` axpys (`a_col` is 1), each row summed in a
 /// local array (at most four vector registers: chains of FMAs with no store and reload between
 /// them) that starts from the row of `out`, or from zeros if the GEMM overwrites it.
 fn unrolled_gemm(o: &Offset, a: &Offset, w: &Offset, g: Gemm) -> TokenStream {
@@ -103,8 +103,10 @@ fn unrolled_gemm(o: &Offset, a: &Offset, w: &Offset, g: Gemm) -> TokenStream {
     let rows = (0..g.rows).map(|m| {
         let out = o.plus(m * g.out_row).tokens();
         let start = (!g.overwrite).then(|| quote!(__kcp_acc.copy_from_slice(&__kcp_out[#out..][..#len]);));
-        let axpys = (0..g.depth).map(|k| {
-            let (ak, wv) = (a.plus(k * g.a_row).tokens(), w.plus(m * g.w_row + k * g.w_col).tokens());
+        let sum = (0..g.outer).flat_map(|k2| (0..g.depth).map(move |k| (k2, k)));
+        let axpys = sum.map(|(k2, k)| {
+            let ak = a.plus(k * g.a_row + k2 * g.a_outer).tokens();
+            let wv = w.plus(m * g.w_row + k * g.w_col + k2 * g.w_outer).tokens();
             quote!(::kcp::__private::axpy(&mut __kcp_acc, &__kcp_a[#ak..][..#len], __kcp_w[#wv]);)
         });
         quote! {{
@@ -132,9 +134,10 @@ fn unrolled_gemm_swapped(o: &Offset, a: &Offset, w: &Offset, g: Gemm) -> TokenSt
 
 /// A call of the runtime's small GEMM on `out[o..]` with `columns` and `rows` as its `a` and `w`.
 fn gemm_call(columns: TokenStream, rows: TokenStream, o: TokenStream, g: Gemm) -> TokenStream {
-    let Gemm { rows: m, depth, len, out_row, a_row, a_col, w_row, w_col, overwrite, stream } = g;
-    let [m, depth, len, out_row, a_row, a_col, w_row, w_col, stream] =
-        [m, depth, len, out_row, a_row, a_col, w_row, w_col, stream].map(lit);
+    let Gemm { rows: m, depth, len, out_row, a_row, a_col, w_row, w_col, outer, a_outer, w_outer, overwrite, stream } =
+        g;
+    let [m, depth, len, out_row, a_row, a_col, w_row, w_col, outer, a_outer, w_outer, stream] =
+        [m, depth, len, out_row, a_row, a_col, w_row, w_col, outer, a_outer, w_outer, stream].map(lit);
     quote! {
         ::kcp::__private::gemm(
             &mut __kcp_out[#o..],
@@ -143,7 +146,7 @@ fn gemm_call(columns: TokenStream, rows: TokenStream, o: TokenStream, g: Gemm) -
             ::kcp::__private::Gemm {
                 rows: #m, depth: #depth, len: #len,
                 out_row: #out_row, a_row: #a_row, a_col: #a_col, w_row: #w_row, w_col: #w_col,
-                overwrite: #overwrite, stream: #stream,
+                outer: #outer, a_outer: #a_outer, w_outer: #w_outer, overwrite: #overwrite, stream: #stream,
             },
         );
     }

@@ -146,7 +146,7 @@ pub fn interleave(plan: &Plan, graph: &ContractionGraph, rows: &LoopNest) -> Opt
 pub fn statements(inner: &Inner) -> Option<usize> {
     let n = match inner {
         Inner::Axpy { .. } | Inner::Dot { .. } => return Some(1),
-        Inner::Gemm(g) if g.len <= WRITTEN_OUT_MAX_LEN => g.rows * g.depth * g.len.div_ceil(8),
+        Inner::Gemm(g) if g.len <= WRITTEN_OUT_MAX_LEN => g.rows * g.outer * g.depth * g.len.div_ceil(8),
         Inner::GemmSwapped(g) if g.len <= 8 => g.rows * g.len,
         Inner::Gemm(_) | Inner::GemmSwapped(_) => return None,
     };
@@ -262,14 +262,18 @@ fn largest(loops: &[Loop], pick: impl Fn([usize; 3]) -> bool) -> Option<usize> {
 }
 
 /// Take the loops of a small GEMM out of a nest whose inner operation is an axpy of `len`: the
-/// largest summed loop (out does not move, a and w do) as its depth and, if there is one, the
+/// largest summed loop (out does not move, a and w do) as its depth, and, if there is one, the
 /// largest loop over rows of the weight that `a` lacks (a does not move, out and w do) as its
-/// rows. `None` when the nest sums over nothing.
+/// rows. Where the nest sums over two indices that do not coalesce (the rank and a mode, in
+/// the last step), the larger of the others becomes the GEMM's outer depth, so that its sums
+/// stay in registers over both; unless that would turn a product emission writes out into a
+/// call. `None` when the nest sums over nothing.
 fn gemm(loops: &mut Vec<Loop>, len: usize) -> Option<Inner> {
-    let depth = loops.remove(largest(loops, |[o, a, w]| o == 0 && a > 0 && w > 0)?);
+    let summed = |[o, a, w]: [usize; 3]| o == 0 && a > 0 && w > 0;
+    let depth = loops.remove(largest(loops, summed)?);
     let rows = largest(loops, |[o, a, w]| o > 0 && a == 0 && w > 0).map(|k| loops.remove(k));
     let [out_row, _, w_row] = rows.as_ref().map_or([0; 3], |l| l.strides);
-    Some(Inner::Gemm(Gemm {
+    let g = Gemm {
         rows: rows.map_or(1, |l| l.extent),
         depth: depth.extent,
         len,
@@ -278,9 +282,21 @@ fn gemm(loops: &mut Vec<Loop>, len: usize) -> Option<Inner> {
         a_col: 1,
         w_row,
         w_col: depth.strides[2],
+        outer: 1,
+        a_outer: 0,
+        w_outer: 0,
         overwrite: false,
         stream: 0,
-    }))
+    };
+    let Some(k) = largest(loops, summed) else { return Some(Inner::Gemm(g)) };
+    let Loop { extent: outer, strides: [_, a_outer, w_outer], .. } = loops[k];
+    let folded = Gemm { outer, a_outer, w_outer, ..g };
+    let written_out = |g: Gemm| statements(&Inner::Gemm(g)).is_some();
+    if written_out(g) && !written_out(folded) {
+        return Some(Inner::Gemm(g));
+    }
+    loops.remove(k);
+    Some(Inner::Gemm(folded))
 }
 
 /// The same for a nest whose inner operation is a dot of `depth` (contiguous in a and w), where
@@ -304,6 +320,9 @@ fn gemm_swapped(loops: &mut Vec<Loop>, depth: usize) -> Option<Inner> {
         a_col: columns.strides[2],
         w_row: a_row,
         w_col: 1,
+        outer: 1,
+        a_outer: 0,
+        w_outer: 0,
         overwrite: false,
         stream: 0,
     }))
