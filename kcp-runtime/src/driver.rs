@@ -6,8 +6,6 @@
 
 use std::cell::RefCell;
 
-use rayon::prelude::*;
-
 use crate::kernels::transpose;
 use crate::ShapeError;
 
@@ -155,15 +153,19 @@ impl<F: RowFn, H: HalfFn, B: RowFn> RowKernel<'_, F, H, B> {
         Ok(())
     }
 
-    /// One row on two threads, each adding half of the rank terms (the second into its own
-    /// copy of y, added at the end). Both halves' scratch comes from this thread's buffer.
+    /// One row on two threads, each adding half of the rank terms: this thread the first, a
+    /// thread of the pool the second (into its own copy of y, added at the end). Both halves'
+    /// scratch comes from this thread's buffer.
     fn run_halves(&self, x: &[f32], y: &mut [f32], half: &H, scratch: usize) {
         self.fill_bias(y);
         with_scratch(2 * scratch + self.output, |s| {
             let (s0, rest) = s.split_at_mut(scratch);
             let (s1, other) = rest.split_at_mut(scratch);
             other.fill(0.0);
-            rayon::join(|| half(0, x, y, s0), || half(1, x, other, s1));
+            rayon::in_place_scope(|scope| {
+                scope.spawn(|_| half(1, x, other, s1));
+                half(0, x, y, s0);
+            });
             for (v, o) in y.iter_mut().zip(other.iter()) {
                 *v += o;
             }
@@ -173,6 +175,8 @@ impl<F: RowFn, H: HalfFn, B: RowFn> RowKernel<'_, F, H, B> {
     /// y = x W^T + b, the batch split into one block per thread of rayon's pool (at most
     /// `threads` blocks if non-zero); a single row split into two halves of the rank terms
     /// where the layer has them; sequential when the call is too small to pay for threads.
+    /// The calling thread runs the first block itself rather than blocking while the pool runs
+    /// them all: one thread fewer to wake per call.
     pub fn forward_par(&self, x: &[f32], y: &mut [f32], threads: usize) -> Result<(), ShapeError> {
         let rows = rows(x, y, self.input, self.output)?;
         let pool = rayon::current_num_threads();
@@ -190,9 +194,14 @@ impl<F: RowFn, H: HalfFn, B: RowFn> RowKernel<'_, F, H, B> {
         // Whole blocks of interleaved rows per task where the layer has them.
         let unit = self.lanes.as_ref().map_or(1, |l| l.lanes);
         let per_task = rows.div_ceil(tasks).next_multiple_of(unit);
-        x.par_chunks(per_task * self.input)
-            .zip(y.par_chunks_mut(per_task * self.output))
-            .for_each(|(x, y)| self.run_rows(x, y));
+        let mut chunks = x.chunks(per_task * self.input).zip(y.chunks_mut(per_task * self.output));
+        let Some((x0, y0)) = chunks.next() else { return Ok(()) };
+        rayon::in_place_scope(|scope| {
+            for (x, y) in chunks {
+                scope.spawn(move |_| self.run_rows(x, y));
+            }
+            self.run_rows(x0, y0);
+        });
         Ok(())
     }
 }
