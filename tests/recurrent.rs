@@ -168,6 +168,27 @@ proptest! {
     }
 }
 
+/// A single row large enough for the threaded recurrence to split its hidden units over two
+/// threads (LSTM H = 256, GRU H = 301: halves of unequal size) gives the sequential result to
+/// the bit (each gate is the same dot product either way), which the proptests above check
+/// against the reference.
+#[test]
+fn split_hidden_units_match_the_sequential_step() {
+    for (kind, hidden) in [(CellKind::Lstm, 256), (CellKind::Gru, 301)] {
+        let cell = Recurrent::random(kind, hidden, 7);
+        let steps = 3;
+        let proj: Vec<f32> = Rng::new(11).vec(steps * kind.gates() * hidden).iter().map(|&v| v as f32).collect();
+        let run = |parallel: bool| {
+            let mut state = State::zeros(kind, 1, hidden);
+            state.h.iter_mut().enumerate().for_each(|(k, v)| *v = (k % 7) as f32 / 7.0 - 0.5);
+            let mut hs = vec![0.0; steps * hidden];
+            cell.run(&proj, 1, &mut hs, &mut state, parallel);
+            (hs, state)
+        };
+        assert_eq!(run(true), run(false), "{kind:?} H = {hidden}");
+    }
+}
+
 #[test]
 fn shapes_are_checked() {
     let lstm = SmallLstm::random(1);

@@ -5,7 +5,9 @@
 //! A sequence runs in two phases: one batched KCP call projects all T*B input rows at once, then
 //! the recurrence walks the time steps, fusing the dense hidden matvec with the gate
 //! nonlinearities row by row, with no allocation per step. Batch rows are independent, so the
-//! threaded variant splits them over threads at every step.
+//! threaded variant splits them over threads at every step; a single row splits its hidden
+//! units in two instead (each thread reads its half of `weight_hh`, which then can stay in its
+//! core's cache from step to step).
 
 use rayon::prelude::*;
 
@@ -154,8 +156,14 @@ impl Recurrent {
         let c_width = if lstm { h } else { 0 };
         for (proj_t, hs_t) in proj.chunks_exact(batch * g).zip(hs.chunks_exact_mut(batch * h)) {
             let rows = proj_t.chunks_exact(g).zip(hs_t.chunks_exact_mut(h)).zip(state.h.chunks_exact_mut(h));
+            let split = parallel && batch == 1 && ((g * h) as u64) >= crate::driver::PAR_MIN_MACS;
             let step = |((x, out), h_row): ((&[f32], &mut [f32]), &mut [f32]), c_row: &mut [f32]| {
-                crate::driver::with_scratch(g, |gates| self.step(x, h_row, c_row, out, gates));
+                if split {
+                    self.step_halves(x, h_row, c_row, out);
+                } else {
+                    crate::driver::with_scratch(g, |gates| self.units(x, h_row, c_row, out, gates, 0));
+                }
+                h_row.copy_from_slice(out);
             };
             if lstm {
                 let rows = rows.zip(state.c.chunks_exact_mut(c_width));
@@ -172,34 +180,53 @@ impl Recurrent {
         }
     }
 
-    /// One row of one step: `gates = W_hh h + b_hh`, then the cell update, fused.
-    fn step(&self, x: &[f32], h_row: &mut [f32], c_row: &mut [f32], out: &mut [f32], gates: &mut [f32]) {
-        let hidden = self.hidden;
-        for ((gate, w), b) in gates.iter_mut().zip(self.weight_hh.chunks_exact(hidden)).zip(&self.bias_hh) {
-            *gate = crate::kernels::dot(w, h_row) + b;
+    /// One row of one step on two threads: this thread the first half of the hidden units, a
+    /// thread of the pool the second (each computes the same gates as [`Recurrent::units`] over
+    /// the whole row would, so the result is the same to the bit).
+    fn step_halves(&self, x: &[f32], h_prev: &[f32], c_row: &mut [f32], out: &mut [f32]) {
+        let (half, gates) = (self.hidden / 2, self.kind.gates());
+        let (out0, out1) = out.split_at_mut(half);
+        let (c0, c1) = c_row.split_at_mut(c_row.len().min(half));
+        let units = |c: &mut [f32], out: &mut [f32], first: usize| {
+            crate::driver::with_scratch(gates * out.len(), |g| self.units(x, h_prev, c, out, g, first));
+        };
+        rayon::in_place_scope(|scope| {
+            scope.spawn(|_| units(c1, out1, half));
+            units(c0, out0, 0);
+        });
+    }
+
+    /// The hidden units `first..first + out.len()` of one row of one step: their gates
+    /// (`W_hh h + b_hh`, into `gates`, `G * out.len()`), then their cell update into `out` (and
+    /// `c`, the same units of the cell state; empty for a GRU), fused.
+    fn units(&self, x: &[f32], h_prev: &[f32], c: &mut [f32], out: &mut [f32], gates: &mut [f32], first: usize) {
+        let (hidden, len) = (self.hidden, out.len());
+        for (q, block) in gates.chunks_exact_mut(len).enumerate() {
+            let rows = q * hidden + first..q * hidden + first + len;
+            let weights = self.weight_hh[rows.start * hidden..rows.end * hidden].chunks_exact(hidden);
+            for ((gate, w), b) in block.iter_mut().zip(weights).zip(&self.bias_hh[rows]) {
+                *gate = crate::kernels::dot(w, h_prev) + b;
+            }
         }
+        let gate = |q: usize, j: usize| x[q * hidden + first + j] + gates[q * len + j];
         match self.kind {
             CellKind::Lstm => {
-                for k in 0..hidden {
-                    let i = sigmoid(x[k] + gates[k]);
-                    let f = sigmoid(x[hidden + k] + gates[hidden + k]);
-                    let g = (x[2 * hidden + k] + gates[2 * hidden + k]).tanh();
-                    let o = sigmoid(x[3 * hidden + k] + gates[3 * hidden + k]);
-                    let c = f * c_row[k] + i * g;
-                    c_row[k] = c;
-                    out[k] = o * c.tanh();
+                for j in 0..len {
+                    let (i, f, g, o) =
+                        (sigmoid(gate(0, j)), sigmoid(gate(1, j)), gate(2, j).tanh(), sigmoid(gate(3, j)));
+                    let cell = f * c[j] + i * g;
+                    c[j] = cell;
+                    out[j] = o * cell.tanh();
                 }
             }
             CellKind::Gru => {
-                for k in 0..hidden {
-                    let r = sigmoid(x[k] + gates[k]);
-                    let z = sigmoid(x[hidden + k] + gates[hidden + k]);
-                    let n = (x[2 * hidden + k] + r * gates[2 * hidden + k]).tanh();
-                    out[k] = (1.0 - z) * n + z * h_row[k];
+                for j in 0..len {
+                    let (r, z) = (sigmoid(gate(0, j)), sigmoid(gate(1, j)));
+                    let n = (x[2 * hidden + first + j] + r * gates[2 * len + j]).tanh();
+                    out[j] = (1.0 - z) * n + z * h_prev[first + j];
                 }
             }
         }
-        h_row.copy_from_slice(out);
     }
 }
 
