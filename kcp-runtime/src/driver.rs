@@ -5,6 +5,8 @@
 //! nothing after the first on a thread.
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use crate::kernels::transpose;
 use crate::ShapeError;
@@ -12,6 +14,9 @@ use crate::ShapeError;
 /// Below this many MACs per call, threads cost more than they save: `forward_par` runs
 /// sequentially.
 pub const PAR_MIN_MACS: u64 = 1 << 18;
+
+/// The parts per thread that `forward_par` cuts a batch into.
+const PARTS_PER_TASK: usize = 4;
 
 thread_local! {
     static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
@@ -175,8 +180,8 @@ impl<F: RowFn, H: HalfFn, B: RowFn> RowKernel<'_, F, H, B> {
     /// y = x W^T + b, the batch split into one block per thread of rayon's pool (at most
     /// `threads` blocks if non-zero); a single row split into two halves of the rank terms
     /// where the layer has them; sequential when the call is too small to pay for threads.
-    /// The calling thread runs the first block itself rather than blocking while the pool runs
-    /// them all: one thread fewer to wake per call.
+    /// The calling thread works on the batch too rather than blocking while the pool runs it:
+    /// one thread fewer to wake per call.
     pub fn forward_par(&self, x: &[f32], y: &mut [f32], threads: usize) -> Result<(), ShapeError> {
         let rows = rows(x, y, self.input, self.output)?;
         let pool = rayon::current_num_threads();
@@ -191,16 +196,26 @@ impl<F: RowFn, H: HalfFn, B: RowFn> RowKernel<'_, F, H, B> {
             self.run_rows(x, y);
             return Ok(());
         }
-        // Whole blocks of interleaved rows per task where the layer has them.
+        // Parts of whole blocks of interleaved rows where the layer has them, several per task,
+        // taken in turn by this thread and the pool's: a pool thread that wakes late finds
+        // fewer left instead of a fixed half.
         let unit = self.lanes.as_ref().map_or(1, |l| l.lanes);
-        let per_task = rows.div_ceil(tasks).next_multiple_of(unit);
-        let mut chunks = x.chunks(per_task * self.input).zip(y.chunks_mut(per_task * self.output));
-        let Some((x0, y0)) = chunks.next() else { return Ok(()) };
-        rayon::in_place_scope(|scope| {
-            for (x, y) in chunks {
-                scope.spawn(move |_| self.run_rows(x, y));
+        let per_part = rows.div_ceil(tasks * PARTS_PER_TASK).next_multiple_of(unit);
+        let parts: Vec<Mutex<(&[f32], &mut [f32])>> =
+            x.chunks(per_part * self.input).zip(y.chunks_mut(per_part * self.output)).map(Mutex::new).collect();
+        let next = AtomicUsize::new(0);
+        let work = || {
+            while let Some(part) = parts.get(next.fetch_add(1, Ordering::Relaxed)) {
+                let mut part = part.lock().unwrap_or_else(PoisonError::into_inner);
+                let (x, y) = &mut *part;
+                self.run_rows(x, y);
             }
-            self.run_rows(x0, y0);
+        };
+        rayon::in_place_scope(|scope| {
+            for _ in 1..tasks {
+                scope.spawn(|_| work());
+            }
+            work();
         });
         Ok(())
     }
