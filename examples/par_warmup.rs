@@ -2,7 +2,8 @@
 //! shared VM the first calls after an idle spell run little faster than one thread (the rayon
 //! worker's core is slow to wake), and only back-to-back calls reach the two-thread speed that
 //! `bench_table` reports. For each idle gap, the median of the first 5 ms of calls, of the next
-//! 20 ms, and of 200 ms later, against `forward` on one thread.
+//! 20 ms, and of 200 ms later, against `forward` on one thread; and first, the cost of handing
+//! an empty task to the pool and waiting for it, back to back.
 
 use std::time::{Duration, Instant};
 
@@ -51,6 +52,9 @@ macro_rules! layer {
 }
 
 fn main() {
+    // What a call on two threads pays at least: handing one task to the pool and waiting for it.
+    let handoff = median_us(Duration::from_millis(300), &mut || rayon::in_place_scope(|s| s.spawn(|_| {})));
+    println!("handing an empty task to rayon's pool and waiting for it: median {handoff:.1} us\n");
     println!("| layer | batch | idle before | forward us | par, first 5 ms | next 20 ms | after 200 ms |");
     println!("|---|---:|---:|---:|---:|---:|---:|");
     layer!("ucf11_out4x4x4x16_r4", Ucf11R4, 1);
