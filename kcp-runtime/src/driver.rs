@@ -177,11 +177,11 @@ impl<F: RowFn, H: HalfFn, B: RowFn> RowKernel<'_, F, H, B> {
         });
     }
 
-    /// y = x W^T + b, the batch split into one block per thread of rayon's pool (at most
-    /// `threads` blocks if non-zero); a single row split into two halves of the rank terms
+    /// y = x W^T + b on as many threads as rayon's pool has (at most `threads` if non-zero):
+    /// the batch cut into [`PARTS_PER_TASK`] parts per thread, which the calling thread and
+    /// the pool's take in turn (the caller works rather than blocking while the pool runs: one
+    /// thread fewer to wake per call); a single row split into two halves of the rank terms
     /// where the layer has them; sequential when the call is too small to pay for threads.
-    /// The calling thread works on the batch too rather than blocking while the pool runs it:
-    /// one thread fewer to wake per call.
     pub fn forward_par(&self, x: &[f32], y: &mut [f32], threads: usize) -> Result<(), ShapeError> {
         let rows = rows(x, y, self.input, self.output)?;
         let pool = rayon::current_num_threads();
