@@ -201,6 +201,9 @@ impl Recurrent {
     /// `c`, the same units of the cell state; empty for a GRU), fused.
     fn units(&self, x: &[f32], h_prev: &[f32], c: &mut [f32], out: &mut [f32], gates: &mut [f32], first: usize) {
         let (hidden, len) = (self.hidden, out.len());
+        if len == 0 {
+            return;
+        }
         for (q, block) in gates.chunks_exact_mut(len).enumerate() {
             let rows = q * hidden + first..q * hidden + first + len;
             let weights = self.weight_hh[rows.start * hidden..rows.end * hidden].chunks_exact(hidden);
