@@ -186,6 +186,10 @@ fn split_hidden_units_match_the_sequential_step() {
             (hs, state)
         };
         assert_eq!(run(true), run(false), "{kind:?} H = {hidden}");
+        // No hidden units, or no rows: nothing to do, and no panic.
+        let (mut empty, mut state) = (Vec::new(), State::zeros(kind, 1, 0));
+        Recurrent::random(kind, 0, 1).run(&[], 1, &mut empty, &mut state, true);
+        cell.run(&[], 0, &mut empty, &mut State::zeros(kind, 0, hidden), false);
     }
 }
 

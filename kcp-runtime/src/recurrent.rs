@@ -152,6 +152,9 @@ impl Recurrent {
     /// buffer of each row lives in the per-thread scratch, so no step allocates.
     pub fn run(&self, proj: &[f32], batch: usize, hs: &mut [f32], state: &mut State, parallel: bool) {
         let (h, g) = (self.hidden, self.kind.gates() * self.hidden);
+        if h == 0 || batch == 0 {
+            return; // Nothing to compute (and no rows to cut the buffers into).
+        }
         let lstm = self.kind == CellKind::Lstm;
         let c_width = if lstm { h } else { 0 };
         for (proj_t, hs_t) in proj.chunks_exact(batch * g).zip(hs.chunks_exact_mut(batch * h)) {
@@ -201,9 +204,6 @@ impl Recurrent {
     /// `c`, the same units of the cell state; empty for a GRU), fused.
     fn units(&self, x: &[f32], h_prev: &[f32], c: &mut [f32], out: &mut [f32], gates: &mut [f32], first: usize) {
         let (hidden, len) = (self.hidden, out.len());
-        if len == 0 {
-            return;
-        }
         for (q, block) in gates.chunks_exact_mut(len).enumerate() {
             let rows = q * hidden + first..q * hidden + first + len;
             let weights = self.weight_hh[rows.start * hidden..rows.end * hidden].chunks_exact(hidden);
