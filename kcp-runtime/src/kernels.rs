@@ -116,7 +116,7 @@ pub struct Gemm {
 }
 
 impl Gemm {
-    /// The most elements of a transposed `a` (`depth * len`) that the micro-kernel packs.
+    /// The most elements of a transposed `a` (`outer * depth * len`) that the micro-kernel packs.
     pub const PACK: usize = 1024;
 
     /// The plain row-major product `out [rows, len] = w [rows, depth] * a [depth, len]`, all
@@ -280,8 +280,8 @@ mod avx2 {
     pub(super) unsafe fn gemm(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
         if g.a_col != 1 {
             // Pack the transposed a into [outer][depth][len], then run the contiguous product.
-            let steps = g.outer * g.depth;
-            if steps * g.len > Gemm::PACK {
+            let steps = g.outer.saturating_mul(g.depth);
+            if steps.saturating_mul(g.len) > Gemm::PACK {
                 return g.run_portable(out, a, w);
             }
             // Only the `steps * len` elements written are read: no need to zero the rest.
@@ -309,8 +309,8 @@ mod avx2 {
         let (out, a, w) = (out.as_mut_ptr(), a.as_ptr(), w.as_ptr());
         // Long rows of a are typically fresh input (x) from memory: start the first lines of
         // every row (of the first block of the sum) on their way at once; the blocks prefetch
-        // the rest as they go. (Prefetches
-        // past the end of a are harmless: they never fault; the addresses wrap, never `add`.)
+        // the rest as they go. (Prefetches past the end of a are harmless: they never fault;
+        // the addresses wrap, never `add`.)
         if g.len >= PREFETCH_MIN_LEN {
             for k in 0..g.depth {
                 for q in (0..PREFETCH).step_by(16) {

@@ -139,7 +139,7 @@ pub fn interleave(plan: &Plan, graph: &ContractionGraph, rows: &LoopNest) -> Opt
 }
 
 /// How many statements emission writes for one run of `inner`: one axpy or dot; for a GEMM at
-/// most [`WRITTEN_OUT_MAX_LEN`] wide whose `rows x depth` axpys, counted in 8-float vectors
+/// most [`WRITTEN_OUT_MAX_LEN`] wide whose `rows x outer x depth` axpys, counted in 8-float vectors
 /// (swapped, at most 8 wide: `rows x len` dots), fit [`UNROLL_BUDGET`], those statements (such
 /// a product is a few dozen vector FMAs, less than a call costs); `None` for a GEMM that
 /// emission calls. The generic executor runs every GEMM through the micro-kernel.
