@@ -3,8 +3,10 @@
 //! worker's core is slow to wake), and only back-to-back calls reach the two-thread speed that
 //! `bench_table` reports. For each idle gap, the median of the first 5 ms of calls, of the next
 //! 20 ms, and of 200 ms later, against `forward` on one thread; and first, the cost of handing
-//! an empty task to the pool and waiting for it, back to back.
+//! an empty task to the pool and waiting for it, back to back, when the caller waits by sleeping
+//! (rayon's scope alone) and by spinning on a flag (what `forward_par` does first).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use kcp::kcp_layer;
@@ -53,8 +55,17 @@ macro_rules! layer {
 
 fn main() {
     // What a call on two threads pays at least: handing one task to the pool and waiting for it.
-    let handoff = median_us(Duration::from_millis(300), &mut || rayon::in_place_scope(|s| s.spawn(|_| {})));
-    println!("handing an empty task to rayon's pool and waiting for it: median {handoff:.1} us\n");
+    let sleeping = median_us(Duration::from_millis(300), &mut || rayon::in_place_scope(|s| s.spawn(|_| {})));
+    let spinning = median_us(Duration::from_millis(300), &mut || {
+        let done = AtomicBool::new(false);
+        rayon::in_place_scope(|s| {
+            s.spawn(|_| done.store(true, Ordering::Release));
+            while !done.load(Ordering::Acquire) {
+                std::hint::spin_loop();
+            }
+        })
+    });
+    println!("handing an empty task to rayon's pool and waiting for it: median {sleeping:.1} us sleeping, {spinning:.1} us spinning\n");
     println!("| layer | batch | idle before | forward us | par, first 5 ms | next 20 ms | after 200 ms |");
     println!("|---|---:|---:|---:|---:|---:|---:|");
     layer!("ucf11_out4x4x4x16_r4", Ucf11R4, 1);

@@ -167,10 +167,7 @@ impl<F: RowFn, H: HalfFn, B: RowFn> RowKernel<'_, F, H, B> {
             let (s0, rest) = s.split_at_mut(scratch);
             let (s1, other) = rest.split_at_mut(scratch);
             other.fill(0.0);
-            rayon::in_place_scope(|scope| {
-                scope.spawn(|_| half(1, x, other, s1));
-                half(0, x, y, s0);
-            });
+            crate::fork::pair(|| half(1, x, other, s1), || half(0, x, y, s0));
             for (v, o) in y.iter_mut().zip(other.iter()) {
                 *v += o;
             }
@@ -211,12 +208,7 @@ impl<F: RowFn, H: HalfFn, B: RowFn> RowKernel<'_, F, H, B> {
                 self.run_rows(x, y);
             }
         };
-        rayon::in_place_scope(|scope| {
-            for _ in 1..tasks {
-                scope.spawn(|_| work());
-            }
-            work();
-        });
+        crate::fork::join(tasks - 1, work, work);
         Ok(())
     }
 }

@@ -10,6 +10,7 @@
 mod driver;
 mod error;
 mod executor;
+mod fork;
 mod kernels;
 mod program;
 mod recurrent;

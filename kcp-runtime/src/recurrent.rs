@@ -193,10 +193,7 @@ impl Recurrent {
         let units = |c: &mut [f32], out: &mut [f32], first: usize| {
             crate::driver::with_scratch(gates * out.len(), |g| self.units(x, h_prev, c, out, g, first));
         };
-        rayon::in_place_scope(|scope| {
-            scope.spawn(|_| units(c1, out1, half));
-            units(c0, out0, 0);
-        });
+        crate::fork::pair(|| units(c1, out1, half), || units(c0, out0, 0));
     }
 
     /// The hidden units `first..first + out.len()` of one row of one step: their gates
