@@ -20,14 +20,12 @@ const SPIN_FOR: Duration = Duration::from_micros(10);
 /// Runs `theirs` on `helpers` tasks of rayon's pool and `mine` on this thread; returns when all
 /// have returned. A panic in any of them reaches the caller (rayon's scope rethrows it).
 pub(crate) fn join(helpers: usize, theirs: impl Fn() + Sync, mine: impl FnOnce()) {
-    let done = AtomicUsize::new(0);
-    let theirs = &theirs;
-    let done_ref = &done;
+    let (done, theirs) = (&AtomicUsize::new(0), &theirs);
     rayon::in_place_scope(|scope| {
         for _ in 0..helpers {
             scope.spawn(move |_| {
                 theirs();
-                done_ref.fetch_add(1, Ordering::Release);
+                done.fetch_add(1, Ordering::Release);
             });
         }
         mine();
