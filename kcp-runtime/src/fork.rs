@@ -4,9 +4,10 @@
 //! `rayon::in_place_scope` alone makes a caller from outside the pool that finishes first sleep
 //! on a lock until the pool's thread is done, and waking it costs more than the work it waits
 //! for on small calls (~6 us on the benchmark VM, out of a 25 us half of the small layer at
-//! batch 256). Here the caller spins on a counter that each pool thread bumps as its last act,
-//! for at most [`SPIN_FOR`], about what sleeping and waking costs; a pool thread that is later
-//! than that (it started late, or shares a core with the caller) is waited for by sleeping.
+//! batch 256). Here a caller from outside the pool spins on a counter that each pool thread
+//! bumps as its last act, for at most [`SPIN_FOR`], about what sleeping and waking costs; a pool
+//! thread that is later than that (it started late, or shares a core with the caller) is waited
+//! for by sleeping.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
@@ -29,9 +30,14 @@ pub(crate) fn join(helpers: usize, theirs: impl Fn() + Sync, mine: impl FnOnce()
             });
         }
         mine();
-        let start = Instant::now();
-        while done.load(Ordering::Acquire) < helpers && start.elapsed() < SPIN_FOR {
-            std::hint::spin_loop();
+        // A caller that is itself a thread of the pool never sleeps in the scope: it runs or
+        // steals the helpers' tasks instead (which spinning would only delay, when the pool's
+        // other threads are busy with their own calls).
+        if rayon::current_thread_index().is_none() {
+            let start = Instant::now();
+            while done.load(Ordering::Acquire) < helpers && start.elapsed() < SPIN_FOR {
+                std::hint::spin_loop();
+            }
         }
     });
 }
@@ -77,6 +83,14 @@ mod tests {
         let seen: Mutex<Option<ThreadId>> = Mutex::new(None);
         join(1, || {}, || *seen.lock().unwrap() = Some(std::thread::current().id()));
         assert_eq!(*seen.lock().unwrap(), Some(here));
+    }
+
+    #[test]
+    fn a_caller_inside_a_one_thread_pool_runs_the_helpers_itself() {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        let ran = AtomicUsize::new(0);
+        pool.install(|| join(2, || _ = ran.fetch_add(1, Ordering::Relaxed), || {}));
+        assert_eq!(ran.load(Ordering::Relaxed), 2);
     }
 
     #[test]
