@@ -1,13 +1,20 @@
 //! The benchmark table of BENCHMARKS.md: every layer, batch and variant measured side by side
 //! in one run. `--json` prints one JSON array of rows `{layer, batch, variant, median_ns, macs,
-//! gflops}` instead of Markdown (and `peak_gflops` on stderr); `--quick` takes fewer samples (a
-//! full run then stays under a minute); `--only NAME` measures only the layers whose name
-//! contains NAME.
+//! gflops, bytes, bound, roofline_ns}` instead of Markdown (and the peaks on stderr); `--quick`
+//! takes fewer samples (a full run then stays under a minute); `--only NAME` measures only the
+//! layers whose name contains NAME.
 //!
 //! Variants: `dense` (faer GEMM on the reconstructed W, one thread), `forward` and `reverse`
 //! (the paper's two orders through the generic executor), `generic` (the planned order, generic
 //! executor), `generated` and `generated_par` (the `kcp_layer!` kernels). GFLOP/s count 2 FLOP
 //! per MAC of each variant's own plan. `peak_gflops` is a one-thread faer SGEMM 1024^3.
+//!
+//! The roofline of each row: its MACs at `peak_gflops` (twice that for `generated_par` on two
+//! threads) against the bytes a call must read or write at least (x, y and the weights, each
+//! once; intermediates are assumed to stay in cache) at the bandwidth of the level they fit
+//! (L2, L3 or DRAM: a buffer of that level's size summed, on one thread or two, in the same
+//! run). `bound` says which takes longer, `roofline_ns` how long that is; a row far above its
+//! roofline is bound by neither (overhead, or a kernel short of either peak).
 
 use std::time::{Duration, Instant};
 
@@ -33,6 +40,82 @@ struct Row {
     variant: &'static str,
     median_ns: f64,
     macs: u64,
+    /// Bytes a call reads or writes at least: x, y, the weights.
+    bytes: u64,
+}
+
+/// The memory levels of the roofline: a working set up to this many bytes is read at the
+/// bandwidth measured on a buffer of that size (sizes that fit the L2 and L3 of current x86
+/// CPUs; this VM's are 512 KB and 8 MB).
+const LEVELS: [(&str, usize); 3] = [("L2", 128 << 10), ("L3", 2 << 20), ("DRAM", 256 << 20)];
+
+/// What bounds a row from below: its MACs at the compute peak, or its bytes at the bandwidth
+/// of the level its working set fits.
+struct Peaks {
+    gflops: f64,
+    /// GB/s per level of [`LEVELS`], on one thread and on two.
+    gbs: [[f64; 2]; 3],
+}
+
+impl Peaks {
+    fn measure(bench: &Bench, gflops: f64) -> Peaks {
+        let gbs = LEVELS.map(|(_, size)| [1, 2].map(|threads| read_gbs(bench, size / 4, threads)));
+        Peaks { gflops, gbs }
+    }
+
+    /// The bandwidths, one line.
+    fn describe(&self) -> String {
+        let levels: Vec<String> = LEVELS
+            .iter()
+            .zip(&self.gbs)
+            .map(|((name, size), [one, two])| {
+                let size = if *size >= 1 << 20 { format!("{} MB", size >> 20) } else { format!("{} KB", size >> 10) };
+                format!("{name} ({size}) {one:.1} / {two:.1}")
+            })
+            .collect();
+        format!("bandwidth in GB/s, one / two threads, a buffer summed: {}", levels.join(", "))
+    }
+
+    /// (`"compute"` or the memory level, the longer of the two times in ns) for a row, on two
+    /// threads for `generated_par` and one for the rest.
+    fn roofline(&self, r: &Row) -> (&'static str, f64) {
+        let threads = if r.variant == "generated_par" { 2 } else { 1 };
+        let compute = 2.0 * r.macs as f64 / (self.gflops * threads as f64);
+        let level = LEVELS.iter().position(|&(_, size)| r.bytes as usize <= size).unwrap_or(LEVELS.len() - 1);
+        let memory = r.bytes as f64 / self.gbs[level][threads - 1];
+        if compute >= memory {
+            ("compute", compute)
+        } else {
+            (LEVELS[level].0, memory)
+        }
+    }
+}
+
+/// GB/s of summing a buffer of `len` floats, over and over, on `threads` threads (each its
+/// half): each timed call reads 64 MB, so that handing work to the second thread is noise.
+fn read_gbs(bench: &Bench, len: usize, threads: usize) -> f64 {
+    let v = vec![1.0f32; len];
+    let passes = ((64 << 20) / (4 * len)).max(1);
+    let sum = |v: &[f32]| {
+        let mut acc = [0.0f32; 16];
+        for _ in 0..passes {
+            for chunk in std::hint::black_box(v).chunks_exact(16) {
+                acc.iter_mut().zip(chunk).for_each(|(a, x)| *a += x);
+            }
+        }
+        acc.iter().sum::<f32>()
+    };
+    let (front, back) = v.split_at(len / 2);
+    let ns = bench.median_ns(|| {
+        let total = if threads == 1 {
+            sum(&v)
+        } else {
+            let (a, b) = rayon::join(|| sum(front), || sum(back));
+            a + b
+        };
+        std::hint::black_box(total);
+    });
+    (passes * len * 4) as f64 / ns
 }
 
 struct Bench {
@@ -69,9 +152,9 @@ impl Bench {
         self.only.as_deref().is_none_or(|only| layer.contains(only))
     }
 
-    fn record(&mut self, layer: &str, batch: usize, variant: &'static str, macs: u64, f: impl FnMut()) {
+    fn record(&mut self, layer: &str, batch: usize, variant: &'static str, macs: u64, bytes: u64, f: impl FnMut()) {
         let median_ns = self.median_ns(f);
-        self.rows.push(Row { layer: layer.to_string(), batch, variant, median_ns, macs });
+        self.rows.push(Row { layer: layer.to_string(), batch, variant, median_ns, macs, bytes });
     }
 }
 
@@ -101,20 +184,25 @@ macro_rules! bench_layer {
                 let x: Vec<f32> = (0..batch * n).map(|k| ((k * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
                 let mut y = vec![0.0f32; batch * m];
                 let b = batch as u64;
-                $bench.record($name, batch, "dense", b * (m * n) as u64, || dense_gemm(&x, &w, &mut y, batch, n, m));
-                $bench.record($name, batch, "forward", b * c.forward.macs(), || {
+                // x and y once, and the weights: dense W, or the factors and the bias.
+                let io = 4 * b * (n + m) as u64;
+                let (dense_bytes, kcp) = (io + 4 * (n * m) as u64, io + 4 * (<$layer>::PARAMS + m as u64));
+                $bench.record($name, batch, "dense", b * (m * n) as u64, dense_bytes, || {
+                    dense_gemm(&x, &w, &mut y, batch, n, m)
+                });
+                $bench.record($name, batch, "forward", b * c.forward.macs(), kcp, || {
                     forward.forward(&x, &mut y).expect("shapes")
                 });
-                $bench.record($name, batch, "reverse", b * c.reverse.macs(), || {
+                $bench.record($name, batch, "reverse", b * c.reverse.macs(), kcp, || {
                     reverse.forward(&x, &mut y).expect("shapes")
                 });
-                $bench.record($name, batch, "generic", b * c.plan.macs(), || {
+                $bench.record($name, batch, "generic", b * c.plan.macs(), kcp, || {
                     generic.forward(&x, &mut y).expect("shapes")
                 });
-                $bench.record($name, batch, "generated", b * <$layer>::MACS_PER_SAMPLE, || {
+                $bench.record($name, batch, "generated", b * <$layer>::MACS_PER_SAMPLE, kcp, || {
                     layer.forward(&x, &mut y).expect("shapes")
                 });
-                $bench.record($name, batch, "generated_par", b * <$layer>::MACS_PER_SAMPLE, || {
+                $bench.record($name, batch, "generated_par", b * <$layer>::MACS_PER_SAMPLE, kcp, || {
                     layer.forward_par(&x, &mut y).expect("shapes")
                 });
             }
@@ -135,11 +223,16 @@ fn bench_lstm(bench: &mut Bench) {
     let mut hs = vec![0.0f32; STEPS * hidden];
     let per_frame = Ucf11Lstm::MACS_PER_SAMPLE + Ucf11Lstm::RECURRENT_MACS_PER_STEP;
     let dense_per_frame = Ucf11Lstm::DENSE_PARAMS + Ucf11Lstm::RECURRENT_MACS_PER_STEP;
-    let mut run = |variant: &'static str, macs: u64, f: &mut dyn FnMut(&mut [f32])| {
-        let ns = bench.median_ns(|| f(&mut hs)) / STEPS as f64;
-        bench.rows.push(Row { layer: "ucf11_lstm_r4 (per frame)".into(), batch: 1, variant, median_ns: ns, macs });
+    // Per frame: x, h, W_hh and its bias, the input weight (the dense one read once for all
+    // STEPS frames) and its bias.
+    let frame = 4 * (n + hidden + (g * hidden) + 2 * g) as u64;
+    let (dense_bytes, kcp_bytes) = (frame + 4 * Ucf11Lstm::DENSE_PARAMS / STEPS as u64, frame + 4 * Ucf11Lstm::PARAMS);
+    let mut run = |variant: &'static str, macs: u64, bytes: u64, f: &mut dyn FnMut(&mut [f32])| {
+        let median_ns = bench.median_ns(|| f(&mut hs)) / STEPS as f64;
+        let layer = "ucf11_lstm_r4 (per frame)".into();
+        bench.rows.push(Row { layer, batch: 1, variant, median_ns, macs, bytes });
     };
-    run("dense", dense_per_frame, &mut |hs| {
+    run("dense", dense_per_frame, dense_bytes, &mut |hs| {
         let project = |x: &[f32], p: &mut [f32]| {
             dense_gemm(x, &w, p, x.len() / n, n, g);
             p.chunks_exact_mut(g).for_each(|row| row.iter_mut().zip(&bias).for_each(|(v, b)| *v += b));
@@ -148,8 +241,10 @@ fn bench_lstm(bench: &mut Bench) {
         let mut state = Ucf11Lstm::zero_state(1);
         lstm.cell().sequence(project, n, &x, 1, hs, &mut state, false).expect("shapes");
     });
-    run("generated", per_frame, &mut |hs| lstm.forward(&x, 1, hs, &mut Ucf11Lstm::zero_state(1)).expect("shapes"));
-    run("generated_par", per_frame, &mut |hs| {
+    run("generated", per_frame, kcp_bytes, &mut |hs| {
+        lstm.forward(&x, 1, hs, &mut Ucf11Lstm::zero_state(1)).expect("shapes")
+    });
+    run("generated_par", per_frame, kcp_bytes, &mut |hs| {
         lstm.forward_par(&x, 1, hs, &mut Ucf11Lstm::zero_state(1)).expect("shapes")
     });
 }
@@ -166,6 +261,7 @@ fn main() {
     let mut c = Mat::<f32>::zeros(1024, 1024);
     let peak_ns = bench.median_ns(|| matmul(c.as_mut(), Accum::Replace, a.as_ref(), b.as_ref(), 1.0, Par::Seq));
     let peak_gflops = 2.0 * 1024f64.powi(3) / peak_ns;
+    let peaks = Peaks::measure(&bench, peak_gflops);
     let batches = [1usize, 16, 256];
     bench_layer!(bench, "ucf11_out4x4x4x16_r1", Ucf11Out4x4x4x16R1, batches);
     bench_layer!(bench, "ucf11_out4x4x4x16_r4", Ucf11Out4x4x4x16R4, batches);
@@ -185,17 +281,21 @@ fn main() {
             .rows
             .iter()
             .map(|r| {
+                let (bound, roofline_ns) = peaks.roofline(r);
                 serde_json::json!({"layer": r.layer, "batch": r.batch, "variant": r.variant,
-                    "median_ns": r.median_ns.round() as u64, "macs": r.macs, "gflops": gflops(r)})
+                    "median_ns": r.median_ns.round() as u64, "macs": r.macs, "gflops": gflops(r),
+                    "bytes": r.bytes, "bound": bound, "roofline_ns": roofline_ns.round() as u64})
             })
             .collect();
         eprintln!("peak_gflops: {peak_gflops:.1}");
+        eprintln!("{}", peaks.describe());
         println!("{}", serde_json::Value::Array(rows));
         return;
     }
-    println!("peak_gflops: {peak_gflops:.1} (one-thread faer SGEMM 1024^3, this run)\n");
-    println!("| layer | batch | variant | median | MACs | GFLOP/s | % peak | vs dense | vs generic |");
-    println!("|---|---:|---|---:|---:|---:|---:|---:|---:|");
+    println!("peak_gflops: {peak_gflops:.1} (one-thread faer SGEMM 1024^3, this run)");
+    println!("{}\n", peaks.describe());
+    println!("| layer | batch | variant | median | MACs | GFLOP/s | % peak | bound | % of roofline | vs dense | vs generic |");
+    println!("|---|---:|---|---:|---:|---:|---:|---|---:|---:|---:|");
     for r in &bench.rows {
         let find = |v: &str| bench.rows.iter().find(|o| o.layer == r.layer && o.batch == r.batch && o.variant == v);
         let ratio = |v: &str| find(v).map_or("".to_string(), |o| format!("{:.1}x", o.median_ns / r.median_ns));
@@ -204,8 +304,9 @@ fn main() {
         } else {
             format!("{:.1} us", r.median_ns / 1e3)
         };
+        let (bound, roofline_ns) = peaks.roofline(r);
         println!(
-            "| {} | {} | {} | {} | {} | {:.2} | {:.0}% | {} | {} |",
+            "| {} | {} | {} | {} | {} | {:.2} | {:.0}% | {} | {:.0}% | {} | {} |",
             r.layer,
             r.batch,
             r.variant,
@@ -213,6 +314,8 @@ fn main() {
             r.macs,
             gflops(r),
             100.0 * gflops(r) / peak_gflops,
+            bound,
+            100.0 * roofline_ns / r.median_ns,
             ratio("dense"),
             ratio("generic"),
         );
