@@ -12,8 +12,8 @@
 //! The roofline of each row: its MACs at `peak_gflops` (twice that for `generated_par` on two
 //! threads) against the bytes a call must read or write at least (x, y and the weights, each
 //! once; intermediates are assumed to stay in cache) at the bandwidth of the level they fit
-//! (L2, L3 or DRAM: a buffer of that level's size summed, on one thread or two, in the same
-//! run). `bound` says which takes longer, `roofline_ns` how long that is; a row far above its
+//! (L2, L3 or DRAM: a buffer of half the cache, or of 256 MB, summed on one thread or two, in
+//! the same run). `bound` says which takes longer, `roofline_ns` how long that is; a row far above its
 //! roofline is bound by neither (overhead, or a kernel short of either peak).
 
 use std::time::{Duration, Instant};
@@ -44,28 +44,51 @@ struct Row {
     bytes: u64,
 }
 
-/// The memory levels of the roofline: a working set up to this many bytes is read at the
-/// bandwidth measured on a buffer of that size (sizes that fit the L2 and L3 of current x86
-/// CPUs; this VM's are 512 KB and 8 MB).
-const LEVELS: [(&str, usize); 3] = [("L2", 128 << 10), ("L3", 2 << 20), ("DRAM", 256 << 20)];
+/// The size in bytes of this CPU's data cache of `level` (Linux sysfs), if it says.
+fn cache_bytes(level: u32) -> Option<usize> {
+    let read = |index: usize, what: &str| {
+        std::fs::read_to_string(format!("/sys/devices/system/cpu/cpu0/cache/index{index}/{what}")).ok()
+    };
+    (0..8).find_map(|index| {
+        let data = read(index, "type")?.trim() != "Instruction";
+        if read(index, "level")?.trim() != level.to_string() || !data {
+            return None;
+        }
+        let size = read(index, "size")?;
+        let size = size.trim();
+        let (digits, unit) = size.split_at(size.find(|c: char| !c.is_ascii_digit()).unwrap_or(size.len()));
+        let scale = match unit {
+            "K" => 1 << 10,
+            "M" => 1 << 20,
+            _ => 1,
+        };
+        digits.parse::<usize>().ok().map(|n| n * scale)
+    })
+}
 
 /// What bounds a row from below: its MACs at the compute peak, or its bytes at the bandwidth
 /// of the level its working set fits.
 struct Peaks {
     gflops: f64,
-    /// GB/s per level of [`LEVELS`], on one thread and on two.
+    /// The memory levels: a working set up to half a cache is read at the bandwidth measured
+    /// on a buffer of that size (L2 and L3 from sysfs, else 512 KB and 8 MB), the rest at DRAM's.
+    levels: [(&'static str, usize); 3],
+    /// GB/s per level, on one thread and on two.
     gbs: [[f64; 2]; 3],
 }
 
 impl Peaks {
     fn measure(bench: &Bench, gflops: f64) -> Peaks {
-        let gbs = LEVELS.map(|(_, size)| [1, 2].map(|threads| read_gbs(bench, size / 4, threads)));
-        Peaks { gflops, gbs }
+        let (l2, l3) = (cache_bytes(2).unwrap_or(512 << 10), cache_bytes(3).unwrap_or(8 << 20));
+        let levels = [("L2", l2 / 2), ("L3", l3 / 2), ("DRAM", 256 << 20)];
+        let gbs = levels.map(|(_, size)| [1, 2].map(|threads| read_gbs(bench, size / 4, threads)));
+        Peaks { gflops, levels, gbs }
     }
 
     /// The bandwidths, one line.
     fn describe(&self) -> String {
-        let levels: Vec<String> = LEVELS
+        let levels: Vec<String> = self
+            .levels
             .iter()
             .zip(&self.gbs)
             .map(|((name, size), [one, two])| {
@@ -81,12 +104,12 @@ impl Peaks {
     fn roofline(&self, r: &Row) -> (&'static str, f64) {
         let threads = if r.variant == "generated_par" { 2 } else { 1 };
         let compute = 2.0 * r.macs as f64 / (self.gflops * threads as f64);
-        let level = LEVELS.iter().position(|&(_, size)| r.bytes as usize <= size).unwrap_or(LEVELS.len() - 1);
+        let level = self.levels.iter().position(|&(_, size)| r.bytes as usize <= size).unwrap_or(2);
         let memory = r.bytes as f64 / self.gbs[level][threads - 1];
         if compute >= memory {
             ("compute", compute)
         } else {
-            (LEVELS[level].0, memory)
+            (self.levels[level].0, memory)
         }
     }
 }
