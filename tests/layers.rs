@@ -153,3 +153,33 @@ fn from_factors_checks_shapes_and_values() {
     let error = D1Ones::from_weights(Weights { factors: vec![vec![1.0]], bias: Some(vec![0.0]) }).unwrap_err();
     assert_eq!(error.to_string(), "tensor `bias` is not part of this layer (it has no bias)");
 }
+
+/// `forward_par` called at once from several threads outside rayon's pool and from the pool's
+/// own threads (a batch split into parts, and a single row split into rank halves): every call
+/// gives the bits a lone call gives, and none waits on another forever.
+#[test]
+fn forward_par_from_many_threads_at_once() {
+    use rayon::prelude::*;
+    let layer = Ucf11GateLast::random(7);
+    let cases: Vec<(Vec<f32>, Vec<f32>)> = [1usize, 5]
+        .iter()
+        .map(|&batch| {
+            let x: Vec<f32> = Rng::new(batch as u64).vec(batch * Ucf11GateLast::IN).iter().map(|&v| v as f32).collect();
+            let mut alone = vec![0.0; batch * Ucf11GateLast::OUT];
+            layer.forward_par(&x, &mut alone).unwrap();
+            (x, alone)
+        })
+        .collect();
+    let call = |round: usize| {
+        let (x, alone) = &cases[round % cases.len()];
+        let mut y = vec![f32::NAN; alone.len()];
+        layer.forward_par(x, &mut y).unwrap();
+        assert_eq!(&y, alone, "round {round}");
+    };
+    std::thread::scope(|scope| {
+        for thread in 0..3 {
+            scope.spawn(move || (0..20).for_each(|round| call(thread + round)));
+        }
+        (0..40).into_par_iter().for_each(call);
+    });
+}
