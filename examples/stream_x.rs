@@ -3,9 +3,8 @@
 //! `depth x len`, each one `4 x depth x len` product. The planned rank-1 gate-last UCF11 layer
 //! runs 4x20x360 (8 slabs a row), the paper's forward order 4x8x7200 (one slab). Each shape runs
 //! without and with `Gemm::stream` (the next row's slab swept into L2 meanwhile; the
-//! micro-kernel does it for rows of at most 512 floats). Medians of 7. First, the memory's own
-//! limit: the same 59 MB summed by one thread, and by two (each half), which bounds what a
-//! second thread can add to a layer that streams x.
+//! micro-kernel does it for rows of at most 512 floats). Medians of 7. (The memory's own limit,
+//! on one thread and two, is `bench_table`'s bandwidth line.)
 
 use std::time::Instant;
 
@@ -16,25 +15,6 @@ fn main() {
     let x: Vec<f32> = (0..batch * n).map(|k| ((k * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
     let w = vec![0.1f32; 4 * 40];
     let mut out = vec![0.0f32; 4 * n];
-    let median = |f: &dyn Fn() -> f32| {
-        let mut times: Vec<f64> = (0..7)
-            .map(|_| {
-                let t = Instant::now();
-                std::hint::black_box(f());
-                t.elapsed().as_secs_f64()
-            })
-            .collect();
-        times.sort_by(f64::total_cmp);
-        times[3]
-    };
-    let one = median(&|| sum(&x));
-    let (front, back) = x.split_at(x.len() / 2);
-    let two = median(&|| {
-        let (a, b) = rayon::join(|| sum(front), || sum(back));
-        a + b
-    });
-    let gbs = |t: f64| (x.len() * 4) as f64 / t / 1e9;
-    println!("x summed: one thread {:.1} GB/s, two threads {:.1} GB/s ({:.2}x)\n", gbs(one), gbs(two), one / two);
     println!("| product | slabs per row | median, no stream | x read at | median, stream | x read at |");
     println!("|---|---:|---:|---:|---:|---:|");
     let shapes =
@@ -63,15 +43,4 @@ fn main() {
         println!("| 4x{depth}x{len} | {} | {} | {} |", n / slab, cells[0], cells[1]);
     }
     std::hint::black_box(&out);
-}
-
-/// The sum of `v`, 16 lanes at a time (vectorized; bound by how fast `v` arrives).
-fn sum(v: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 16];
-    for chunk in v.chunks_exact(16) {
-        for (a, x) in acc.iter_mut().zip(chunk) {
-            *a += x;
-        }
-    }
-    acc.iter().sum()
 }

@@ -1,8 +1,9 @@
 //! The row driver shared by generated kernels and the generic executor: checks slice lengths
 //! once, fills y with the bias, and runs a row kernel over every row (or a block kernel over
 //! [`Lanes`] rows at a time, interleaved), on this thread or split over batch blocks on rayon's
-//! pool. Scratch lives in a per-thread buffer that grows once and is reused, so a call allocates
-//! nothing after the first on a thread.
+//! pool. Scratch lives in a per-thread buffer that grows once and is reused, so `forward`
+//! allocates nothing after its first call on a thread (`forward_par` allocates its list of
+//! batch parts, and rayon its tasks).
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};

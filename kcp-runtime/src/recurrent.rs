@@ -4,10 +4,10 @@
 //!
 //! A sequence runs in two phases: one batched KCP call projects all T*B input rows at once, then
 //! the recurrence walks the time steps, fusing the dense hidden matvec with the gate
-//! nonlinearities row by row, with no allocation per step. Batch rows are independent, so the
-//! threaded variant splits them over threads at every step; a single row splits its hidden
-//! units in two instead (each thread reads its half of `weight_hh`, which then can stay in its
-//! core's cache from step to step).
+//! nonlinearities row by row, with no allocation per step but rayon's tasks. Batch rows are
+//! independent, so the threaded variant splits them over threads at every step; a single row
+//! splits its hidden units in two instead (each thread reads its half of `weight_hh`, which then
+//! can stay in its core's cache from step to step).
 
 use rayon::prelude::*;
 
@@ -61,9 +61,8 @@ pub struct Recurrent {
 
 /// e^x in f32 without branches, so that loops over it vectorize (libm's `tanhf` took ~23 ns a
 /// call here; `exp` and `tanh` were ~27% of the LSTM's one-thread recurrence): x = n ln 2 + r
-/// with |r| <= ln 2 / 2
-/// (ln 2 split in two for an exact n ln 2), e^r by Cephes' `expf` polynomial, 2^n built in the
-/// exponent bits. Relative error under 1e-7 for |x| < 87; x is clamped to [-87, 88] (no
+/// with |r| <= ln 2 / 2 (ln 2 split in two for an exact n ln 2), e^r by Cephes' `expf`
+/// polynomial, 2^n built in the exponent bits. Relative error under 1e-7 for |x| < 87; x is clamped to [-87, 88] (no
 /// overflow to infinity; NaN stays NaN).
 fn exp(x: f32) -> f32 {
     // Adding 1.5 * 2^23 rounds to an integer, which then sits in the low mantissa bits.
@@ -179,7 +178,8 @@ impl Recurrent {
 
     /// Run the recurrence over projected inputs `proj` `[T, B, G*H]` (x W_ih^T + b_ih), writing
     /// every hidden state to `hs` `[T, B, H]` and leaving the final state in `state`. The gate
-    /// buffer of each row lives in the per-thread scratch, so no step allocates.
+    /// buffer of each row lives in the per-thread scratch, so no step allocates (on threads,
+    /// but for rayon's tasks).
     pub fn run(&self, proj: &[f32], batch: usize, hs: &mut [f32], state: &mut State, parallel: bool) {
         let (h, g) = (self.hidden, self.kind.gates() * self.hidden);
         if h == 0 || batch == 0 {
