@@ -176,9 +176,9 @@ impl<F: RowFn, H: HalfFn, B: RowFn> RowKernel<'_, F, H, B> {
     }
 
     /// y = x W^T + b on as many threads as rayon's pool has (at most `threads` if non-zero):
-    /// the batch cut into [`PARTS_PER_TASK`] parts per thread, which the calling thread and
-    /// the pool's take in turn (the caller works rather than blocking while the pool runs: one
-    /// thread fewer to wake per call); a single row split into two halves of the rank terms
+    /// the batch cut into [`PARTS_PER_TASK`] parts per thread, which the calling thread takes
+    /// from the front and the pool's from the back until they meet (the caller works rather than
+    /// blocking while the pool runs: one thread fewer to wake per call); a single row split into two halves of the rank terms
     /// where the layer has them; sequential when the call is too small to pay for threads.
     pub fn forward_par(&self, x: &[f32], y: &mut [f32], threads: usize) -> Result<(), ShapeError> {
         let rows = rows(x, y, self.input, self.output)?;
@@ -195,21 +195,34 @@ impl<F: RowFn, H: HalfFn, B: RowFn> RowKernel<'_, F, H, B> {
             return Ok(());
         }
         // Parts of whole blocks of interleaved rows where the layer has them, several per task,
-        // taken in turn by this thread and the pool's: a pool thread that wakes late finds
-        // fewer left instead of a fixed half.
+        // claimed one at a time: a pool thread that wakes late finds fewer left instead of a
+        // fixed half.
         let unit = self.lanes.as_ref().map_or(1, |l| l.lanes);
         let per_part = rows.div_ceil(tasks * PARTS_PER_TASK).next_multiple_of(unit);
         let parts: Vec<Mutex<(&[f32], &mut [f32])>> =
             x.chunks(per_part * self.input).zip(y.chunks_mut(per_part * self.output)).map(Mutex::new).collect();
-        let next = AtomicUsize::new(0);
-        let work = || {
-            while let Some(part) = parts.get(next.fetch_add(1, Ordering::Relaxed)) {
-                let mut part = part.lock().unwrap_or_else(PoisonError::into_inner);
-                let (x, y) = &mut *part;
-                self.run_rows(x, y);
+        // This thread takes parts from the front, the pool's from the back: while both keep
+        // pace, each call gives every thread the same parts as the last, whose x and y are
+        // still in its own cache (taken in one turn, they moved between cores call by call).
+        let (claimed, from_back) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        let run = |part: &Mutex<(&[f32], &mut [f32])>| {
+            let mut part = part.lock().unwrap_or_else(PoisonError::into_inner);
+            let (x, y) = &mut *part;
+            self.run_rows(x, y);
+        };
+        let theirs = || {
+            while claimed.fetch_add(1, Ordering::Relaxed) < parts.len() {
+                run(&parts[parts.len() - 1 - from_back.fetch_add(1, Ordering::Relaxed)]);
             }
         };
-        crate::fork::join(tasks - 1, work, work);
+        let mine = || {
+            let mut front = 0;
+            while claimed.fetch_add(1, Ordering::Relaxed) < parts.len() {
+                run(&parts[front]);
+                front += 1;
+            }
+        };
+        crate::fork::join(tasks - 1, theirs, mine);
         Ok(())
     }
 }
@@ -218,5 +231,46 @@ impl<F: RowFn, H: HalfFn, B: RowFn> RowKernel<'_, F, H, B> {
 fn fill_lanes(from: &[f32], to: &mut [f32], lanes: usize) {
     for (&v, chunk) in from.iter().zip(to.chunks_exact_mut(lanes)) {
         chunk.fill(v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A row kernel that adds 1 to its row's output and writes the row's input there: run
+    /// twice or not at all, a row shows it.
+    fn mark(x: &[f32], y: &mut [f32], _: &mut [f32]) {
+        y[0] += 1.0;
+        y[1] = x[0];
+    }
+
+    #[test]
+    fn forward_par_runs_every_row_once() {
+        let macs_per_row = PAR_MIN_MACS; // threads pay from a single row on
+        let kernel: RowKernel<'_, _> = RowKernel {
+            input: 1,
+            output: 2,
+            scratch: 0,
+            macs_per_row,
+            bias: None,
+            row: mark,
+            halves: None,
+            lanes: None,
+        };
+        for threads in 1..=4 {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            for rows in [1, 2, 3, 7, 8, 9, 31, 64, 100] {
+                let x: Vec<f32> = (0..rows).map(|r| r as f32).collect();
+                let want: Vec<f32> = x.iter().flat_map(|&r| [1.0, r]).collect();
+                // From a thread of a pool of `threads` (helpers from 0 to 3), and from outside
+                // any pool (the global one; the caller spins while it waits).
+                let (mut inside, mut outside) = (vec![0.0; 2 * rows], vec![0.0; 2 * rows]);
+                pool.install(|| kernel.forward_par(&x, &mut inside, 0)).unwrap();
+                kernel.forward_par(&x, &mut outside, threads).unwrap();
+                assert_eq!(inside, want, "{rows} rows, {threads} threads, inside the pool");
+                assert_eq!(outside, want, "{rows} rows, {threads} threads, outside the pool");
+            }
+        }
     }
 }
