@@ -15,6 +15,16 @@
 //! (L2, L3 or DRAM: a buffer of half the cache, or of 256 MB, summed on one thread or two, in
 //! the same run). `bound` says which takes longer, `roofline_ns` how long that is; a row far above its
 //! roofline is bound by neither (overhead, or a kernel short of either peak).
+//!
+//! Then the targets of issue 6, each as a paired comparison of two variants of a layer and batch
+//! (generic against the faster paper order, generated against generic, generated_par against
+//! generated at batch 256, generated against dense for UCF11 r4 at batch 1): chunks of about
+//! 1 ms of each in turn, the order swapped every pair, so that both sides of a pair meet the
+//! same state of this shared machine. Each row gives the median speedup over the pairs, an
+//! interval of at least 95% confidence for it, and a verdict: `met` (the median reaches the
+//! target), `within noise` (only the interval does), `missed`. The interval covers the noise
+//! within the run; between runs minutes apart this VM drifts further (see BENCHMARKS.md). With
+//! `--json` this table goes to stderr.
 
 use std::time::{Duration, Instant};
 
@@ -141,11 +151,108 @@ fn read_gbs(bench: &Bench, len: usize, threads: usize) -> f64 {
     (passes * len * 4) as f64 / ns
 }
 
+/// The targets of issue 6, each a speedup of one variant over another.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Target {
+    /// [`HEADLINE`] at batch 1: generated at least 300x faster than dense.
+    OverDense,
+    /// Batch 1: generated at least 2x faster than generic.
+    GeneratedVsGeneric,
+    /// Batch above 1: generated never slower than generic.
+    NeverSlower,
+    /// Batch 256: generated_par at least 1.7x faster than generated.
+    Threads,
+    /// The chosen plan never slower than the better paper order (both on the generic executor).
+    PlanVsPaper,
+}
+
+impl Target {
+    const ALL: [Target; 5] =
+        [Target::OverDense, Target::GeneratedVsGeneric, Target::NeverSlower, Target::Threads, Target::PlanVsPaper];
+
+    /// The least speedup that meets it.
+    fn goal(self) -> f64 {
+        match self {
+            Target::OverDense => 300.0,
+            Target::GeneratedVsGeneric => 2.0,
+            Target::Threads => 1.7,
+            Target::NeverSlower | Target::PlanVsPaper => 1.0,
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Target::OverDense => "generated >= 300x dense (UCF11 r4, batch 1)",
+            Target::GeneratedVsGeneric => "generated >= 2x generic (batch 1)",
+            Target::NeverSlower => "generated never slower than generic (batch 16, 256)",
+            Target::Threads => "generated_par >= 1.7x generated (batch 256)",
+            Target::PlanVsPaper => "plan (generic) never slower than the better paper order",
+        }
+    }
+}
+
+/// How much faster one variant ran than another in a paired comparison ([`Bench::paired`]).
+#[derive(Clone, Copy)]
+struct Speedup {
+    /// The median over pairs of base time / candidate time.
+    median: f64,
+    /// A confidence interval of that median of at least 95% (order statistics of the pairs).
+    low: f64,
+    high: f64,
+    pairs: usize,
+}
+
+struct Comparison {
+    target: Target,
+    layer: String,
+    batch: usize,
+    base: &'static str,
+    candidate: &'static str,
+    speedup: Speedup,
+}
+
+impl Comparison {
+    /// `met` (the median reaches the goal), `within noise` (only the interval does) or `missed`.
+    fn verdict(&self) -> &'static str {
+        let goal = self.target.goal();
+        if self.speedup.median >= goal {
+            "met"
+        } else if self.speedup.high >= goal {
+            "within noise"
+        } else {
+            "missed"
+        }
+    }
+}
+
+/// The 1-based rank `j` such that the `j`-th smallest and the `j`-th largest of `n` samples
+/// bound their median with at least 95% confidence (the binomial tails of a median's rank, each
+/// at most 2.5%); 1 (the extremes) when `n` is too small for that.
+fn median_interval_rank(n: usize) -> usize {
+    // P(Bin(n, 1/2) <= k), accumulated term by term.
+    let mut term = 0.5f64.powi(n as i32);
+    let mut below = 0.0;
+    let mut rank = 1;
+    for k in 0..n / 2 {
+        below += term;
+        if below > 0.025 {
+            break;
+        }
+        rank = k + 2;
+        term *= (n - k) as f64 / (k + 1) as f64;
+    }
+    rank
+}
+
+/// The time of one side's chunk in a paired comparison.
+const PAIR_CHUNK: Duration = Duration::from_millis(1);
+
 struct Bench {
     quick: bool,
     /// Measure only the layers whose name contains this.
     only: Option<String>,
     rows: Vec<Row>,
+    targets: Vec<Comparison>,
 }
 
 impl Bench {
@@ -171,13 +278,46 @@ impl Bench {
         times[times.len() / 2]
     }
 
-    fn wants(&self, layer: &str) -> bool {
-        self.only.as_deref().is_none_or(|only| layer.contains(only))
+    /// How much faster `candidate` runs than `base`, measured in pairs: chunks of calls (about
+    /// [`PAIR_CHUNK`] each, at least one call) of one and then the other, the order swapped
+    /// every pair, each chunk timed by the median of its calls. Both see the same state of the
+    /// machine within a pair, so a slow spell of this shared VM moves both, not the ratio.
+    fn paired(&self, mut base: impl FnMut(), mut candidate: impl FnMut()) -> Speedup {
+        let (min_pairs, budget) =
+            if self.quick { (6, Duration::from_millis(50)) } else { (15, Duration::from_millis(600)) };
+        let time = |f: &mut dyn FnMut()| {
+            let t = Instant::now();
+            f();
+            t.elapsed()
+        };
+        // Warm both up, sizing their chunks by that call (the table's rows have just run them).
+        let calls = |f: &mut dyn FnMut()| (PAIR_CHUNK.as_nanos() / time(f).as_nanos().max(1)).clamp(1, 1000) as usize;
+        let (base_calls, candidate_calls) = (calls(&mut base), calls(&mut candidate));
+        let chunk = |f: &mut dyn FnMut(), calls: usize| {
+            let mut times: Vec<Duration> = (0..calls).map(|_| time(f)).collect();
+            times.sort();
+            times[calls / 2].as_nanos() as f64
+        };
+        let start = Instant::now();
+        let mut ratios = Vec::new();
+        while ratios.len() < min_pairs || (start.elapsed() < budget && ratios.len() < 101) {
+            let (b, c) = if ratios.len() % 2 == 0 {
+                let b = chunk(&mut base, base_calls);
+                (b, chunk(&mut candidate, candidate_calls))
+            } else {
+                let c = chunk(&mut candidate, candidate_calls);
+                (chunk(&mut base, base_calls), c)
+            };
+            ratios.push(b / c);
+        }
+        ratios.sort_by(f64::total_cmp);
+        let (n, rank) = (ratios.len(), median_interval_rank(ratios.len()));
+        let median = if n % 2 == 1 { ratios[n / 2] } else { (ratios[n / 2 - 1] + ratios[n / 2]) / 2.0 };
+        Speedup { median, low: ratios[rank - 1], high: ratios[n - rank], pairs: n }
     }
 
-    fn record(&mut self, layer: &str, batch: usize, variant: &'static str, macs: u64, bytes: u64, f: impl FnMut()) {
-        let median_ns = self.median_ns(f);
-        self.rows.push(Row { layer: layer.to_string(), batch, variant, median_ns, macs, bytes });
+    fn wants(&self, layer: &str) -> bool {
+        self.only.as_deref().is_none_or(|only| layer.contains(only))
     }
 }
 
@@ -185,6 +325,82 @@ fn dense_gemm(x: &[f32], w: &[f32], y: &mut [f32], rows: usize, n: usize, m: usi
     let lhs = MatRef::from_row_major_slice(x, rows, n);
     let rhs = MatRef::from_row_major_slice(w, m, n).transpose();
     matmul(MatMut::from_row_major_slice_mut(y, rows, m), Accum::Replace, lhs, rhs, 1.0, Par::Seq);
+}
+
+/// One way of computing a layer's batch: `run(y)` writes the batch's outputs into `y`.
+struct Variant<'a> {
+    name: &'static str,
+    macs: u64,
+    bytes: u64,
+    run: Run<'a>,
+}
+
+/// How a variant computes a batch: `run(y)`.
+type Run<'a> = Box<dyn FnMut(&mut [f32]) + 'a>;
+
+impl<'a> Variant<'a> {
+    fn new(name: &'static str, macs: u64, bytes: u64, run: impl FnMut(&mut [f32]) + 'a) -> Variant<'a> {
+        Variant { name, macs, bytes, run: Box::new(run) }
+    }
+}
+
+/// The layer whose batch-1 speed over dense the first target of issue 6 names.
+const HEADLINE: &str = "ucf11_out4x4x4x16_r4";
+
+/// Measures every variant of one layer at one batch back to back (the table's rows), then the
+/// issue's targets for it as paired comparisons ([`Bench::paired`]).
+fn bench_batch(bench: &mut Bench, layer: &str, batch: usize, variants: &mut [Variant], outputs: usize) {
+    let (mut y, mut y2) = (vec![0.0f32; outputs], vec![0.0f32; outputs]);
+    for v in variants.iter_mut() {
+        let median_ns = bench.median_ns(|| (v.run)(&mut y));
+        bench.rows.push(Row {
+            layer: layer.to_string(),
+            batch,
+            variant: v.name,
+            median_ns,
+            macs: v.macs,
+            bytes: v.bytes,
+        });
+    }
+    let median = |name: &str| {
+        bench.rows.iter().find(|r| r.layer == layer && r.batch == batch && r.variant == name).map(|r| r.median_ns)
+    };
+    // The better paper order, by this run's medians.
+    let paper = match (median("forward"), median("reverse")) {
+        (Some(f), Some(r)) if r < f => "reverse",
+        _ => "forward",
+    };
+    // The plan against the paper order through the same executor (generated against generic
+    // is the next comparison).
+    let mut comparisons = vec![
+        (Target::PlanVsPaper, paper, "generic"),
+        (if batch == 1 { Target::GeneratedVsGeneric } else { Target::NeverSlower }, "generic", "generated"),
+    ];
+    if batch == 256 {
+        comparisons.push((Target::Threads, "generated", "generated_par"));
+    }
+    if batch == 1 && layer == HEADLINE {
+        comparisons.push((Target::OverDense, "dense", "generated"));
+    }
+    for (target, base, candidate) in comparisons {
+        let index = |name| variants.iter().position(|v| v.name == name).expect("a variant of every layer");
+        let (b, c) = (index(base), index(candidate));
+        let (vb, vc) = two_mut(variants, b, c);
+        let speedup = bench.paired(|| (vb.run)(&mut y), || (vc.run)(&mut y2));
+        bench.targets.push(Comparison { target, layer: layer.to_string(), batch, base, candidate, speedup });
+    }
+}
+
+/// Distinct elements `i` and `j` of `v`, both mutable.
+fn two_mut<T>(v: &mut [T], i: usize, j: usize) -> (&mut T, &mut T) {
+    assert_ne!(i, j, "two distinct elements");
+    if i < j {
+        let (head, tail) = v.split_at_mut(j);
+        (&mut head[i], &mut tail[0])
+    } else {
+        let (head, tail) = v.split_at_mut(i);
+        (&mut tail[0], &mut head[j])
+    }
 }
 
 macro_rules! bench_layer {
@@ -205,29 +421,24 @@ macro_rules! bench_layer {
             let (n, m) = (<$layer>::IN, <$layer>::OUT);
             for batch in $batches {
                 let x: Vec<f32> = (0..batch * n).map(|k| ((k * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
-                let mut y = vec![0.0f32; batch * m];
                 let b = batch as u64;
                 // x and y once, and the weights: dense W, or the factors and the bias.
                 let io = 4 * b * (n + m) as u64;
                 let (dense_bytes, kcp) = (io + 4 * (n * m) as u64, io + 4 * (<$layer>::PARAMS + m as u64));
-                $bench.record($name, batch, "dense", b * (m * n) as u64, dense_bytes, || {
-                    dense_gemm(&x, &w, &mut y, batch, n, m)
-                });
-                $bench.record($name, batch, "forward", b * c.forward.macs(), kcp, || {
-                    forward.forward(&x, &mut y).expect("shapes")
-                });
-                $bench.record($name, batch, "reverse", b * c.reverse.macs(), kcp, || {
-                    reverse.forward(&x, &mut y).expect("shapes")
-                });
-                $bench.record($name, batch, "generic", b * c.plan.macs(), kcp, || {
-                    generic.forward(&x, &mut y).expect("shapes")
-                });
-                $bench.record($name, batch, "generated", b * <$layer>::MACS_PER_SAMPLE, kcp, || {
-                    layer.forward(&x, &mut y).expect("shapes")
-                });
-                $bench.record($name, batch, "generated_par", b * <$layer>::MACS_PER_SAMPLE, kcp, || {
-                    layer.forward_par(&x, &mut y).expect("shapes")
-                });
+                let x = &x;
+                let mut variants = [
+                    Variant::new("dense", b * (m * n) as u64, dense_bytes, |y| dense_gemm(x, &w, y, batch, n, m)),
+                    Variant::new("forward", b * c.forward.macs(), kcp, |y| forward.forward(x, y).expect("shapes")),
+                    Variant::new("reverse", b * c.reverse.macs(), kcp, |y| reverse.forward(x, y).expect("shapes")),
+                    Variant::new("generic", b * c.plan.macs(), kcp, |y| generic.forward(x, y).expect("shapes")),
+                    Variant::new("generated", b * <$layer>::MACS_PER_SAMPLE, kcp, |y| {
+                        layer.forward(x, y).expect("shapes")
+                    }),
+                    Variant::new("generated_par", b * <$layer>::MACS_PER_SAMPLE, kcp, |y| {
+                        layer.forward_par(x, y).expect("shapes")
+                    }),
+                ];
+                bench_batch(&mut $bench, $name, batch, &mut variants, batch * m);
             }
         }
     }};
@@ -276,7 +487,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (json, quick) = (args.iter().any(|a| a == "--json"), args.iter().any(|a| a == "--quick"));
     let only = args.iter().position(|a| a == "--only").and_then(|k| args.get(k + 1)).cloned();
-    let mut bench = Bench { quick, only, rows: Vec::new() };
+    let mut bench = Bench { quick, only, rows: Vec::new(), targets: Vec::new() };
     let (a, b) = (
         Mat::<f32>::from_fn(1024, 1024, |i, j| ((i + j) % 7) as f32),
         Mat::<f32>::from_fn(1024, 1024, |i, j| ((i * j) % 5) as f32),
@@ -312,6 +523,7 @@ fn main() {
             .collect();
         eprintln!("peak_gflops: {peak_gflops:.1}");
         eprintln!("{}", peaks.describe());
+        eprintln!("{}", targets_table(&bench.targets));
         println!("{}", serde_json::Value::Array(rows));
         return;
     }
@@ -343,4 +555,46 @@ fn main() {
             ratio("generic"),
         );
     }
+    println!("\n{}", targets_table(&bench.targets));
+}
+
+/// The paired comparisons as a Markdown table, then a line per target counting its verdicts.
+fn targets_table(targets: &[Comparison]) -> String {
+    let mut out = String::from(
+        "| target | layer | batch | candidate / base | speedup (median) | 95% interval | pairs | verdict |\n\
+         |---|---|---:|---|---:|---|---:|---|\n",
+    );
+    let x = |v: f64| if v >= 10.0 { format!("{v:.0}x") } else { format!("{v:.2}x") };
+    for t in targets {
+        let s = t.speedup;
+        out += &format!(
+            "| {} | {} | {} | {} / {} | {} | {} - {} | {} | {} |\n",
+            t.target.describe(),
+            t.layer,
+            t.batch,
+            t.candidate,
+            t.base,
+            x(s.median),
+            x(s.low),
+            x(s.high),
+            s.pairs,
+            t.verdict()
+        );
+    }
+    for target in Target::ALL {
+        let of: Vec<&Comparison> = targets.iter().filter(|t| t.target == target).collect();
+        if of.is_empty() {
+            continue;
+        }
+        let count = |v: &str| of.iter().filter(|t| t.verdict() == v).count();
+        out += &format!(
+            "\n{}: met {}, within noise {}, missed {} of {}",
+            target.describe(),
+            count("met"),
+            count("within noise"),
+            count("missed"),
+            of.len()
+        );
+    }
+    out
 }
