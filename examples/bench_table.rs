@@ -225,9 +225,10 @@ impl Comparison {
     }
 }
 
-/// The 1-based rank `j` such that the `j`-th smallest and the `j`-th largest of `n` samples
-/// bound their median with at least 95% confidence (the binomial tails of a median's rank, each
-/// at most 2.5%); 1 (the extremes) when `n` is too small for that.
+/// The largest 1-based rank `j` such that the `j`-th smallest and the `j`-th largest of `n`
+/// samples bound their median with at least 95% confidence: fewer than `j` of `n` samples fall
+/// below the median with probability `P(Bin(n, 1/2) <= j - 1)`, which may be at most 2.5%, and
+/// likewise above it. 1 (the extremes) when `n` is too small for that (below 6).
 fn median_interval_rank(n: usize) -> usize {
     // P(Bin(n, 1/2) <= k), accumulated term by term.
     let mut term = 0.5f64.powi(n as i32);
@@ -238,7 +239,7 @@ fn median_interval_rank(n: usize) -> usize {
         if below > 0.025 {
             break;
         }
-        rank = k + 2;
+        rank = k + 1;
         term *= (n - k) as f64 / (k + 1) as f64;
     }
     rank
@@ -597,4 +598,29 @@ fn targets_table(targets: &[Comparison]) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median_interval_rank;
+
+    /// `P(Bin(n, 1/2) <= k) <= 2.5%`, in exact integers.
+    fn tail_fits(n: u32, k: u32) -> bool {
+        let choose = |i: u32| (0..i).fold(1u128, |c, t| c * u128::from(n - t) / u128::from(t + 1));
+        let below: u128 = (0..=k).map(choose).sum();
+        below * 40 <= 1u128 << n
+    }
+
+    #[test]
+    fn the_median_interval_is_the_widest_rank_with_95_percent() {
+        for n in 1..=101u32 {
+            let j = median_interval_rank(n as usize) as u32;
+            if j > 1 || tail_fits(n, 0) {
+                assert!(tail_fits(n, j - 1), "n = {n}: rank {j} covers less than 95%");
+            }
+            assert!(!tail_fits(n, j), "n = {n}: rank {} would still cover 95%", j + 1);
+        }
+        // Known values: the extremes of 6 (96.9%), the 4th of 15 (96.5%), the 41st of 101 (95.4%).
+        assert_eq!([6, 15, 101].map(median_interval_rank), [1, 4, 41]);
+    }
 }
