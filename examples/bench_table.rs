@@ -23,8 +23,10 @@
 //! same state of this shared machine. Each row gives the median speedup over the pairs, an
 //! interval of at least 95% confidence for it, and a verdict: `met` (the median reaches the
 //! target), `within noise` (only the interval does), `missed`. The interval covers the noise
-//! within the run; between runs minutes apart this VM drifts further (see BENCHMARKS.md). With
-//! `--json` this table goes to stderr.
+//! within the run; between runs minutes apart this VM drifts further (see BENCHMARKS.md). After
+//! each threads comparison, a reference row pairs a loop that shares nothing on one thread and
+//! on two: how much of its second core the machine gave at that time. With `--json` this table
+//! goes to stderr.
 
 use std::time::{Duration, Instant};
 
@@ -164,19 +166,30 @@ enum Target {
     Threads,
     /// The chosen plan never slower than the better paper order (both on the generic executor).
     PlanVsPaper,
+    /// Not a target: how much faster two threads run a loop that shares nothing than one,
+    /// measured right after each [`Target::Threads`] comparison: what the machine gave at that
+    /// time (a shared VM's second core comes and goes).
+    Scaling,
 }
 
 impl Target {
-    const ALL: [Target; 5] =
-        [Target::OverDense, Target::GeneratedVsGeneric, Target::NeverSlower, Target::Threads, Target::PlanVsPaper];
+    const ALL: [Target; 6] = [
+        Target::OverDense,
+        Target::GeneratedVsGeneric,
+        Target::NeverSlower,
+        Target::Threads,
+        Target::Scaling,
+        Target::PlanVsPaper,
+    ];
 
-    /// The least speedup that meets it.
-    fn goal(self) -> f64 {
+    /// The least speedup that meets it (none for the reference).
+    fn goal(self) -> Option<f64> {
         match self {
-            Target::OverDense => 300.0,
-            Target::GeneratedVsGeneric => 2.0,
-            Target::Threads => 1.7,
-            Target::NeverSlower | Target::PlanVsPaper => 1.0,
+            Target::OverDense => Some(300.0),
+            Target::GeneratedVsGeneric => Some(2.0),
+            Target::Threads => Some(1.7),
+            Target::NeverSlower | Target::PlanVsPaper => Some(1.0),
+            Target::Scaling => None,
         }
     }
 
@@ -187,6 +200,7 @@ impl Target {
             Target::NeverSlower => "generated never slower than generic (batch 16, 256)",
             Target::Threads => "generated_par >= 1.7x generated (batch 256)",
             Target::PlanVsPaper => "plan (generic) never slower than the better paper order",
+            Target::Scaling => "reference: two threads over one on a loop that shares nothing",
         }
     }
 }
@@ -212,9 +226,12 @@ struct Comparison {
 }
 
 impl Comparison {
-    /// `met` (the median reaches the goal), `within noise` (only the interval does) or `missed`.
+    /// `met` (the median reaches the goal), `within noise` (only the interval does) or `missed`;
+    /// `reference` for the machine's own scaling.
     fn verdict(&self) -> &'static str {
-        let goal = self.target.goal();
+        let Some(goal) = self.target.goal() else {
+            return "reference";
+        };
         if self.speedup.median >= goal {
             "met"
         } else if self.speedup.high >= goal {
@@ -254,6 +271,8 @@ struct Bench {
     only: Option<String>,
     rows: Vec<Row>,
     targets: Vec<Comparison>,
+    /// The rounds of [`spin`] in one chunk of a paired comparison.
+    spin_iters: u64,
 }
 
 impl Bench {
@@ -379,17 +398,53 @@ fn bench_batch(bench: &mut Bench, layer: &str, batch: usize, variants: &mut [Var
     ];
     if batch == 256 {
         comparisons.push((Target::Threads, "generated", "generated_par"));
+        comparisons.push((Target::Scaling, "loop, 1 thread", "loop, 2 threads"));
     }
     if batch == 1 && layer == HEADLINE {
         comparisons.push((Target::OverDense, "dense", "generated"));
     }
     for (target, base, candidate) in comparisons {
+        if target == Target::Scaling {
+            let speedup = bench.paired(|| _ = spin(bench.spin_iters), || _ = spin_on_two(bench.spin_iters));
+            bench.targets.push(Comparison { target, layer: layer.to_string(), batch, base, candidate, speedup });
+            continue;
+        }
         let index = |name| variants.iter().position(|v| v.name == name).expect("a variant of every layer");
         let (b, c) = (index(base), index(candidate));
         let (vb, vc) = two_mut(variants, b, c);
         let speedup = bench.paired(|| (vb.run)(&mut y), || (vc.run)(&mut y2));
         bench.targets.push(Comparison { target, layer: layer.to_string(), batch, base, candidate, speedup });
     }
+}
+
+/// Arithmetic on registers for `iters` rounds: no memory traffic and nothing shared, so two
+/// threads run it in half the time wherever the machine gives both its cores.
+fn spin(iters: u64) -> f32 {
+    let mut acc = [1.0f32; 8];
+    for _ in 0..iters {
+        acc = std::hint::black_box(acc.map(|a| a * 0.999_999 + 1e-6));
+    }
+    acc.iter().sum()
+}
+
+/// [`spin`] split over this thread and one of rayon's pool (`forward_par`'s arrangement).
+fn spin_on_two(iters: u64) -> f32 {
+    let (mut theirs, mut mine) = (0.0, 0.0);
+    rayon::in_place_scope(|s| {
+        s.spawn(|_| theirs = spin(iters / 2));
+        mine = spin(iters - iters / 2);
+    });
+    theirs + mine
+}
+
+/// The rounds of [`spin`] that take about `PAIR_CHUNK` on this thread.
+fn spin_iters_per_chunk() -> u64 {
+    let probe = 1 << 16;
+    spin(probe);
+    let t = Instant::now();
+    std::hint::black_box(spin(probe));
+    let ns = t.elapsed().as_nanos().max(1);
+    (u128::from(probe) * PAIR_CHUNK.as_nanos() / ns).max(1) as u64
 }
 
 /// Distinct elements `i` and `j` of `v`, both mutable.
@@ -488,7 +543,8 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (json, quick) = (args.iter().any(|a| a == "--json"), args.iter().any(|a| a == "--quick"));
     let only = args.iter().position(|a| a == "--only").and_then(|k| args.get(k + 1)).cloned();
-    let mut bench = Bench { quick, only, rows: Vec::new(), targets: Vec::new() };
+    let spin_iters = spin_iters_per_chunk();
+    let mut bench = Bench { quick, only, rows: Vec::new(), targets: Vec::new(), spin_iters };
     let (a, b) = (
         Mat::<f32>::from_fn(1024, 1024, |i, j| ((i + j) % 7) as f32),
         Mat::<f32>::from_fn(1024, 1024, |i, j| ((i * j) % 5) as f32),
@@ -585,6 +641,13 @@ fn targets_table(targets: &[Comparison]) -> String {
     for target in Target::ALL {
         let of: Vec<&Comparison> = targets.iter().filter(|t| t.target == target).collect();
         if of.is_empty() {
+            continue;
+        }
+        if target.goal().is_none() {
+            let mut medians: Vec<f64> = of.iter().map(|t| t.speedup.median).collect();
+            medians.sort_by(f64::total_cmp);
+            let (low, high) = (medians[0], medians[medians.len() - 1]);
+            out += &format!("\n{}: {low:.2}x to {high:.2}x", target.describe());
             continue;
         }
         let count = |v: &str| of.iter().filter(|t| t.verdict() == v).count();
