@@ -19,19 +19,23 @@
 //! Then the targets of issue 6, each as a paired comparison of two variants of a layer and batch
 //! (generic against the faster paper order, generated against generic, generated_par against
 //! generated at batch 256, generated against dense for UCF11 r4 at batch 1): chunks of about
-//! 1 ms of each in turn, the order swapped every pair, so that both sides of a pair meet the
-//! same state of this shared machine. Each row gives the median speedup over the pairs, an
+//! 1 ms (at least one call) of each in turn, the order swapped every pair, so that both sides
+//! of a pair meet the same state of this shared machine; comparisons with a side on two threads
+//! take chunks of about 100 ms (20 with `--quick`), each starting with an untimed call, since
+//! the second core runs slowly for a while after idling through the other side's chunk. Each row gives the median speedup over the pairs, an
 //! interval of at least 95% confidence for it, and a verdict: `met` (the median reaches the
 //! target), `within noise` (only the interval does), `missed`. The interval covers the noise
 //! within the run; between runs minutes apart this VM drifts further (see BENCHMARKS.md). After
-//! each threads comparison, a reference row pairs a loop that shares nothing on one thread and
-//! on two: how much of its second core the machine gave at that time. With `--json` this table
+//! each threads comparison, a reference row pairs FMA-bound work that shares nothing (kcp's
+//! micro-kernel on operands in L1) on one thread and on two: how much of a second core the
+//! machine gave at that time. With `--json` this table
 //! goes to stderr.
 
 use std::time::{Duration, Instant};
 
 use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, MatMut, MatRef, Par};
+use kcp::__private::{gemm, Gemm};
 use kcp::ir::{compile, loops::lower, Options, Plan, Spec, Tree};
 use kcp::{kcp_layer, Executor, Weights};
 
@@ -166,9 +170,10 @@ enum Target {
     Threads,
     /// The chosen plan never slower than the better paper order (both on the generic executor).
     PlanVsPaper,
-    /// Not a target: how much faster two threads run a loop that shares nothing than one,
-    /// measured right after each [`Target::Threads`] comparison: what the machine gave at that
-    /// time (a shared VM's second core comes and goes).
+    /// Not a target: how much faster two threads run FMA-bound work that shares nothing than
+    /// one, measured right after each [`Target::Threads`] comparison: what the machine gave at
+    /// that time (a shared VM's second vCPU comes and goes, and may share a physical core's FMA
+    /// units with the first).
     Scaling,
 }
 
@@ -200,7 +205,7 @@ impl Target {
             Target::NeverSlower => "generated never slower than generic (batch 16, 256)",
             Target::Threads => "generated_par >= 1.7x generated (batch 256)",
             Target::PlanVsPaper => "plan (generic) never slower than the better paper order",
-            Target::Scaling => "reference: two threads over one on a loop that shares nothing",
+            Target::Scaling => "reference: two threads over one on FMA-bound work that shares nothing",
         }
     }
 }
@@ -271,8 +276,6 @@ struct Bench {
     only: Option<String>,
     rows: Vec<Row>,
     targets: Vec<Comparison>,
-    /// The rounds of [`spin`] in one chunk of a paired comparison.
-    spin_iters: u64,
 }
 
 impl Bench {
@@ -282,10 +285,8 @@ impl Bench {
         let warmup = Instant::now();
         f();
         if self.quick && warmup.elapsed() > budget {
-            // Slow calls (dense at batch 256) are cache-cold either way: one more sample will do.
-            let t = Instant::now();
-            f();
-            return t.elapsed().as_nanos() as f64;
+            // Slow calls (dense at batch 256) stream from memory either way: the one will do.
+            return warmup.elapsed().as_nanos() as f64;
         }
         let start = Instant::now();
         let mut times = Vec::new();
@@ -302,7 +303,11 @@ impl Bench {
     /// [`PAIR_CHUNK`] each, at least one call) of one and then the other, the order swapped
     /// every pair, each chunk timed by the median of its calls. Both see the same state of the
     /// machine within a pair, so a slow spell of this shared VM moves both, not the ratio.
-    fn paired(&self, mut base: impl FnMut(), mut candidate: impl FnMut()) -> Speedup {
+    /// `threads`: one side runs on two threads. Its chunks are then longer ([`Bench::threads_chunk`])
+    /// and start with an untimed call: on this VM a second core that idled through the other
+    /// side's chunk runs slowly for the first milliseconds (`par_warmup` measures that), which
+    /// is not what a comparison of back-to-back speeds is after.
+    fn paired(&self, threads: bool, mut base: impl FnMut(), mut candidate: impl FnMut()) -> Speedup {
         let (min_pairs, budget) =
             if self.quick { (6, Duration::from_millis(50)) } else { (15, Duration::from_millis(600)) };
         let time = |f: &mut dyn FnMut()| {
@@ -311,9 +316,13 @@ impl Bench {
             t.elapsed()
         };
         // Warm both up, sizing their chunks by that call (the table's rows have just run them).
-        let calls = |f: &mut dyn FnMut()| (PAIR_CHUNK.as_nanos() / time(f).as_nanos().max(1)).clamp(1, 1000) as usize;
+        let length = if threads { self.threads_chunk() } else { PAIR_CHUNK };
+        let calls = |f: &mut dyn FnMut()| (length.as_nanos() / time(f).as_nanos().max(1)).clamp(1, 1000) as usize;
         let (base_calls, candidate_calls) = (calls(&mut base), calls(&mut candidate));
         let chunk = |f: &mut dyn FnMut(), calls: usize| {
+            if threads {
+                f();
+            }
             let mut times: Vec<Duration> = (0..calls).map(|_| time(f)).collect();
             times.sort();
             times[calls / 2].as_nanos() as f64
@@ -334,6 +343,12 @@ impl Bench {
         let (n, rank) = (ratios.len(), median_interval_rank(ratios.len()));
         let median = if n % 2 == 1 { ratios[n / 2] } else { (ratios[n / 2 - 1] + ratios[n / 2]) / 2.0 };
         Speedup { median, low: ratios[rank - 1], high: ratios[n - rank], pairs: n }
+    }
+
+    /// The length of a chunk of a paired comparison on two threads: long enough for the second
+    /// core to be at speed for most of it.
+    fn threads_chunk(&self) -> Duration {
+        Duration::from_millis(if self.quick { 20 } else { 100 })
     }
 
     fn wants(&self, layer: &str) -> bool {
@@ -398,51 +413,55 @@ fn bench_batch(bench: &mut Bench, layer: &str, batch: usize, variants: &mut [Var
     ];
     if batch == 256 {
         comparisons.push((Target::Threads, "generated", "generated_par"));
-        comparisons.push((Target::Scaling, "loop, 1 thread", "loop, 2 threads"));
+        comparisons.push((Target::Scaling, "FMA loop, 1 thread", "FMA loop, 2 threads"));
     }
     if batch == 1 && layer == HEADLINE {
         comparisons.push((Target::OverDense, "dense", "generated"));
     }
     for (target, base, candidate) in comparisons {
         if target == Target::Scaling {
-            let speedup = bench.paired(|| _ = spin(bench.spin_iters), || _ = spin_on_two(bench.spin_iters));
+            // Sized now: what a millisecond of work is depends on the machine's state.
+            let calls = fma_calls_per_chunk();
+            let speedup = bench.paired(true, || _ = fma_loop(calls), || _ = fma_loop_on_two(calls));
             bench.targets.push(Comparison { target, layer: layer.to_string(), batch, base, candidate, speedup });
             continue;
         }
         let index = |name| variants.iter().position(|v| v.name == name).expect("a variant of every layer");
         let (b, c) = (index(base), index(candidate));
         let (vb, vc) = two_mut(variants, b, c);
-        let speedup = bench.paired(|| (vb.run)(&mut y), || (vc.run)(&mut y2));
+        let speedup = bench.paired(target == Target::Threads, || (vb.run)(&mut y), || (vc.run)(&mut y2));
         bench.targets.push(Comparison { target, layer: layer.to_string(), batch, base, candidate, speedup });
     }
 }
 
-/// Arithmetic on registers for `iters` rounds: no memory traffic and nothing shared, so two
-/// threads run it in half the time wherever the machine gives both its cores.
-fn spin(iters: u64) -> f32 {
-    let mut acc = [1.0f32; 8];
-    for _ in 0..iters {
-        acc = std::hint::black_box(acc.map(|a| a * 0.999_999 + 1e-6));
+/// Work bound by the FMA units and nothing else, which two threads run in half the time
+/// wherever the machine gives them two cores of their own: `calls` products of 16x64 by 64x64
+/// through kcp's micro-kernel, on operands of this call that stay in L1.
+fn fma_loop(calls: u64) -> f32 {
+    let g = Gemm::row_major(16, 64, 64);
+    let (w, a, mut out) = (vec![0.5f32; 16 * 64], vec![0.25f32; 64 * 64], vec![0.0f32; 16 * 64]);
+    for _ in 0..calls {
+        gemm(&mut out, std::hint::black_box(&a), &w, g);
     }
-    acc.iter().sum()
+    out[0]
 }
 
-/// [`spin`] split over this thread and one of rayon's pool (`forward_par`'s arrangement).
-fn spin_on_two(iters: u64) -> f32 {
+/// [`fma_loop`] split over this thread and one of rayon's pool (`forward_par`'s arrangement).
+fn fma_loop_on_two(calls: u64) -> f32 {
     let (mut theirs, mut mine) = (0.0, 0.0);
     rayon::in_place_scope(|s| {
-        s.spawn(|_| theirs = spin(iters / 2));
-        mine = spin(iters - iters / 2);
+        s.spawn(|_| theirs = fma_loop(calls / 2));
+        mine = fma_loop(calls - calls / 2);
     });
     theirs + mine
 }
 
-/// The rounds of [`spin`] that take about `PAIR_CHUNK` on this thread.
-fn spin_iters_per_chunk() -> u64 {
-    let probe = 1 << 16;
-    spin(probe);
+/// The products of [`fma_loop`] that take about `PAIR_CHUNK` on this thread.
+fn fma_calls_per_chunk() -> u64 {
+    let probe = 256;
+    fma_loop(probe);
     let t = Instant::now();
-    std::hint::black_box(spin(probe));
+    std::hint::black_box(fma_loop(probe));
     let ns = t.elapsed().as_nanos().max(1);
     (u128::from(probe) * PAIR_CHUNK.as_nanos() / ns).max(1) as u64
 }
@@ -543,8 +562,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (json, quick) = (args.iter().any(|a| a == "--json"), args.iter().any(|a| a == "--quick"));
     let only = args.iter().position(|a| a == "--only").and_then(|k| args.get(k + 1)).cloned();
-    let spin_iters = spin_iters_per_chunk();
-    let mut bench = Bench { quick, only, rows: Vec::new(), targets: Vec::new(), spin_iters };
+    let mut bench = Bench { quick, only, rows: Vec::new(), targets: Vec::new() };
     let (a, b) = (
         Mat::<f32>::from_fn(1024, 1024, |i, j| ((i + j) % 7) as f32),
         Mat::<f32>::from_fn(1024, 1024, |i, j| ((i * j) % 5) as f32),
