@@ -112,8 +112,10 @@ impl<F: RowFn, H: HalfFn, B: RowFn> RowKernel<'_, F, H, B> {
 
     fn run_rows(&self, x: &[f32], y: &mut [f32]) {
         let (x, y) = match &self.lanes {
-            Some(lanes) => self.run_blocks(lanes, x, y),
-            None => (x, y),
+            // (Checked by a product first: the divisions that count the blocks cost more than
+            // a single small row's call can hide.)
+            Some(lanes) if x.len() >= lanes.lanes * self.input => self.run_blocks(lanes, x, y),
+            _ => (x, y),
         };
         if x.is_empty() {
             return;
