@@ -22,14 +22,14 @@
 //! 1 ms (at least one call) of each in turn, the order swapped every pair, so that both sides
 //! of a pair meet the same state of this shared machine; comparisons with a side on two threads
 //! take chunks of about 100 ms (20 with `--quick`), each starting with an untimed call, since
-//! the second core runs slowly for a while after idling through the other side's chunk. Each row gives the median speedup over the pairs, an
-//! interval of at least 95% confidence for it, and a verdict: `met` (the median reaches the
-//! target), `within noise` (only the interval does), `missed`. The interval covers the noise
-//! within the run; between runs minutes apart this VM drifts further (see BENCHMARKS.md). After
-//! each threads comparison, a reference row pairs FMA-bound work that shares nothing (kcp's
-//! micro-kernel on operands in L1) on one thread and on two: how much of a second core the
-//! machine gave at that time. With `--json` this table
-//! goes to stderr.
+//! the second core runs slowly for a while after idling through the other side's chunk. Each
+//! row gives the median speedup over the pairs, an interval of at least 95% confidence for it,
+//! and a verdict: `met` (the median reaches the target), `within noise` (only the interval
+//! does), `missed`. The interval covers the noise within the run; between runs minutes apart
+//! this VM drifts further (see BENCHMARKS.md). After each threads comparison, a reference row
+//! pairs FMA-bound work that shares nothing (kcp's micro-kernel on operands in L1) on one
+//! thread and on two: how much of a second core the machine gave at that time. With `--json`
+//! this table goes to stderr.
 
 use std::time::{Duration, Instant};
 

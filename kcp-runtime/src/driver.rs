@@ -179,9 +179,10 @@ impl<F: RowFn, H: HalfFn, B: RowFn> RowKernel<'_, F, H, B> {
 
     /// y = x W^T + b on as many threads as rayon's pool has (at most `threads` if non-zero):
     /// the batch cut into [`PARTS_PER_TASK`] parts per thread, which the calling thread takes
-    /// from the front and the pool's from the back until they meet (the caller works rather than
-    /// blocking while the pool runs: one thread fewer to wake per call); a single row split into two halves of the rank terms
-    /// where the layer has them; sequential when the call is too small to pay for threads.
+    /// from the front and the pool's from the back until they meet (the caller works rather
+    /// than blocking while the pool runs: one thread fewer to wake per call); a single row
+    /// split into two halves of the rank terms where the layer has them; sequential when the
+    /// call is too small to pay for threads.
     pub fn forward_par(&self, x: &[f32], y: &mut [f32], threads: usize) -> Result<(), ShapeError> {
         let rows = rows(x, y, self.input, self.output)?;
         let pool = rayon::current_num_threads();
