@@ -419,17 +419,15 @@ fn bench_batch(bench: &mut Bench, layer: &str, batch: usize, variants: &mut [Var
         comparisons.push((Target::OverDense, "dense", "generated"));
     }
     for (target, base, candidate) in comparisons {
-        if target == Target::Scaling {
+        let speedup = if target == Target::Scaling {
             // Sized now: what a millisecond of work is depends on the machine's state.
             let calls = fma_calls_per_chunk();
-            let speedup = bench.paired(true, || _ = fma_loop(calls), || _ = fma_loop_on_two(calls));
-            bench.targets.push(Comparison { target, layer: layer.to_string(), batch, base, candidate, speedup });
-            continue;
-        }
-        let index = |name| variants.iter().position(|v| v.name == name).expect("a variant of every layer");
-        let (b, c) = (index(base), index(candidate));
-        let (vb, vc) = two_mut(variants, b, c);
-        let speedup = bench.paired(target == Target::Threads, || (vb.run)(&mut y), || (vc.run)(&mut y2));
+            bench.paired(true, || _ = fma_loop(calls), || _ = fma_loop_on_two(calls))
+        } else {
+            let index = |name| variants.iter().position(|v| v.name == name).expect("a variant of every layer");
+            let (vb, vc) = two_mut(variants, index(base), index(candidate));
+            bench.paired(target == Target::Threads, || (vb.run)(&mut y), || (vc.run)(&mut y2))
+        };
         bench.targets.push(Comparison { target, layer: layer.to_string(), batch, base, candidate, speedup });
     }
 }
