@@ -1,6 +1,6 @@
 //! Compression: fit a rank-R KCP factorisation to a dense `[M, N]` weight.
 //!
-//! W is rearranged into the D-way tensor of kcp-notes.md section 1, whose mode d is the pair
+//! W is rearranged into the D-way tensor of docs/format.md, whose mode d is the pair
 //! `(i_d, j_d)` of size `m_d n_d`; a rank-R CP decomposition of that tensor is exactly a KCP
 //! weight. The CP decomposition is fitted by alternating least squares: for each mode in turn,
 //! the factor `U_d` (`[m_d n_d, R]`) solves the normal equations

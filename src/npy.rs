@@ -1,4 +1,4 @@
-//! NumPy `.npy` activations: f32, C order (kcp-notes.md section 4).
+//! NumPy `.npy` activations: f32, C order (docs/files.md).
 
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};

@@ -182,14 +182,14 @@ fn split_hidden_units_match_the_sequential_step() {
             let mut state = State::zeros(kind, 1, hidden);
             state.h.iter_mut().enumerate().for_each(|(k, v)| *v = (k % 7) as f32 / 7.0 - 0.5);
             let mut hs = vec![0.0; steps * hidden];
-            cell.run(&proj, 1, &mut hs, &mut state, parallel);
+            cell.run(&proj, 1, &mut hs, &mut state, parallel).unwrap();
             (hs, state)
         };
         assert_eq!(run(true), run(false), "{kind:?} H = {hidden}");
         // No hidden units, or no rows: nothing to do, and no panic.
         let (mut empty, mut state) = (Vec::new(), State::zeros(kind, 1, 0));
-        Recurrent::random(kind, 0, 1).run(&[], 1, &mut empty, &mut state, true);
-        cell.run(&[], 0, &mut empty, &mut State::zeros(kind, 0, hidden), false);
+        Recurrent::random(kind, 0, 1).run(&[], 1, &mut empty, &mut state, true).unwrap();
+        cell.run(&[], 0, &mut empty, &mut State::zeros(kind, 0, hidden), false).unwrap();
     }
 }
 
@@ -210,6 +210,31 @@ fn shapes_are_checked() {
     short_c.c.clear();
     let error = lstm.forward(&vec![0.0; 3 * 2 * 60], 2, &mut hs, &mut short_c).unwrap_err();
     assert_eq!(error.to_string(), "c has 0 elements, expected 16");
+}
+
+/// `Recurrent::run` checks its buffers instead of silently running as many steps as the
+/// shorter of `proj` and `hs` holds.
+#[test]
+fn run_checks_its_buffers() {
+    let cell = Recurrent::random(CellKind::Gru, 4, 1);
+    let (steps, batch) = (3, 2);
+    let proj = vec![0.5; steps * batch * 12];
+    let run = |proj: &[f32], hs_len: usize, state: &mut State| {
+        cell.run(proj, batch, &mut vec![0.0; hs_len], state, false).map_err(|e| e.to_string())
+    };
+    let mut state = State::zeros(CellKind::Gru, batch, 4);
+    assert_eq!(run(&proj, steps * batch * 4, &mut state), Ok(()));
+    assert_eq!(
+        run(&proj[..2 * batch * 12], steps * batch * 4, &mut state).unwrap_err(),
+        "proj has 48 elements, expected 72"
+    );
+    assert_eq!(run(&proj, 2 * batch * 4, &mut state).unwrap_err(), "proj has 72 elements, expected 48");
+    assert_eq!(run(&proj, steps * batch * 4 + 1, &mut state).unwrap_err(), "h_all has 25 elements, expected 24");
+    let mut short = State::zeros(CellKind::Gru, 1, 4);
+    assert_eq!(run(&proj, steps * batch * 4, &mut short).unwrap_err(), "h has 4 elements, expected 8");
+    // A batch so large that B * H overflows is a mismatch, not a panic.
+    let huge = cell.run(&proj, usize::MAX / 2, &mut [0.0; 24], &mut state, false).unwrap_err();
+    assert_eq!(huge.to_string(), "h_all has 24 elements, expected 0");
 }
 
 #[test]

@@ -67,7 +67,7 @@ impl Compiled {
     /// each of two threads runs on one row, on its half of every factor stack. `None` for odd R.
     pub fn half_rank(&self, options: &Options) -> Option<Compiled> {
         let rank = self.spec.rank();
-        if rank % 2 != 0 {
+        if !rank.is_multiple_of(2) {
             return None;
         }
         let mut spec = Spec::new(self.spec.in_shape(), self.spec.out_shape(), rank / 2);

@@ -1,4 +1,4 @@
-//! The worked example of kcp-notes.md section 2, reproduced.
+//! The worked numbers of docs/cost-model.md, reproduced.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

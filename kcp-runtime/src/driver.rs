@@ -9,8 +9,8 @@ use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 
-use crate::kernels::transpose;
 use crate::ShapeError;
+use kcp_core::kernels::transpose;
 
 /// Below this many MACs per call, threads cost more than they save: `forward_par` runs
 /// sequentially.
@@ -39,7 +39,7 @@ pub fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
 
 /// The number of rows of x, checking that y matches.
 pub fn rows(x: &[f32], y: &[f32], input: usize, output: usize) -> Result<usize, ShapeError> {
-    if input == 0 || x.len() % input != 0 {
+    if input == 0 || !x.len().is_multiple_of(input) {
         return Err(ShapeError::Input { len: x.len(), input });
     }
     let rows = x.len() / input;

@@ -106,7 +106,7 @@ impl RecurrentExecutor {
         Ok(RecurrentExecutor { input, cell })
     }
 
-    /// Load a layer saved with kcp-notes.md's names: `weight_ih.factor.{d}`, `weight_hh`,
+    /// Load a layer saved with the names of docs/files.md: `weight_ih.factor.{d}`, `weight_hh`,
     /// `bias_ih`, `bias_hh`.
     pub fn load(
         path: &std::path::Path,

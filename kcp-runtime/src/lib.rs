@@ -11,23 +11,20 @@ mod driver;
 mod error;
 mod executor;
 mod fork;
-mod kernels;
-mod program;
 mod recurrent;
 mod weights;
 
 pub use driver::PAR_MIN_MACS;
 pub use error::{Error, ShapeError};
 pub use executor::{Executor, RecurrentExecutor};
-pub use kernels::{Gemm, Real};
-pub use program::{Buffer, Inner, Kernel, Loop, Program};
-pub use recurrent::{load_recurrent, CellKind, Recurrent, State};
+pub use kcp_core::{Buffer, CellKind, Gemm, Inner, Kernel, Loop, Program, Real, Rng};
+pub use recurrent::{load_recurrent, Recurrent, State};
 pub use weights::{save, NamedTensor, TensorFile, Weights};
 
 /// What generated code uses. Not a public API: it changes with the code generator.
 #[doc(hidden)]
 pub mod __private {
     pub use crate::driver::{rows, with_scratch, HalfFn, Lanes, NoHalves, NoLanes, RowFn, RowKernel};
-    pub use crate::kernels::{axpy, dot, gemm, has_avx2_fma, Gemm};
     pub use crate::{load_recurrent, CellKind, Error, Recurrent, ShapeError, State, TensorFile, Weights};
+    pub use kcp_core::kernels::{axpy, dispatch, dot, gemm, Gemm};
 }

@@ -1,5 +1,5 @@
 //! Recurrent cells on a KCP input projection: LSTM and GRU with PyTorch's semantics and weight
-//! layout (kcp-notes.md section 3). The input-to-hidden weight is a KCP layer (its bias is
+//! layout (docs/format.md). The input-to-hidden weight is a KCP layer (its bias is
 //! `bias_ih`); the hidden-to-hidden weight `weight_hh` `[G*H, H]` is dense, with `bias_hh`.
 //!
 //! A sequence runs in two phases: one batched KCP call projects all T*B input rows at once, then
@@ -11,27 +11,8 @@
 
 use rayon::prelude::*;
 
-use crate::weights::{check_values, uniform, TensorFile};
-use crate::{Error, ShapeError};
-
-/// Which cell.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum CellKind {
-    /// Gates `[i, f, g, o]`, state (h, c).
-    Lstm,
-    /// Gates `[r, z, n]`, state h.
-    Gru,
-}
-
-impl CellKind {
-    /// G, the number of gates stacked along the projection's output.
-    pub fn gates(self) -> usize {
-        match self {
-            CellKind::Lstm => 4,
-            CellKind::Gru => 3,
-        }
-    }
-}
+use crate::weights::{check_values, TensorFile};
+use crate::{CellKind, Error, Rng, ShapeError};
 
 /// The recurrent state of a batch: h `[B, H]`, and c `[B, H]` for an LSTM (empty for a GRU).
 #[derive(Clone, Debug, PartialEq)]
@@ -104,9 +85,9 @@ impl Recurrent {
     /// A seeded random cell, uniform in ±1/sqrt(H) like PyTorch's initialisation.
     pub fn random(kind: CellKind, hidden: usize, seed: u64) -> Recurrent {
         let g = kind.gates() * hidden;
-        let (mut state, scale) = (seed, 1.0 / (hidden as f64).sqrt());
-        let weight_hh = (0..g * hidden).map(|_| uniform(&mut state, scale)).collect();
-        let bias_hh = (0..g).map(|_| uniform(&mut state, scale)).collect();
+        let (mut rng, scale) = (Rng::new(seed), 1.0 / (hidden as f64).sqrt());
+        let weight_hh = rng.vec_f32(g * hidden, scale);
+        let bias_hh = rng.vec_f32(g, scale);
         Recurrent { kind, hidden, weight_hh, bias_hh }
     }
 
@@ -150,20 +131,19 @@ impl Recurrent {
         parallel: bool,
     ) -> Result<(), ShapeError> {
         let row = batch * input;
-        if batch == 0 || x.len() % row != 0 {
+        if batch == 0 || !x.len().is_multiple_of(row) {
             return Err(ShapeError::Sequence { len: x.len(), batch, input });
         }
         let steps = x.len() / row;
         self.check(steps, batch, hs, state)?;
         let mut proj = vec![0.0; steps * batch * self.kind.gates() * self.hidden];
         project(x, &mut proj)?;
-        self.run(&proj, batch, hs, state, parallel);
-        Ok(())
+        self.run(&proj, batch, hs, state, parallel)
     }
 
     /// Check the buffers of a sequence of `steps` x `batch` rows.
     pub fn check(&self, steps: usize, batch: usize, hs: &[f32], state: &State) -> Result<(), ShapeError> {
-        let bh = batch * self.hidden;
+        let bh = batch.saturating_mul(self.hidden);
         let expect = |name, len: usize, expected| {
             if len == expected {
                 Ok(())
@@ -171,7 +151,7 @@ impl Recurrent {
                 Err(ShapeError::Buffer { name, len, expected })
             }
         };
-        expect("h_all", hs.len(), steps * bh)?;
+        expect("h_all", hs.len(), steps.saturating_mul(bh))?;
         expect("h", state.h.len(), bh)?;
         expect("c", state.c.len(), if self.kind == CellKind::Lstm { bh } else { 0 })
     }
@@ -180,10 +160,27 @@ impl Recurrent {
     /// every hidden state to `hs` `[T, B, H]` and leaving the final state in `state`. The gate
     /// buffer of each row lives in the per-thread scratch, so no step allocates (on threads,
     /// but for rayon's tasks).
-    pub fn run(&self, proj: &[f32], batch: usize, hs: &mut [f32], state: &mut State, parallel: bool) {
+    ///
+    /// The buffers are checked first: `hs` must hold whole steps of `batch` rows, `proj` as many
+    /// steps, and `state` one row per batch row (a [`ShapeError`] names the one that does not).
+    pub fn run(
+        &self,
+        proj: &[f32],
+        batch: usize,
+        hs: &mut [f32],
+        state: &mut State,
+        parallel: bool,
+    ) -> Result<(), ShapeError> {
         let (h, g) = (self.hidden, self.kind.gates() * self.hidden);
+        // Products saturate: no slice holds usize::MAX floats, so an overflow is a mismatch.
+        let steps = hs.len().checked_div(batch.saturating_mul(h)).unwrap_or(0);
+        self.check(steps, batch, hs, state)?;
+        let expected = steps.saturating_mul(batch).saturating_mul(g);
+        if proj.len() != expected {
+            return Err(ShapeError::Buffer { name: "proj", len: proj.len(), expected });
+        }
         if h == 0 || batch == 0 {
-            return; // Nothing to compute (and no rows to cut the buffers into).
+            return Ok(()); // Nothing to compute (and no rows to cut the buffers into).
         }
         let lstm = self.kind == CellKind::Lstm;
         let c_width = if lstm { h } else { 0 };
@@ -211,6 +208,7 @@ impl Recurrent {
                 rows.for_each(|row| step(row, &mut []));
             }
         }
+        Ok(())
     }
 
     /// One row of one step on two threads: this thread the first half of the hidden units, a
@@ -238,7 +236,7 @@ impl Recurrent {
             let rows = q * hidden + first..q * hidden + first + len;
             let weights = self.weight_hh[rows.start * hidden..rows.end * hidden].chunks_exact(hidden);
             for ((gate, w), b) in block.iter_mut().zip(weights).zip(&self.bias_hh[rows.clone()]) {
-                *gate = crate::kernels::dot(w, h_prev) + b;
+                *gate = kcp_core::kernels::dot(w, h_prev) + b;
             }
             if q < with_x {
                 for (gate, x) in block.iter_mut().zip(&x[rows]) {
@@ -280,7 +278,7 @@ impl Recurrent {
     }
 }
 
-/// Read a recurrent layer's weights with kcp-notes.md's names: `weight_ih.factor.{d}` (shapes
+/// Read a recurrent layer's weights with the names of docs/files.md: `weight_ih.factor.{d}` (shapes
 /// `factor_shapes`), `bias_ih`, `weight_hh` and `bias_hh`.
 pub fn load_recurrent(
     path: &std::path::Path,

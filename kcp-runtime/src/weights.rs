@@ -1,4 +1,4 @@
-//! Weights of a KCP layer and their safetensors files (kcp-notes.md section 4): tensors
+//! Weights of a KCP layer and their safetensors files (docs/files.md): tensors
 //! `factor.0` .. `factor.{D-1}`, each `[R, m_d, n_d]` f32, and optionally `bias` `[M]`.
 
 use std::collections::HashMap;
@@ -6,7 +6,7 @@ use std::path::Path;
 
 use safetensors::{Dtype, SafeTensors};
 
-use crate::Error;
+use crate::{Error, Rng};
 
 /// A named f32 tensor: name, shape, values.
 pub type NamedTensor = (String, Vec<usize>, Vec<f32>);
@@ -33,17 +33,17 @@ impl Weights {
     /// factor d is uniform in ±sqrt(3 / n_d) R^(-1/2D), so that
     /// Var W[i, j] = R * prod_d (1 / n_d) R^(-1/D) = 1/N; the bias is uniform in ±1/sqrt(N).
     pub fn random(factor_shapes: &[[usize; 3]], bias_len: Option<usize>, seed: u64) -> Weights {
-        let mut state = seed;
+        let mut rng = Rng::new(seed);
         let modes = factor_shapes.len().max(1) as f64;
         let n: usize = factor_shapes.iter().map(|s| s[2]).product();
         let factors = factor_shapes
             .iter()
             .map(|&[r, m, nd]| {
                 let scale = (3.0 / nd as f64).sqrt() * (r as f64).powf(-0.5 / modes);
-                (0..r * m * nd).map(|_| uniform(&mut state, scale)).collect()
+                rng.vec_f32(r * m * nd, scale)
             })
             .collect();
-        let bias = bias_len.map(|m| (0..m).map(|_| uniform(&mut state, 1.0 / (n as f64).sqrt())).collect());
+        let bias = bias_len.map(|m| rng.vec_f32(m, 1.0 / (n as f64).sqrt()));
         Weights { factors, bias }
     }
 
@@ -131,16 +131,6 @@ impl Weights {
         }
         out
     }
-}
-
-/// The next value of a SplitMix64 stream, uniform in ±scale.
-pub(crate) fn uniform(state: &mut u64, scale: f64) -> f32 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
-    ((2.0 * (z >> 11) as f64 / (1u64 << 53) as f64 - 1.0) * scale) as f32
 }
 
 pub(crate) fn check_values(name: &str, values: &[f32], shape: &[usize]) -> Result<(), Error> {

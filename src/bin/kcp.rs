@@ -1,5 +1,5 @@
 //! The `kcp` command line: plan, emit, run and compress KCP layers from shapes and weight files
-//! (the contract of kcp-notes.md section 6). Bad input gives one line on stderr and exit code 2.
+//! (the contract of docs/cli.md). Bad input gives one line on stderr and exit code 2.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -142,7 +142,7 @@ fn compile_layer(layer: &LayerArgs, cell: Option<(CellKind, usize)>) -> Result<C
 /// The hidden size of a cell whose gates fill the output shape.
 fn hidden(layer: &LayerArgs, kind: CellKind) -> Result<usize> {
     let m: usize = layer.out_shape.0.iter().product();
-    if m == 0 || m % kind.gates() != 0 {
+    if m == 0 || !m.is_multiple_of(kind.gates()) {
         return Err(format!("out_shape multiplies to {m}, not a multiple of the {} gates of the cell", kind.gates()));
     }
     Ok(m / kind.gates())

@@ -6,7 +6,7 @@
 use proc_macro2::{Ident, Literal, Span, TokenStream};
 use quote::{format_ident, quote};
 
-use kcp_runtime::{Buffer, Gemm, Inner, Kernel, Program};
+use kcp_core::{Buffer, Gemm, Inner, Kernel, Program};
 
 use crate::loops::statements;
 
@@ -214,9 +214,9 @@ pub fn prep_fn(program: &Program, name: &str) -> TokenStream {
 }
 
 /// `fn {name}(x_row, y_row, scratch, factors, pre-products)`: one row of y (already holding
-/// the bias or zeros) from one row of x; and `{name}_avx2`, the same compiled for AVX2 + FMA.
+/// the bias or zeros) from one row of x. It is `#[inline(always)]`, so that [`row_call`]
+/// compiles it into the runtime's dispatch, once per instruction set.
 pub fn row_fn(program: &Program, name: &str) -> TokenStream {
-    let avx2 = format_ident!("{name}_avx2");
     let name = Ident::new(name, Span::call_site());
     let scratch = lit(program.scratch_len);
     let kernels = program.call.iter().map(|kernel| {
@@ -239,13 +239,6 @@ pub fn row_fn(program: &Program, name: &str) -> TokenStream {
         __kcp_p: &[::std::vec::Vec<f32>],
     };
     quote! {
-        /// The row kernel compiled for AVX2 + FMA; call it only where the CPU has both.
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx2,fma")]
-        fn #avx2(#params) {
-            Self::#name(__kcp_x, __kcp_y, __kcp_s, __kcp_f, __kcp_p)
-        }
-
         #[inline(always)]
         fn #name(#params) {
             let (__kcp_s0, __kcp_s1) = __kcp_s.split_at_mut(#scratch);
@@ -254,17 +247,12 @@ pub fn row_fn(program: &Program, name: &str) -> TokenStream {
     }
 }
 
-/// The call of the row function `name` on `x, y, s, f, p`: its AVX2 + FMA copy where the CPU
-/// has both, else the portable one.
+/// The call of the row function `name` on `x, y, s, f, p` through the runtime's dispatch
+/// (`kcp::__private::dispatch`), which inlines it into a copy compiled for the best instruction
+/// set the CPU has. Generated code stays safe Rust: the dispatch owns the one `unsafe`.
 pub fn row_call(name: &str) -> TokenStream {
-    let avx2 = format_ident!("{name}_avx2");
     let name = Ident::new(name, Span::call_site());
     quote! {
-        #[cfg(target_arch = "x86_64")]
-        if ::kcp::__private::has_avx2_fma() {
-            // SAFETY: the CPU has AVX2 and FMA, checked just above.
-            return unsafe { Self::#avx2(x, y, s, f, p) };
-        }
-        Self::#name(x, y, s, f, p)
+        ::kcp::__private::dispatch(#[inline(always)] || Self::#name(x, y, s, f, p))
     }
 }

@@ -8,35 +8,11 @@ mod reference;
 pub use interp::interpret;
 pub use reference::{dense_forward, dense_weight};
 
-/// A small deterministic generator of test data (SplitMix64), uniform in [-1, 1).
-#[derive(Clone, Debug)]
-pub struct Rng(u64);
+pub use kcp_core::Rng;
 
-impl Rng {
-    /// A generator from a seed.
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-
-    /// The next value in [-1, 1).
-    pub fn next_f64(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 52) as f64 - 1.0
-    }
-
-    /// `len` values in [-1, 1).
-    pub fn vec(&mut self, len: usize) -> Vec<f64> {
-        (0..len).map(|_| self.next_f64()).collect()
-    }
-
-    /// Random factors `[R, m_d, n_d]` for a spec.
-    pub fn factors(&mut self, spec: &crate::ValidSpec) -> Vec<Vec<f64>> {
-        (0..spec.modes()).map(|d| self.vec(spec.rank() * spec.out_shape()[d] * spec.in_shape()[d])).collect()
-    }
+/// Random factors `[R, m_d, n_d]` for a spec, uniform in [-1, 1).
+pub fn random_factors(rng: &mut Rng, spec: &crate::ValidSpec) -> Vec<Vec<f64>> {
+    (0..spec.modes()).map(|d| rng.vec(spec.rank() * spec.out_shape()[d] * spec.in_shape()[d])).collect()
 }
 
 /// The Frobenius norm of `a - b` over that of `b`; 0 when both are zero.
@@ -53,7 +29,7 @@ pub fn relative_error(a: &[f64], b: &[f64]) -> f64 {
 /// Run a loop nest row by row, or block by block of [`LoopNest::lanes`] interleaved rows (the
 /// last block padded with zero rows): the loop-nest interpreter (in f64 for exact checks; in f32
 /// it runs the same kernels as a layer).
-pub fn run_nest<T: kcp_runtime::Real>(nest: &crate::LoopNest, x: &[T], factors: &[Vec<T>], batch: usize) -> Vec<T> {
+pub fn run_nest<T: kcp_core::Real>(nest: &crate::LoopNest, x: &[T], factors: &[Vec<T>], batch: usize) -> Vec<T> {
     let (n, m, lanes) = (nest.input_size(), nest.output_size(), nest.lanes);
     let prep = nest.prepare(factors);
     let mut scratch = vec![T::ZERO; 2 * nest.scratch_len];

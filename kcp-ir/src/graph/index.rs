@@ -2,7 +2,7 @@
 //!
 //! Every tensor lays its indices out in one global order, `b, r, i1, j1, i2, j2, ...`, so that
 //! `x` is `[b, j1..jD]`, `A_d` is `[r, i_d, j_d]` and `y` is `[b, i1..iD]`: exactly the row-major
-//! layouts of kcp-notes.md. An [`IndexSet`] iterates in that order.
+//! layouts of docs/format.md. An [`IndexSet`] iterates in that order.
 
 use std::fmt;
 use std::str::FromStr;

@@ -33,7 +33,7 @@
 //! runs of a few floats per row, become GEMMs whose columns are the rows of the batch: whole
 //! vectors instead of one 4-float axpy per weight ([`interleave`] decides when it pays).
 
-use kcp_runtime::{Buffer, Gemm, Inner, Kernel, Loop, Program};
+use kcp_core::{Buffer, Gemm, Inner, Kernel, Loop, Program};
 
 use crate::graph::{ContractionGraph, Index, IndexSet};
 use crate::plan::{Phase, Plan, Value};

@@ -20,15 +20,59 @@ pub fn rules() -> Vec<Rewrite<Contraction, Operands>> {
 #[cfg(test)]
 mod tests {
     //! Soundness: both sides of every rule, instantiated with disjoint operand subtrees of random
-    //! small layers, evaluate to the same tensor.
+    //! small layers, evaluate to the same tensor. Each side is evaluated as written, operand
+    //! order kept ([`evaluate`] lays a contraction's result out as its left operand's indices,
+    //! then its right operand's), not through a `Plan`, which orders operands canonically and
+    //! would make `(* a b)` and `(* b a)` the same plan.
 
     use egg::{PatternAst, Var};
 
     use super::*;
-    use crate::eval::{interpret, relative_error, Rng};
-    use crate::graph::Operand;
-    use crate::plan::{Plan, Tree};
-    use crate::{compile, Options, Spec};
+    use crate::eval::{dense_forward, random_factors, relative_error, Rng};
+    use crate::graph::{ContractionGraph, Index, Operand};
+    use crate::plan::Tree;
+    use crate::{validate, Spec};
+
+    /// A dense tensor whose indices are laid out in the order listed (row-major).
+    struct Tensor {
+        indices: Vec<Index>,
+        data: Vec<f64>,
+    }
+
+    impl Tensor {
+        /// The position of an index assignment (`value` gives each index's value).
+        fn offset(&self, graph: &ContractionGraph, value: &dyn Fn(Index) -> usize) -> usize {
+            self.indices.iter().fold(0, |at, &i| at * graph.size(i) as usize + value(i))
+        }
+    }
+
+    /// The tree evaluated pairwise as written: x and the factors in their own layouts at the
+    /// leaves; each contraction sums over every index no other operand (or y) needs.
+    fn evaluate(graph: &ContractionGraph, tree: &Tree, x: &[f64], factors: &[Vec<f64>]) -> Tensor {
+        match tree {
+            Tree::Leaf(op) => {
+                let data = match op {
+                    Operand::Input => x.to_vec(),
+                    Operand::Factor(d) => factors[*d].clone(),
+                };
+                Tensor { indices: graph.indices(*op).iter().collect(), data }
+            }
+            Tree::Contract(l, r) => {
+                let (a, b) = (evaluate(graph, l, x, factors), evaluate(graph, r, x, factors));
+                let kept = graph.open_indices(l.operands().union(r.operands()));
+                let mut all = a.indices.clone();
+                all.extend(b.indices.iter().filter(|i| !a.indices.contains(i)));
+                let indices: Vec<Index> = all.iter().copied().filter(|&i| kept.contains(i)).collect();
+                let volume = |list: &[Index]| list.iter().map(|&i| graph.size(i) as usize).product::<usize>();
+                let mut out = Tensor { data: vec![0.0; volume(&indices)], indices };
+                for_each_assignment(graph, &all, |value| {
+                    let (o, ia, ib) = (out.offset(graph, value), a.offset(graph, value), b.offset(graph, value));
+                    out.data[o] += a.data[ia] * b.data[ib];
+                });
+                out
+            }
+        }
+    }
 
     /// The tree a pattern denotes once each variable is bound to a subtree.
     fn instantiate(ast: &PatternAst<Contraction>, bind: &dyn Fn(Var) -> Tree) -> Tree {
@@ -60,41 +104,80 @@ mod tests {
             [leaf(2), leaf(1), x_a1],
             [leaf(0), Tree::contract(leaf(1), leaf(2)), Tree::Leaf(Operand::Input)],
         ];
-        let options = Options { max_prep_elems: u64::MAX, ..Options::default() };
         let mut checked = 0;
         for rule in rules() {
             let lhs = rule.searcher.get_pattern_ast().unwrap();
             let rhs = rule.applier.get_pattern_ast().unwrap();
             let vars = rule.searcher.vars();
             for spec in &specs {
-                let c = compile(spec, &options).unwrap();
+                let spec = validate(spec).unwrap();
+                let graph = ContractionGraph::new(&spec);
                 let mut rng = Rng::new(7);
-                let factors = rng.factors(&c.spec);
-                let x = rng.vec(c.spec.cost_batch() * c.spec.input_size());
+                let factors = random_factors(&mut rng, &spec);
+                let x = rng.vec(spec.cost_batch() * spec.input_size());
+                let want = dense_forward(&spec, &factors, &x, spec.cost_batch());
                 for binding in &bindings {
                     let bind = |v: Var| binding[vars.iter().position(|u| *u == v).unwrap()].clone();
-                    let (l, r) = (instantiate(lhs, &bind), instantiate(rhs, &bind));
+                    let (mut l, mut r) = (instantiate(lhs, &bind), instantiate(rhs, &bind));
                     if vars.len() == 2 {
                         // Commutativity binds two subtrees: join the third on top.
-                        let (l, r) = (Tree::contract(l, binding[2].clone()), Tree::contract(r, binding[2].clone()));
-                        checked += check(&c, &l, &r, &x, &factors);
-                    } else {
-                        checked += check(&c, &l, &r, &x, &factors);
+                        (l, r) = (Tree::contract(l, binding[2].clone()), Tree::contract(r, binding[2].clone()));
                     }
+                    assert_ne!(l, r);
+                    let [yl, yr] = [&l, &r].map(|t| in_y_layout(&graph, &evaluate(&graph, t, &x, &factors)));
+                    assert!(relative_error(&yl, &want) < 1e-12, "{}: {l:?} against the dense reference", rule.name);
+                    assert!(relative_error(&yr, &want) < 1e-12, "{}: {r:?} against the dense reference", rule.name);
+                    checked += 1;
                 }
             }
         }
         assert_eq!(checked, 2 * 3 * 4);
     }
 
-    fn check(c: &crate::Compiled, l: &Tree, r: &Tree, x: &[f64], factors: &[Vec<f64>]) -> usize {
-        assert_ne!(l, r);
-        let run = |t: &Tree| {
-            let plan = Plan::new(&c.graph, t, c.spec.batch(), u64::MAX);
-            interpret(&plan, &c.graph, x, factors, c.spec.cost_batch())
-        };
-        let (yl, yr) = (run(l), run(r));
-        assert!(relative_error(&yl, &yr) < 1e-12, "{l:?} vs {r:?}");
-        1
+    /// The evaluator keeps operand order: `x * A1` and `A1 * x` lay their results out
+    /// differently (so the commutativity cases above compare two layouts), and agree once both
+    /// are read in y's layout.
+    #[test]
+    fn evaluation_keeps_operand_order() {
+        let spec = validate(&Spec::new(&[2, 3], &[3, 2], 2).with_batch(2)).unwrap();
+        let graph = ContractionGraph::new(&spec);
+        let mut rng = Rng::new(3);
+        let factors = random_factors(&mut rng, &spec);
+        let x = rng.vec(spec.cost_batch() * spec.input_size());
+        let (xl, a1) = (Tree::Leaf(Operand::Input), Tree::Leaf(Operand::Factor(0)));
+        let xa = evaluate(&graph, &Tree::contract(xl.clone(), a1.clone()), &x, &factors);
+        let ax = evaluate(&graph, &Tree::contract(a1, xl), &x, &factors);
+        assert_eq!(xa.indices[0], Index::Batch);
+        assert_eq!(ax.indices[0], Index::Rank);
+        assert_ne!(xa.data, ax.data);
+        let same = |i: &[Index]| i.iter().copied().collect::<crate::graph::IndexSet>();
+        assert_eq!(same(&xa.indices), same(&ax.indices));
+    }
+
+    /// A result over y's indices, laid out as y is.
+    fn in_y_layout(graph: &ContractionGraph, t: &Tensor) -> Vec<f64> {
+        let mut y = Tensor { data: vec![0.0; t.data.len()], indices: graph.output_indices().iter().collect() };
+        let order = y.indices.clone();
+        for_each_assignment(graph, &order, |value| {
+            let o = y.offset(graph, value);
+            y.data[o] = t.data[t.offset(graph, value)];
+        });
+        y.data
+    }
+
+    /// `f` on every assignment of values to `indices` (the last one fastest).
+    fn for_each_assignment(graph: &ContractionGraph, indices: &[Index], mut f: impl FnMut(&dyn Fn(Index) -> usize)) {
+        let volume: usize = indices.iter().map(|&i| graph.size(i) as usize).product();
+        let mut digits = vec![0usize; indices.len()];
+        for _ in 0..volume {
+            f(&|i: Index| digits[indices.iter().position(|&k| k == i).unwrap_or(0)]);
+            for (k, digit) in digits.iter_mut().enumerate().rev() {
+                *digit += 1;
+                if *digit < graph.size(indices[k]) as usize {
+                    break;
+                }
+                *digit = 0;
+            }
+        }
     }
 }

@@ -7,7 +7,7 @@ mod validate;
 
 use std::fmt;
 
-pub use kcp_runtime::CellKind;
+pub use kcp_core::CellKind;
 
 pub use validate::validate;
 

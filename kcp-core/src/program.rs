@@ -56,9 +56,15 @@ pub struct Loop {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Inner {
     /// `out[o + k] += w[iw] * a[ia + k]` for k < len.
-    Axpy { len: usize },
+    Axpy {
+        /// The run's length.
+        len: usize,
+    },
     /// `out[o] += sum_k a[ia + k] * w[iw + k]` for k < len.
-    Dot { len: usize },
+    Dot {
+        /// The run's length.
+        len: usize,
+    },
     /// The small matrix product `g` at `out[o..]`, `a[ia..]`, `w[iw..]` (see [`Gemm`]).
     Gemm(Gemm),
     /// The same with the operands exchanged: `w[iw..]` supplies the columns (`g`'s `a`) and

@@ -1,0 +1,96 @@
+use super::*;
+use crate::Rng;
+
+/// The f32 product (the AVX2 micro-kernel where the CPU has it) against the portable f64
+/// one, over row counts around the blocks of four and eight, runs around the vectors of 8
+/// and 16 (including masked tails), padded strides, sums over one index or two, transposed
+/// `a` (packed, or too large to pack), adding to `out` or overwriting it (the padding
+/// between rows untouched either way), and every dimension 0 on every path (slices exactly
+/// as long as the extents, empty where those are 0: no kernel may form a pointer past them).
+#[test]
+fn gemm_matches_the_portable_product() {
+    let mut rng = Rng::new(0x2545_f491_4f6c_dd1d);
+    let mut next = move || rng.next_f64() as f32 / 2.0;
+    for rows in 0..=9 {
+        for (depth, outer) in [(0, 1), (1, 0), (0, 0), (1, 1), (2, 1), (5, 1), (2, 3), (5, 2)] {
+            let shapes = (0..=40).chain([63, 64, 65, 360]).flat_map(|l| [(l, false), (l, true)]);
+            for ((len, transposed), overwrite) in shapes.flat_map(|s| [(s, false), (s, true)]) {
+                let (a_row, a_col) = if transposed { (1, depth + 1) } else { (len + depth % 2, 1) };
+                let a_outer = if transposed { a_col * len + 1 } else { depth * a_row + 1 };
+                let out_row = len + rows % 3;
+                let g = Gemm {
+                    out_row,
+                    a_row,
+                    a_col,
+                    w_row: outer * (depth + 2),
+                    outer,
+                    a_outer,
+                    w_outer: depth + 2,
+                    overwrite,
+                    ..Gemm::row_major(rows, depth, len)
+                };
+                let [o, ia, iw] = g.extents().unwrap();
+                let a: Vec<f32> = (0..ia).map(|_| next()).collect();
+                let w: Vec<f32> = (0..iw).map(|_| next()).collect();
+                let start: Vec<f32> = (0..o).map(|_| next()).collect();
+                let mut out = start.clone();
+                gemm(&mut out, &a, &w, g);
+                let mut want: Vec<f64> = start.iter().map(|&v| f64::from(v)).collect();
+                let (a64, w64): (Vec<f64>, Vec<f64>) =
+                    (a.iter().map(|&v| f64::from(v)).collect(), w.iter().map(|&v| f64::from(v)).collect());
+                gemm(&mut want, &a64, &w64, g);
+                for (k, (&got, &want)) in out.iter().zip(&want).enumerate() {
+                    assert!((f64::from(got) - want).abs() < 1e-5, "{g:?} at {k}: {got} vs {want}");
+                }
+            }
+        }
+    }
+}
+
+/// A product that streams the next row of x (the slice of `a` going on past its extent, or
+/// not far enough) computes the same as one that does not.
+#[test]
+fn streaming_the_next_row_changes_nothing() {
+    for (rows, depth, len) in [(4, 20, 360), (5, 3, 18), (4, 8, 512), (2, 4, 513)] {
+        let slab = depth * len;
+        let a: Vec<f32> = (0..3 * slab).map(|v| (v % 17) as f32 - 8.0).collect();
+        let w: Vec<f32> = (0..rows * depth).map(|v| (v % 5) as f32 - 2.0).collect();
+        let plain = Gemm::row_major(rows, depth, len);
+        let mut want = vec![0.0f32; rows * len];
+        gemm(&mut want, &a, &w, plain);
+        // The next row right after this one, further on, or cut short by the slice.
+        for (stream, a_len) in [(slab, 2 * slab), (slab + 7, 3 * slab), (slab, 2 * slab - 1)] {
+            let mut got = vec![f32::NAN; rows * len];
+            gemm(&mut got, &a[..a_len], &w, Gemm { stream, ..plain });
+            assert_eq!(got, want, "{rows}x{depth}x{len}, stream {stream}, a of {a_len}");
+        }
+    }
+}
+
+/// The tiled transpose against the definition, over sizes around and across the tiles.
+#[test]
+fn transpose_moves_every_element() {
+    for rows in [0, 1, 3, 8, 9, 16, 17] {
+        for cols in [0, 1, 7, 8, 12, 24, 64] {
+            let from: Vec<f32> = (0..rows * cols).map(|v| v as f32).collect();
+            let mut to = vec![f32::NAN; rows * cols];
+            transpose(&from, &mut to, rows, cols);
+            for r in 0..rows {
+                for c in 0..cols {
+                    assert_eq!(to[c * rows + r], from[r * cols + c], "{rows}x{cols} at ({r}, {c})");
+                }
+            }
+        }
+    }
+}
+
+/// Strides whose extents overflow, or slices too short, never reach the unchecked kernel:
+/// the portable form panics on its first out-of-range index instead.
+#[test]
+fn gemm_out_of_range_panics() {
+    let g = Gemm { out_row: usize::MAX / 2 + 1, w_row: 1, overwrite: false, ..Gemm::row_major(3, 1, 8) };
+    assert!(g.extents().is_none());
+    assert!(std::panic::catch_unwind(|| gemm(&mut [0.0f32; 24], &[0.0; 8], &[0.0; 3], g)).is_err());
+    let short = Gemm { out_row: 8, ..g };
+    assert!(std::panic::catch_unwind(|| gemm(&mut [0.0f32; 23], &[0.0; 8], &[0.0; 3], short)).is_err());
+}

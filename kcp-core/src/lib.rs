@@ -1,0 +1,20 @@
+//! kcp-core: what kcp's compiler (`kcp-ir`) and its runtime (`kcp-runtime`) share, with no
+//! dependencies beyond std, so that the proc macro builds none of the runtime's (rayon,
+//! safetensors).
+//!
+//! - [`Program`]: the loop-nest form of a planned layer, the compiler's lowering target, with
+//!   its reference execution ([`Program::run_row`]) that the runtime's executor drives;
+//! - [`kernels`]: the micro-kernels every program and every generated layer runs;
+//! - [`CellKind`], the recurrent cells, and [`Rng`], the one random number generator.
+
+#![warn(missing_docs)]
+
+mod cell;
+pub mod kernels;
+mod program;
+mod rng;
+
+pub use cell::CellKind;
+pub use kernels::{Gemm, Real};
+pub use program::{Buffer, Inner, Kernel, Loop, Program};
+pub use rng::Rng;
