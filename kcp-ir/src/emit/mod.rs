@@ -40,6 +40,26 @@ pub fn layer(compiled: &Compiled, half: Option<&Compiled>, item: &Item) -> Token
     }
 }
 
+/// The item a declaration with errors expands to, beside its `compile_error!`s: the layer of a
+/// stand-in spec with the declared spec's API (the same modes D, bias and cell kind, where the
+/// declaration got them right; every size 1), emitted by [`layer`] itself, so that the stub
+/// and the real API cannot drift apart and one typo gives one error. `cell` says whether the
+/// declaration is of a recurrent cell (even one whose kind is malformed, taken as an LSTM).
+pub fn stub(spec: &crate::Spec, cell: bool, item: &Item) -> TokenStream {
+    let modes = spec.in_shape.len().max(spec.out_shape.len()).clamp(1, crate::limits::MAX_MODES);
+    let kind = spec.cell.map_or(crate::CellKind::Lstm, |c| c.kind);
+    let mut out_shape = vec![1; modes];
+    if cell {
+        out_shape[0] = kind.gates();
+    }
+    let mut stand_in = crate::Spec::new(&vec![1; modes], &out_shape, 1).with_bias(spec.bias);
+    if cell {
+        stand_in = stand_in.with_cell(kind, 1);
+    }
+    crate::compile(&stand_in, &crate::Options::default())
+        .map_or_else(|_| TokenStream::new(), |compiled| layer(&compiled, None, item))
+}
+
 fn cell_layer(compiled: &Compiled, half: Option<&Compiled>, item: &Item, cell: crate::Cell) -> TokenStream {
     let Item { attrs, vis, name, .. } = item;
     let input_name = quote::format_ident!("__Kcp{}Input", name);
