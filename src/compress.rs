@@ -11,7 +11,7 @@
 use faer::linalg::solvers::Solve;
 use faer::Mat;
 
-use kcp_ir::eval::Rng;
+use kcp_runtime::Rng;
 use kcp_runtime::Weights;
 
 /// Knobs of the fit.

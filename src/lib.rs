@@ -1,19 +1,54 @@
 //! kcp: a tensor-algebra compiler that makes Kronecker CP (KCP) compressed layers fast.
 //!
-//! A KCP weight `W = sum_r A1[r] (x) ... (x) AD[r]` compresses a huge input-to-hidden matrix by
-//! 10^4-10^5x; kcp plans the order of the multiplication by e-graph rewriting so that the
-//! compressed layer is also the fast one.
-//!
 //! - [`kcp_layer!`] declares a layer whose forward pass is specialised Rust emitted at compile
 //!   time from the planner's chosen plan;
-//! - [`ir`] is the compiler itself, for shapes known at run time (with [`Executor`]).
+//! - [`ir`] is the compiler itself, for shapes known at run time (with [`Executor`]);
+//! - [`compress`] fits KCP factors to a dense weight, [`npy`] reads and writes activations.
+//!
+//! The rest of this page is the repository's README; its examples are compiled and run as
+//! tests.
+#![doc = ""]
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
 
 pub use kcp_ir as ir;
-pub use kcp_macros::kcp_layer;
 pub use kcp_runtime::{
-    save, CellKind, Error, Executor, NamedTensor, Program, Recurrent, RecurrentExecutor, ShapeError, State, TensorFile,
-    Weights, PAR_MIN_MACS,
+    save, CellKind, Error, Executor, NamedTensor, Program, Recurrent, RecurrentExecutor, Rng, ShapeError, State,
+    TensorFile, Weights, PAR_MIN_MACS,
 };
+
+/// Declare a KCP layer whose forward pass is compiled from the planner's cheapest plan.
+///
+/// The declaration names the struct and gives its shapes and rank; optional keys are `bias`
+/// (default `false`), `threads` (the most threads `forward_par` uses; default all of rayon's
+/// pool) and, for a recurrent layer, `cell: lstm` or `cell: gru` with `hidden: H` (the output
+/// shape then multiplies to 4H or 3H, the gates stacked as PyTorch stacks them).
+///
+/// ```
+/// kcp::kcp_layer! {
+///     /// The input projection of a small speech model: 256 = 4x8x8 features to 4x64 gates.
+///     pub struct Speech {
+///         in_shape: [4, 8, 8],
+///         out_shape: [4, 8, 8],
+///         rank: 2,
+///         bias: true,
+///     }
+/// }
+///
+/// let layer = Speech::random(1);
+/// let x = vec![1.0f32; 3 * Speech::IN];
+/// let mut y = vec![0.0f32; 3 * Speech::OUT];
+/// layer.forward(&x, &mut y).unwrap();
+/// assert_eq!(Speech::FACTOR_SHAPES, [[2, 4, 4], [2, 8, 8], [2, 8, 8]]);
+/// assert_eq!(Speech::PARAMS, 2 * (16 + 64 + 64));
+/// ```
+///
+/// A mistake in the declaration is a compile error at the offending token:
+///
+/// ```compile_fail
+/// kcp::kcp_layer! { struct Bad { in_shape: [4, 8], out_shape: [4, 0], rank: 2 } }
+/// ```
+pub use kcp_macros::kcp_layer;
 
 #[doc(hidden)]
 pub use kcp_runtime::__private;

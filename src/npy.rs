@@ -11,19 +11,44 @@ use npyz::WriterBuilder;
 pub enum NpyError {
     /// The file could not be read or written.
     #[error("cannot access {}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// The file is not a valid `.npy`.
     #[error("{} is not a valid .npy file: {message}", path.display())]
-    Format { path: PathBuf, message: String },
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said.
+        message: String,
+    },
     /// The array is not little-endian f32.
     #[error("{} holds {dtype} values, expected float32 ('<f4')", path.display())]
-    Dtype { path: PathBuf, dtype: String },
+    Dtype {
+        /// The file.
+        path: PathBuf,
+        /// The dtype found.
+        dtype: String,
+    },
     /// The array is in Fortran order.
     #[error("{} is in Fortran order, expected C order", path.display())]
-    Order { path: PathBuf },
+    Order {
+        /// The file.
+        path: PathBuf,
+    },
     /// The array holds a NaN or an infinity.
     #[error("{} holds a non-finite value ({value}) at element {index}", path.display())]
-    NonFinite { path: PathBuf, index: usize, value: f32 },
+    NonFinite {
+        /// The file.
+        path: PathBuf,
+        /// The position of the first such element.
+        index: usize,
+        /// The value found there.
+        value: f32,
+    },
 }
 
 /// An f32 array read from a `.npy` file.

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use kcp::ir::eval::{dense_forward, relative_error};
+use kcp::ir::test::{dense_forward, relative_error};
 use kcp::ir::{compile, Options, Spec};
 use kcp::{npy, save, CellKind, Executor, Recurrent, RecurrentExecutor, State, Weights};
 

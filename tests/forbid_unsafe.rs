@@ -16,6 +16,6 @@ fn layers_run_in_a_crate_without_unsafe() {
     assert!(y.iter().all(|v| v.is_finite()));
     let cell = Cell::random(2);
     let (mut hs, mut state) = (vec![0.0; 2 * Cell::HIDDEN], Cell::zero_state(1));
-    cell.forward(&vec![1.0; 2 * Cell::IN], 1, &mut hs, &mut state).unwrap();
+    cell.forward(&[1.0; 2 * Cell::IN], 1, &mut hs, &mut state).unwrap();
     assert!(hs.iter().all(|v| v.is_finite()));
 }

@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use kcp::ir::eval::{dense_forward, relative_error, Rng};
+use kcp::ir::test::{dense_forward, relative_error, Rng};
 use kcp::ir::{compile, Options, Spec};
 use kcp::{kcp_layer, Executor, Weights};
 

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use kcp::__private::{CellKind, Recurrent, State};
-use kcp::ir::eval::{dense_weight, relative_error, Rng};
+use kcp::ir::test::{dense_weight, relative_error, Rng};
 use kcp::ir::{compile, Options, Spec};
 use kcp::{kcp_layer, Executor, RecurrentExecutor, Weights};
 use proptest::prelude::*;

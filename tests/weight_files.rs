@@ -98,7 +98,7 @@ fn dense_weight_matches_the_f64_reference() {
     let compiled = kcp::ir::compile(&kcp::ir::Spec::new(&[6, 5], &[4, 3], 2), &Default::default()).unwrap();
     let factors: Vec<Vec<f64>> =
         layer.weights().factors.iter().map(|f| f.iter().map(|&v| v as f64).collect()).collect();
-    let reference = kcp::ir::eval::dense_weight(&compiled.spec, &factors);
+    let reference = kcp::ir::test::dense_weight(&compiled.spec, &factors);
     let dense: Vec<f64> = layer.weights().dense(&Kt::FACTOR_SHAPES).iter().map(|&v| v as f64).collect();
-    assert!(kcp::ir::eval::relative_error(&dense, &reference) < 1e-6);
+    assert!(kcp::ir::test::relative_error(&dense, &reference) < 1e-6);
 }

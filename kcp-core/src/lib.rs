@@ -16,5 +16,5 @@ mod rng;
 
 pub use cell::CellKind;
 pub use kernels::{Gemm, Real};
-pub use program::{Buffer, Inner, Kernel, Loop, Program};
+pub use program::{Buffer, Inner, Kernel, Loop, Program, RowsFromA};
 pub use rng::Rng;

@@ -65,11 +65,61 @@ pub enum Inner {
         /// The run's length.
         len: usize,
     },
-    /// The small matrix product `g` at `out[o..]`, `a[ia..]`, `w[iw..]` (see [`Gemm`]).
-    Gemm(Gemm),
-    /// The same with the operands exchanged: `w[iw..]` supplies the columns (`g`'s `a`) and
-    /// `a[ia..]` the rows (`g`'s `w`).
-    GemmSwapped(Gemm),
+    /// The small matrix product `shape` at `out[o..]`, `a[ia..]`, `w[iw..]` (see [`Gemm`]): `a`
+    /// supplies the columns, `w` the rows.
+    Gemm {
+        /// The product.
+        shape: Gemm,
+        /// Whether generated code writes it out as its axpys (a few dozen vector FMAs, cheaper
+        /// than a call) instead of calling the micro-kernel. The executor always calls.
+        written_out: bool,
+    },
+    /// A small matrix product whose rows come from `a` and whose columns from `w` (see
+    /// [`RowsFromA`]).
+    GemmRowsFromA {
+        /// The product.
+        shape: RowsFromA,
+        /// Whether generated code writes it out as its dots instead of calling the micro-kernel.
+        written_out: bool,
+    },
+}
+
+/// The shape of a small matrix product whose rows come from `a` and whose columns from `w`,
+/// both contiguous over the sum: `out[m * out_row + q] (+)= sum_k a[m * a_row + k] *
+/// w[q * w_col + k]` for `m < rows`, `q < len`, `k < depth` (the last step of a plan whose
+/// output's last mode is a mode of the weight only). The micro-kernel runs it as [`Gemm`] with
+/// the operands exchanged ([`RowsFromA::gemm`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RowsFromA {
+    /// Rows of `out`, from `a`.
+    pub rows: usize,
+    /// The summed index, contiguous in `a` and `w`.
+    pub depth: usize,
+    /// Columns of `out` (contiguous there), from `w`.
+    pub len: usize,
+    /// Stride of `out` per row.
+    pub out_row: usize,
+    /// Stride of `a` per row.
+    pub a_row: usize,
+    /// Stride of `w` per column.
+    pub w_col: usize,
+    /// Whether the product overwrites `out` instead of adding to it.
+    pub overwrite: bool,
+}
+
+impl RowsFromA {
+    /// The product as the micro-kernel's [`Gemm`], whose `a` (the columns) is this product's
+    /// `w`, read transposed, and whose `w` (the rows) is this product's `a`.
+    pub fn gemm(&self) -> Gemm {
+        Gemm {
+            out_row: self.out_row,
+            a_row: 1,
+            a_col: self.w_col,
+            w_row: self.a_row,
+            overwrite: self.overwrite,
+            ..Gemm::row_major(self.rows, self.depth, self.len)
+        }
+    }
 }
 
 /// One pairwise contraction as a loop nest.
@@ -193,8 +243,8 @@ impl Kernel {
             match self.inner {
                 Inner::Axpy { len } => axpy(&mut out[o..o + len], &a[ia..ia + len], w[iw]),
                 Inner::Dot { len } => out[o] += dot(&a[ia..ia + len], &w[iw..iw + len]),
-                Inner::Gemm(g) => gemm(&mut out[o..], &a[ia..], &w[iw..], g),
-                Inner::GemmSwapped(g) => gemm(&mut out[o..], &w[iw..], &a[ia..], g),
+                Inner::Gemm { shape, .. } => gemm(&mut out[o..], &a[ia..], &w[iw..], shape),
+                Inner::GemmRowsFromA { shape, .. } => gemm(&mut out[o..], &w[iw..], &a[ia..], shape.gemm()),
             }
             return;
         };
@@ -208,7 +258,9 @@ impl Kernel {
 impl fmt::Display for Kernel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "{}", self.comment)?;
-        let assigns = self.zero || matches!(self.inner, Inner::Gemm(g) | Inner::GemmSwapped(g) if g.overwrite);
+        let assigns = self.zero
+            || matches!(self.inner, Inner::Gemm { shape: Gemm { overwrite: true, .. }, .. })
+            || matches!(self.inner, Inner::GemmRowsFromA { shape: RowsFromA { overwrite: true, .. }, .. });
         write!(f, "  {}[{}] {}= {} * {}", self.out, self.out_len, if assigns { "" } else { "+" }, self.a, self.w)?;
         writeln!(f)?;
         for (depth, l) in self.loops.iter().enumerate() {
@@ -224,27 +276,44 @@ impl fmt::Display for Kernel {
             )?;
         }
         let indent = 2 * self.loops.len();
+        let how = |written_out: bool| if written_out { "written out" } else { "call" };
+        let op = |overwrite: bool| if overwrite { "" } else { "+" };
         match self.inner {
             Inner::Axpy { len } => write!(f, "  {:indent$}axpy {len}: out[o..] += w[iw] * a[ia..]", ""),
             Inner::Dot { len } => write!(f, "  {:indent$}dot {len}: out[o] += a[ia..] . w[iw..]", ""),
-            Inner::Gemm(g) => {
+            Inner::Gemm { shape: g, written_out } => {
                 write!(
-                f,
-                "  {:indent$}gemm {}x{}x{}: out[o..] {}= w[iw..] * a[ia..]  (rows: out +{}, w +{}; sum: a +{}, w +{})",
-                "", g.rows, g.depth, g.len, if g.overwrite { "" } else { "+" }, g.out_row, g.w_row, g.a_row, g.w_col
-            )?;
+                    f,
+                    "  {:indent$}gemm {}x{}x{} {}: out[o..] {}= w[iw..] * a[ia..]  (rows: out +{}, w +{}; sum: a +{}, w +{})",
+                    "",
+                    g.rows,
+                    g.depth,
+                    g.len,
+                    how(written_out),
+                    op(g.overwrite),
+                    g.out_row,
+                    g.w_row,
+                    g.a_row,
+                    g.w_col
+                )?;
                 if g.outer > 1 {
                     write!(f, " x {} (a +{}, w +{})", g.outer, g.a_outer, g.w_outer)?;
                 }
                 Ok(())
             }
-            Inner::GemmSwapped(g) => {
-                write!(
+            Inner::GemmRowsFromA { shape: g, written_out } => write!(
                 f,
-                "  {:indent$}gemm {}x{}x{}: out[o..] {}= a[ia..] * w[iw..]^T  (rows: out +{}, a +{}; columns: w +{})",
-                "", g.rows, g.depth, g.len, if g.overwrite { "" } else { "+" }, g.out_row, g.w_row, g.a_col
-            )
-            }
+                "  {:indent$}gemm {}x{}x{} {}, rows from a: out[o..] {}= a[ia..] * w[iw..]^T  (rows: out +{}, a +{}; columns: w +{})",
+                "",
+                g.rows,
+                g.depth,
+                g.len,
+                how(written_out),
+                op(g.overwrite),
+                g.out_row,
+                g.a_row,
+                g.w_col
+            ),
         }
     }
 }

@@ -80,13 +80,28 @@ impl fmt::Display for Quantity {
 pub enum Error {
     /// A shape with no modes or more than [`limits::MAX_MODES`].
     #[error("{side} must have between 1 and {max} modes, found {found}", max = limits::MAX_MODES)]
-    ModesOutOfRange { side: Side, found: usize },
+    ModesOutOfRange {
+        /// The shape.
+        side: Side,
+        /// Its number of modes.
+        found: usize,
+    },
     /// The two shapes have different numbers of modes.
     #[error("out_shape has {out_modes} modes but in_shape has {in_modes}; both need the same number")]
-    ModeMismatch { in_modes: usize, out_modes: usize },
+    ModeMismatch {
+        /// The modes of in_shape.
+        in_modes: usize,
+        /// The modes of out_shape.
+        out_modes: usize,
+    },
     /// A dimension of zero.
     #[error("{side} dimension {} must be at least 1, found 0", mode + 1)]
-    ZeroDim { side: Side, mode: usize },
+    ZeroDim {
+        /// The shape.
+        side: Side,
+        /// The zero-based mode.
+        mode: usize,
+    },
     /// A rank of zero.
     #[error("rank must be at least 1, found 0")]
     ZeroRank,
@@ -101,13 +116,34 @@ pub enum Error {
         "out_shape multiplies to {output}, but {} of hidden size {hidden} needs {} x {hidden} = {} gate outputs",
         cell_name(*cell), cell.gates(), cell.gates() * hidden
     )]
-    GateMismatch { cell: CellKind, hidden: usize, output: u128 },
+    GateMismatch {
+        /// The cell.
+        cell: CellKind,
+        /// Its hidden size H.
+        hidden: usize,
+        /// M, the product of out_shape.
+        output: u128,
+    },
     /// A product that does not fit a `usize`.
     #[error("{quantity} overflows usize")]
-    Overflow { quantity: Quantity, location: Location },
+    Overflow {
+        /// What overflows.
+        quantity: Quantity,
+        /// Where in the spec.
+        location: Location,
+    },
     /// A size above its documented limit (see [`limits`]).
     #[error("{quantity} is {value}, more than the limit of {limit}")]
-    TooLarge { quantity: Quantity, value: u128, limit: u128, location: Location },
+    TooLarge {
+        /// What is too large.
+        quantity: Quantity,
+        /// Its value.
+        value: u128,
+        /// Its limit.
+        limit: u128,
+        /// Where in the spec.
+        location: Location,
+    },
 }
 
 impl Error {
@@ -123,5 +159,76 @@ impl Error {
             Error::GateMismatch { .. } => Location::Shape(Side::Out),
             Error::Overflow { location, .. } | Error::TooLarge { location, .. } => location,
         }
+    }
+}
+
+/// Every error of a spec, in the order validation found them (never empty). It prints as one
+/// line: the error itself if there is one, else `found 3 errors: a; b; c`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Errors(Vec<Error>);
+
+impl Errors {
+    /// The errors collected (validation makes one only when it found some).
+    pub(crate) fn new(errors: Vec<Error>) -> Errors {
+        Errors(errors)
+    }
+}
+
+impl std::ops::Deref for Errors {
+    type Target = [Error];
+    fn deref(&self) -> &[Error] {
+        &self.0
+    }
+}
+
+impl fmt::Display for Errors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let [one] = self.0.as_slice() {
+            return write!(f, "{one}");
+        }
+        write!(f, "found {} errors: ", self.0.len())?;
+        for (k, error) in self.0.iter().enumerate() {
+            if k > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Errors {}
+
+impl IntoIterator for Errors {
+    type Item = Error;
+    type IntoIter = std::vec::IntoIter<Error>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a Errors {
+    type Item = &'a Error;
+    type IntoIter = std::slice::Iter<'a, Error>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_print_as_one_line() {
+        let one = Errors(vec![Error::ZeroRank]);
+        assert_eq!(one.to_string(), "rank must be at least 1, found 0");
+        let three = Errors(vec![Error::ZeroRank, Error::ZeroBatch, Error::ZeroHidden]);
+        assert_eq!(
+            three.to_string(),
+            "found 3 errors: rank must be at least 1, found 0; batch must be at least 1, found 0; \
+             hidden must be at least 1, found 0"
+        );
+        assert_eq!(three.iter().count(), 3);
     }
 }

@@ -2,24 +2,39 @@
 //!
 //! [`compile`] is the whole pipeline, one stage per line: a [`Spec`] is validated, turned into
 //! a contraction graph, planned by e-graph rewriting into the cheapest [`Plan`], and lowered to a
-//! [`LoopNest`]. The result
-//! keeps every intermediate so that tests and tools can look at any stage.
+//! [`LoopNest`]. The result keeps every intermediate so that tests and tools can look at any
+//! stage; [`emit_layer`] turns it into the Rust item a `kcp_layer!` expands to.
+//!
+//! The stages and the conventions they share are described in the repository's `docs/`.
 
-pub mod emit;
+#![warn(missing_docs)]
+
+mod emit;
 mod error;
-pub mod eval;
-pub mod graph;
-pub mod loops;
-pub mod plan;
-pub mod rewrite;
-pub mod spec;
+mod eval;
+mod graph;
+mod loops;
+mod plan;
+mod rewrite;
+mod spec;
 
-pub use error::{Error, Location, Quantity, Side};
-pub use graph::ContractionGraph;
-pub use loops::LoopNest;
+pub use emit::{emit_layer, emit_stub, Item};
+pub use error::{Error, Errors, Location, Quantity, Side};
+pub use graph::{ContractionGraph, Index, IndexSet, Node, Operand, OperandSet, ParseOperandError};
+pub use loops::{lower, lower_lanes, LoopNest};
 pub use plan::{Phase, Plan, Step, Tree, Value};
+pub use rewrite::cost::Cost;
 pub use rewrite::saturate::Search;
 pub use spec::{limits, validate, Batch, Cell, CellKind, Spec, ValidSpec};
+
+/// Test tooling: independent references and generators for checking the compiler. Not a
+/// stable API; tests, benchmarks and examples use it.
+#[doc(hidden)]
+pub mod test {
+    pub use crate::eval::{dense_forward, dense_weight, interpret, random_factors, relative_error, run_nest};
+    pub use crate::plan::oracle::optimal_tree;
+    pub use kcp_core::Rng;
+}
 
 /// Knobs of the planner. The defaults are what the macro and the command line use.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -77,7 +92,7 @@ impl Compiled {
 }
 
 /// The pipeline: validate, build the graph, plan.
-pub fn compile(spec: &Spec, options: &Options) -> Result<Compiled, Vec<Error>> {
+pub fn compile(spec: &Spec, options: &Options) -> Result<Compiled, Errors> {
     let spec = validate(spec)?;
     let graph = ContractionGraph::new(&spec);
     let (tree, _, search) = rewrite::saturate::plan_tree(&graph, options);

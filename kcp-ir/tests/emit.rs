@@ -5,8 +5,8 @@
 
 mod specs;
 
-use kcp_ir::emit::{layer, Item};
 use kcp_ir::{compile, Options};
+use kcp_ir::{emit_layer, Item};
 use proc_macro2::{Ident, Span};
 use quote::quote;
 
@@ -23,7 +23,7 @@ fn emitted(name: &str, spec: &kcp_ir::Spec) -> String {
         threads: 0,
     };
     let half = compiled.half_rank(&Options::default());
-    let file: syn::File = syn::parse2(layer(&compiled, half.as_ref(), &item)).unwrap();
+    let file: syn::File = syn::parse2(emit_layer(&compiled, half.as_ref(), &item)).unwrap();
     prettyplease::unparse(&file)
 }
 

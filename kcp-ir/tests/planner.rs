@@ -4,9 +4,9 @@
 
 mod specs;
 
-use kcp_ir::eval::{dense_forward, interpret, random_factors, relative_error, run_nest, Rng};
-use kcp_ir::graph::OperandSet;
-use kcp_ir::plan::oracle::optimal_tree;
+use kcp_ir::test::optimal_tree;
+use kcp_ir::test::{dense_forward, interpret, random_factors, relative_error, run_nest, Rng};
+use kcp_ir::OperandSet;
 use kcp_ir::{compile, ContractionGraph, Options, Plan, Spec};
 use proptest::prelude::*;
 
@@ -100,7 +100,7 @@ proptest! {
         }
         for (plan, lanes) in nests {
             // The plan lowered to loops, run by the loop-nest interpreter.
-            let nest = kcp_ir::loops::lower_lanes(plan, &c.graph, lanes);
+            let nest = kcp_ir::lower_lanes(plan, &c.graph, lanes);
             let batch = c.spec.cost_batch();
             let mut rng = Rng::new(seed);
             let factors = random_factors(&mut rng, &c.spec);

@@ -1,12 +1,12 @@
 //! Wrapping: the parsed declaration through kcp-ir, and the final expansion, either the layer
 //! or, on error, `compile_error!`s at the offending tokens plus a stub of the same name and API
-//! (kcp-ir's [`stub`]: the same emitter on a stand-in spec), so that one typo gives one error.
+//! (kcp-ir's `emit_stub`: the same emitter on a stand-in spec), so that one typo gives one error.
 
 use proc_macro2::TokenStream;
 use quote::{quote, ToTokens};
 
-use kcp_ir::emit::{layer, stub, Item};
 use kcp_ir::{compile, Location, Options};
+use kcp_ir::{emit_layer, emit_stub, Item};
 
 use crate::parse::{self, Declaration, Errors};
 
@@ -39,10 +39,10 @@ pub fn expand(input: TokenStream) -> TokenStream {
         threads: parsed.threads,
     };
     match (errors.into_result(), compiled) {
-        (Ok(()), Some(compiled)) => layer(&compiled, compiled.half_rank(&Options::default()).as_ref(), &item),
+        (Ok(()), Some(compiled)) => emit_layer(&compiled, compiled.half_rank(&Options::default()).as_ref(), &item),
         (result, _) => {
             let error = result.err().map_or_else(TokenStream::new, |e| e.to_compile_error());
-            let stub = stub(&parsed.spec, parsed.is_cell, &item);
+            let stub = emit_stub(&parsed.spec, parsed.is_cell, &item);
             quote!(#error #stub)
         }
     }

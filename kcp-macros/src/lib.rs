@@ -2,23 +2,14 @@
 //! spec and an origin table, kcp-ir compiles and emits, [`expand`] wraps the result or maps the
 //! errors back to the offending tokens. All meaning lives in kcp-ir.
 
+#![warn(missing_docs)]
+
 mod expand;
 mod parse;
 
-/// Declare a KCP layer whose forward pass is compiled from the planner's cheapest plan.
-///
-/// ```ignore
-/// kcp::kcp_layer! {
-///     /// The UCF11 input projection.
-///     pub struct Ucf11Input {
-///         in_shape: [8, 20, 20, 18],
-///         out_shape: [4, 4, 4, 16],
-///         rank: 4,
-///         bias: true,      // optional, default false
-///         threads: 2,      // optional: the most threads forward_par uses, default all
-///     }
-/// }
-/// ```
+/// Declare a KCP layer whose forward pass is compiled from the planner's cheapest plan. Use it
+/// through the `kcp` crate (`kcp::kcp_layer!`), whose documentation has compiled examples: the
+/// code it generates refers to `::kcp`.
 #[proc_macro]
 pub fn kcp_layer(input: proc_macro::TokenStream) -> proc_macro::TokenStream {
     expand::expand(input.into()).into()

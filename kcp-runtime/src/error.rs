@@ -9,16 +9,42 @@ use std::path::PathBuf;
 pub enum ShapeError {
     /// x is not a whole number of rows.
     #[error("x has {len} elements, not a multiple of the input size {input}")]
-    Input { len: usize, input: usize },
+    Input {
+        /// The slice's length.
+        len: usize,
+        /// The input size N.
+        input: usize,
+    },
     /// y does not hold one output row per input row.
     #[error("y has {len} elements but {rows} rows of output size {output} need {}", rows * output)]
-    Output { len: usize, rows: usize, output: usize },
+    Output {
+        /// The slice's length.
+        len: usize,
+        /// The rows of x.
+        rows: usize,
+        /// The output size M.
+        output: usize,
+    },
     /// A sequence x `[T, B, N]` that is not a whole number of time steps.
     #[error("x has {len} elements, not a whole number of time steps of {batch} rows of input size {input}")]
-    Sequence { len: usize, batch: usize, input: usize },
+    Sequence {
+        /// The slice's length.
+        len: usize,
+        /// The batch size B.
+        batch: usize,
+        /// The input size N.
+        input: usize,
+    },
     /// A state or other buffer of the wrong length.
     #[error("{name} has {len} elements, expected {expected}")]
-    Buffer { name: &'static str, len: usize, expected: usize },
+    Buffer {
+        /// The tensor's (or buffer's) name.
+        name: &'static str,
+        /// The slice's length.
+        len: usize,
+        /// What was expected.
+        expected: usize,
+    },
 }
 
 /// Something wrong with weights or a weight file.
@@ -30,23 +56,60 @@ pub enum Error {
     Shape(#[from] ShapeError),
     /// The file could not be read or written.
     #[error("cannot access {}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// The file is not valid safetensors.
     #[error("{} is not a valid safetensors file: {message}", path.display())]
-    SafeTensors { path: PathBuf, message: String },
+    SafeTensors {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said.
+        message: String,
+    },
     /// A tensor the layer needs is not there.
     #[error("tensor `{name}` is missing")]
-    MissingTensor { name: String },
+    MissingTensor {
+        /// The tensor's (or buffer's) name.
+        name: String,
+    },
     /// A tensor the layer has no place for (a bias on a layer without one, an extra factor).
     #[error("tensor `{name}` is not part of this layer ({why})")]
-    UnexpectedTensor { name: String, why: String },
+    UnexpectedTensor {
+        /// The tensor's (or buffer's) name.
+        name: String,
+        /// Why it has no place.
+        why: String,
+    },
     /// A tensor has the wrong shape.
     #[error("tensor `{name}` has shape {found:?}, expected {expected:?}")]
-    TensorShape { name: String, expected: Vec<usize>, found: Vec<usize> },
+    TensorShape {
+        /// The tensor's (or buffer's) name.
+        name: String,
+        /// What was expected.
+        expected: Vec<usize>,
+        /// What was found.
+        found: Vec<usize>,
+    },
     /// A tensor has the wrong element type.
     #[error("tensor `{name}` has dtype {found}, expected F32")]
-    Dtype { name: String, found: String },
+    Dtype {
+        /// The tensor's (or buffer's) name.
+        name: String,
+        /// What was found.
+        found: String,
+    },
     /// A weight is NaN or infinite.
     #[error("tensor `{name}` holds a non-finite value ({value}) at element {index}")]
-    NonFinite { name: String, index: usize, value: f32 },
+    NonFinite {
+        /// The tensor's (or buffer's) name.
+        name: String,
+        /// The position of the first such element.
+        index: usize,
+        /// The value found there.
+        value: f32,
+    },
 }

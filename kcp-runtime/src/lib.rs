@@ -7,6 +7,8 @@
 //!
 //! Generated code reaches this crate only through `__private`, its one contract with it.
 
+#![warn(missing_docs)]
+
 mod driver;
 mod error;
 mod executor;
@@ -17,7 +19,7 @@ mod weights;
 pub use driver::PAR_MIN_MACS;
 pub use error::{Error, ShapeError};
 pub use executor::{Executor, RecurrentExecutor};
-pub use kcp_core::{Buffer, CellKind, Gemm, Inner, Kernel, Loop, Program, Real, Rng};
+pub use kcp_core::{Buffer, CellKind, Gemm, Inner, Kernel, Loop, Program, Real, Rng, RowsFromA};
 pub use recurrent::{load_recurrent, Recurrent, State};
 pub use weights::{save, NamedTensor, TensorFile, Weights};
 

@@ -8,8 +8,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::json;
 
 use kcp::compress::{compress, Options as FitOptions};
-use kcp::ir::emit::{self, Item};
 use kcp::ir::{compile, Compiled, Options, Spec};
+use kcp::ir::{emit_layer, Item};
 use kcp::npy;
 use kcp::{save, CellKind, Executor, NamedTensor, RecurrentExecutor, State, TensorFile, Weights};
 
@@ -135,8 +135,7 @@ fn compile_layer(layer: &LayerArgs, cell: Option<(CellKind, usize)>) -> Result<C
     if let Some((kind, hidden)) = cell {
         spec = spec.with_cell(kind, hidden);
     }
-    compile(&spec, &Options::default())
-        .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
+    compile(&spec, &Options::default()).map_err(|errors| errors.to_string())
 }
 
 /// The hidden size of a cell whose gates fill the output shape.
@@ -192,7 +191,7 @@ fn emit(layer: &LayerArgs, name: &str) -> Result<()> {
     let item = Item { attrs: quote::quote!(), vis: quote::quote!(pub), name: ident, threads: 0 };
     let half = c.half_rank(&Options::default());
     let file: syn::File =
-        syn::parse2(emit::layer(&c, half.as_ref(), &item)).map_err(|e| format!("internal error: {e}"))?;
+        syn::parse2(emit_layer(&c, half.as_ref(), &item)).map_err(|e| format!("internal error: {e}"))?;
     print!("{}", prettyplease::unparse(&file));
     Ok(())
 }

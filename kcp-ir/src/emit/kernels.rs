@@ -6,9 +6,7 @@
 use proc_macro2::{Ident, Literal, Span, TokenStream};
 use quote::{format_ident, quote};
 
-use kcp_core::{Buffer, Gemm, Inner, Kernel, Program};
-
-use crate::loops::statements;
+use kcp_core::{Buffer, Gemm, Inner, Kernel, Program, RowsFromA};
 
 /// An offset: the sum of `loop variable * stride` terms and a constant.
 #[derive(Clone)]
@@ -50,10 +48,9 @@ impl Offset {
 fn emit_nest(kernel: &Kernel, depth: usize, at: [Offset; 3]) -> TokenStream {
     let Some(l) = kernel.loops.get(depth) else {
         let [o, a, w] = at;
-        let written_out = statements(&kernel.inner).is_some();
         match kernel.inner {
-            Inner::Gemm(g) if written_out => return unrolled_gemm(&o, &a, &w, g),
-            Inner::GemmSwapped(g) if written_out => return unrolled_gemm_swapped(&o, &a, &w, g),
+            Inner::Gemm { shape, written_out: true } => return unrolled_gemm(&o, &a, &w, shape),
+            Inner::GemmRowsFromA { shape, written_out: true } => return unrolled_rows_from_a(&o, &a, &w, shape),
             _ => {}
         }
         let (o0, a0, w0) = (o.tokens(), a.tokens(), w.tokens());
@@ -67,8 +64,10 @@ fn emit_nest(kernel: &Kernel, depth: usize, at: [Offset; 3]) -> TokenStream {
                 let len = lit(len);
                 quote!(__kcp_out[#o0] += ::kcp::__private::dot(&__kcp_a[#a0..][..#len], &__kcp_w[#w0..][..#len]);)
             }
-            Inner::Gemm(g) => gemm_call(quote!(&__kcp_a[#a0..]), quote!(&__kcp_w[#w0..]), o0, g),
-            Inner::GemmSwapped(g) => gemm_call(quote!(&__kcp_w[#w0..]), quote!(&__kcp_a[#a0..]), o0, g),
+            Inner::Gemm { shape, .. } => gemm_call(quote!(&__kcp_a[#a0..]), quote!(&__kcp_w[#w0..]), o0, shape),
+            Inner::GemmRowsFromA { shape, .. } => {
+                gemm_call(quote!(&__kcp_w[#w0..]), quote!(&__kcp_a[#a0..]), o0, shape.gemm())
+            }
         };
     };
     if l.unroll {
@@ -119,14 +118,14 @@ fn unrolled_gemm(o: &Offset, a: &Offset, w: &Offset, g: Gemm) -> TokenStream {
     quote!(#(#rows)*)
 }
 
-/// A narrow swapped GEMM written out as its `rows x len` dots of `depth` (the rows come from
-/// `a`, contiguous over the sum, the columns from `w`, contiguous over the sum too).
-fn unrolled_gemm_swapped(o: &Offset, a: &Offset, w: &Offset, g: Gemm) -> TokenStream {
+/// A narrow GEMM whose rows come from `a` written out as its `rows x len` dots of `depth` (the
+/// rows of `a` and the columns of `w` both contiguous over the sum).
+fn unrolled_rows_from_a(o: &Offset, a: &Offset, w: &Offset, g: RowsFromA) -> TokenStream {
     let depth = lit(g.depth);
     let op = if g.overwrite { quote!(=) } else { quote!(+=) };
     let dots = (0..g.rows).flat_map(|m| (0..g.len).map(move |q| (m, q))).map(|(m, q)| {
         let out = o.plus(m * g.out_row + q).tokens();
-        let (am, wq) = (a.plus(m * g.w_row).tokens(), w.plus(q * g.a_col).tokens());
+        let (am, wq) = (a.plus(m * g.a_row).tokens(), w.plus(q * g.w_col).tokens());
         quote!(__kcp_out[#out] #op ::kcp::__private::dot(&__kcp_a[#am..][..#depth], &__kcp_w[#wq..][..#depth]);)
     });
     quote!(#(#dots)*)
@@ -150,6 +149,13 @@ fn gemm_call(columns: TokenStream, rows: TokenStream, o: TokenStream, g: Gemm) -
             },
         );
     }
+}
+
+/// The plan step a kernel implements, as a doc attribute on its code: generated code says where
+/// each block comes from, and the snapshots show it.
+fn provenance(kernel: &Kernel) -> TokenStream {
+    let line = format!(" {}", kernel.comment);
+    quote!(#[doc = #line])
 }
 
 /// An unsuffixed integer literal: the context types it (usize, by indexing).
@@ -198,8 +204,10 @@ pub fn prep_fn(program: &Program, name: &str) -> TokenStream {
         let Buffer::Prep(k) = kernel.out else { return TokenStream::new() };
         let (k, len) = (lit(k), lit(kernel.out_len));
         let body = emit_kernel(kernel, quote!(&mut __kcp_new[..#len]));
+        let step = provenance(kernel);
         quote! {
             let mut __kcp_new = ::std::mem::take(&mut __kcp_p[#k]);
+            #step
             { #body }
             __kcp_p[#k] = __kcp_new;
         }
@@ -229,7 +237,8 @@ pub fn row_fn(program: &Program, name: &str) -> TokenStream {
             _ => quote!(&mut __kcp_y[..#len]),
         };
         let body = emit_kernel(kernel, out);
-        quote!({ #body })
+        let step = provenance(kernel);
+        quote!(#step { #body })
     });
     let params = quote! {
         __kcp_x: &[f32],

@@ -33,7 +33,7 @@ fn usize_lit(value: usize) -> Literal {
 /// The layer's item: struct, constants, constructors and kernels; for a recurrent cell, the cell
 /// struct beside its KCP input projection. `half` is [`Compiled::half_rank`]: with it, a single
 /// row runs on two threads in `forward_par`, one per half of the rank terms.
-pub fn layer(compiled: &Compiled, half: Option<&Compiled>, item: &Item) -> TokenStream {
+pub fn emit_layer(compiled: &Compiled, half: Option<&Compiled>, item: &Item) -> TokenStream {
     match compiled.spec.cell() {
         Some(cell) => cell_layer(compiled, half, item, cell),
         None => kcp_layer(compiled, half, item),
@@ -42,10 +42,10 @@ pub fn layer(compiled: &Compiled, half: Option<&Compiled>, item: &Item) -> Token
 
 /// The item a declaration with errors expands to, beside its `compile_error!`s: the layer of a
 /// stand-in spec with the declared spec's API (the same modes D, bias and cell kind, where the
-/// declaration got them right; every size 1), emitted by [`layer`] itself, so that the stub
+/// declaration got them right; every size 1), emitted by [`emit_layer`] itself, so that the stub
 /// and the real API cannot drift apart and one typo gives one error. `cell` says whether the
 /// declaration is of a recurrent cell (even one whose kind is malformed, taken as an LSTM).
-pub fn stub(spec: &crate::Spec, cell: bool, item: &Item) -> TokenStream {
+pub fn emit_stub(spec: &crate::Spec, cell: bool, item: &Item) -> TokenStream {
     let modes = spec.in_shape.len().max(spec.out_shape.len()).clamp(1, crate::limits::MAX_MODES);
     let kind = spec.cell.map_or(crate::CellKind::Lstm, |c| c.kind);
     let mut out_shape = vec![1; modes];
@@ -57,7 +57,7 @@ pub fn stub(spec: &crate::Spec, cell: bool, item: &Item) -> TokenStream {
         stand_in = stand_in.with_cell(kind, 1);
     }
     crate::compile(&stand_in, &crate::Options::default())
-        .map_or_else(|_| TokenStream::new(), |compiled| layer(&compiled, None, item))
+        .map_or_else(|_| TokenStream::new(), |compiled| emit_layer(&compiled, None, item))
 }
 
 fn cell_layer(compiled: &Compiled, half: Option<&Compiled>, item: &Item, cell: crate::Cell) -> TokenStream {

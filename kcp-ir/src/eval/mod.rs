@@ -8,7 +8,7 @@ mod reference;
 pub use interp::interpret;
 pub use reference::{dense_forward, dense_weight};
 
-pub use kcp_core::Rng;
+use kcp_core::Rng;
 
 /// Random factors `[R, m_d, n_d]` for a spec, uniform in [-1, 1).
 pub fn random_factors(rng: &mut Rng, spec: &crate::ValidSpec) -> Vec<Vec<f64>> {

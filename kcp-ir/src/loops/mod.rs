@@ -17,10 +17,11 @@
 //!    ([`Gemm`]): the accumulators stay in registers over the sum instead of a load and a store of
 //!    `out` per multiply-add; likewise a `dot` whose output runs contiguously over an index of
 //!    the weight only (the last step: y's last mode) becomes a GEMM whose columns come from the
-//!    weight ([`Inner::GemmSwapped`]); a GEMM that does the nest's whole sum overwrites its
+//!    weight ([`Inner::GemmRowsFromA`]); a GEMM that does the nest's whole sum overwrites its
 //!    output, which then needs no zeroing;
-//! 4. the unrolling policy: emission writes a small GEMM out as its axpys or dots where they fit
-//!    [`UNROLL_BUDGET`] ([`statements`]), and calls the micro-kernel for the others; starting
+//! 4. the unrolling policy: a small GEMM is written out as its axpys or dots where they fit
+//!    [`UNROLL_BUDGET`] (decided here and kept in the nest, where the printer shows it), and the
+//!    micro-kernel is called for the others; starting
 //!    from the innermost loop, unroll loops of at most [`MAX_UNROLL_EXTENT`] iterations while
 //!    the statements of the inner operation times the unrolled extents stay within
 //!    [`UNROLL_BUDGET`], which bounds the emitted code to `UNROLL_BUDGET` statements per step;
@@ -33,7 +34,7 @@
 //! runs of a few floats per row, become GEMMs whose columns are the rows of the batch: whole
 //! vectors instead of one 4-float axpy per weight ([`interleave`] decides when it pays).
 
-use kcp_core::{Buffer, Gemm, Inner, Kernel, Loop, Program};
+use kcp_core::{Buffer, Gemm, Inner, Kernel, Loop, Program, RowsFromA};
 
 use crate::graph::{ContractionGraph, Index, IndexSet};
 use crate::plan::{Phase, Plan, Value};
@@ -103,7 +104,7 @@ pub fn lower_lanes(plan: &Plan, graph: &ContractionGraph, lanes: usize) -> LoopN
             plan.describe_step(step),
         );
         // A product on x row by row: the next row of the batch is N elements on.
-        if let (Buffer::X, 1, Inner::Gemm(g)) = (kernel.a, lanes, &mut kernel.inner) {
+        if let (Buffer::X, 1, Inner::Gemm { shape: g, .. }) = (kernel.a, lanes, &mut kernel.inner) {
             g.stream = (0..graph.modes()).map(|d| size(Index::In(d))).product();
         }
         match step.phase {
@@ -130,25 +131,34 @@ pub fn lower_lanes(plan: &Plan, graph: &ContractionGraph, lanes: usize) -> LoopN
 /// within [`LANES_MAX_ELEMS`]. `None` otherwise.
 pub fn interleave(plan: &Plan, graph: &ContractionGraph, rows: &LoopNest) -> Option<LoopNest> {
     let run = |kernel: &Kernel| match kernel.inner {
-        Inner::Axpy { len } | Inner::Gemm(Gemm { len, .. }) => len,
-        Inner::Dot { .. } | Inner::GemmSwapped(_) => 1,
+        Inner::Axpy { len } | Inner::Gemm { shape: Gemm { len, .. }, .. } => len,
+        Inner::Dot { .. } | Inner::GemmRowsFromA { .. } => 1,
     };
     let narrow = rows.call.iter().any(|k| run(k) < LANES_BELOW_RUN);
     let elems = LANES * (rows.input_size() + rows.output_size() + 2 * rows.scratch_len);
     (narrow && elems <= LANES_MAX_ELEMS).then(|| lower_lanes(plan, graph, LANES))
 }
 
-/// How many statements emission writes for one run of `inner`: one axpy or dot; for a GEMM at
-/// most [`WRITTEN_OUT_MAX_LEN`] wide whose `rows x outer x depth` axpys, counted in 8-float vectors
-/// (swapped, at most 8 wide: `rows x len` dots), fit [`UNROLL_BUDGET`], those statements (such
-/// a product is a few dozen vector FMAs, less than a call costs); `None` for a GEMM that
-/// emission calls. The generic executor runs every GEMM through the micro-kernel.
+/// How many statements emission writes for one run of `inner`: one axpy or dot, a written-out
+/// GEMM's statements ([`written_out`]), `None` for a GEMM that emission calls.
 pub fn statements(inner: &Inner) -> Option<usize> {
+    match inner {
+        Inner::Axpy { .. } | Inner::Dot { .. } => Some(1),
+        Inner::Gemm { written_out: true, .. } | Inner::GemmRowsFromA { written_out: true, .. } => written_out(inner),
+        Inner::Gemm { .. } | Inner::GemmRowsFromA { .. } => None,
+    }
+}
+
+/// The decision to write a GEMM out: for one at most [`WRITTEN_OUT_MAX_LEN`] wide whose
+/// `rows x outer x depth` axpys, counted in 8-float vectors (rows from a, at most 8 wide:
+/// `rows x len` dots), fit [`UNROLL_BUDGET`], those statements (such a product is a few dozen
+/// vector FMAs, less than a call costs); `None` for a GEMM to call, and for the other inner
+/// operations. The generic executor runs every GEMM through the micro-kernel.
+fn written_out(inner: &Inner) -> Option<usize> {
     let n = match inner {
-        Inner::Axpy { .. } | Inner::Dot { .. } => return Some(1),
-        Inner::Gemm(g) if g.len <= WRITTEN_OUT_MAX_LEN => g.rows * g.outer * g.depth * g.len.div_ceil(8),
-        Inner::GemmSwapped(g) if g.len <= 8 => g.rows * g.len,
-        Inner::Gemm(_) | Inner::GemmSwapped(_) => return None,
+        Inner::Gemm { shape: g, .. } if g.len <= WRITTEN_OUT_MAX_LEN => g.rows * g.outer * g.depth * g.len.div_ceil(8),
+        Inner::GemmRowsFromA { shape: g, .. } if g.len <= 8 => g.rows * g.len,
+        _ => return None,
     };
     (n <= UNROLL_BUDGET).then_some(n)
 }
@@ -214,16 +224,23 @@ fn kernel(
     // 3. A mode product whose run is contiguous becomes a register-blocked small GEMM.
     let mut inner = match inner {
         Inner::Axpy { len } if len >= GEMM_MIN_LEN => gemm(&mut loops, len).unwrap_or(inner),
-        Inner::Dot { len } => gemm_swapped(&mut loops, len).unwrap_or(inner),
+        Inner::Dot { len } => gemm_rows_from_a(&mut loops, len).unwrap_or(inner),
         _ => inner,
     };
     // A GEMM that sums over everything the nest sums over writes each element of out once:
     // it overwrites out, which then needs no zeroing.
     let mut zero = zero;
-    if let Inner::Gemm(g) | Inner::GemmSwapped(g) = &mut inner {
-        if zero && loops.iter().all(|l| l.strides[0] != 0) {
-            (g.overwrite, zero) = (true, false);
+    if zero && loops.iter().all(|l| l.strides[0] != 0) {
+        match &mut inner {
+            Inner::Gemm { shape: Gemm { overwrite, .. }, .. }
+            | Inner::GemmRowsFromA { shape: RowsFromA { overwrite, .. }, .. } => (*overwrite, zero) = (true, false),
+            Inner::Axpy { .. } | Inner::Dot { .. } => {}
         }
+    }
+    // Whether emission writes a GEMM out or calls the micro-kernel, decided here, once.
+    let decided = written_out(&inner).is_some();
+    if let Inner::Gemm { written_out, .. } | Inner::GemmRowsFromA { written_out, .. } = &mut inner {
+        *written_out = decided;
     }
     // 4. Unrolling, innermost first, within the budget (not around a GEMM call).
     let mut unrolled = statements(&inner).unwrap_or(usize::MAX);
@@ -274,33 +291,26 @@ fn gemm(loops: &mut Vec<Loop>, len: usize) -> Option<Inner> {
     let rows = largest(loops, |[o, a, w]| o > 0 && a == 0 && w > 0).map(|k| loops.remove(k));
     let [out_row, _, w_row] = rows.as_ref().map_or([0; 3], |l| l.strides);
     let g = Gemm {
-        rows: rows.map_or(1, |l| l.extent),
-        depth: depth.extent,
-        len,
         out_row,
         a_row: depth.strides[1],
-        a_col: 1,
         w_row,
         w_col: depth.strides[2],
-        outer: 1,
-        a_outer: 0,
-        w_outer: 0,
         overwrite: false,
-        stream: 0,
+        ..Gemm::row_major(rows.map_or(1, |l| l.extent), depth.extent, len)
     };
+    let gemm = |shape| Inner::Gemm { shape, written_out: false };
     // Products that emission writes out keep their loop: folded, they measured slower
     // (small_64to64_r2 at batch 256, 49.6 -> 57.6 us), or would become calls.
-    let written_out = statements(&Inner::Gemm(g)).is_some();
-    let Some(k) = largest(loops, summed).filter(|_| !written_out) else { return Some(Inner::Gemm(g)) };
+    let Some(k) = largest(loops, summed).filter(|_| written_out(&gemm(g)).is_none()) else { return Some(gemm(g)) };
     let Loop { extent: outer, strides: [_, a_outer, w_outer], .. } = loops.remove(k);
-    Some(Inner::Gemm(Gemm { outer, a_outer, w_outer, ..g }))
+    Some(gemm(Gemm { outer, a_outer, w_outer, ..g }))
 }
 
 /// The same for a nest whose inner operation is a dot of `depth` (contiguous in a and w), where
 /// out's contiguous index runs over w only: w supplies the columns (read transposed, so packed
 /// by the kernel) and a the rows. `None` when there is no such index of at least
 /// [`GEMM_MIN_LEN`], or w's block is too large to pack.
-fn gemm_swapped(loops: &mut Vec<Loop>, depth: usize) -> Option<Inner> {
+fn gemm_rows_from_a(loops: &mut Vec<Loop>, depth: usize) -> Option<Inner> {
     let columns = loops.iter().position(|l| {
         let [o, a, w] = l.strides;
         o == 1 && a == 0 && w > 0 && l.extent >= GEMM_MIN_LEN && l.extent * depth <= Gemm::PACK
@@ -308,19 +318,14 @@ fn gemm_swapped(loops: &mut Vec<Loop>, depth: usize) -> Option<Inner> {
     let columns = loops.remove(columns);
     let rows = largest(loops, |[o, a, w]| o > 0 && a > 0 && w == 0).map(|k| loops.remove(k));
     let [out_row, a_row, _] = rows.as_ref().map_or([0; 3], |l| l.strides);
-    Some(Inner::GemmSwapped(Gemm {
+    let shape = RowsFromA {
         rows: rows.map_or(1, |l| l.extent),
         depth,
         len: columns.extent,
         out_row,
-        a_row: 1,
-        a_col: columns.strides[2],
-        w_row: a_row,
-        w_col: 1,
-        outer: 1,
-        a_outer: 0,
-        w_outer: 0,
+        a_row,
+        w_col: columns.strides[2],
         overwrite: false,
-        stream: 0,
-    }))
+    };
+    Some(Inner::GemmRowsFromA { shape, written_out: false })
 }

@@ -28,10 +28,11 @@ mod tests {
     use egg::{PatternAst, Var};
 
     use super::*;
-    use crate::eval::{dense_forward, random_factors, relative_error, Rng};
+    use crate::eval::{dense_forward, random_factors, relative_error};
     use crate::graph::{ContractionGraph, Index, Operand};
     use crate::plan::Tree;
     use crate::{validate, Spec};
+    use kcp_core::Rng;
 
     /// A dense tensor whose indices are laid out in the order listed (row-major).
     struct Tensor {

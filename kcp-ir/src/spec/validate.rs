@@ -1,10 +1,10 @@
 //! Validation: `Spec` -> `ValidSpec`, collecting every error rather than stopping at the first.
 
 use super::{limits, Batch, Spec, ValidSpec};
-use crate::error::{Error, Location, Quantity, Side};
+use crate::error::{Error, Errors, Location, Quantity, Side};
 
 /// Check a spec, returning every problem found (in the order of the declaration).
-pub fn validate(spec: &Spec) -> Result<ValidSpec, Vec<Error>> {
+pub fn validate(spec: &Spec) -> Result<ValidSpec, Errors> {
     let mut errors = Vec::new();
     let n = shape_size(&spec.in_shape, Side::In, &mut errors);
     let m = shape_size(&spec.out_shape, Side::Out, &mut errors);
@@ -48,7 +48,8 @@ pub fn validate(spec: &Spec) -> Result<ValidSpec, Vec<Error>> {
     }
     match (n, m) {
         (Some(n), Some(m)) if errors.is_empty() => Ok(ValidSpec { spec: spec.clone(), n: n as usize, m: m as usize }),
-        _ => Err(errors),
+        // A shape without a size has recorded why.
+        _ => Err(Errors::new(errors)),
     }
 }
 
@@ -110,7 +111,7 @@ mod tests {
     fn modes_out_of_range() {
         let errors = validate(&Spec::new(&[], &[], 1)).unwrap_err();
         assert_eq!(
-            errors,
+            *errors,
             [Error::ModesOutOfRange { side: Side::In, found: 0 }, Error::ModesOutOfRange { side: Side::Out, found: 0 }]
         );
         assert_eq!(errors[0].to_string(), "in_shape must have between 1 and 8 modes, found 0");
@@ -123,7 +124,7 @@ mod tests {
     #[test]
     fn mode_mismatch() {
         let errors = validate(&Spec::new(&[2, 3], &[2, 3, 4], 1)).unwrap_err();
-        assert_eq!(errors, [Error::ModeMismatch { in_modes: 2, out_modes: 3 }]);
+        assert_eq!(*errors, [Error::ModeMismatch { in_modes: 2, out_modes: 3 }]);
         assert_eq!(errors[0].location(), Location::Shape(Side::Out));
         assert_eq!(errors[0].to_string(), "out_shape has 3 modes but in_shape has 2; both need the same number");
     }
@@ -153,7 +154,7 @@ mod tests {
             "out_shape multiplies to 256, but a GRU of hidden size 64 needs 3 x 64 = 192 gate outputs"
         );
         let errors = validate(&Spec::new(&[8], &[4], 1).with_cell(CellKind::Lstm, 0)).unwrap_err();
-        assert_eq!(errors, [Error::ZeroHidden]);
+        assert_eq!(*errors, [Error::ZeroHidden]);
         assert_eq!(errors[0].location(), Location::Hidden);
         assert_eq!(errors[0].to_string(), "hidden must be at least 1, found 0");
     }
@@ -162,7 +163,7 @@ mod tests {
     fn overflow() {
         let big = usize::MAX / 2;
         let errors = validate(&Spec::new(&[big, 3], &[1, 1], 1)).unwrap_err();
-        assert_eq!(errors, [Error::Overflow { quantity: Quantity::InputSize, location: Location::Shape(Side::In) }]);
+        assert_eq!(*errors, [Error::Overflow { quantity: Quantity::InputSize, location: Location::Shape(Side::In) }]);
         assert_eq!(errors[0].to_string(), "the input size (product of in_shape) overflows usize");
     }
 
