@@ -44,3 +44,24 @@ fn corpus_loop_nests() {
         insta::assert_snapshot!(format!("nest_{name}"), format!("{}{lanes}", compiled.nest));
     }
 }
+
+/// The stub of a declaration with errors is a whole layer (or cell) for every shape of mistake:
+/// any number of modes, with or without a bias or a cell, even a spec with no shapes at all.
+#[test]
+fn every_stub_is_a_whole_item() {
+    let item = Item { attrs: quote!(), vis: quote!(pub), name: Ident::new("Stub", Span::call_site()), threads: 0 };
+    for modes in 0..=10 {
+        for (bias, cell) in
+            [(false, None), (true, None), (true, Some(kcp_ir::CellKind::Lstm)), (true, Some(kcp_ir::CellKind::Gru))]
+        {
+            let mut spec = kcp_ir::Spec::new(&vec![0; modes], &vec![7; modes + 1], 0).with_bias(bias);
+            if let Some(kind) = cell {
+                spec = spec.with_cell(kind, 0);
+            }
+            let file: syn::File = syn::parse2(kcp_ir::emit_stub(&spec, cell.is_some(), &item)).unwrap();
+            let code = prettyplease::unparse(&file);
+            assert!(code.contains("pub fn forward_par("), "{modes} modes, {cell:?}: {code}");
+            assert_eq!(code.contains("pub fn zero_state("), cell.is_some(), "{modes} modes, {cell:?}");
+        }
+    }
+}

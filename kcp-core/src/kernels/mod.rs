@@ -2,7 +2,7 @@
 //! run) and `dot`, written so that LLVM vectorises them, and the small matrix product [`gemm`].
 //!
 //! Which code runs is decided here, at run time, once per call: the AVX2 + FMA micro-kernel
-//! ([`avx2`]) where the CPU has both, else the portable loops ([`Gemm`]'s own). [`dispatch`]
+//! (`avx2.rs`) where the CPU has both, else the portable loops ([`Gemm`]'s own). [`dispatch`]
 //! does the same for code outside this crate (generated row kernels), so that no caller needs
 //! `unsafe`. Every public function is sound for every argument: a [`Gemm`] whose extents do not
 //! fit its slices, or overflow, runs the portable (bounds-checked) loops and panics there.
@@ -43,9 +43,8 @@ impl Real for f64 {
     const ZERO: f64 = 0.0;
 }
 
-/// Whether the CPU has AVX2 and FMA. A plain `cargo build` targets SSE2 only; generated row
-/// kernels are compiled a second time for AVX2 + FMA and pick that copy when this is true (the
-/// detection is cached by std).
+/// Whether the CPU has AVX2 and FMA (the detection is cached by std): what [`gemm`] and
+/// [`dispatch`] decide by.
 #[inline]
 pub fn has_avx2_fma() -> bool {
     #[cfg(target_arch = "x86_64")]
