@@ -31,12 +31,51 @@ impl Default for Options {
     }
 }
 
+/// Why a fit cannot be made.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CompressError {
+    /// More rank terms than any tensor of this shape needs.
+    #[error(
+        "rank {rank} is more than {max}, the rank that fits every weight of these shapes exactly \
+         (the largest useful rank)"
+    )]
+    Rank {
+        /// The rank asked for.
+        rank: usize,
+        /// The largest useful rank: `min_d prod_{k != d} m_k n_k`.
+        max: usize,
+    },
+    /// W and the shapes disagree.
+    #[error("the weight has {found} entries, the shapes need {expected}")]
+    Size {
+        /// M * N.
+        expected: usize,
+        /// The entries given.
+        found: usize,
+    },
+    /// The fitted factors do not fit f32.
+    #[error("the fitted factors overflow f32")]
+    Overflow,
+}
+
+/// The largest useful rank of a KCP fit: the CP rank of any tensor is at most the product of
+/// all its dimensions but one, so `min_d prod_{k != d} m_k n_k` terms fit every weight exactly.
+pub fn max_rank(in_shape: &[usize], out_shape: &[usize]) -> usize {
+    let sizes: Vec<usize> = in_shape.iter().zip(out_shape).map(|(n, m)| n.saturating_mul(*m)).collect();
+    (0..sizes.len())
+        .map(|d| sizes.iter().enumerate().filter(|(k, _)| *k != d).fold(1usize, |p, (_, s)| p.saturating_mul(*s)))
+        .min()
+        .unwrap_or(1)
+}
+
 /// A fitted factorisation.
 #[derive(Clone, Debug)]
 pub struct Fit {
     /// The factors `[R, m_d, n_d]` (no bias).
     pub weights: Weights,
-    /// `||W - W_kcp||_F / ||W||_F`.
+    /// `||W - W_kcp||_F / ||W||_F` of the factors returned (0 for a zero W, which they fit
+    /// exactly).
     pub relative_error: f64,
     /// ALS sweeps run.
     pub iterations: usize,
@@ -44,7 +83,7 @@ pub struct Fit {
 
 /// The rearranged tensor: W plus, for each mode, the offset in W of each `(i_d, j_d)` pair.
 struct Tensor<'a> {
-    w: &'a [f32],
+    w: &'a [f64],
     offsets: Vec<Vec<usize>>,
 }
 
@@ -71,7 +110,7 @@ impl Tensor<'_> {
         out: &mut [f64],
     ) {
         if mode == self.offsets.len() {
-            let v = self.w[offset] as f64;
+            let v = self.w[offset];
             let (row, product) = (&mut out[p_d * rank..][..rank], &partial[mode]);
             row.iter_mut().zip(product).for_each(|(o, p)| *o += v * p);
             return;
@@ -104,7 +143,9 @@ fn gram(u: &[f64], rank: usize) -> Vec<f64> {
 }
 
 /// Fit `w` (`[M, N]` row-major, M and N the products of the shapes) with rank-`rank` KCP
-/// factors, calling `progress(sweep, relative_error)` after every sweep.
+/// factors, calling `progress(sweep, relative_error)` after every sweep. W is fitted scaled to
+/// a largest entry of 1 (so that no square overflows) and the scale is shared out over the
+/// factors at the end; the error returned is that of the f32 factors returned.
 pub fn compress(
     w: &[f32],
     in_shape: &[usize],
@@ -112,9 +153,25 @@ pub fn compress(
     rank: usize,
     options: &Options,
     mut progress: impl FnMut(usize, f64),
-) -> Fit {
+) -> Result<Fit, CompressError> {
     let modes = in_shape.len();
     let n: usize = in_shape.iter().product();
+    let m: usize = out_shape.iter().product();
+    if w.len() != m * n {
+        return Err(CompressError::Size { expected: m * n, found: w.len() });
+    }
+    let max = max_rank(in_shape, out_shape);
+    if rank > max {
+        return Err(CompressError::Rank { rank, max });
+    }
+    let shapes: Vec<[usize; 3]> = in_shape.iter().zip(out_shape).map(|(&n, &m)| [rank, m, n]).collect();
+    let scale = w.iter().fold(0.0f64, |s, &v| s.max(f64::from(v).abs()));
+    if scale == 0.0 {
+        // A zero weight has an exact factorisation: zero factors.
+        return Ok(Fit { weights: Weights::zeros(&shapes, None), relative_error: 0.0, iterations: 0 });
+    }
+    let scaled: Vec<f64> = w.iter().map(|&v| f64::from(v) / scale).collect();
+    let w = &scaled[..];
     let stride = |shape: &[usize], k: usize| shape[k + 1..].iter().product::<usize>();
     let offsets: Vec<Vec<usize>> = (0..modes)
         .map(|k| {
@@ -123,7 +180,7 @@ pub fn compress(
         })
         .collect();
     let tensor = Tensor { w, offsets };
-    let norm2: f64 = w.iter().map(|&v| (v as f64) * (v as f64)).sum();
+    let norm2: f64 = w.iter().map(|v| v * v).sum();
     let mut rng = Rng::new(options.seed);
     let mut factors: Vec<Vec<f64>> = (0..modes).map(|k| rng.vec(out_shape[k] * in_shape[k] * rank)).collect();
     let (mut error, mut iterations) = (1.0, 0);
@@ -160,12 +217,7 @@ pub fn compress(
                 inner = m.iter().zip(u.iter()).map(|(a, b)| a * b).sum();
             }
         }
-        let mut all = vec![1.0; rank * rank];
-        for u in &factors {
-            all.iter_mut().zip(gram(u, rank)).for_each(|(v, g)| *v *= g);
-        }
-        let model2: f64 = all.iter().sum();
-        let new_error = if norm2 > 0.0 { ((norm2 - 2.0 * inner + model2).max(0.0) / norm2).sqrt() } else { 0.0 };
+        let new_error = relative_error(norm2, inner, &factors, rank);
         progress(iterations, new_error);
         let change = (error - new_error).abs();
         error = new_error;
@@ -173,13 +225,33 @@ pub fn compress(
             break;
         }
     }
-    let factors = factors
+    // The scale shared out over the factors, rounded to f32 as they are written; the error
+    // reported is that of these factors.
+    let share = scale.powf(1.0 / modes as f64);
+    let written: Vec<Vec<f32>> = factors.iter().map(|u| u.iter().map(|&v| (v * share) as f32).collect()).collect();
+    if written.iter().flatten().any(|v| !v.is_finite()) {
+        return Err(CompressError::Overflow);
+    }
+    let exact: Vec<Vec<f64>> = written.iter().map(|u| u.iter().map(|&v| f64::from(v) / share).collect()).collect();
+    let inner: f64 = tensor.mttkrp(&exact, rank, 0).iter().zip(&exact[0]).map(|(a, b)| a * b).sum();
+    let relative_error = relative_error(norm2, inner, &exact, rank);
+    let factors = written
         .iter()
         .enumerate()
         .map(|(k, u)| {
             let p = out_shape[k] * in_shape[k];
-            (0..rank).flat_map(|r| (0..p).map(move |q| u[q * rank + r] as f32)).collect()
+            (0..rank).flat_map(|r| (0..p).map(move |q| u[q * rank + r])).collect()
         })
         .collect();
-    Fit { weights: Weights { factors, bias: None }, relative_error: error, iterations }
+    Ok(Fit { weights: Weights { factors, bias: None }, relative_error, iterations })
+}
+
+/// `||T - model|| / ||T||` from `||T||^2`, `<T, model>` and the factors `[m_d n_d, R]`.
+fn relative_error(norm2: f64, inner: f64, factors: &[Vec<f64>], rank: usize) -> f64 {
+    let mut all = vec![1.0; rank * rank];
+    for u in factors {
+        all.iter_mut().zip(gram(u, rank)).for_each(|(v, g)| *v *= g);
+    }
+    let model2: f64 = all.iter().sum();
+    ((norm2 - 2.0 * inner + model2).max(0.0) / norm2).sqrt()
 }

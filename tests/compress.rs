@@ -25,7 +25,8 @@ fn recovers_an_exactly_rank_r_weight() {
         let truth = Weights::random(&shapes(&n, &m, r), None, seed);
         let w = truth.dense(&shapes(&n, &m, r));
         let mut sweeps = Vec::new();
-        let fit = compress(&w, &n, &m, r, &Options { iters: 500, seed: 7, tol: 1e-12 }, |k, e| sweeps.push((k, e)));
+        let fit =
+            compress(&w, &n, &m, r, &Options { iters: 500, seed: 7, tol: 1e-12 }, |k, e| sweeps.push((k, e))).unwrap();
         assert!(fit.relative_error < 1e-4, "{n:?} {m:?} r{r}: reported error {}", fit.relative_error);
         let rebuilt = fit.weights.dense(&shapes(&n, &m, r));
         let actual = relative(&rebuilt, &w);
@@ -40,11 +41,46 @@ fn reports_the_error_of_a_lower_rank_fit() {
     let (n, m) = (vec![6, 5], vec![4, 3]);
     let truth = Weights::random(&shapes(&n, &m, 4), None, 5);
     let w = truth.dense(&shapes(&n, &m, 4));
-    let fit = compress(&w, &n, &m, 1, &Options::default(), |_, _| {});
+    let fit = compress(&w, &n, &m, 1, &Options::default(), |_, _| {}).unwrap();
     let actual = relative(&fit.weights.dense(&shapes(&n, &m, 1)), &w);
     assert!(actual > 0.05, "a rank-4 weight cannot fit rank 1 well: {actual}");
     assert!((actual - fit.relative_error).abs() < 1e-4, "reported {} vs actual {actual}", fit.relative_error);
     // Deterministic: the same seed gives the same factors.
-    let again = compress(&w, &n, &m, 1, &Options::default(), |_, _| {});
+    let again = compress(&w, &n, &m, 1, &Options::default(), |_, _| {}).unwrap();
     assert_eq!(again.weights, fit.weights);
+}
+
+/// A zero weight has an exact zero factorisation; a weight near f32's largest value fits
+/// without overflow; the error reported is that of the factors written, even after no sweep;
+/// a rank above the largest useful one is an error, not hours of work.
+#[test]
+fn degenerate_weights_and_ranks() {
+    let (n, m) = (vec![6, 5], vec![4, 3]);
+    let zero = compress(&[0.0; 360], &n, &m, 2, &Options::default(), |_, _| {}).unwrap();
+    assert_eq!(zero.relative_error, 0.0);
+    assert!(zero.weights.factors.iter().flatten().all(|&v| v == 0.0));
+
+    let truth = Weights::random(&shapes(&n, &m, 2), None, 9);
+    let w = truth.dense(&shapes(&n, &m, 2));
+    let peak = w.iter().fold(0.0f32, |p, v| p.max(v.abs()));
+    let huge: Vec<f32> = w.iter().map(|v| v / peak * 3e38).collect();
+    let fit = compress(&huge, &n, &m, 2, &Options { iters: 300, seed: 1, tol: 1e-12 }, |_, _| {}).unwrap();
+    assert!(fit.weights.factors.iter().flatten().all(|v| v.is_finite()));
+    // Scaled back down by the square root of the scale per factor, it reconstructs w.
+    let down = (3e38 / f64::from(peak)).sqrt();
+    let factors = fit.weights.factors.iter().map(|f| f.iter().map(|&v| (v as f64 / down) as f32).collect()).collect();
+    let rebuilt = Weights { factors, bias: None }.dense(&shapes(&n, &m, 2));
+    let actual = relative(&rebuilt, &w);
+    assert!(actual < 1e-3 && fit.relative_error < 1e-3, "actual {actual}, reported {}", fit.relative_error);
+
+    let none = compress(&w, &n, &m, 2, &Options { iters: 0, ..Options::default() }, |_, _| {}).unwrap();
+    let actual = relative(&none.weights.dense(&shapes(&n, &m, 2)), &w);
+    assert!(actual > 0.5, "random factors fit badly: {actual}");
+    assert!((actual - none.relative_error).abs() < 1e-4, "reported {} vs actual {actual}", none.relative_error);
+
+    let error = compress(&w, &n, &m, 8000, &Options::default(), |_, _| {}).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "rank 8000 is more than 15, the rank that fits every weight of these shapes exactly (the largest useful rank)"
+    );
 }

@@ -12,6 +12,7 @@
 mod driver;
 mod error;
 mod executor;
+mod files;
 mod fork;
 mod recurrent;
 mod weights;
@@ -19,6 +20,7 @@ mod weights;
 pub use driver::PAR_MIN_MACS;
 pub use error::{Error, ShapeError};
 pub use executor::{Executor, RecurrentExecutor};
+pub use files::write_atomically;
 pub use kcp_core::{Buffer, CellKind, Gemm, Inner, Kernel, Loop, Program, Real, Rng, RowsFromA};
 pub use recurrent::{load_recurrent, Recurrent, State};
 pub use weights::{save, NamedTensor, TensorFile, Weights};

@@ -287,8 +287,11 @@ pub fn load_recurrent(
     hidden: usize,
 ) -> Result<(crate::Weights, Recurrent), Error> {
     let gates = kind.gates() * hidden;
-    let weights = crate::Weights::load(path, "weight_ih.", factor_shapes, None)?;
     let file = TensorFile::read(path)?;
+    let weights = crate::Weights::from_file(&file, "weight_ih.", factor_shapes, None)?;
+    let mut expected: Vec<String> = (0..factor_shapes.len()).map(|d| format!("weight_ih.factor.{d}")).collect();
+    expected.extend(["bias_ih", "weight_hh", "bias_hh"].map(String::from));
+    file.expect_only(&expected, "a recurrent layer has weight_ih.factor.{d}, bias_ih, weight_hh and bias_hh")?;
     let bias = file.tensor("bias_ih", &[gates])?;
     let cell = Recurrent::load(&file, "", kind, hidden)?;
     Ok((crate::Weights { factors: weights.factors, bias: Some(bias) }, cell))

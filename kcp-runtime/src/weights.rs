@@ -4,6 +4,9 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use std::io::Read;
+
+use safetensors::tensor::Metadata;
 use safetensors::{Dtype, SafeTensors};
 
 use crate::{Error, Rng};
@@ -107,7 +110,29 @@ impl Weights {
         factor_shapes: &[[usize; 3]],
         bias_len: Option<usize>,
     ) -> Result<Weights, Error> {
-        let file = TensorFile::read(path)?;
+        Weights::from_file(&TensorFile::read(path)?, prefix, factor_shapes, bias_len)
+    }
+
+    /// The same from a file already read. A plain layer's file (`prefix` empty) must hold
+    /// nothing else; any file, no factor past D.
+    pub fn from_file(
+        file: &TensorFile,
+        prefix: &str,
+        factor_shapes: &[[usize; 3]],
+        bias_len: Option<usize>,
+    ) -> Result<Weights, Error> {
+        let names: Vec<String> = (0..factor_shapes.len()).map(|d| format!("{prefix}factor.{d}")).collect();
+        let layer =
+            format!("it has {} factors{}", factor_shapes.len(), if bias_len.is_some() { " and a bias" } else { "" });
+        if prefix.is_empty() {
+            let mut expected = names.clone();
+            expected.extend(bias_len.map(|_| "bias".to_string()));
+            file.expect_only(&expected, &layer)?;
+        } else if let Some(extra) =
+            file.names().into_iter().find(|n| n.starts_with(&format!("{prefix}factor.")) && !names.contains(n))
+        {
+            return Err(Error::UnexpectedTensor { name: extra, why: layer });
+        }
         let factors = (0..factor_shapes.len())
             .map(|d| file.tensor(&format!("{prefix}factor.{d}"), &factor_shapes[d]))
             .collect::<Result<Vec<_>, _>>()?;
@@ -143,53 +168,110 @@ pub(crate) fn check_values(name: &str, values: &[f32], shape: &[usize]) -> Resul
     }
 }
 
-/// A safetensors file read into memory.
+/// The longest safetensors header kcp reads: 16 MiB, room for some 100,000 tensors (a layer has
+/// a dozen; a PyTorch model for `kcp compress`, its layers').
+pub const MAX_HEADER: u64 = 16 << 20;
+
+/// A safetensors file read into memory, its header parsed once.
 pub struct TensorFile {
-    path: std::path::PathBuf,
     bytes: Vec<u8>,
+    /// Where the data starts.
+    data: usize,
+    metadata: Metadata,
 }
 
 impl TensorFile {
-    /// Read and validate the header of a safetensors file.
+    /// Read and validate a safetensors file, reading no more than its header declares: the
+    /// header first (at most [`MAX_HEADER`] bytes), then exactly the data it describes (a file
+    /// with more or less is an error).
     pub fn read(path: &Path) -> Result<TensorFile, Error> {
-        let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
-        let file = TensorFile { path: path.to_path_buf(), bytes };
-        file.parse()?;
-        Ok(file)
-    }
-
-    fn parse(&self) -> Result<SafeTensors<'_>, Error> {
-        SafeTensors::deserialize(&self.bytes)
-            .map_err(|e| Error::SafeTensors { path: self.path.clone(), message: e.to_string() })
+        let io = |source| Error::Io { path: path.to_path_buf(), source };
+        let invalid = |message: String| Error::SafeTensors { path: path.to_path_buf(), message };
+        let mut file = std::fs::File::open(path).map_err(io)?;
+        let mut bytes = Vec::new();
+        (&mut file).take(8).read_to_end(&mut bytes).map_err(io)?;
+        let Ok(length) = <[u8; 8]>::try_from(&bytes[..]) else {
+            return Err(invalid(format!("{} bytes, shorter than the 8-byte header length", bytes.len())));
+        };
+        let header_len = u64::from_le_bytes(length);
+        if header_len > MAX_HEADER {
+            return Err(invalid(format!("a header of {header_len} bytes, more than the {MAX_HEADER} kcp reads")));
+        }
+        (&mut file).take(header_len).read_to_end(&mut bytes).map_err(io)?;
+        if bytes.len() as u64 != 8 + header_len {
+            return Err(invalid(format!("the file ends inside its {header_len}-byte header")));
+        }
+        let data_len = declared_data(&bytes[8..]).map_err(invalid)?;
+        (&mut file).take(data_len).read_to_end(&mut bytes).map_err(io)?;
+        let more = file.read(&mut [0u8; 1]).map_err(io)? > 0;
+        if bytes.len() as u64 != 8 + header_len + data_len || more {
+            let what = if more { "more" } else { "less" };
+            return Err(invalid(format!("{what} data than the {data_len} bytes its header describes")));
+        }
+        let (n, metadata) = SafeTensors::read_metadata(&bytes).map_err(|e| invalid(one_line(&e.to_string())))?;
+        Ok(TensorFile { data: 8 + n, bytes, metadata })
     }
 
     /// Whether the file holds a tensor of this name.
     pub fn contains(&self, name: &str) -> bool {
-        self.parse().is_ok_and(|t| t.names().contains(&name))
+        self.metadata.info(name).is_some()
+    }
+
+    /// The names of its tensors, in the order of their data.
+    pub fn names(&self) -> Vec<String> {
+        self.metadata.offset_keys()
+    }
+
+    /// An error for the first tensor (in the order of the data) whose name is not in
+    /// `expected`: a file must hold exactly the tensors of its layer.
+    pub fn expect_only(&self, expected: &[String], layer: &str) -> Result<(), Error> {
+        match self.names().into_iter().find(|name| !expected.contains(name)) {
+            Some(name) => Err(Error::UnexpectedTensor { name, why: layer.into() }),
+            None => Ok(()),
+        }
     }
 
     /// The f32 tensor `name`, which must have exactly `shape`.
     pub fn tensor(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>, Error> {
-        let tensors = self.parse()?;
-        let view = tensors.tensor(name).map_err(|_| Error::MissingTensor { name: name.into() })?;
-        if view.dtype() != Dtype::F32 {
-            return Err(Error::Dtype { name: name.into(), found: format!("{:?}", view.dtype()) });
+        let info = self.metadata.info(name).ok_or_else(|| Error::MissingTensor { name: name.into() })?;
+        if info.dtype != Dtype::F32 {
+            return Err(Error::Dtype { name: name.into(), found: format!("{:?}", info.dtype) });
         }
-        if view.shape() != shape {
-            return Err(Error::TensorShape {
-                name: name.into(),
-                expected: shape.to_vec(),
-                found: view.shape().to_vec(),
-            });
+        if info.shape != shape {
+            return Err(Error::TensorShape { name: name.into(), expected: shape.to_vec(), found: info.shape.clone() });
         }
-        let values: Vec<f32> =
-            view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        let (start, end) = info.data_offsets;
+        let data = &self.bytes[self.data + start..self.data + end];
+        let values: Vec<f32> = data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
         check_values(name, &values, shape)?;
         Ok(values)
     }
 }
 
-/// Write named f32 tensors to a safetensors file.
+/// The bytes of data a safetensors header describes: the largest end of its tensors' data
+/// offsets (the full validation comes after, by the safetensors crate, on the whole file).
+fn declared_data(header: &[u8]) -> Result<u64, String> {
+    let entries: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(header)
+        .map_err(|e| format!("its header is not a JSON object ({})", one_line(&e.to_string())))?;
+    let mut end = 0;
+    for (name, entry) in entries.iter().filter(|(name, _)| *name != "__metadata__") {
+        let offsets = entry.get("data_offsets").and_then(|o| o.as_array()).filter(|o| o.len() == 2);
+        let last = offsets.and_then(|o| o[1].as_u64());
+        let Some(last) = last else {
+            return Err(format!("tensor `{}` has no valid data_offsets", name.escape_debug()));
+        };
+        end = end.max(last);
+    }
+    Ok(end)
+}
+
+/// A message on one line.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Write named f32 tensors to a safetensors file: complete, or not at all (an old file of that
+/// name stays as it was).
 pub fn save(path: &Path, tensors: &[NamedTensor]) -> Result<(), Error> {
     let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
         .iter()
@@ -206,5 +288,6 @@ pub fn save(path: &Path, tensors: &[NamedTensor]) -> Result<(), Error> {
         .map_err(|e| Error::SafeTensors { path: path.to_path_buf(), message: e.to_string() })?;
     let data = safetensors::serialize(views, None)
         .map_err(|e| Error::SafeTensors { path: path.to_path_buf(), message: e.to_string() })?;
-    std::fs::write(path, data).map_err(|source| Error::Io { path: path.to_path_buf(), source })
+    crate::write_atomically(path, |out| std::io::Write::write_all(out, &data))
+        .map_err(|source| Error::Io { path: path.to_path_buf(), source })
 }
