@@ -1,6 +1,7 @@
 //! The `kcp` command line: plan, emit, run and compress KCP layers from shapes and weight files
 //! (the contract of docs/cli.md). Bad input gives one line on stderr and exit code 2.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -140,16 +141,20 @@ fn compile_layer(layer: &LayerArgs, cell: Option<(CellKind, usize)>) -> Result<C
 
 /// The hidden size of a cell whose gates fill the output shape.
 fn hidden(layer: &LayerArgs, kind: CellKind) -> Result<usize> {
-    let m: usize = layer.out_shape.0.iter().product();
+    let Some(m) = layer.out_shape.0.iter().try_fold(1usize, |m, &d| m.checked_mul(d)) else {
+        return Err("out_shape overflows usize".into());
+    };
     if m == 0 || !m.is_multiple_of(kind.gates()) {
         return Err(format!("out_shape multiplies to {m}, not a multiple of the {} gates of the cell", kind.gates()));
     }
     Ok(m / kind.gates())
 }
 
-fn plan(layer: &LayerArgs, as_json: bool) -> Result<()> {
+fn plan(layer: &LayerArgs, as_json: bool) -> Result<String> {
+    use std::fmt::Write;
     let c = compile_layer(layer, None)?;
     let s = &c.spec;
+    let mut out = String::new();
     if as_json {
         let value = json!({
             "in_shape": s.in_shape(),
@@ -166,34 +171,44 @@ fn plan(layer: &LayerArgs, as_json: bool) -> Result<()> {
             "plan": c.plan.to_string(),
             "lanes": c.lanes.as_ref().map_or(1, |lanes| lanes.lanes),
         });
-        println!("{value}");
+        let _ = writeln!(out, "{value}");
     } else {
-        println!("{s}");
-        println!("parameters {} (dense {}, {:.1}x compression)", s.params(), s.dense_params(), s.compression_ratio());
-        println!(
+        let _ = writeln!(out, "{s}");
+        let _ = writeln!(
+            out,
+            "parameters {} (dense {}, {:.1}x compression)",
+            s.params(),
+            s.dense_params(),
+            s.compression_ratio()
+        );
+        let _ = writeln!(
+            out,
             "MACs per call: dense {}, forward {}, reverse {}, planned {}",
             layer.batch as u64 * s.dense_params(),
             c.forward.macs(),
             c.reverse.macs(),
             c.plan.macs()
         );
-        println!("{}", c.plan);
+        let _ = writeln!(out, "{}", c.plan);
         if let Some(lanes) = &c.lanes {
-            println!("runs whole blocks of {} batch rows interleaved (the batch index innermost)", lanes.lanes);
+            let _ = writeln!(
+                out,
+                "runs whole blocks of {} batch rows interleaved (the batch index innermost)",
+                lanes.lanes
+            );
         }
     }
-    Ok(())
+    Ok(out)
 }
 
-fn emit(layer: &LayerArgs, name: &str) -> Result<()> {
+fn emit(layer: &LayerArgs, name: &str) -> Result<String> {
     let c = compile_layer(layer, None)?;
     let ident = syn::parse_str::<proc_macro2::Ident>(name).map_err(|_| format!("`{name}` is not a Rust identifier"))?;
     let item = Item { attrs: quote::quote!(), vis: quote::quote!(pub), name: ident, threads: 0 };
     let half = c.half_rank(&Options::default());
     let file: syn::File =
         syn::parse2(emit_layer(&c, half.as_ref(), &item)).map_err(|e| format!("internal error: {e}"))?;
-    print!("{}", prettyplease::unparse(&file));
-    Ok(())
+    Ok(prettyplease::unparse(&file))
 }
 
 fn read_npy(path: &Path, dims: usize, inner: usize, what: &str) -> Result<npy::Array> {
@@ -213,7 +228,7 @@ fn in_pool<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> Result<T> {
     Ok(pool.install(f))
 }
 
-fn run(layer: &LayerArgs, cell: Option<Cell>, weights: &Path, x: &Path, y: &Path, threads: usize) -> Result<()> {
+fn run(layer: &LayerArgs, cell: Option<Cell>, weights: &Path, x: &Path, y: &Path, threads: usize) -> Result<String> {
     match cell {
         None => {
             let c = compile_layer(layer, None)?;
@@ -221,15 +236,17 @@ fn run(layer: &LayerArgs, cell: Option<Cell>, weights: &Path, x: &Path, y: &Path
             let m = c.spec.output_size();
             let file = TensorFile::read(weights).map_err(|e| e.to_string())?;
             let bias = file.contains("bias").then_some(m);
-            let loaded = Weights::load(weights, "", &shapes, bias).map_err(|e| e.to_string())?;
-            let executor =
-                Executor::new(c.nest.clone(), loaded).map_err(|e| e.to_string())?.interleaved(c.lanes.clone());
+            let loaded = Weights::from_file(&file, "", &shapes, bias).map_err(|e| e.to_string())?;
             let input = read_npy(x, 2, c.spec.input_size(), "[B, N]")?;
             let batch = input.shape[0];
-            let mut out = vec![0.0f32; batch * m];
+            fits_in_memory(&c, batch)?;
+            let executor =
+                Executor::new(c.nest.clone(), loaded).map_err(|e| e.to_string())?.interleaved(c.lanes.clone());
+            let mut out = zeros(&[batch, m], "y")?;
             in_pool(threads, || executor.forward_par(&input.data, &mut out, threads))
                 .and_then(|r| r.map_err(|e| e.to_string()))?;
-            npy::write(y, &[batch, m], &out).map_err(|e| e.to_string())
+            npy::write(y, &[batch, m], &out).map_err(|e| e.to_string())?;
+            Ok(String::new())
         }
         Some(cell) => {
             let kind = cell.kind();
@@ -240,7 +257,8 @@ fn run(layer: &LayerArgs, cell: Option<Cell>, weights: &Path, x: &Path, y: &Path
                 .interleaved(c.lanes.clone());
             let input = read_npy(x, 3, c.spec.input_size(), "[T, B, N]")?;
             let (steps, batch) = (input.shape[0], input.shape[1]);
-            let mut hs = vec![0.0f32; steps * batch * hidden];
+            fits_in_memory(&c, steps.saturating_mul(batch))?;
+            let mut hs = zeros(&[steps, batch, hidden], "the hidden states")?;
             let mut state = State::zeros(kind, batch, hidden);
             in_pool(threads, || {
                 if threads > 1 {
@@ -250,9 +268,60 @@ fn run(layer: &LayerArgs, cell: Option<Cell>, weights: &Path, x: &Path, y: &Path
                 }
             })
             .and_then(|r| r.map_err(|e| e.to_string()))?;
-            npy::write(y, &[steps, batch, hidden], &hs).map_err(|e| e.to_string())
+            npy::write(y, &[steps, batch, hidden], &hs).map_err(|e| e.to_string())?;
+            Ok(String::new())
         }
     }
+}
+
+/// A zeroed buffer of the product of `dims` floats, or an error that says what it is and how
+/// much memory it needs (never an abort).
+fn zeros(dims: &[usize], what: &str) -> Result<Vec<f32>> {
+    let len = dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+    let bytes = len.and_then(|n| n.checked_mul(4));
+    let (Some(len), Some(bytes)) = (len, bytes) else {
+        return Err(format!("{what} of shape {dims:?} has more elements than memory can hold"));
+    };
+    let mut v = Vec::new();
+    v.try_reserve_exact(len)
+        .map_err(|_| format!("needs {} for {what}, more than can be allocated", gib(bytes as u128)))?;
+    v.resize(len, 0.0);
+    Ok(v)
+}
+
+/// What the generic executor allocates for a layer and a batch: x and y, two scratch buffers
+/// per thread, the pre-products, the interleaved block: an error if that is more than the
+/// memory the system has available ([`available_memory`]).
+fn fits_in_memory(c: &Compiled, rows: usize) -> Result<()> {
+    let nest = &c.nest;
+    let lanes = c.lanes.as_ref().map_or(0, |l| l.lanes * (l.input_size() + l.output_size() + 2 * l.scratch_len));
+    let floats = 2 * 2 * nest.scratch_len as u128 + nest.prep_lens.iter().sum::<usize>() as u128 + lanes as u128;
+    let bytes = 4 * floats + 4 * rows as u128 * (nest.input_size() + nest.output_size()) as u128;
+    match available_memory() {
+        Some(available) if bytes > available => Err(format!(
+            "this layer needs {} of memory for {rows} rows (scratch {} per thread), more than the {} available",
+            gib(bytes),
+            gib(4 * nest.scratch_len as u128),
+            gib(available)
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The memory a command may use, in bytes: `KCP_MAX_MEMORY` (bytes) if set, else Linux's
+/// MemAvailable (`/proc/meminfo`); `None` (unchecked) where neither says.
+fn available_memory() -> Option<u128> {
+    if let Some(limit) = std::env::var("KCP_MAX_MEMORY").ok().and_then(|v| v.trim().parse().ok()) {
+        return Some(limit);
+    }
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u128 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+fn gib(bytes: u128) -> String {
+    format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -264,7 +333,7 @@ fn compress_cmd(
     iters: usize,
     seed: u64,
     as_json: bool,
-) -> Result<()> {
+) -> Result<String> {
     let c = compile_layer(layer, None)?;
     let (m, n) = (c.spec.output_size(), c.spec.input_size());
     let is_safetensors = dense.extension().is_some_and(|e| e == "safetensors");
@@ -309,11 +378,30 @@ fn compress_cmd(
         indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} sweeps, relative error {msg}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
+    let max = kcp::compress::max_rank(c.spec.in_shape(), c.spec.out_shape());
+    if c.spec.rank() > max {
+        return Err(format!(
+            "rank {} is more than {max}, the rank that fits every weight of these shapes exactly",
+            c.spec.rank()
+        ));
+    }
+    // ALS holds R x R Gram matrices and [m_d n_d, R] factors in f64, and W in f64.
+    let r = c.spec.rank() as u128;
+    let modes: u128 = c.spec.in_shape().iter().zip(c.spec.out_shape()).map(|(&n, &m)| (n * m) as u128).sum();
+    let needs = 8 * (4 * r * r + 3 * r * modes + w.len() as u128);
+    if let Some(available) = available_memory().filter(|&a| needs > a) {
+        return Err(format!(
+            "a rank-{r} fit needs {} of memory, more than the {} available",
+            gib(needs),
+            gib(available)
+        ));
+    }
     let options = FitOptions { iters, seed, ..FitOptions::default() };
     let fit = compress(&w, c.spec.in_shape(), c.spec.out_shape(), c.spec.rank(), &options, |k, e| {
         bar.set_position(k as u64);
         bar.set_message(format!("{e:.3e}"));
-    });
+    })
+    .map_err(|e| e.to_string())?;
     bar.finish_and_clear();
     let mut tensors = fit.weights.tensors(prefix, &c.nest.factor_shapes());
     tensors.extend(extra);
@@ -325,19 +413,21 @@ fn compress_cmd(
             "compression_ratio": c.spec.compression_ratio(),
             "iterations": fit.iterations,
         });
-        println!("{value}");
+        Ok(format!("{value}\n"))
     } else {
-        println!(
-            "relative error {:.3e} after {} sweeps; {} parameters ({:.1}x compression) written to {}",
+        Ok(format!(
+            "relative error {:.3e} after {} sweeps; {} parameters ({:.1}x compression) written to {}\n",
             fit.relative_error,
             fit.iterations,
             c.spec.params(),
             c.spec.compression_ratio(),
             out.display()
-        );
+        ))
     }
-    Ok(())
 }
+
+/// The most threads `--threads` may ask for.
+const MAX_THREADS: usize = 256;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -355,25 +445,49 @@ fn main() -> ExitCode {
                 }
                 _ => {}
             }
+            // clap's first paragraph, on one line: `error: the following required arguments
+            // were not provided: --rank <RANK>`.
             let text = error.render().to_string();
-            let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("error: bad arguments");
-            eprintln!("{line}");
+            let paragraph: Vec<&str> =
+                text.lines().skip_while(|l| l.trim().is_empty()).take_while(|l| !l.trim().is_empty()).collect();
+            let line = paragraph.iter().map(|l| l.trim()).collect::<Vec<_>>().join(" ");
+            eprintln!("{}", one_line(if line.is_empty() { "error: bad arguments" } else { &line }));
             return ExitCode::from(2);
         }
     };
     let result = match &cli.command {
         Command::Plan { layer, json } => plan(layer, *json),
         Command::Emit { layer, name } => emit(layer, name),
+        Command::Run { threads, .. } if !(1..=MAX_THREADS).contains(threads) => {
+            Err(format!("--threads must be between 1 and {MAX_THREADS}, found {threads}"))
+        }
         Command::Run { layer, cell, weights, x, y, threads } => run(layer, *cell, weights, x, y, *threads),
         Command::Compress { layer, dense, cell, weights_out, iters, seed, json } => {
             compress_cmd(layer, dense, *cell, weights_out, *iters, *seed, *json)
         }
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
+    let text = match result {
+        Ok(text) => text,
         Err(message) => {
-            eprintln!("error: {message}");
+            eprintln!("error: {}", one_line(&message));
+            return ExitCode::from(2);
+        }
+    };
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        // A reader that stopped reading (`kcp plan | head -1`) is not an error, as for any
+        // Unix tool.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: cannot write to stdout: {e}");
             ExitCode::from(2)
         }
     }
+}
+
+/// A message as one line: a line break or other control character (from a path or a name)
+/// is shown escaped.
+fn one_line(message: &str) -> String {
+    message.chars().flat_map(|c| if c.is_control() { c.escape_default().collect() } else { vec![c] }).collect()
 }

@@ -1,0 +1,122 @@
+//! Generators against the loaders, so that the next class of hostile input is found here
+//! first: `.npy` headers and data, safetensors headers and data, and shape strings on the
+//! command line. Every input gives a value or a one-line error, never a panic, and a loaded
+//! array always holds exactly what its shape says.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use kcp::{npy, TensorFile};
+use proptest::prelude::*;
+
+fn file(name: &str, bytes: &[u8]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("kcp-loaders-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// Pieces of `.npy` headers, valid and not, glued together at random.
+fn header_piece() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("{".to_string()),
+        Just("}".to_string()),
+        Just("'descr': '<f4', ".to_string()),
+        Just("'descr': '>f8', ".to_string()),
+        Just("'fortran_order': False, ".to_string()),
+        Just("'fortran_order': True, ".to_string()),
+        (0usize..4, prop::collection::vec(prop_oneof![0u64..4, Just(u64::MAX), Just(1 << 62)], 0..4))
+            .prop_map(|(_, dims)| format!("'shape': ({}), ", dims.iter().map(|d| format!("{d},")).collect::<String>())),
+        "[\\[\\](),:' a-z0-9]{0,12}",
+        Just("\n".to_string()),
+    ]
+}
+
+fn one_line(error: &str) -> bool {
+    !error.contains('\n')
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn npy_headers_never_panic(pieces in prop::collection::vec(header_piece(), 0..10), data in 0usize..64, version in 0u8..4) {
+        let header: String = pieces.concat();
+        let mut bytes = b"\x93NUMPY".to_vec();
+        bytes.extend([version, 0]);
+        if version == 1 {
+            bytes.extend((header.len() as u16).to_le_bytes());
+        } else {
+            bytes.extend((header.len() as u32).to_le_bytes());
+        }
+        bytes.extend(header.as_bytes());
+        bytes.extend(std::iter::repeat_n(0u8, data));
+        match npy::read(&file("fuzz.npy", &bytes)) {
+            Ok(array) => prop_assert_eq!(array.shape.iter().product::<usize>(), array.data.len()),
+            Err(e) => prop_assert!(one_line(&e.to_string()), "{}", e),
+        }
+    }
+
+    #[test]
+    fn npy_round_trips(shape in prop::collection::vec(0usize..5, 0..4), seed in any::<u64>()) {
+        let len: usize = shape.iter().product();
+        let data: Vec<f32> = kcp::Rng::new(seed).vec_f32(len, 3.0);
+        let path = file("round.npy", b"");
+        npy::write(&path, &shape, &data).unwrap();
+        let array = npy::read(&path).unwrap();
+        prop_assert_eq!(array.shape, shape);
+        prop_assert_eq!(array.data, data);
+    }
+
+    #[test]
+    fn safetensors_never_panics(
+        header_len in prop_oneof![0u64..200, Just(u64::MAX), Just(1 << 40)],
+        entries in prop::collection::vec(("[a-z.0-9]{1,6}", prop_oneof![Just("F32"), Just("F64"), Just("I8")], prop::collection::vec(0usize..5, 0..3), 0usize..64, 0usize..64), 0..4),
+        tail in 0usize..80,
+        raw in any::<bool>(),
+    ) {
+        let json = entries
+            .iter()
+            .map(|(name, dtype, shape, a, b)| format!("\"{name}\": {{\"dtype\": \"{dtype}\", \"shape\": {shape:?}, \"data_offsets\": [{a}, {b}]}}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let header = format!("{{{json}}}");
+        let declared = if raw { header_len } else { header.len() as u64 };
+        let mut bytes = declared.to_le_bytes().to_vec();
+        bytes.extend(header.as_bytes());
+        bytes.extend(std::iter::repeat_n(0x3fu8, tail));
+        match TensorFile::read(&file("fuzz.safetensors", &bytes)) {
+            Ok(f) => {
+                for name in f.names() {
+                    // Any tensor reads or gives a one-line error, whatever shape is asked.
+                    if let Err(e) = f.tensor(&name, &[2, 2]) {
+                        prop_assert!(one_line(&e.to_string()), "{}", e);
+                    }
+                }
+            }
+            Err(e) => prop_assert!(one_line(&e.to_string()), "{}", e),
+        }
+    }
+}
+
+proptest! {
+    // Each case starts the binary: fewer of them.
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn shape_strings_give_a_plan_or_one_line(shape in "[0-9x \\-+.]{0,24}|[0-9]{1,22}(x[0-9]{1,22}){0,9}") {
+        let output = Command::new(env!("CARGO_BIN_EXE_kcp"))
+            .args(["plan", "--in-shape", &shape, "--out-shape", &shape, "--rank", "1"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        match output.status.code() {
+            Some(0) => prop_assert!(stderr.is_empty()),
+            Some(2) => prop_assert_eq!(stderr.trim_end().lines().count(), 1, "{}", stderr),
+            other => prop_assert!(false, "exit {:?}: {}", other, stderr),
+        }
+    }
+}
