@@ -1,5 +1,5 @@
 //! The `kcp` command against hostile but realistic input: every case ends with exit code 2 and
-//! one line on stderr (or, for a closed stdout, quietly), in bounded time, within bounded
+//! one line on stderr (or, for a closed stdout, quietly), without hanging, within bounded
 //! memory, and leaves no output file (or the old one intact). Each case is one example of a
 //! class of fault; the generators of `tests/loaders.rs` cover the classes.
 
@@ -48,22 +48,34 @@ fn run(weights: &str, x: &str, y: &str, extra: &[&str]) -> Vec<String> {
 }
 
 /// Runs `kcp` and checks the contract: exit code 2, one line on stderr that contains
-/// `expected`, no panic, within `limit`.
-fn fails(name: &str, args: &[String], expected: &str, limit: Duration) {
+/// `expected`, no panic, and no hang: a run still going after `WATCHDOG` (these take
+/// milliseconds; before, some took from 20 s to forever) is killed and fails the case. That is
+/// a hang detector, not a speed test: the bound is far from anything a loaded machine needs.
+fn fails(name: &str, args: &[String], expected: &str) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kcp"))
+        .args(args)
+        .env("KCP_MAX_MEMORY", "2147483648")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let start = Instant::now();
-    let output =
-        Command::new(env!("CARGO_BIN_EXE_kcp")).args(args).env("KCP_MAX_MEMORY", "2147483648").output().unwrap();
-    let took = start.elapsed();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > WATCHDOG {
+            child.kill().unwrap();
+            panic!("{name}: still running after {WATCHDOG:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let output = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{name}: {stderr}");
     assert_eq!(stderr.trim_end().lines().count(), 1, "{name}: not one line:\n{stderr}");
     assert!(stderr.contains(expected), "{name}: {stderr}");
     assert!(!stderr.contains("panicked"), "{name}: {stderr}");
-    // Generous: these take milliseconds; before, they took 20 s to forever.
-    assert!(took < limit, "{name}: took {took:?}");
 }
 
-const QUICK: Duration = Duration::from_secs(10);
+const WATCHDOG: Duration = Duration::from_secs(120);
 
 #[test]
 fn hostile_inputs_fail_cleanly() {
@@ -210,12 +222,12 @@ fn hostile_inputs_fail_cleanly() {
     ];
     for (name, args, expected) in &cases {
         let _ = std::fs::remove_file(&y);
-        fails(name, args, expected, QUICK);
+        fails(name, args, expected);
         assert!(!Path::new(&y).exists(), "{name}: wrote {y}");
     }
     // A failed run leaves an existing output as it was.
     npy::write(Path::new(&y), &[1, 12], &[7.0; 12]).unwrap();
-    fails("extra factor, old y", &run(&path("extra.safetensors"), &x, &y, &[]), "factor.2", QUICK);
+    fails("extra factor, old y", &run(&path("extra.safetensors"), &x, &y, &[]), "factor.2");
     assert_eq!(npy::read(Path::new(&y)).unwrap().data, vec![7.0; 12]);
 }
 
