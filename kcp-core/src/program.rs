@@ -25,6 +25,9 @@ pub enum Buffer {
     Prep(usize),
     /// Per-row scratch, 0 or 1.
     Scratch(usize),
+    /// Ones, as many as the rank: a load-time kernel that multiplies a factor by them sums it
+    /// over the rank.
+    Ones,
 }
 
 impl fmt::Display for Buffer {
@@ -35,6 +38,7 @@ impl fmt::Display for Buffer {
             Buffer::Factor(d) => write!(f, "A{}", d + 1),
             Buffer::Prep(k) => write!(f, "p{k}"),
             Buffer::Scratch(k) => write!(f, "s{k}"),
+            Buffer::Ones => f.write_str("1"),
         }
     }
 }
@@ -184,6 +188,7 @@ impl Program {
     /// Run the prep kernels on the factors, returning the pre-products.
     pub fn prepare<T: Real>(&self, factors: &[Vec<T>]) -> Vec<Vec<T>> {
         let mut prep: Vec<Vec<T>> = self.prep_lens.iter().map(|&len| vec![T::ZERO; len]).collect();
+        let ones = vec![T::ONE; self.rank];
         for kernel in &self.prep {
             let Buffer::Prep(k) = kernel.out else { continue };
             let mut out = std::mem::take(&mut prep[k]);
@@ -191,6 +196,7 @@ impl Program {
                 match b {
                     Buffer::Factor(d) => &factors[d],
                     Buffer::Prep(j) => &prep[j],
+                    Buffer::Ones => &ones,
                     _ => &[],
                 }
             };

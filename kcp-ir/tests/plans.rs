@@ -36,3 +36,21 @@ fn paper_orders_print() {
     insta::assert_snapshot!("ucf11_out16x4x4x4_r1_forward", c.forward.to_string());
     insta::assert_snapshot!("ucf11_out16x4x4x4_r1_reverse", c.reverse.to_string());
 }
+
+/// With one mode, the rank is an index of the factor alone: it is summed once at load time
+/// (`y = x (sum_r A[r])^T`, B*m*n MACs per call instead of B*R*m*n), unless the rank is 1 or the
+/// summed factor would break the load-time bound.
+#[test]
+fn one_mode_sums_its_rank_at_load() {
+    for (n, m, rank, batch) in [(12, 7, 3, 1), (30, 20, 8, 16), (5, 1, 2, 4)] {
+        let c = compile(&Spec::new(&[n], &[m], rank).with_batch(batch), &Options::default()).unwrap();
+        assert_eq!(c.plan.macs(), (batch * m * n) as u64, "{n} -> {m} r{rank}");
+        assert_eq!(c.plan.prep_macs(), (rank * m * n) as u64, "{n} -> {m} r{rank}");
+        assert_eq!(c.plan.steps()[0].phase, kcp_ir::Phase::Prep);
+    }
+    let one = compile(&Spec::new(&[12], &[7], 1), &Options::default()).unwrap();
+    assert_eq!((one.plan.macs(), one.plan.prep_macs(), one.plan.steps().len()), (84, 0, 1));
+    let bounded = Options { max_prep_elems: 83, ..Options::default() };
+    let big = compile(&Spec::new(&[12], &[7], 3), &bounded).unwrap();
+    assert_eq!((big.plan.macs(), big.plan.prep_macs()), (3 * 84, 0));
+}

@@ -21,6 +21,8 @@ pub use shape::Gemm;
 pub trait Real: Copy + Default + Send + Sync + Add<Output = Self> + Mul<Output = Self> + AddAssign + 'static {
     /// Zero.
     const ZERO: Self;
+    /// One.
+    const ONE: Self;
 
     /// Run a small matrix product (see [`gemm`]); the portable form unless the type has a
     /// faster one.
@@ -32,6 +34,7 @@ pub trait Real: Copy + Default + Send + Sync + Add<Output = Self> + Mul<Output =
 
 impl Real for f32 {
     const ZERO: f32 = 0.0;
+    const ONE: f32 = 1.0;
 
     #[inline(always)]
     fn gemm(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
@@ -41,6 +44,7 @@ impl Real for f32 {
 
 impl Real for f64 {
     const ZERO: f64 = 0.0;
+    const ONE: f64 = 1.0;
 }
 
 /// Whether the CPU has AVX2 and FMA (the detection is cached by std): what [`gemm`] and

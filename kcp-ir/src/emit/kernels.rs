@@ -179,6 +179,7 @@ fn read(buffer: Buffer) -> TokenStream {
             let s = Ident::new(&format!("__kcp_s{k}"), Span::call_site());
             quote!(&#s[..])
         }
+        Buffer::Ones => quote!(&__kcp_ones[..]),
     }
 }
 
@@ -212,9 +213,15 @@ pub fn prep_fn(program: &Program, name: &str) -> TokenStream {
             __kcp_p[#k] = __kcp_new;
         }
     });
+    // The ones a load-time sum over the rank multiplies by, where a kernel reads them.
+    let ones = program.prep.iter().any(|k| k.a == Buffer::Ones || k.w == Buffer::Ones).then(|| {
+        let rank = lit(program.rank);
+        quote!(let __kcp_ones = ::std::vec![1.0f32; #rank];)
+    });
     quote! {
         fn #name(__kcp_f: &[::std::vec::Vec<f32>]) -> ::std::vec::Vec<::std::vec::Vec<f32>> {
             let mut __kcp_p: ::std::vec::Vec<::std::vec::Vec<f32>> = ::std::vec![#(::std::vec![0.0f32; #lens]),*];
+            #ones
             #(#kernels)*
             __kcp_p
         }

@@ -23,13 +23,16 @@ pub fn interpret(plan: &Plan, graph: &ContractionGraph, x: &[f64], factors: &[Ve
         })
         .collect();
     let empty = Tensor { indices: IndexSet::EMPTY, data: Vec::new() };
+    let ones = |indices: IndexSet| Tensor { indices, data: vec![1.0; indices.iter().map(size).product()] };
     // Step k writes t_k (the last writes y), so the results can simply be pushed in order.
     let mut results: Vec<Tensor> = Vec::with_capacity(plan.steps().len());
     for step in plan.steps() {
+        let unit = step.inputs.iter().find(|(v, _)| *v == Value::Ones).map(|&(_, indices)| ones(indices));
         let [a, b] = step.inputs.map(|(value, _)| match value {
             Value::Operand(op) => &operands[op.position()],
             Value::Temp(k) => &results[k],
             Value::Output => &empty,
+            Value::Ones => unit.as_ref().unwrap_or(&empty),
         });
         let result = contract(a, b, step.indices, &size);
         results.push(result);

@@ -92,6 +92,7 @@ pub fn lower_lanes(plan: &Plan, graph: &ContractionGraph, lanes: usize) -> LoopN
             Value::Operand(crate::graph::Operand::Factor(d)) => Buffer::Factor(d),
             Value::Temp(k) => buffers[k],
             Value::Output => Buffer::Y,
+            Value::Ones => Buffer::Ones,
         };
         // a carries x in a per-call step; a load-time step takes its inputs in order.
         let [first, second] = step.inputs;

@@ -73,6 +73,9 @@ pub enum Value {
     Temp(usize),
     /// y.
     Output,
+    /// A tensor of ones over the indices given with it: contracting a weight with it sums the
+    /// weight over them (a sum at load time, see [`Step`]).
+    Ones,
 }
 
 /// When a step runs.
@@ -197,16 +200,36 @@ impl Builder<'_> {
                 let (sa, sb) = (a.operands(), b.operands());
                 let step = StepCost::new(self.graph, sa, sb);
                 let cost = step.total(ca, cb, self.max_prep_elems);
+                let mut inputs = [(va, self.graph.open_indices(sa)), (vb, self.graph.open_indices(sb))];
+                let (mut loops, mut macs) = (step.loops, step.macs);
+                if let Some(p) = step.presum_within(self.max_prep_elems) {
+                    // The weight operand summed over its private indices at load time: its
+                    // contraction with ones over them.
+                    let indices = p.from.minus(p.private);
+                    let summed = Value::Temp(self.steps.len());
+                    self.steps.push(Step {
+                        phase: Phase::Prep,
+                        inputs: [inputs[p.side], (Value::Ones, p.private)],
+                        output: summed,
+                        indices,
+                        shape: self.graph.dims(indices),
+                        summed: p.private,
+                        loops: p.from,
+                        macs: p.macs,
+                    });
+                    inputs[p.side] = (summed, indices);
+                    (loops, macs) = (p.loops, p.step_macs);
+                }
                 let output = Value::Temp(self.steps.len());
                 self.steps.push(Step {
                     phase: if step.prep { Phase::Prep } else { Phase::Call },
-                    inputs: [(va, self.graph.open_indices(sa)), (vb, self.graph.open_indices(sb))],
+                    inputs,
                     output,
                     indices: step.result,
                     shape: self.graph.dims(step.result),
-                    summed: step.summed(),
-                    loops: step.loops,
-                    macs: step.macs,
+                    summed: loops.minus(step.result),
+                    loops,
+                    macs,
                 });
                 (output, cost)
             }

@@ -16,6 +16,7 @@ impl fmt::Display for Value {
             Value::Operand(operand) => write!(f, "{operand}"),
             Value::Temp(k) => write!(f, "t{k}"),
             Value::Output => f.write_str("y"),
+            Value::Ones => f.write_str("1"),
         }
     }
 }

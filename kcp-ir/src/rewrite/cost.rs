@@ -53,26 +53,74 @@ pub struct StepCost {
     pub elems: u64,
     /// Whether the step depends on weights only (runs at load time).
     pub prep: bool,
+    /// A weight operand's indices that nothing else has (not the other operand, not the
+    /// result): summed once at load time, before the step, instead of on every call.
+    pub presum: Option<Presum>,
+}
+
+/// A sum over indices private to one weight operand of a per-call step (the rank of a
+/// one-mode layer: `y = x (sum_r A[r])^T`), done once when the weights are loaded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Presum {
+    /// Which input of the step (0 or 1) is summed.
+    pub side: usize,
+    /// Its indices before the sum.
+    pub from: IndexSet,
+    /// The indices summed away.
+    pub private: IndexSet,
+    /// The sum's MACs (one per element of the operand).
+    pub macs: u64,
+    /// The elements of the summed operand.
+    pub elems: u64,
+    /// The step's loops once the operand is summed.
+    pub loops: IndexSet,
+    /// The step's MACs once the operand is summed.
+    pub step_macs: u64,
 }
 
 impl StepCost {
     /// The cost of contracting the subtrees over the operand sets `a` and `b`.
     pub fn new(graph: &ContractionGraph, a: OperandSet, b: OperandSet) -> StepCost {
-        let loops = graph.open_indices(a).union(graph.open_indices(b));
+        let (open_a, open_b) = (graph.open_indices(a), graph.open_indices(b));
         let set = a.union(b);
         let result = graph.open_indices(set);
-        StepCost { loops, result, macs: graph.volume(loops), elems: graph.volume(result), prep: !set.has_input() }
+        let presum = [(0, a, open_a, open_b), (1, b, open_b, open_a)].into_iter().find_map(|(side, s, own, other)| {
+            let private = own.minus(other).minus(result);
+            let loops = open_a.union(open_b).minus(private);
+            (set.has_input() && !s.has_input() && graph.volume(private) > 1).then(|| Presum {
+                side,
+                from: own,
+                private,
+                macs: graph.volume(own),
+                elems: graph.volume(own.minus(private)),
+                loops,
+                step_macs: graph.volume(loops),
+            })
+        });
+        let loops = open_a.union(open_b);
+        StepCost {
+            loops,
+            result,
+            macs: graph.volume(loops),
+            elems: graph.volume(result),
+            prep: !set.has_input(),
+            presum,
+        }
     }
 
-    /// The indices summed away.
-    pub fn summed(&self) -> IndexSet {
-        self.loops.minus(self.result)
+    /// The sum at load time this step takes, if it has one whose result fits the load-time
+    /// bound (otherwise every call sums over the private indices itself).
+    pub fn presum_within(&self, max_prep_elems: u64) -> Option<Presum> {
+        self.presum.filter(|p| p.elems <= max_prep_elems)
     }
 
     /// The total cost of a tree whose root is this step, given its subtrees' costs.
     pub fn total(&self, a: Cost, b: Cost, max_prep_elems: u64) -> Cost {
         let own = if !self.prep {
-            Cost { macs: self.macs, prep_macs: 0, scratch: self.elems }
+            match self.presum_within(max_prep_elems) {
+                Some(p) => Cost { macs: p.step_macs, prep_macs: p.macs, scratch: self.elems + p.elems },
+                None => Cost { macs: self.macs, prep_macs: 0, scratch: self.elems },
+            }
         } else if self.elems <= max_prep_elems {
             Cost { macs: 0, prep_macs: self.macs, scratch: self.elems }
         } else {
