@@ -378,14 +378,8 @@ fn compress_cmd(
         indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} sweeps, relative error {msg}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let max = kcp::compress::max_rank(c.spec.in_shape(), c.spec.out_shape());
-    if c.spec.rank() > max {
-        return Err(format!(
-            "rank {} is more than {max}, the rank that fits every weight of these shapes exactly",
-            c.spec.rank()
-        ));
-    }
-    // ALS holds R x R Gram matrices and [m_d n_d, R] factors in f64, and W in f64.
+    // ALS holds R x R Gram matrices and [m_d n_d, R] factors in f64, and W in f64 (a rank
+    // above the largest useful one is compress's own error).
     let r = c.spec.rank() as u128;
     let modes: u128 = c.spec.in_shape().iter().zip(c.spec.out_shape()).map(|(&n, &m)| (n * m) as u128).sum();
     let needs = 8 * (4 * r * r + 3 * r * modes + w.len() as u128);
