@@ -239,7 +239,7 @@ fn run(layer: &LayerArgs, cell: Option<Cell>, weights: &Path, x: &Path, y: &Path
             let loaded = Weights::from_file(&file, "", &shapes, bias).map_err(|e| e.to_string())?;
             let input = read_npy(x, 2, c.spec.input_size(), "[B, N]")?;
             let batch = input.shape[0];
-            fits_in_memory(&c, batch)?;
+            fits_in_memory(&c, batch, threads)?;
             let executor =
                 Executor::new(c.nest.clone(), loaded).map_err(|e| e.to_string())?.interleaved(c.lanes.clone());
             let mut out = zeros(&[batch, m], "y")?;
@@ -257,7 +257,7 @@ fn run(layer: &LayerArgs, cell: Option<Cell>, weights: &Path, x: &Path, y: &Path
                 .interleaved(c.lanes.clone());
             let input = read_npy(x, 3, c.spec.input_size(), "[T, B, N]")?;
             let (steps, batch) = (input.shape[0], input.shape[1]);
-            fits_in_memory(&c, steps.saturating_mul(batch))?;
+            fits_in_memory(&c, steps.saturating_mul(batch), threads)?;
             let mut hs = zeros(&[steps, batch, hidden], "the hidden states")?;
             let mut state = State::zeros(kind, batch, hidden);
             in_pool(threads, || {
@@ -289,13 +289,14 @@ fn zeros(dims: &[usize], what: &str) -> Result<Vec<f32>> {
     Ok(v)
 }
 
-/// What the generic executor allocates for a layer and a batch: x and y, two scratch buffers
-/// per thread, the pre-products, the interleaved block: an error if that is more than the
-/// memory the system has available ([`available_memory`]).
-fn fits_in_memory(c: &Compiled, rows: usize) -> Result<()> {
+/// What the generic executor allocates for a layer and a batch on `threads` threads: x and y,
+/// two scratch buffers and an interleaved block per thread, the pre-products: an error if that
+/// is more than the memory the system has available ([`available_memory`]).
+fn fits_in_memory(c: &Compiled, rows: usize, threads: usize) -> Result<()> {
     let nest = &c.nest;
     let lanes = c.lanes.as_ref().map_or(0, |l| l.lanes * (l.input_size() + l.output_size() + 2 * l.scratch_len));
-    let floats = 2 * 2 * nest.scratch_len as u128 + nest.prep_lens.iter().sum::<usize>() as u128 + lanes as u128;
+    let per_thread = 2 * nest.scratch_len as u128 + lanes as u128;
+    let floats = threads.max(1) as u128 * per_thread + nest.prep_lens.iter().sum::<usize>() as u128;
     let bytes = 4 * floats + 4 * rows as u128 * (nest.input_size() + nest.output_size()) as u128;
     match available_memory() {
         Some(available) if bytes > available => Err(format!(
@@ -381,7 +382,7 @@ fn compress_cmd(
     // ALS holds R x R Gram matrices and [m_d n_d, R] factors in f64, and W in f64 (a rank
     // above the largest useful one is compress's own error).
     let r = c.spec.rank() as u128;
-    let modes: u128 = c.spec.in_shape().iter().zip(c.spec.out_shape()).map(|(&n, &m)| (n * m) as u128).sum();
+    let modes: u128 = c.spec.in_shape().iter().zip(c.spec.out_shape()).map(|(&n, &m)| n as u128 * m as u128).sum();
     let needs = 8 * (4 * r * r + 3 * r * modes + w.len() as u128);
     if let Some(available) = available_memory().filter(|&a| needs > a) {
         return Err(format!(
