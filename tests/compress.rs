@@ -84,3 +84,36 @@ fn degenerate_weights_and_ranks() {
         "rank 8000 is more than 15, the rank that fits every weight of these shapes exactly (the largest useful rank)"
     );
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 48, ..proptest::prelude::ProptestConfig::default() })]
+
+    /// Over random shapes, ranks, sweeps and scales from 0 to near f32's largest value: the
+    /// factors are finite, and the error reported is the error of the factors returned.
+    #[test]
+    fn compress_reports_the_error_of_what_it_returns(
+        dims in proptest::collection::vec((1usize..4, 1usize..4), 1..4),
+        rank in 1usize..4,
+        iters in 0usize..6,
+        scale in proptest::prop_oneof![proptest::strategy::Just(0.0f64), 1e-30f64..1e3, 1e30f64..3e38],
+        seed in 0u64..1000,
+    ) {
+        let (n, m): (Vec<usize>, Vec<usize>) = dims.into_iter().unzip();
+        let size: usize = n.iter().product::<usize>() * m.iter().product::<usize>();
+        let w: Vec<f32> = kcp::Rng::new(seed).vec(size).iter().map(|v| (v * scale) as f32).collect();
+        match compress(&w, &n, &m, rank, &Options { iters, seed, tol: 1e-12 }, |_, _| {}) {
+            Ok(fit) => {
+                proptest::prop_assert!(fit.weights.factors.iter().flatten().all(|v| v.is_finite()));
+                if scale == 0.0 {
+                    proptest::prop_assert_eq!(fit.relative_error, 0.0);
+                } else if scale < 1e30 {
+                    // Rebuilt in f32 where that cannot overflow.
+                    let rebuilt = fit.weights.dense(&shapes(&n, &m, rank));
+                    let actual = relative(&rebuilt, &w);
+                    proptest::prop_assert!((actual - fit.relative_error).abs() < 1e-3, "reported {} vs actual {}", fit.relative_error, actual);
+                }
+            }
+            Err(e) => proptest::prop_assert!(e.to_string().starts_with("rank "), "{}", e),
+        }
+    }
+}

@@ -120,3 +120,60 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// Any `--threads` value: a run, or one line and exit code 2, never a pool of thousands.
+    #[test]
+    fn thread_counts_give_a_run_or_one_line(threads in prop_oneof![0u64..300, any::<u64>()].prop_map(|t| t.to_string())) {
+        let dir = std::env::temp_dir().join(format!("kcp-loaders-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (weights, x, y) = (dir.join("t.safetensors"), dir.join("t.npy"), dir.join("ty.npy"));
+        let shapes = [[1, 2, 3]];
+        kcp::save(&weights, &kcp::Weights::random(&shapes, None, 1).tensors("", &shapes)).unwrap();
+        npy::write(&x, &[1, 3], &[1.0, 2.0, 3.0]).unwrap();
+        let output = Command::new(env!("CARGO_BIN_EXE_kcp"))
+            .args(["run", "--in-shape", "3", "--out-shape", "2", "--rank", "1", "--threads", &threads])
+            .arg("--weights").arg(&weights).arg("--x").arg(&x).arg("--y").arg(&y)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        match output.status.code() {
+            Some(0) => prop_assert!(stderr.is_empty()),
+            Some(2) => prop_assert_eq!(stderr.trim_end().lines().count(), 1, "{}", stderr),
+            other => prop_assert!(false, "exit {:?}: {}", other, stderr),
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// A write that fails after any number of bytes leaves the old file as it was and no
+    /// temporary file beside it; one that succeeds replaces it whole.
+    #[test]
+    fn writes_are_whole_or_nothing(old in prop::collection::vec(any::<u8>(), 0..64), new in prop::collection::vec(any::<u8>(), 0..4096), fail_at in 0usize..4096) {
+        use std::io::Write;
+        let dir = std::env::temp_dir().join(format!("kcp-writes-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let target = dir.join("out.bin");
+        std::fs::write(&target, &old).unwrap();
+        let result = kcp::write_atomically(&target, |w| {
+            w.write_all(&new[..fail_at.min(new.len())])?;
+            if fail_at < new.len() {
+                return Err(std::io::Error::other("no space left on device"));
+            }
+            Ok(())
+        });
+        let now = std::fs::read(&target).unwrap();
+        if fail_at < new.len() {
+            prop_assert!(result.is_err());
+            prop_assert_eq!(now, old);
+        } else {
+            prop_assert!(result.is_ok());
+            prop_assert_eq!(now, new);
+        }
+        prop_assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "a temporary file is left");
+    }
+}
