@@ -11,12 +11,28 @@ use std::process::Command;
 use kcp::{npy, TensorFile};
 use proptest::prelude::*;
 
-fn file(name: &str, bytes: &[u8]) -> PathBuf {
+fn dir() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("kcp-loaders-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
+    dir
+}
+
+fn file(name: &str, bytes: &[u8]) -> PathBuf {
+    let path = dir().join(name);
     std::fs::write(&path, bytes).unwrap();
     path
+}
+
+/// Runs `kcp` with `args`: success with nothing on stderr, or exit code 2 and one line.
+fn succeeds_or_one_line<I: AsRef<std::ffi::OsStr>>(args: impl IntoIterator<Item = I>) -> Result<(), TestCaseError> {
+    let output = Command::new(env!("CARGO_BIN_EXE_kcp")).args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    match output.status.code() {
+        Some(0) => prop_assert!(stderr.is_empty()),
+        Some(2) => prop_assert_eq!(stderr.trim_end().lines().count(), 1, "{}", stderr),
+        other => prop_assert!(false, "exit {:?}: {}", other, stderr),
+    }
+    Ok(())
 }
 
 /// Pieces of `.npy` headers, valid and not, glued together at random.
@@ -108,42 +124,21 @@ proptest! {
 
     #[test]
     fn shape_strings_give_a_plan_or_one_line(shape in "[0-9x \\-+.]{0,24}|[0-9]{1,22}(x[0-9]{1,22}){0,9}") {
-        let output = Command::new(env!("CARGO_BIN_EXE_kcp"))
-            .args(["plan", "--in-shape", &shape, "--out-shape", &shape, "--rank", "1"])
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        match output.status.code() {
-            Some(0) => prop_assert!(stderr.is_empty()),
-            Some(2) => prop_assert_eq!(stderr.trim_end().lines().count(), 1, "{}", stderr),
-            other => prop_assert!(false, "exit {:?}: {}", other, stderr),
-        }
+        succeeds_or_one_line(["plan", "--in-shape", &shape, "--out-shape", &shape, "--rank", "1"])?;
     }
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
     /// Any `--threads` value: a run, or one line and exit code 2, never a pool of thousands.
     #[test]
     fn thread_counts_give_a_run_or_one_line(threads in prop_oneof![0u64..300, any::<u64>()].prop_map(|t| t.to_string())) {
-        let dir = std::env::temp_dir().join(format!("kcp-loaders-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let (weights, x, y) = (dir.join("t.safetensors"), dir.join("t.npy"), dir.join("ty.npy"));
+        let (weights, x, y) = (dir().join("t.safetensors"), dir().join("t.npy"), dir().join("ty.npy"));
         let shapes = [[1, 2, 3]];
         kcp::save(&weights, &kcp::Weights::random(&shapes, None, 1).tensors("", &shapes)).unwrap();
         npy::write(&x, &[1, 3], &[1.0, 2.0, 3.0]).unwrap();
-        let output = Command::new(env!("CARGO_BIN_EXE_kcp"))
-            .args(["run", "--in-shape", "3", "--out-shape", "2", "--rank", "1", "--threads", &threads])
-            .arg("--weights").arg(&weights).arg("--x").arg(&x).arg("--y").arg(&y)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        match output.status.code() {
-            Some(0) => prop_assert!(stderr.is_empty()),
-            Some(2) => prop_assert_eq!(stderr.trim_end().lines().count(), 1, "{}", stderr),
-            other => prop_assert!(false, "exit {:?}: {}", other, stderr),
-        }
+        let run = ["run", "--in-shape", "3", "--out-shape", "2", "--rank", "1", "--threads", &threads];
+        let files = [("--weights", &weights), ("--x", &x), ("--y", &y)];
+        let args: Vec<std::ffi::OsString> =
+            run.iter().map(Into::into).chain(files.iter().flat_map(|(flag, p)| [flag.into(), p.into()])).collect();
+        succeeds_or_one_line(args)?;
     }
 }
 

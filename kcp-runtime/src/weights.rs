@@ -208,7 +208,8 @@ impl TensorFile {
             let what = if more { "more" } else { "less" };
             return Err(invalid(format!("{what} data than the {data_len} bytes its header describes")));
         }
-        let (n, metadata) = SafeTensors::read_metadata(&bytes).map_err(|e| invalid(one_line(&e.to_string())))?;
+        let (n, metadata) =
+            SafeTensors::read_metadata(&bytes).map_err(|e| invalid(collapse_whitespace(&e.to_string())))?;
         Ok(TensorFile { data: 8 + n, bytes, metadata })
     }
 
@@ -252,7 +253,7 @@ impl TensorFile {
 /// offsets (the full validation comes after, by the safetensors crate, on the whole file).
 fn declared_data(header: &[u8]) -> Result<u64, String> {
     let entries: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(header)
-        .map_err(|e| format!("its header is not a JSON object ({})", one_line(&e.to_string())))?;
+        .map_err(|e| format!("its header is not a JSON object ({})", collapse_whitespace(&e.to_string())))?;
     let mut end = 0;
     for (name, entry) in entries.iter().filter(|(name, _)| *name != "__metadata__") {
         let offsets = entry.get("data_offsets").and_then(|o| o.as_array()).filter(|o| o.len() == 2);
@@ -265,8 +266,8 @@ fn declared_data(header: &[u8]) -> Result<u64, String> {
     Ok(end)
 }
 
-/// A message on one line.
-fn one_line(text: &str) -> String {
+/// A message on one line: its whitespace runs (line breaks included) collapsed to one space.
+fn collapse_whitespace(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
