@@ -15,6 +15,6 @@ mod program;
 mod rng;
 
 pub use cell::CellKind;
-pub use kernels::{Gemm, Real};
+pub use kernels::{Block, Gemm, Isa, Real, Repeat};
 pub use program::{Buffer, Inner, Kernel, Loop, Program, RowsFromA};
 pub use rng::Rng;

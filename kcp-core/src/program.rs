@@ -9,7 +9,7 @@
 
 use std::fmt;
 
-use crate::kernels::{axpy, dot, gemm, Gemm, Real};
+use crate::kernels::{axpy, dot, gemm, Block, Gemm, Real, Repeat};
 
 /// A buffer a kernel reads or writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -109,6 +109,9 @@ pub struct RowsFromA {
     pub w_col: usize,
     /// Whether the product overwrites `out` instead of adding to it.
     pub overwrite: bool,
+    /// How often the product is done (see [`Repeat`]; its `a` and `w` strides are this
+    /// product's).
+    pub repeat: Repeat,
 }
 
 impl RowsFromA {
@@ -121,6 +124,7 @@ impl RowsFromA {
             a_col: self.w_col,
             w_row: self.a_row,
             overwrite: self.overwrite,
+            repeat: Repeat { a: self.repeat.w, w: self.repeat.a, ..self.repeat },
             ..Gemm::row_major(self.rows, self.depth, self.len)
         }
     }
@@ -305,23 +309,38 @@ impl fmt::Display for Kernel {
                 if g.outer > 1 {
                     write!(f, " x {} (a +{}, w +{})", g.outer, g.a_outer, g.w_outer)?;
                 }
-                Ok(())
+                called(f, written_out, g.repeat, g.block)
             }
-            Inner::GemmRowsFromA { shape: g, written_out } => write!(
-                f,
-                "  {:indent$}gemm {}x{}x{} {}, rows from a: out[o..] {}= a[ia..] * w[iw..]^T  (rows: out +{}, a +{}; columns: w +{})",
-                "",
-                g.rows,
-                g.depth,
-                g.len,
-                how(written_out),
-                op(g.overwrite),
-                g.out_row,
-                g.a_row,
-                g.w_col
-            ),
+            Inner::GemmRowsFromA { shape: g, written_out } => {
+                write!(
+                    f,
+                    "  {:indent$}gemm {}x{}x{} {}, rows from a: out[o..] {}= a[ia..] * w[iw..]^T  (rows: out +{}, a +{}; columns: w +{})",
+                    "",
+                    g.rows,
+                    g.depth,
+                    g.len,
+                    how(written_out),
+                    op(g.overwrite),
+                    g.out_row,
+                    g.a_row,
+                    g.w_col
+                )?;
+                called(f, written_out, g.repeat, g.gemm().block)
+            }
         }
     }
+}
+
+/// What a called GEMM adds to its line: the products it repeats inside the call, and the
+/// AVX-512 register block.
+fn called(f: &mut fmt::Formatter<'_>, written_out: bool, repeat: Repeat, block: Block) -> fmt::Result {
+    if written_out {
+        return Ok(());
+    }
+    if repeat.count > 1 {
+        write!(f, ", {} times in one call (out +{}, a +{}, w +{})", repeat.count, repeat.out, repeat.a, repeat.w)?;
+    }
+    write!(f, ", block {block}")
 }
 
 impl fmt::Display for Program {

@@ -21,7 +21,8 @@ pub use driver::PAR_MIN_MACS;
 pub use error::{Error, ShapeError};
 pub use executor::{Executor, RecurrentExecutor};
 pub use files::write_atomically;
-pub use kcp_core::{Buffer, CellKind, Gemm, Inner, Kernel, Loop, Program, Real, Rng, RowsFromA};
+pub use kcp_core::kernels::{isa, set_isa};
+pub use kcp_core::{Block, Buffer, CellKind, Gemm, Inner, Isa, Kernel, Loop, Program, Real, Repeat, Rng, RowsFromA};
 pub use recurrent::{load_recurrent, Recurrent, State};
 pub use weights::{save, NamedTensor, TensorFile, Weights};
 
@@ -30,5 +31,5 @@ pub use weights::{save, NamedTensor, TensorFile, Weights};
 pub mod __private {
     pub use crate::driver::{rows, with_scratch, HalfFn, Lanes, NoHalves, NoLanes, RowFn, RowKernel};
     pub use crate::{load_recurrent, CellKind, Error, Recurrent, ShapeError, State, TensorFile, Weights};
-    pub use kcp_core::kernels::{axpy, dispatch, dot, gemm, Gemm};
+    pub use kcp_core::kernels::{axpy, dispatch, dot, gemm, Block, Gemm, Repeat};
 }

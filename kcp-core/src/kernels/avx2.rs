@@ -18,32 +18,30 @@ const PREFETCH_MIN_LEN: usize = 64;
 /// rows stream well on the hardware prefetcher alone, and measured slower with the sweep.
 const STREAM_MAX_LEN: usize = 512;
 
-/// The blocked product.
+/// The blocked product, each of its repeats.
 ///
 /// # Safety
 /// The CPU must have AVX2 and FMA, and `out`, `a`, `w` must cover `g.extents()`.
 #[target_feature(enable = "avx2,fma")]
 pub(super) unsafe fn gemm(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
+    for ([o, ia, iw], once) in g.products() {
+        // SAFETY: the extents of `g` cover every repeat's.
+        product(&mut out[o..], &a[ia..], &w[iw..], once);
+    }
+}
+
+/// One product.
+///
+/// # Safety
+/// As for [`gemm`].
+#[target_feature(enable = "avx2,fma")]
+unsafe fn product(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
     if g.a_col != 1 {
         // Pack the transposed a into [outer][depth][len], then run the contiguous product.
-        let steps = g.outer.saturating_mul(g.depth);
-        if steps.saturating_mul(g.len) > Gemm::PACK {
-            return g.run_portable(out, a, w);
-        }
-        // Only the `steps * len` elements written are read: no need to zero the rest.
-        let mut packed = [std::mem::MaybeUninit::<f32>::uninit(); Gemm::PACK];
-        for k2 in 0..g.outer {
-            for k in 0..g.depth {
-                let (to, from) = ((k2 * g.depth + k) * g.len, k * g.a_row + k2 * g.a_outer);
-                for q in 0..g.len {
-                    packed[to + q].write(a[from + q * g.a_col]);
-                }
-            }
-        }
-        // SAFETY: the first `steps * len` elements were written just above.
-        let packed = std::slice::from_raw_parts(packed.as_ptr().cast::<f32>(), steps * g.len);
-        let contiguous = Gemm { a_row: g.len, a_outer: g.depth * g.len, a_col: 1, stream: 0, ..g };
-        return gemm(out, packed, w, contiguous);
+        // SAFETY: the packed product's extents are those of `a`'s packed copy.
+        return g
+            .with_packed_a(a, |packed, contiguous| unsafe { product(out, packed, w, contiguous) })
+            .unwrap_or_else(|| g.run_portable(out, a, w));
     }
     // Short rows of x stream slowly from DRAM (the hardware prefetcher does not follow
     // them): with a next row there, sweep its slab into L2 line by line meanwhile.

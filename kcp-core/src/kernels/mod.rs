@@ -1,21 +1,28 @@
 //! The innermost operations every kernel is built from: `axpy` (out += w * a over a contiguous
 //! run) and `dot`, written so that LLVM vectorises them, and the small matrix product [`gemm`].
 //!
-//! Which code runs is decided here, at run time, once per call: the AVX2 + FMA micro-kernel
-//! (`avx2.rs`) where the CPU has both, else the portable loops ([`Gemm`]'s own). [`dispatch`]
-//! does the same for code outside this crate (generated row kernels), so that no caller needs
-//! `unsafe`. Every public function is sound for every argument: a [`Gemm`] whose extents do not
-//! fit its slices, or overflow, runs the portable (bounds-checked) loops and panics there.
+//! Which code runs is decided here, at run time, once per call, by [`isa`]: the AVX-512
+//! micro-kernel (`avx512.rs`) where the CPU has AVX-512F, the AVX2 + FMA one (`avx2.rs`) where
+//! it has those, else the portable loops ([`Gemm`]'s own). The environment variable `KCP_ISA`
+//! (`portable`, `avx2` or `avx512`) or [`set_isa`] caps the path, so that benchmarks compare
+//! the paths in one run. [`dispatch`] does the same for code outside this crate (generated row
+//! kernels), so that no caller needs `unsafe`. Every public function is sound for every
+//! argument: a [`Gemm`] whose extents do not fit its slices, or overflow, runs the portable
+//! (bounds-checked) loops and panics there.
 
 use std::ops::{Add, AddAssign, Mul};
 
+use std::sync::atomic::{AtomicU8, Ordering};
+
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 mod shape;
 #[cfg(test)]
 mod tests;
 
-pub use shape::Gemm;
+pub use shape::{Block, Gemm, Repeat};
 
 /// The element types kernels run on: f32 in layers, f64 in reference checks.
 pub trait Real: Copy + Default + Send + Sync + Add<Output = Self> + Mul<Output = Self> + AddAssign + 'static {
@@ -47,33 +54,105 @@ impl Real for f64 {
     const ONE: f64 = 1.0;
 }
 
-/// Whether the CPU has AVX2 and FMA (the detection is cached by std): what [`gemm`] and
-/// [`dispatch`] decide by.
-#[inline]
-pub fn has_avx2_fma() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+/// An instruction set that kernels have a path for, in increasing order: each one's CPUs have
+/// the ones before it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Isa {
+    /// The portable loops (whatever the compiler targets: SSE2 on x86_64 by default).
+    Portable,
+    /// AVX2 and FMA: 8-float vectors.
+    Avx2,
+    /// AVX-512F (with AVX2 and FMA): 16-float vectors, masked tails, 32 registers.
+    Avx512,
+}
+
+impl Isa {
+    /// Every path, in order.
+    pub const ALL: [Isa; 3] = [Isa::Portable, Isa::Avx2, Isa::Avx512];
+
+    /// The best path this CPU has (std caches the detection).
+    pub fn detected() -> Isa {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            if has!("avx2") && has!("fma") {
+                return if has!("avx512f") { Isa::Avx512 } else { Isa::Avx2 };
+            }
+        }
+        Isa::Portable
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
+
+    /// The paths this CPU can run: [`Isa::Portable`] up to [`Isa::detected`].
+    pub fn available() -> impl Iterator<Item = Isa> {
+        Isa::ALL.into_iter().filter(|&isa| isa <= Isa::detected())
+    }
+
+    /// Its name, as `KCP_ISA` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Portable => "portable",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
+        }
+    }
+
+    /// The path named `name` (as [`Isa::name`] gives it), if any.
+    pub fn from_name(name: &str) -> Option<Isa> {
+        Isa::ALL.into_iter().find(|isa| isa.name() == name)
     }
 }
 
-/// Run `f` compiled for the best instruction set this CPU has, as far as it is inlined into
-/// this call: generated row kernels are `#[inline(always)]` and pass themselves as `f`, so
-/// their loops are vectorised for AVX2 + FMA where the CPU has both (a plain `cargo build`
+impl std::fmt::Display for Isa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The path in use, as `Isa as u8`; [`UNSET`] until the first call of [`isa`] or [`set_isa`].
+static SELECTED: AtomicU8 = AtomicU8::new(UNSET);
+const UNSET: u8 = u8::MAX;
+
+/// The path the kernels take: the best the CPU has, capped by `KCP_ISA` (read at the first
+/// call; a name that is not a path is ignored) or by the last [`set_isa`].
+#[inline]
+pub fn isa() -> Isa {
+    match SELECTED.load(Ordering::Relaxed) {
+        0 => Isa::Portable,
+        1 => Isa::Avx2,
+        2 => Isa::Avx512,
+        _ => select(std::env::var("KCP_ISA").ok().as_deref().and_then(Isa::from_name)),
+    }
+}
+
+/// Cap the path the kernels take at `cap` (`None`: the best the CPU has) for the whole
+/// process, from the next call on; returns the path that runs, never one the CPU lacks.
+/// Results do not depend on it beyond rounding: every path computes the same sums.
+pub fn set_isa(cap: Option<Isa>) -> Isa {
+    select(cap)
+}
+
+#[cold]
+fn select(cap: Option<Isa>) -> Isa {
+    let isa = cap.map_or(Isa::detected(), |cap| cap.min(Isa::detected()));
+    SELECTED.store(isa as u8, Ordering::Relaxed);
+    isa
+}
+
+/// Run `f` compiled for the path [`isa`] selects, as far as it is inlined into this call:
+/// generated row kernels are `#[inline(always)]` and pass themselves as `f`, so their loops
+/// are vectorised for AVX-512 or AVX2 + FMA where the CPU has them (a plain `cargo build`
 /// targets SSE2 only), and for the baseline elsewhere. This is the one place that enters a
 /// `#[target_feature]` function for code outside this crate: generated code stays safe Rust.
 #[inline(always)]
 pub fn dispatch<R>(f: impl FnOnce() -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2_fma() {
-        // SAFETY: the CPU has AVX2 and FMA, the features `with_avx2_fma` is compiled for.
-        return unsafe { with_avx2_fma(f) };
+    match isa() {
+        // SAFETY: `isa` never selects a path the CPU lacks; each is compiled for its own.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { with_avx512(f) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { with_avx2_fma(f) },
+        _ => f(),
     }
-    f()
 }
 
 /// `f()`, compiled (where inlined) for AVX2 + FMA.
@@ -84,6 +163,17 @@ pub fn dispatch<R>(f: impl FnOnce() -> R) -> R {
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 unsafe fn with_avx2_fma<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
+/// `f()`, compiled (where inlined) for AVX-512F, AVX2 and FMA.
+///
+/// # Safety
+/// The CPU must have all three.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+unsafe fn with_avx512<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
@@ -119,28 +209,42 @@ pub fn dot<T: Real>(a: &[T], b: &[T]) -> T {
     sum
 }
 
-/// Run `g` (see [`Gemm`]). On x86_64 with AVX2 and FMA, f32 products run a register-blocked
-/// micro-kernel: four rows by sixteen columns of `out` stay in registers while the summed index
-/// runs, so each vector of `a` is loaded once per four rows and `out` once per block (eight rows
-/// by four columns when `len` is 4 to 7). Other element types and CPUs run one axpy per (row,
-/// summed index).
+/// Run `g` (see [`Gemm`]). On x86_64, f32 products run a register-blocked micro-kernel: a
+/// block of rows by columns of `out` stays in registers while the summed index runs, so each
+/// vector of `a` is loaded once per block of rows and `out` once per block: with AVX-512, the
+/// block `g.block` (16-float vectors, the last masked); with AVX2, four rows by sixteen
+/// columns (eight rows by four when `len` is 4 to 7). Other element types and CPUs run one
+/// axpy per (row, summed index).
 #[inline(always)]
 pub fn gemm<T: Real>(out: &mut [T], a: &[T], w: &[T], g: Gemm) {
     T::gemm(out, a, w, g)
 }
 
-/// The f32 product: the AVX2 + FMA micro-kernel where the CPU has both and there is work to do
-/// (a product with an empty dimension runs the portable loops, which do at most the zeroing
-/// that `overwrite` asks for, and form no pointer).
+/// The f32 product on the path [`isa`] selects.
 #[inline(always)]
 fn gemm_f32(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
+    gemm_on(isa(), out, a, w, g);
+}
+
+/// The f32 product on path `isa`, which the CPU must have: a micro-kernel where there is work
+/// to do (a product with an empty dimension runs the portable loops, which do at most the
+/// zeroing that `overwrite` asks for, and form no pointer).
+#[inline(always)]
+fn gemm_on(isa: Isa, out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
+    debug_assert!(isa <= Isa::detected());
     #[cfg(target_arch = "x86_64")]
-    if has_avx2_fma() && !g.is_empty() {
+    if isa > Isa::Portable && !g.is_empty() {
         let fits = g.extents().is_some_and(|[o, ia, iw]| out.len() >= o && a.len() >= ia && w.len() >= iw);
         if fits {
-            // SAFETY: the CPU has AVX2 and FMA (checked above), and every slice is at least as
-            // long as the highest index the product touches (`extents`).
-            unsafe { avx2::gemm(out, a, w, g) };
+            // SAFETY: the CPU has the path's features (the caller's contract, kept by `isa`),
+            // and every slice is at least as long as the highest index the product touches
+            // (`extents`).
+            unsafe {
+                match isa {
+                    Isa::Avx512 => avx512::gemm(out, a, w, g),
+                    _ => avx2::gemm(out, a, w, g),
+                }
+            };
             return;
         }
     }
@@ -157,7 +261,7 @@ pub fn transpose(from: &[f32], to: &mut [f32], rows: usize, cols: usize) {
     let len = rows.saturating_mul(cols);
     let (from, to) = (&from[..len], &mut to[..len]);
     #[cfg(target_arch = "x86_64")]
-    if has_avx2_fma() {
+    if isa() >= Isa::Avx2 {
         let (full_rows, full_cols) = (rows / 8 * 8, cols / 8 * 8);
         // SAFETY: the CPU has AVX2, and every tile lies within both slices (cut to size above).
         unsafe { avx2::transpose_tiles(from, to, rows, cols, full_rows, full_cols) };

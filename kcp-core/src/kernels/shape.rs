@@ -38,6 +38,78 @@ pub struct Gemm {
     /// the distance to the same product in the next row (the input size N), whose slab the
     /// micro-kernel then streams into L2 while it computes this one; 0 for none.
     pub stream: usize,
+    /// How often the product is done, each time at other offsets: the loop around it that
+    /// would otherwise be as many calls.
+    pub repeat: Repeat,
+    /// The register block of the AVX-512 path (the lowering picks it, [`Block::for_shape`]).
+    pub block: Block,
+}
+
+/// A loop around a product that the kernel runs inside one call: `count` products, the
+/// `k`-th at `k * out`, `k * a` and `k * w` further on in its three operands. The products run
+/// in order, so that a repeat whose `out` stride is 0 sums them (each one adds to `out`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Repeat {
+    /// How many products.
+    pub count: usize,
+    /// Stride of `out` per product.
+    pub out: usize,
+    /// Stride of `a` per product.
+    pub a: usize,
+    /// Stride of `w` per product.
+    pub w: usize,
+}
+
+impl Repeat {
+    /// One product.
+    pub const ONCE: Repeat = Repeat { count: 1, out: 0, a: 0, w: 0 };
+
+    /// The offsets into `out`, `a` and `w` of each product, in order.
+    #[inline(always)]
+    pub(super) fn offsets(self) -> impl Iterator<Item = [usize; 3]> {
+        (0..self.count).map(move |k| [k * self.out, k * self.a, k * self.w])
+    }
+}
+
+/// The register block of the AVX-512 micro-kernel: `rows` rows of `out` by `vectors` vectors
+/// of 16 floats, `rows * vectors` accumulators (at most [`Block::ACCUMULATORS`] of the 32
+/// registers; the rest hold a's vectors and w's broadcast). Any value is sound: the kernel
+/// runs the nearest block it has ([`Block::clamped`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Block {
+    /// Rows of `out` per block.
+    pub rows: usize,
+    /// 16-float vectors per row of the block.
+    pub vectors: usize,
+}
+
+impl Block {
+    /// The most accumulators a block keeps in registers.
+    pub const ACCUMULATORS: usize = 16;
+    /// The most vectors per row of a block.
+    pub const MAX_VECTORS: usize = 4;
+
+    /// The block for a product of `rows` rows of `len` floats: as many vectors as the row
+    /// fills (up to four: a, then, stays one load per vector per summed index, and each
+    /// broadcast of w feeds four FMAs), and as many rows as the accumulators allow, so that
+    /// short rows (a product of 18 floats: two vectors, the second masked) and narrow ones
+    /// (16 floats: one vector, sixteen rows) keep as many FMA chains in flight as long ones.
+    pub fn for_shape(rows: usize, len: usize) -> Block {
+        let vectors = len.div_ceil(16).clamp(1, Block::MAX_VECTORS);
+        Block { rows: rows.clamp(1, Block::ACCUMULATORS / vectors), vectors }.clamped()
+    }
+
+    /// The block the kernel runs for this one: vectors in 1..=4, rows in 1..=16 / vectors.
+    pub fn clamped(self) -> Block {
+        let vectors = self.vectors.clamp(1, Block::MAX_VECTORS);
+        Block { rows: self.rows.clamp(1, Block::ACCUMULATORS / vectors), vectors }
+    }
+}
+
+impl std::fmt::Display for Block {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}x{}", self.rows, 16 * self.vectors)
+    }
 }
 
 impl Gemm {
@@ -61,21 +133,60 @@ impl Gemm {
             w_outer: 0,
             overwrite: true,
             stream: 0,
+            repeat: Repeat::ONCE,
+            block: Block::for_shape(rows, len),
         }
     }
 
     /// The multiply-adds it does.
     pub fn macs(&self) -> usize {
-        self.rows.saturating_mul(self.outer).saturating_mul(self.depth).saturating_mul(self.len)
+        self.rows
+            .saturating_mul(self.outer)
+            .saturating_mul(self.depth)
+            .saturating_mul(self.len)
+            .saturating_mul(self.repeat.count)
     }
 
     /// Whether the product has no multiply-add to do (a dimension is 0).
     pub fn is_empty(&self) -> bool {
-        self.rows == 0 || self.depth == 0 || self.len == 0 || self.outer == 0
+        self.rows == 0 || self.depth == 0 || self.len == 0 || self.outer == 0 || self.repeat.count == 0
+    }
+
+    /// One of the products of [`Gemm::repeat`].
+    pub(super) fn once(&self) -> Gemm {
+        Gemm { repeat: Repeat::ONCE, ..*self }
+    }
+
+    /// The products of [`Gemm::repeat`], in order: the offsets into `out`, `a` and `w`, and
+    /// the product (which streams the next row only where its `a` is new: a repeat that
+    /// reads the same `a` again has it swept already).
+    #[inline(always)]
+    pub(super) fn products(&self) -> impl Iterator<Item = ([usize; 3], Gemm)> {
+        let (first, again) =
+            (self.once(), Gemm { stream: if self.repeat.a == 0 { 0 } else { self.stream }, ..self.once() });
+        self.repeat.offsets().enumerate().map(move |(k, at)| (at, if k == 0 { first } else { again }))
     }
 
     /// The lengths `out`, `a` and `w` must at least have; `None` if one overflows `usize`.
     pub(super) fn extents(&self) -> Option<[usize; 3]> {
+        let [out, a, w] = self.once().extents_once()?;
+        let r = self.repeat;
+        if r.count == 0 {
+            return Some([0; 3]);
+        }
+        // Each extent that is not empty grows by its stride per further product.
+        let grow = |extent: usize, stride: usize| {
+            if extent == 0 {
+                Some(0)
+            } else {
+                stride.checked_mul(r.count - 1)?.checked_add(extent)
+            }
+        };
+        Some([grow(out, r.out)?, grow(a, r.a)?, grow(w, r.w)?])
+    }
+
+    /// [`Gemm::extents`] of one product.
+    fn extents_once(&self) -> Option<[usize; 3]> {
         if self.rows == 0 || self.len == 0 {
             return Some([0; 3]);
         }
@@ -93,6 +204,30 @@ impl Gemm {
         Some([out, a, w])
     }
 
+    /// Run `f` on `a` packed contiguous (`[outer][depth][len]`) with the product that reads it
+    /// so, for a transposed `a` (`a_col` > 1) of at most [`Gemm::PACK`] elements; `None` for
+    /// one larger (the caller runs the portable loops). One product (not its repeat).
+    #[inline(always)]
+    pub(super) fn with_packed_a<R>(&self, a: &[f32], f: impl FnOnce(&[f32], Gemm) -> R) -> Option<R> {
+        let steps = self.outer.saturating_mul(self.depth);
+        let len = steps.checked_mul(self.len).filter(|&n| n <= Gemm::PACK)?;
+        // Only the `len` elements written are read: no need to zero the rest (zeroing 4 KiB
+        // costs as much as a small product).
+        let mut packed = [std::mem::MaybeUninit::<f32>::uninit(); Gemm::PACK];
+        for k2 in 0..self.outer {
+            for k in 0..self.depth {
+                let (to, from) = ((k2 * self.depth + k) * self.len, k * self.a_row + k2 * self.a_outer);
+                for (q, slot) in packed[to..to + self.len].iter_mut().enumerate() {
+                    slot.write(a[from + q * self.a_col]);
+                }
+            }
+        }
+        // SAFETY: the loops above wrote each of the first `len` = outer * depth * len elements.
+        let packed = unsafe { std::slice::from_raw_parts(packed.as_ptr().cast::<f32>(), len) };
+        let contiguous = Gemm { a_row: self.len, a_outer: self.depth * self.len, a_col: 1, stream: 0, ..self.once() };
+        Some(f(packed, contiguous))
+    }
+
     /// The offsets in `a` and in `w` (before the row's) of each step of the sum, in order.
     #[inline(always)]
     pub(super) fn sum(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
@@ -101,9 +236,19 @@ impl Gemm {
         })
     }
 
-    /// The portable form: one axpy per (row, summed index), in that order.
+    /// The portable form: one axpy per (row, summed index), in that order, product after
+    /// product.
     #[inline(always)]
     pub(super) fn run_portable<T: Real>(&self, out: &mut [T], a: &[T], w: &[T]) {
+        // (An operand the product does not read may be shorter than its offsets.)
+        for ([o, ia, iw], once) in self.products() {
+            let (a, w) = (a.get(ia..).unwrap_or_default(), w.get(iw..).unwrap_or_default());
+            once.run_portable_once(out.get_mut(o..).unwrap_or_default(), a, w);
+        }
+    }
+
+    #[inline(always)]
+    fn run_portable_once<T: Real>(&self, out: &mut [T], a: &[T], w: &[T]) {
         if self.len == 0 {
             return;
         }

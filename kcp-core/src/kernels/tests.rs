@@ -1,23 +1,39 @@
 use super::*;
 use crate::Rng;
 
-/// The f32 product (the AVX2 micro-kernel where the CPU has it) against the portable f64
-/// one, over row counts around the blocks of four and eight, runs around the vectors of 8
-/// and 16 (including masked tails), padded strides, sums over one index or two, transposed
-/// `a` (packed, or too large to pack), adding to `out` or overwriting it (the padding
-/// between rows untouched either way), and every dimension 0 on every path (slices exactly
-/// as long as the extents, empty where those are 0: no kernel may form a pointer past them).
+/// The f32 product on every path this CPU has (the micro-kernels) against the portable f64
+/// one, over row counts around the blocks of four, eight and sixteen, runs around the vectors
+/// of 8 and 16 (including masked tails), padded strides, sums over one index or two,
+/// transposed `a` (packed, or too large to pack), adding to `out` or overwriting it (the
+/// padding between rows untouched either way), repeated products, every register block of
+/// the AVX-512 path, and every dimension 0 on every path (slices exactly as long as the
+/// extents, empty where those are 0: no kernel may form a pointer past them).
 #[test]
 fn gemm_matches_the_portable_product() {
+    for isa in Isa::available() {
+        products_match_on(isa);
+    }
+}
+
+fn products_match_on(isa: Isa) {
     let mut rng = Rng::new(0x2545_f491_4f6c_dd1d);
     let mut next = move || rng.next_f64() as f32 / 2.0;
-    for rows in 0..=9 {
+    let mut blocks = (0..).map(|k: usize| Block { rows: 1 + k % 17, vectors: 1 + k / 17 % 5 });
+    for rows in (0..=9).chain([16, 17, 33]) {
         for (depth, outer) in [(0, 1), (1, 0), (0, 0), (1, 1), (2, 1), (5, 1), (2, 3), (5, 2)] {
             let shapes = (0..=40).chain([63, 64, 65, 360]).flat_map(|l| [(l, false), (l, true)]);
             for ((len, transposed), overwrite) in shapes.flat_map(|s| [(s, false), (s, true)]) {
                 let (a_row, a_col) = if transposed { (1, depth + 1) } else { (len + depth % 2, 1) };
                 let a_outer = if transposed { a_col * len + 1 } else { depth * a_row + 1 };
                 let out_row = len + rows % 3;
+                // Every third product twice or three times over, one of them summed into the
+                // same `out`; the block cycles through every shape (and some out of range).
+                let repeat = match (len + rows) % 3 {
+                    0 => Repeat::ONCE,
+                    1 => Repeat { count: 2, out: 0, a: 3, w: 1 },
+                    _ => Repeat { count: 3, out: rows * out_row + 1, a: 5, w: 2 },
+                };
+                let block = if len % 2 == 0 { blocks.next().unwrap() } else { Block::for_shape(rows, len) };
                 let g = Gemm {
                     out_row,
                     a_row,
@@ -27,6 +43,8 @@ fn gemm_matches_the_portable_product() {
                     a_outer,
                     w_outer: depth + 2,
                     overwrite,
+                    repeat,
+                    block,
                     ..Gemm::row_major(rows, depth, len)
                 };
                 let [o, ia, iw] = g.extents().unwrap();
@@ -34,13 +52,13 @@ fn gemm_matches_the_portable_product() {
                 let w: Vec<f32> = (0..iw).map(|_| next()).collect();
                 let start: Vec<f32> = (0..o).map(|_| next()).collect();
                 let mut out = start.clone();
-                gemm(&mut out, &a, &w, g);
+                gemm_on(isa, &mut out, &a, &w, g);
                 let mut want: Vec<f64> = start.iter().map(|&v| f64::from(v)).collect();
                 let (a64, w64): (Vec<f64>, Vec<f64>) =
                     (a.iter().map(|&v| f64::from(v)).collect(), w.iter().map(|&v| f64::from(v)).collect());
                 gemm(&mut want, &a64, &w64, g);
                 for (k, (&got, &want)) in out.iter().zip(&want).enumerate() {
-                    assert!((f64::from(got) - want).abs() < 1e-5, "{g:?} at {k}: {got} vs {want}");
+                    assert!((f64::from(got) - want).abs() < 1e-5, "{isa}: {g:?} at {k}: {got} vs {want}");
                 }
             }
         }
@@ -56,13 +74,15 @@ fn streaming_the_next_row_changes_nothing() {
         let a: Vec<f32> = (0..3 * slab).map(|v| (v % 17) as f32 - 8.0).collect();
         let w: Vec<f32> = (0..rows * depth).map(|v| (v % 5) as f32 - 2.0).collect();
         let plain = Gemm::row_major(rows, depth, len);
-        let mut want = vec![0.0f32; rows * len];
-        gemm(&mut want, &a, &w, plain);
-        // The next row right after this one, further on, or cut short by the slice.
-        for (stream, a_len) in [(slab, 2 * slab), (slab + 7, 3 * slab), (slab, 2 * slab - 1)] {
-            let mut got = vec![f32::NAN; rows * len];
-            gemm(&mut got, &a[..a_len], &w, Gemm { stream, ..plain });
-            assert_eq!(got, want, "{rows}x{depth}x{len}, stream {stream}, a of {a_len}");
+        for isa in Isa::available() {
+            let mut want = vec![0.0f32; rows * len];
+            gemm_on(isa, &mut want, &a, &w, plain);
+            // The next row right after this one, further on, or cut short by the slice.
+            for (stream, a_len) in [(slab, 2 * slab), (slab + 7, 3 * slab), (slab, 2 * slab - 1)] {
+                let mut got = vec![f32::NAN; rows * len];
+                gemm_on(isa, &mut got, &a[..a_len], &w, Gemm { stream, ..plain });
+                assert_eq!(got, want, "{isa}: {rows}x{depth}x{len}, stream {stream}, a of {a_len}");
+            }
         }
     }
 }
@@ -93,4 +113,15 @@ fn gemm_out_of_range_panics() {
     assert!(std::panic::catch_unwind(|| gemm(&mut [0.0f32; 24], &[0.0; 8], &[0.0; 3], g)).is_err());
     let short = Gemm { out_row: 8, ..g };
     assert!(std::panic::catch_unwind(|| gemm(&mut [0.0f32; 23], &[0.0; 8], &[0.0; 3], short)).is_err());
+}
+
+/// A path can be capped, never raised past what the CPU has, and names round-trip.
+#[test]
+fn the_path_is_capped_by_name() {
+    for isa in Isa::ALL {
+        assert_eq!(Isa::from_name(isa.name()), Some(isa));
+    }
+    assert_eq!(Isa::from_name("avx-512"), None);
+    assert!(Isa::available().all(|isa| isa <= Isa::detected()));
+    assert_eq!(Isa::available().last(), Some(Isa::detected()));
 }

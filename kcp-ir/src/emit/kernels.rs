@@ -6,7 +6,7 @@
 use proc_macro2::{Ident, Literal, Span, TokenStream};
 use quote::{format_ident, quote};
 
-use kcp_core::{Buffer, Gemm, Inner, Kernel, Program, RowsFromA};
+use kcp_core::{Block, Buffer, Gemm, Inner, Kernel, Program, Repeat, RowsFromA};
 
 /// An offset: the sum of `loop variable * stride` terms and a constant.
 #[derive(Clone)]
@@ -98,6 +98,7 @@ fn emit_nest(kernel: &Kernel, depth: usize, at: [Offset; 3]) -> TokenStream {
 /// them) that starts from the row of `out`, or from zeros if the GEMM overwrites it.
 fn unrolled_gemm(o: &Offset, a: &Offset, w: &Offset, g: Gemm) -> TokenStream {
     debug_assert_eq!(g.a_col, 1, "lowering makes every unswapped GEMM contiguous in a");
+    debug_assert_eq!(g.repeat.count, 1, "lowering repeats only the GEMMs that are called");
     let len = lit(g.len);
     let rows = (0..g.rows).map(|m| {
         let out = o.plus(m * g.out_row).tokens();
@@ -133,10 +134,26 @@ fn unrolled_rows_from_a(o: &Offset, a: &Offset, w: &Offset, g: RowsFromA) -> Tok
 
 /// A call of the runtime's small GEMM on `out[o..]` with `columns` and `rows` as its `a` and `w`.
 fn gemm_call(columns: TokenStream, rows: TokenStream, o: TokenStream, g: Gemm) -> TokenStream {
-    let Gemm { rows: m, depth, len, out_row, a_row, a_col, w_row, w_col, outer, a_outer, w_outer, overwrite, stream } =
-        g;
+    let Gemm {
+        rows: m,
+        depth,
+        len,
+        out_row,
+        a_row,
+        a_col,
+        w_row,
+        w_col,
+        outer,
+        a_outer,
+        w_outer,
+        overwrite,
+        stream,
+        repeat: Repeat { count, out: r_out, a: r_a, w: r_w },
+        block: Block { rows: b_rows, vectors },
+    } = g;
     let [m, depth, len, out_row, a_row, a_col, w_row, w_col, outer, a_outer, w_outer, stream] =
         [m, depth, len, out_row, a_row, a_col, w_row, w_col, outer, a_outer, w_outer, stream].map(lit);
+    let [count, r_out, r_a, r_w, b_rows, vectors] = [count, r_out, r_a, r_w, b_rows, vectors].map(lit);
     quote! {
         ::kcp::__private::gemm(
             &mut __kcp_out[#o..],
@@ -146,6 +163,8 @@ fn gemm_call(columns: TokenStream, rows: TokenStream, o: TokenStream, g: Gemm) -
                 rows: #m, depth: #depth, len: #len,
                 out_row: #out_row, a_row: #a_row, a_col: #a_col, w_row: #w_row, w_col: #w_col,
                 outer: #outer, a_outer: #a_outer, w_outer: #w_outer, overwrite: #overwrite, stream: #stream,
+                repeat: ::kcp::__private::Repeat { count: #count, out: #r_out, a: #r_a, w: #r_w },
+                block: ::kcp::__private::Block { rows: #b_rows, vectors: #vectors },
             },
         );
     }

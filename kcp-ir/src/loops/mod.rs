@@ -19,14 +19,18 @@
 //!    the weight only (the last step: y's last mode) becomes a GEMM whose columns come from the
 //!    weight ([`Inner::GemmRowsFromA`]); a GEMM that does the nest's whole sum overwrites its
 //!    output, which then needs no zeroing;
-//! 4. the unrolling policy: a small GEMM is written out as its axpys or dots where they fit
+//! 4. no tiny calls: the loop directly around a GEMM that is called becomes the GEMM's
+//!    [`Repeat`], which the micro-kernel runs inside one call (a call costs about as much as
+//!    a thousand multiply-adds: the checks, the dispatch, the setup of the blocks; a step of
+//!    128 products of 4x20x18 paid it 128 times per row);
+//! 5. the unrolling policy: a small GEMM is written out as its axpys or dots where they fit
 //!    [`UNROLL_BUDGET`] (decided here and kept in the nest, where the printer shows it), and the
 //!    micro-kernel is called for the others; starting
 //!    from the innermost loop, unroll loops of at most [`MAX_UNROLL_EXTENT`] iterations while
 //!    the statements of the inner operation times the unrolled extents stay within
 //!    [`UNROLL_BUDGET`], which bounds the emitted code to `UNROLL_BUDGET` statements per step;
 //!    loops around a GEMM call and outer loops stay loops;
-//! 5. per-call intermediates alternate between two scratch buffers of the largest size.
+//! 6. per-call intermediates alternate between two scratch buffers of the largest size.
 //!
 //! [`lower_lanes`] lowers the same plan for `lanes` rows at once, interleaved: the batch index
 //! has `lanes` values and sits last in every tensor (the driver transposes x's rows in and y's
@@ -34,7 +38,7 @@
 //! runs of a few floats per row, become GEMMs whose columns are the rows of the batch: whole
 //! vectors instead of one 4-float axpy per weight ([`interleave`] decides when it pays).
 
-use kcp_core::{Buffer, Gemm, Inner, Kernel, Loop, Program, RowsFromA};
+use kcp_core::{Buffer, Gemm, Inner, Kernel, Loop, Program, Repeat, RowsFromA};
 
 use crate::graph::{ContractionGraph, Index, IndexSet};
 use crate::plan::{Phase, Plan, Value};
@@ -243,7 +247,11 @@ fn kernel(
     if let Inner::Gemm { written_out, .. } | Inner::GemmRowsFromA { written_out, .. } = &mut inner {
         *written_out = decided;
     }
-    // 4. Unrolling, innermost first, within the budget (not around a GEMM call).
+    // 4. The loop around a called GEMM runs inside the call.
+    if !decided {
+        repeat_inside(&mut loops, &mut inner);
+    }
+    // 5. Unrolling, innermost first, within the budget (not around a GEMM call).
     let mut unrolled = statements(&inner).unwrap_or(usize::MAX);
     for l in loops.iter_mut().rev() {
         if l.extent > MAX_UNROLL_EXTENT || unrolled.saturating_mul(l.extent) > UNROLL_BUDGET {
@@ -253,6 +261,19 @@ fn kernel(
         l.unroll = true;
     }
     Kernel { out, out_len, zero, a, w, loops, inner, comment }
+}
+
+/// Move the innermost loop around a GEMM into the GEMM, as its [`Repeat`] (nothing for the
+/// other inner operations, or with no loop around).
+fn repeat_inside(loops: &mut Vec<Loop>, inner: &mut Inner) {
+    let repeat = match inner {
+        Inner::Gemm { shape: Gemm { repeat, .. }, .. }
+        | Inner::GemmRowsFromA { shape: RowsFromA { repeat, .. }, .. } => repeat,
+        Inner::Axpy { .. } | Inner::Dot { .. } => return,
+    };
+    if let Some(Loop { extent, strides: [out, a, w], .. }) = loops.pop() {
+        *repeat = Repeat { count: extent, out, a, w };
+    }
 }
 
 /// Merge each loop with the one it directly encloses where together they step through memory as
@@ -327,6 +348,7 @@ fn gemm_rows_from_a(loops: &mut Vec<Loop>, depth: usize) -> Option<Inner> {
         a_row,
         w_col: columns.strides[2],
         overwrite: false,
+        repeat: Repeat::ONCE,
     };
     Some(Inner::GemmRowsFromA { shape, written_out: false })
 }

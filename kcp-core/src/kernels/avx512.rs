@@ -1,0 +1,208 @@
+//! The AVX-512F micro-kernel of [`gemm`](super::gemm): register blocks of `rows` rows by
+//! `vectors` 16-float vectors ([`Block`], picked per product shape by the lowering), the last
+//! vector of a row masked, so that no tail falls back to narrower code.
+
+use std::arch::x86_64::*;
+
+use super::{Block, Gemm};
+
+/// How far ahead in a row of `a` (in elements) a block prefetches.
+const PREFETCH: usize = 128;
+/// The shortest rows of `a` that are prefetched (shorter ones are scratch, in cache).
+const PREFETCH_MIN_LEN: usize = 64;
+/// The longest rows of x whose next row's slab is swept into L2 ([`Gemm::stream`]).
+const STREAM_MAX_LEN: usize = 512;
+/// The lanes of a vector.
+const LANES: usize = 16;
+
+/// The blocked product, each of its repeats.
+///
+/// # Safety
+/// The CPU must have AVX-512F, AVX2 and FMA, and `out`, `a`, `w` must cover `g.extents()`.
+#[target_feature(enable = "avx512f,avx2,fma")]
+pub(super) unsafe fn gemm(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
+    for ([o, ia, iw], once) in g.products() {
+        // SAFETY: the extents of `g` cover every repeat's.
+        product(&mut out[o..], &a[ia..], &w[iw..], once);
+    }
+}
+
+/// One product.
+///
+/// # Safety
+/// As for [`gemm`].
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn product(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
+    if g.a_col != 1 {
+        // SAFETY: the packed product's extents are those of `a`'s packed copy.
+        return g
+            .with_packed_a(a, |packed, contiguous| unsafe { product(out, packed, w, contiguous) })
+            .unwrap_or_else(|| g.run_portable(out, a, w));
+    }
+    // As in the AVX2 kernel: short rows of x with a next row there sweep its slab into L2.
+    let slab = g.depth.saturating_mul(g.a_row);
+    let stream = g.stream > 0
+        && g.outer == 1
+        && g.len <= STREAM_MAX_LEN
+        && g.stream.checked_add(slab).is_some_and(|end| a.len() >= end);
+    // Prefetches stay inside `a` (see the AVX2 kernel: a prefetch into an untouched page
+    // costs a page walk).
+    let end = a.as_ptr_range().end;
+    let (out, a, w) = (out.as_mut_ptr(), a.as_ptr(), w.as_ptr());
+    if g.len >= PREFETCH_MIN_LEN {
+        for k in 0..g.depth {
+            for q in (0..PREFETCH).step_by(LANES) {
+                let p = a.wrapping_add(k * g.a_row + q);
+                if p < end {
+                    _mm_prefetch::<_MM_HINT_T0>(p.cast());
+                }
+            }
+        }
+    }
+    let block = g.block.clamped();
+    let mut m = 0;
+    while m < g.rows {
+        let rows = block.rows.min(g.rows - m);
+        // The next row's slab is swept once, by the first block of rows.
+        let sweep = if stream && m == 0 { a.wrapping_add(g.stream) } else { std::ptr::null() };
+        columns(rows, block.vectors, out.add(m * g.out_row), a, end, w.add(m * g.w_row), &g, sweep);
+        m += rows;
+    }
+}
+
+/// `rows` rows of the product over all of `len`: blocks of `vectors` vectors, then the rest
+/// in one block of as many vectors as it needs, its last vector masked to the columns left.
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn columns(
+    rows: usize,
+    vectors: usize,
+    out: *mut f32,
+    a: *const f32,
+    end: *const f32,
+    w: *const f32,
+    g: &Gemm,
+    sweep: *const f32,
+) {
+    // How far ahead of column q a block prefetches (as in the AVX2 kernel: along the row,
+    // or past its end into the same row of the next slab), if the block's last prefetch
+    // stays inside `a`.
+    let fetch = g.len >= PREFETCH_MIN_LEN;
+    let next_slab = g.depth.wrapping_mul(g.a_row).wrapping_add(PREFETCH).wrapping_sub(g.len);
+    let span =
+        (g.depth.wrapping_sub(1).wrapping_mul(g.a_row)).wrapping_add(g.outer.wrapping_sub(1).wrapping_mul(g.a_outer));
+    let ahead = |q: usize, vectors: usize| {
+        let by = if q + PREFETCH < g.len { PREFETCH } else { next_slab };
+        let last = a.wrapping_add(q.wrapping_add(by).wrapping_add(span).wrapping_add(LANES * (vectors - 1)));
+        (fetch && last < end).then_some(by)
+    };
+    // The lines of the next row's slab that the block at column q sweeps (null: none).
+    let slab = g.depth.saturating_mul(g.a_row);
+    let sweep_at = |q: usize| {
+        let line = q / LANES * g.depth * LANES;
+        if sweep.is_null() || line >= slab {
+            std::ptr::null()
+        } else {
+            sweep.wrapping_add(line)
+        }
+    };
+    let width = LANES * vectors;
+    let mut q = 0;
+    while q + width <= g.len {
+        block(rows, vectors, out.add(q), a.add(q), w, g, u16::MAX, ahead(q, vectors), sweep_at(q));
+        q += width;
+    }
+    let rest = g.len - q;
+    if rest > 0 {
+        let tail = rest.div_ceil(LANES);
+        let lanes = rest - LANES * (tail - 1);
+        let last = if lanes == LANES { u16::MAX } else { (1u16 << lanes) - 1 };
+        block(rows, tail, out.add(q), a.add(q), w, g, last, ahead(q, tail), sweep_at(q));
+    }
+}
+
+/// One block of `rows` x `vectors` ([`Block::clamped`] bounds both), dispatched to its
+/// register-allocated form.
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+#[allow(clippy::too_many_arguments)]
+unsafe fn block(
+    rows: usize,
+    vectors: usize,
+    out: *mut f32,
+    a: *const f32,
+    w: *const f32,
+    g: &Gemm,
+    last: __mmask16,
+    ahead: Option<usize>,
+    sweep: *const f32,
+) {
+    macro_rules! shapes {
+        ($($v:literal: $($r:literal)*;)*) => {
+            match (vectors, rows) {
+                $($(($v, $r) => registers::<$r, $v>(out, a, w, g, last, ahead, sweep),)*)*
+                _ => unreachable!("a {rows} x {vectors} block is larger than the registers"),
+            }
+        };
+    }
+    shapes! {
+        1: 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16;
+        2: 1 2 3 4 5 6 7 8;
+        3: 1 2 3 4 5;
+        4: 1 2 3 4;
+    }
+    const _: () = assert!(Block::ACCUMULATORS == 16 && Block::MAX_VECTORS == 4);
+}
+
+/// One `R` x `16 V` block of `out`, its accumulators in registers; `last` masks the lanes of
+/// the last vector of each row (loaded, added and stored); with `ahead`, each row of `a` is
+/// prefetched that far past the block's columns; unless `sweep` is null, `V` lines per summed
+/// index from it are prefetched into L2.
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+unsafe fn registers<const R: usize, const V: usize>(
+    out: *mut f32,
+    a: *const f32,
+    w: *const f32,
+    g: &Gemm,
+    last: __mmask16,
+    ahead: Option<usize>,
+    sweep: *const f32,
+) {
+    let mask = |v: usize| if v + 1 == V { last } else { u16::MAX };
+    let mut acc = [[_mm512_setzero_ps(); V]; R];
+    for k2 in 0..g.outer {
+        let (a, w) = (a.add(k2 * g.a_outer), w.add(k2 * g.w_outer));
+        for k in 0..g.depth {
+            let ak = a.add(k * g.a_row);
+            if let Some(by) = ahead {
+                for v in 0..V {
+                    _mm_prefetch::<_MM_HINT_T0>(ak.wrapping_add(by + LANES * v).cast());
+                }
+            }
+            if !sweep.is_null() {
+                for v in 0..V {
+                    _mm_prefetch::<_MM_HINT_T1>(sweep.wrapping_add((k * V + v) * LANES).cast());
+                }
+            }
+            let mut av = [_mm512_setzero_ps(); V];
+            for (v, slot) in av.iter_mut().enumerate() {
+                // The first lane of every vector is a column of the product, inside `a`.
+                *slot = _mm512_maskz_loadu_ps(mask(v), ak.add(LANES * v));
+            }
+            for (r, row) in acc.iter_mut().enumerate() {
+                let wv = _mm512_set1_ps(*w.add(r * g.w_row + k * g.w_col));
+                for (slot, &x) in row.iter_mut().zip(&av) {
+                    *slot = _mm512_fmadd_ps(wv, x, *slot);
+                }
+            }
+        }
+    }
+    for (r, row) in acc.iter().enumerate() {
+        for (v, &sum) in row.iter().enumerate() {
+            let p = out.add(r * g.out_row + LANES * v);
+            let new = if g.overwrite { sum } else { _mm512_add_ps(_mm512_maskz_loadu_ps(mask(v), p), sum) };
+            _mm512_mask_storeu_ps(p, mask(v), new);
+        }
+    }
+}
