@@ -184,6 +184,16 @@ impl Program {
     pub fn output_size(&self) -> usize {
         self.out_shape.iter().product()
     }
+    /// Calls of the micro-kernel per run of the call kernels: each called GEMM once per
+    /// iteration of the loops around it (a loop that runs inside the call, its [`Repeat`], is
+    /// not one). A call costs about as much as a thousand multiply-adds, whatever its size.
+    pub fn calls_per_row(&self) -> usize {
+        let called = |k: &&Kernel| {
+            matches!(k.inner, Inner::Gemm { written_out: false, .. } | Inner::GemmRowsFromA { written_out: false, .. })
+        };
+        self.call.iter().filter(called).map(|k| k.loops.iter().map(|l| l.extent).product::<usize>()).sum()
+    }
+
     /// The shape `[R, m_d, n_d]` of every factor stack.
     pub fn factor_shapes(&self) -> Vec<[usize; 3]> {
         self.in_shape.iter().zip(&self.out_shape).map(|(&n, &m)| [self.rank, m, n]).collect()
@@ -350,8 +360,11 @@ impl fmt::Display for Program {
         }
         writeln!(
             f,
-            "scratch 2 x {}, pre-products {:?}, {} MACs per row",
-            self.scratch_len, self.prep_lens, self.macs_per_row
+            "scratch 2 x {}, pre-products {:?}, per row: {} MACs, kernel calls {}",
+            self.scratch_len,
+            self.prep_lens,
+            self.macs_per_row,
+            self.calls_per_row()
         )?;
         for kernel in self.prep.iter().chain(&self.call) {
             writeln!(f, "{kernel}")?;

@@ -45,6 +45,34 @@ fn corpus_loop_nests() {
     }
 }
 
+/// No tiny calls: every call of the micro-kernel in the corpus's nests does at least a thousand
+/// MACs (about its fixed cost), or its step calls it at most 4 times (one repeat inside the
+/// call, one loop around it: d6_small's 8 interleaved rows make 4 calls of 768), and the UCF11 rank-4 layer calls
+/// the kernel 14 times per row (it called it 168 times, 128 of them 4x20x18 products, before
+/// the loop around a product ran inside the call).
+#[test]
+fn no_call_is_tiny() {
+    use kcp_core::{Inner, Kernel};
+    let per_call = |k: &Kernel| match k.inner {
+        Inner::Gemm { shape, written_out: false } => Some(shape.macs()),
+        Inner::GemmRowsFromA { shape, written_out: false } => Some(shape.gemm().macs()),
+        _ => None,
+    };
+    for (name, spec) in specs::corpus() {
+        let compiled = compile(&spec, &Options::default()).unwrap();
+        for nest in std::iter::once(&compiled.nest).chain(&compiled.lanes) {
+            for kernel in &nest.call {
+                let Some(macs) = per_call(kernel) else { continue };
+                let calls: usize = kernel.loops.iter().map(|l| l.extent).product();
+                assert!(macs >= 1000 || calls <= 4, "{name}: {calls} calls of {macs} MACs in\n{kernel}");
+            }
+        }
+        if name == "ucf11_out4x4x4x16_r4" {
+            assert_eq!(compiled.nest.calls_per_row(), 14);
+        }
+    }
+}
+
 /// The stub of a declaration with errors is a whole layer (or cell) for every shape of mistake:
 /// any number of modes, with or without a bias or a cell, even a spec with no shapes at all.
 #[test]
