@@ -31,15 +31,17 @@
 //! thread and on two: how much of a second core the machine gave at that time. With `--json`
 //! this table goes to stderr.
 
+mod anchors;
 mod measure;
 mod paired;
+mod peak;
 mod print;
 mod roofline;
 
 use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, MatMut, MatRef, Par};
 use kcp::ir::{compile, lower, Options, Plan, Spec, Tree};
-use kcp::{kcp_layer, Executor, Weights};
+use kcp::{kcp_layer, set_isa, Executor, Isa, Weights};
 
 use measure::{Bench, Row};
 use paired::{fma_calls_per_chunk, fma_loop, fma_loop_on_two, Comparison, Target};
@@ -67,6 +69,8 @@ struct Variant<'a> {
     name: &'static str,
     macs: u64,
     bytes: u64,
+    /// The kernel path it runs (see [`Row::isa`]).
+    isa: &'static str,
     run: Run<'a>,
 }
 
@@ -74,8 +78,19 @@ struct Variant<'a> {
 type Run<'a> = Box<dyn FnMut(&mut [f32]) + 'a>;
 
 impl<'a> Variant<'a> {
+    /// A variant on kcp's kernels, on the path they take by default.
     fn new(name: &'static str, macs: u64, bytes: u64, run: impl FnMut(&mut [f32]) + 'a) -> Variant<'a> {
-        Variant { name, macs, bytes, run: Box::new(run) }
+        Variant { name, macs, bytes, isa: kcp::isa().name(), run: Box::new(run) }
+    }
+
+    /// The same with kcp's kernels capped at `path` for each call.
+    fn on(path: Isa, name: &'static str, macs: u64, bytes: u64, mut run: impl FnMut(&mut [f32]) + 'a) -> Variant<'a> {
+        let run = move |y: &mut [f32]| {
+            set_isa(Some(path));
+            run(y);
+            set_isa(None);
+        };
+        Variant { name, macs, bytes, isa: path.name(), run: Box::new(run) }
     }
 }
 
@@ -92,6 +107,7 @@ fn bench_batch(bench: &mut Bench, layer: &str, batch: usize, variants: &mut [Var
             layer: layer.to_string(),
             batch,
             variant: v.name,
+            isa: v.isa,
             median_ns,
             macs: v.macs,
             bytes: v.bytes,
@@ -117,6 +133,9 @@ fn bench_batch(bench: &mut Bench, layer: &str, batch: usize, variants: &mut [Var
     }
     if batch == 1 && layer == HEADLINE {
         comparisons.push((Target::OverDense, "dense", "generated"));
+    }
+    if layer == HEADLINE && variants.iter().any(|v| v.name == "generated_avx2") {
+        comparisons.push((Target::Avx512OverAvx2, "generated_avx2", "generated"));
     }
     for (target, base, candidate) in comparisons {
         let speedup = if target == Target::Scaling {
@@ -167,8 +186,11 @@ macro_rules! bench_layer {
                 let io = 4 * b * (n + m) as u64;
                 let (dense_bytes, kcp) = (io + 4 * (n * m) as u64, io + 4 * (<$layer>::PARAMS + m as u64));
                 let x = &x;
-                let mut variants = [
-                    Variant::new("dense", b * (m * n) as u64, dense_bytes, |y| dense_gemm(x, &w, y, batch, n, m)),
+                let mut variants = vec![
+                    Variant {
+                        isa: "faer",
+                        ..Variant::new("dense", b * (m * n) as u64, dense_bytes, |y| dense_gemm(x, &w, y, batch, n, m))
+                    },
                     Variant::new("forward", b * c.forward.macs(), kcp, |y| forward.forward(x, y).expect("shapes")),
                     Variant::new("reverse", b * c.reverse.macs(), kcp, |y| reverse.forward(x, y).expect("shapes")),
                     Variant::new("generic", b * c.plan.macs(), kcp, |y| generic.forward(x, y).expect("shapes")),
@@ -179,6 +201,12 @@ macro_rules! bench_layer {
                         layer.forward_par(x, y).expect("shapes")
                     }),
                 ];
+                // Beside the best path, the AVX2 one (the path of CPUs without AVX-512).
+                if Isa::detected() > Isa::Avx2 {
+                    variants.push(Variant::on(Isa::Avx2, "generated_avx2", b * <$layer>::MACS_PER_SAMPLE, kcp, |y| {
+                        layer.forward(x, y).expect("shapes")
+                    }));
+                }
                 bench_batch(&mut $bench, $name, batch, &mut variants, batch * m);
             }
         }
@@ -205,7 +233,8 @@ fn bench_lstm(bench: &mut Bench) {
     let mut run = |variant: &'static str, macs: u64, bytes: u64, f: &mut dyn FnMut(&mut [f32])| {
         let median_ns = bench.median_ns(|| f(&mut hs)) / STEPS as f64;
         let layer = "ucf11_lstm_r4 (per frame)".into();
-        bench.rows.push(Row { layer, batch: 1, variant, median_ns, macs, bytes });
+        let isa = if variant == "dense" { "faer" } else { kcp::isa().name() };
+        bench.rows.push(Row { layer, batch: 1, variant, isa, median_ns, macs, bytes });
     };
     run("dense", dense_per_frame, dense_bytes, &mut |hs| {
         let project = |x: &[f32], p: &mut [f32]| {
@@ -222,11 +251,23 @@ fn bench_lstm(bench: &mut Bench) {
     run("generated_par", per_frame, kcp_bytes, &mut |hs| {
         lstm.forward_par(&x, 1, hs, &mut Ucf11Lstm::zero_state(1)).expect("shapes")
     });
+    // The split of `generated`: the input projection (all STEPS frames in one call, as the
+    // cell runs it) and the recurrence (W_hh h, the gates and the cell update, step by step).
+    let mut proj = vec![0.0f32; STEPS * g];
+    let input_bytes = 4 * (n + g) as u64 + 4 * Ucf11Lstm::PARAMS;
+    run("generated: input projection", Ucf11Lstm::MACS_PER_SAMPLE, input_bytes, &mut |_| {
+        lstm.input().forward(&x, &mut proj).expect("shapes")
+    });
+    let recurrent_bytes = 4 * (g + hidden + g * hidden + g) as u64;
+    run("generated: recurrence", Ucf11Lstm::RECURRENT_MACS_PER_STEP, recurrent_bytes, &mut |hs| {
+        lstm.cell().run(&proj, 1, hs, &mut Ucf11Lstm::zero_state(1), false).expect("shapes")
+    });
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let (json, quick) = (args.iter().any(|a| a == "--json"), args.iter().any(|a| a == "--quick"));
+    let flag = |name: &str| args.iter().any(|a| a == name);
+    let (json, quick, anchors) = (flag("--json"), flag("--quick"), flag("--anchors"));
     let only = args.iter().position(|a| a == "--only").and_then(|k| args.get(k + 1)).cloned();
     let mut bench = Bench { quick, only, rows: Vec::new(), targets: Vec::new() };
     let (a, b) = (
@@ -234,9 +275,9 @@ fn main() {
         Mat::<f32>::from_fn(1024, 1024, |i, j| ((i * j) % 5) as f32),
     );
     let mut c = Mat::<f32>::zeros(1024, 1024);
-    let peak_ns = bench.median_ns(|| matmul(c.as_mut(), Accum::Replace, a.as_ref(), b.as_ref(), 1.0, Par::Seq));
-    let peak_gflops = 2.0 * 1024f64.powi(3) / peak_ns;
-    let peaks = Peaks::measure(&bench, peak_gflops);
+    let sgemm_ns = bench.median_ns(|| matmul(c.as_mut(), Accum::Replace, a.as_ref(), b.as_ref(), 1.0, Par::Seq));
+    let sgemm_gflops = 2.0 * 1024f64.powi(3) / sgemm_ns;
+    let peaks = Peaks::measure(&bench);
     let batches = [1usize, 16, 256];
     bench_layer!(bench, "ucf11_out4x4x4x16_r1", Ucf11Out4x4x4x16R1, batches);
     bench_layer!(bench, "ucf11_out4x4x4x16_r4", Ucf11Out4x4x4x16R4, batches);
@@ -250,5 +291,12 @@ fn main() {
         bench_lstm(&mut bench);
     }
 
-    print::report(&bench.rows, &bench.targets, &peaks, peak_gflops, json);
+    print::report(&bench.rows, &bench.targets, &peaks, sgemm_gflops, json);
+    if anchors {
+        match anchors::measure(&bench) {
+            Ok(rows) if json => eprintln!("\n{}", anchors::table(&rows)),
+            Ok(rows) => println!("\n{}", anchors::table(&rows)),
+            Err(e) => eprintln!("\nanchors skipped: {e}"),
+        }
+    }
 }

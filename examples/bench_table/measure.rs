@@ -8,6 +8,8 @@ pub struct Row {
     pub layer: String,
     pub batch: usize,
     pub variant: &'static str,
+    /// The kernel path it ran (`avx512`, `avx2`, `portable`), or `faer` (faer's own).
+    pub isa: &'static str,
     pub median_ns: f64,
     pub macs: u64,
     /// Bytes a call reads or writes at least: x, y, the weights.

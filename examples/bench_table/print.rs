@@ -6,28 +6,30 @@ use crate::roofline::Peaks;
 
 /// The rows as a Markdown table (or, with `json`, a JSON array on stdout and the rest on
 /// stderr), then the paired comparisons.
-pub fn report(rows: &[Row], targets: &[Comparison], peaks: &Peaks, peak_gflops: f64, json: bool) {
+pub fn report(rows: &[Row], targets: &[Comparison], peaks: &Peaks, sgemm_gflops: f64, json: bool) {
     let gflops = |r: &Row| 2.0 * r.macs as f64 / r.median_ns;
     if json {
         let rows: Vec<serde_json::Value> = rows
             .iter()
             .map(|r| {
                 let (bound, roofline_ns) = peaks.roofline(r);
-                serde_json::json!({"layer": r.layer, "batch": r.batch, "variant": r.variant,
+                serde_json::json!({"layer": r.layer, "batch": r.batch, "variant": r.variant, "isa": r.isa,
                     "median_ns": r.median_ns.round() as u64, "macs": r.macs, "gflops": gflops(r),
                     "bytes": r.bytes, "bound": bound, "roofline_ns": roofline_ns.round() as u64})
             })
             .collect();
-        eprintln!("peak_gflops: {peak_gflops:.1}");
+        eprintln!("{}", peaks.describe_compute());
+        eprintln!("faer SGEMM 1024^3: {sgemm_gflops:.1} GFLOP/s");
         eprintln!("{}", peaks.describe());
         eprintln!("{}", targets_table(targets));
         println!("{}", serde_json::Value::Array(rows));
         return;
     }
-    println!("peak_gflops: {peak_gflops:.1} (one-thread faer SGEMM 1024^3, this run)");
+    println!("{} (% peak: of the row's path)", peaks.describe_compute());
+    println!("faer SGEMM 1024^3, one thread: {sgemm_gflops:.1} GFLOP/s (this run)");
     println!("{}\n", peaks.describe());
-    println!("| layer | batch | variant | median | MACs | GFLOP/s | % peak | bound | % of roofline | vs dense | vs generic |");
-    println!("|---|---:|---|---:|---:|---:|---:|---|---:|---:|---:|");
+    println!("| layer | batch | variant | ISA | median | MACs | GFLOP/s | % peak | bound | % of roofline | vs dense | vs generic |");
+    println!("|---|---:|---|---|---:|---:|---:|---:|---|---:|---:|---:|");
     for r in rows {
         let find = |v: &str| rows.iter().find(|o| o.layer == r.layer && o.batch == r.batch && o.variant == v);
         let ratio = |v: &str| find(v).map_or("".to_string(), |o| format!("{:.1}x", o.median_ns / r.median_ns));
@@ -38,14 +40,15 @@ pub fn report(rows: &[Row], targets: &[Comparison], peaks: &Peaks, peak_gflops: 
         };
         let (bound, roofline_ns) = peaks.roofline(r);
         println!(
-            "| {} | {} | {} | {} | {} | {:.2} | {:.0}% | {} | {:.0}% | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {:.2} | {:.0}% | {} | {:.0}% | {} | {} |",
             r.layer,
             r.batch,
             r.variant,
+            r.isa,
             time,
             r.macs,
             gflops(r),
-            100.0 * gflops(r) / peak_gflops,
+            100.0 * gflops(r) / peaks.gflops(r.isa) / if r.variant.ends_with("_par") { 2.0 } else { 1.0 },
             bound,
             100.0 * roofline_ns / r.median_ns,
             ratio("dense"),

@@ -1,7 +1,10 @@
 //! The roofline of a row: its MACs at the measured compute peak against the bytes a call must
 //! move at the bandwidth of the cache level (or DRAM) they fit, measured in the same run.
 
+use kcp::Isa;
+
 use crate::measure::{Bench, Row};
+use crate::peak::fma_peak_gflops;
 
 /// The size in bytes of this CPU's data cache of `level` (Linux sysfs), if it says.
 pub fn cache_bytes(level: u32) -> Option<usize> {
@@ -28,7 +31,8 @@ pub fn cache_bytes(level: u32) -> Option<usize> {
 /// What bounds a row from below: its MACs at the compute peak, or its bytes at the bandwidth
 /// of the level its working set fits.
 pub struct Peaks {
-    pub gflops: f64,
+    /// The register-only FMA peak of each kernel path this CPU has, one thread, GFLOP/s.
+    pub fma: Vec<(Isa, f64)>,
     /// The memory levels: a working set up to half a cache is read at the bandwidth measured
     /// on a buffer of that size (L2 and L3 from sysfs, else 512 KB and 8 MB), the rest at DRAM's.
     pub levels: [(&'static str, usize); 3],
@@ -37,11 +41,25 @@ pub struct Peaks {
 }
 
 impl Peaks {
-    pub fn measure(bench: &Bench, gflops: f64) -> Peaks {
+    pub fn measure(bench: &Bench) -> Peaks {
+        let fma = Isa::available().filter_map(|path| Some((path, fma_peak_gflops(bench, path)?))).collect();
         let (l2, l3) = (cache_bytes(2).unwrap_or(512 << 10), cache_bytes(3).unwrap_or(8 << 20));
         let levels = [("L2", l2 / 2), ("L3", l3 / 2), ("DRAM", 256 << 20)];
         let gbs = levels.map(|(_, size)| [1, 2].map(|threads| read_gbs(bench, size / 4, threads)));
-        Peaks { gflops, levels, gbs }
+        Peaks { fma, levels, gbs }
+    }
+
+    /// The compute peak of a row's path (`faer` and the portable path: the best one measured,
+    /// which is what the CPU can do).
+    pub fn gflops(&self, isa: &str) -> f64 {
+        let best = self.fma.iter().map(|&(_, g)| g).fold(f64::NAN, f64::max);
+        self.fma.iter().find(|(path, _)| path.name() == isa).map_or(best, |&(_, g)| g)
+    }
+
+    /// The compute peaks, one line.
+    pub fn describe_compute(&self) -> String {
+        let peaks: Vec<String> = self.fma.iter().map(|(path, g)| format!("{path} {g:.1}")).collect();
+        format!("register-only FMA peak in GFLOP/s, one thread: {}", peaks.join(", "))
     }
 
     /// The bandwidths, one line.
@@ -62,7 +80,7 @@ impl Peaks {
     /// threads for `generated_par` and one for the rest.
     pub fn roofline(&self, r: &Row) -> (&'static str, f64) {
         let threads = if r.variant == "generated_par" { 2 } else { 1 };
-        let compute = 2.0 * r.macs as f64 / (self.gflops * threads as f64);
+        let compute = 2.0 * r.macs as f64 / (self.gflops(r.isa) * threads as f64);
         let level = self.levels.iter().position(|&(_, size)| r.bytes as usize <= size).unwrap_or(2);
         let memory = r.bytes as f64 / self.gbs[level][threads - 1];
         if compute >= memory {

@@ -45,6 +45,7 @@ pub struct Recurrent {
 /// with |r| <= ln 2 / 2 (ln 2 split in two for an exact n ln 2), e^r by Cephes' `expf`
 /// polynomial, 2^n built in the exponent bits. Relative error under 1e-7 for |x| < 87; x is clamped to [-87, 88] (no
 /// overflow to infinity; NaN stays NaN).
+#[inline(always)]
 fn exp(x: f32) -> f32 {
     // Adding 1.5 * 2^23 rounds to an integer, which then sits in the low mantissa bits.
     const ROUND: f32 = 12_582_912.0;
@@ -60,6 +61,7 @@ fn exp(x: f32) -> f32 {
 }
 
 /// The logistic function of every element, in place (absolute error under 1e-7).
+#[inline(always)]
 fn sigmoid(v: &mut [f32]) {
     for x in v {
         *x = 1.0 / (1.0 + exp(-*x));
@@ -67,6 +69,7 @@ fn sigmoid(v: &mut [f32]) {
 }
 
 /// tanh of every element, in place, as 1 - 2 / (e^2x + 1) (absolute error under 2e-7).
+#[inline(always)]
 fn tanh(v: &mut [f32]) {
     for x in v {
         *x = 1.0 - 2.0 / (exp(2.0 * *x) + 1.0);
@@ -191,7 +194,7 @@ impl Recurrent {
                 if split {
                     self.step_halves(x, h_row, c_row, out);
                 } else {
-                    crate::driver::with_scratch(g, |gates| self.units(x, h_row, c_row, out, gates, 0));
+                    crate::driver::with_scratch(g, |gates| self.units_dispatched(x, h_row, c_row, out, gates, 0));
                 }
                 h_row.copy_from_slice(out);
             };
@@ -219,15 +222,33 @@ impl Recurrent {
         let (out0, out1) = out.split_at_mut(half);
         let (c0, c1) = c_row.split_at_mut(c_row.len().min(half));
         let units = |c: &mut [f32], out: &mut [f32], first: usize| {
-            crate::driver::with_scratch(gates * out.len(), |g| self.units(x, h_prev, c, out, g, first));
+            crate::driver::with_scratch(gates * out.len(), |g| self.units_dispatched(x, h_prev, c, out, g, first));
         };
         crate::fork::pair(|| units(c1, out1, half), || units(c0, out0, 0));
+    }
+
+    /// [`Recurrent::units`] compiled for the kernel path in use (its dots and nonlinearities
+    /// vectorised at the path's width; the same sums in the same order on every path).
+    fn units_dispatched(
+        &self,
+        x: &[f32],
+        h_prev: &[f32],
+        c: &mut [f32],
+        out: &mut [f32],
+        gates: &mut [f32],
+        first: usize,
+    ) {
+        kcp_core::kernels::dispatch(
+            #[inline(always)]
+            || self.units(x, h_prev, c, out, gates, first),
+        );
     }
 
     /// The hidden units `first..first + out.len()` of one row of one step: their gates
     /// (`W_hh h + b_hh`, plus the input projection where the cell adds it, into `gates`,
     /// `G * out.len()`), then their cell update into `out` (and `c`, the same units of the cell
     /// state; empty for a GRU), each nonlinearity one pass over a gate's block.
+    #[inline(always)]
     fn units(&self, x: &[f32], h_prev: &[f32], c: &mut [f32], out: &mut [f32], gates: &mut [f32], first: usize) {
         let (hidden, len) = (self.hidden, out.len());
         // A GRU's candidate gate adds x after the reset gate scales W_hn h + b_hn.
