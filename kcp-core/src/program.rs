@@ -319,7 +319,7 @@ impl fmt::Display for Kernel {
                 if g.outer > 1 {
                     write!(f, " x {} (a +{}, w +{})", g.outer, g.a_outer, g.w_outer)?;
                 }
-                called(f, written_out, g.repeat, g.block)
+                called(f, written_out, g.repeat, g.len, g.block)
             }
             Inner::GemmRowsFromA { shape: g, written_out } => {
                 write!(
@@ -335,20 +335,23 @@ impl fmt::Display for Kernel {
                     g.a_row,
                     g.w_col
                 )?;
-                called(f, written_out, g.repeat, g.gemm().block)
+                called(f, written_out, g.repeat, g.len, g.gemm().block)
             }
         }
     }
 }
 
 /// What a called GEMM adds to its line: the products it repeats inside the call, and the
-/// AVX-512 register block.
-fn called(f: &mut fmt::Formatter<'_>, written_out: bool, repeat: Repeat, block: Block) -> fmt::Result {
+/// AVX-512 register block (none for a product of at most [`Gemm::NARROW`] floats a row).
+fn called(f: &mut fmt::Formatter<'_>, written_out: bool, repeat: Repeat, len: usize, block: Block) -> fmt::Result {
     if written_out {
         return Ok(());
     }
     if repeat.count > 1 {
         write!(f, ", {} times in one call (out +{}, a +{}, w +{})", repeat.count, repeat.out, repeat.a, repeat.w)?;
+    }
+    if len <= Gemm::NARROW {
+        return write!(f, ", narrow (AVX2 blocks)");
     }
     write!(f, ", block {block}")
 }

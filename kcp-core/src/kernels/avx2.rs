@@ -35,7 +35,7 @@ pub(super) unsafe fn gemm(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
 /// # Safety
 /// As for [`gemm`].
 #[target_feature(enable = "avx2,fma")]
-unsafe fn product(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
+pub(super) unsafe fn product(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
     if g.a_col != 1 {
         // Pack the transposed a into [outer][depth][len], then run the contiguous product.
         // SAFETY: the packed product's extents are those of `a`'s packed copy.

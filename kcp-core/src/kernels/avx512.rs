@@ -33,6 +33,11 @@ pub(super) unsafe fn gemm(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
 /// As for [`gemm`].
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn product(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
+    if g.len <= Gemm::NARROW {
+        // Half a 16-float vector or less: the AVX2 blocks, whose 8-float vectors are full.
+        // SAFETY: the CPU has AVX2 and FMA (with AVX-512F), the slices cover the extents.
+        return super::avx2::product(out, a, w, g);
+    }
     if g.a_col != 1 {
         // SAFETY: the packed product's extents are those of `a`'s packed copy.
         return g

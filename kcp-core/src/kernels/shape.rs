@@ -115,6 +115,9 @@ impl std::fmt::Display for Block {
 impl Gemm {
     /// The most elements of a transposed `a` (`outer * depth * len`) that the micro-kernel packs.
     pub const PACK: usize = 1024;
+    /// The widest products (`len`) that run on 8-float vectors on the AVX-512 path too (and
+    /// ignore [`Gemm::block`]): a 16-float vector would be half idle.
+    pub const NARROW: usize = 8;
 
     /// The plain row-major product `out [rows, len] = w [rows, depth] * a [depth, len]`, all
     /// three contiguous, overwriting `out`, streaming nothing.
