@@ -4,7 +4,32 @@
 
 use std::arch::x86_64::*;
 
-use super::{Block, Gemm};
+use super::{Block, Gemm, Repeat};
+
+/// `$body` with `R` and `V` the constants `$rows` and `$vectors` (a block [`Block::clamped`]
+/// allows): the register-allocated forms of every block.
+macro_rules! dispatch {
+    ($rows:expr, $vectors:expr, |R, V| $body:expr) => {
+        dispatch!(@ $rows, $vectors, $body;
+            1: 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16;
+            2: 1 2 3 4 5 6 7 8;
+            3: 1 2 3 4 5;
+            4: 1 2 3 4;)
+    };
+    (@ $rows:expr, $vectors:expr, $body:expr; $($v:literal: $($r:literal)*;)*) => {{
+        const _: () = assert!(Block::ACCUMULATORS == 16 && Block::MAX_VECTORS == 4);
+        match ($vectors, $rows) {
+            $($(($v, $r) => {
+                #[allow(non_snake_case, unused)]
+                const R: usize = $r;
+                #[allow(non_snake_case, unused)]
+                const V: usize = $v;
+                $body
+            })*)*
+            (vectors, rows) => unreachable!("a {rows} x {vectors} block is larger than the registers"),
+        }
+    }};
+}
 
 /// How far ahead in a row of `a` (in elements) a block prefetches.
 const PREFETCH: usize = 128;
@@ -21,10 +46,82 @@ const LANES: usize = 16;
 /// The CPU must have AVX-512F, AVX2 and FMA, and `out`, `a`, `w` must cover `g.extents()`.
 #[target_feature(enable = "avx512f,avx2,fma")]
 pub(super) unsafe fn gemm(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
+    if interleaves(&g) {
+        return interleaved(out, a, w, g);
+    }
     for ([o, ia, iw], once) in g.products() {
         // SAFETY: the extents of `g` cover every repeat's.
         product(&mut out[o..], &a[ia..], &w[iw..], once);
     }
+}
+
+/// Whether the repeats of `g` run block by block, each block over every product in turn
+/// ([`interleaved`]): short products (one block of columns or two, too short to prefetch),
+/// whose fixed cost per product would otherwise weigh as much as their FMAs, and whose outputs
+/// are disjoint or the same (so that the order in which blocks are written does not matter).
+fn interleaves(g: &Gemm) -> bool {
+    let r = g.repeat;
+    let extent = g.out_row.saturating_mul(g.rows.saturating_sub(1)).saturating_add(g.len);
+    r.count > 1
+        && g.len > Gemm::NARROW
+        && g.len < PREFETCH_MIN_LEN
+        && g.a_col == 1
+        && g.stream == 0
+        && (r.out == 0 || r.out >= extent)
+}
+
+/// The repeats of `g` block by block: each register block of the product (rows by columns,
+/// as [`product`] cuts them) over every product, one after the other.
+///
+/// # Safety
+/// As for [`gemm`].
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn interleaved(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
+    let (out, a, w) = (out.as_mut_ptr(), a.as_ptr(), w.as_ptr());
+    let block = g.block.clamped();
+    let width = LANES * block.vectors;
+    let mut m = 0;
+    while m < g.rows {
+        let rows = block.rows.min(g.rows - m);
+        let (o, wm) = (out.add(m * g.out_row), w.add(m * g.w_row));
+        let mut q = 0;
+        while q < g.len {
+            let (vectors, last) = cut(g.len - q, width);
+            block_over(rows, vectors, o.add(q), a.add(q), wm, &g, last, g.repeat);
+            q += LANES * vectors;
+        }
+        m += rows;
+    }
+}
+
+/// The next block of columns when `rest` are left, at most `width` wide: its vectors and the
+/// mask of its last one.
+fn cut(rest: usize, width: usize) -> (usize, __mmask16) {
+    let columns = rest.min(width);
+    let vectors = columns.div_ceil(LANES);
+    let lanes = columns - LANES * (vectors - 1);
+    (vectors, if lanes == LANES { u16::MAX } else { (1u16 << lanes) - 1 })
+}
+
+/// [`block`] over each product of `items`, in order.
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn block_over(
+    rows: usize,
+    vectors: usize,
+    out: *mut f32,
+    a: *const f32,
+    w: *const f32,
+    g: &Gemm,
+    last: __mmask16,
+    items: Repeat,
+) {
+    dispatch!(rows, vectors, |R, V| {
+        for k in 0..items.count {
+            let (out, a, w) = (out.add(k * items.out), a.add(k * items.a), w.add(k * items.w));
+            registers::<R, V>(out, a, w, g, last, None, std::ptr::null());
+        }
+    });
 }
 
 /// One product.
@@ -117,11 +214,8 @@ unsafe fn columns(
         block(rows, vectors, out.add(q), a.add(q), w, g, u16::MAX, ahead(q, vectors), sweep_at(q));
         q += width;
     }
-    let rest = g.len - q;
-    if rest > 0 {
-        let tail = rest.div_ceil(LANES);
-        let lanes = rest - LANES * (tail - 1);
-        let last = if lanes == LANES { u16::MAX } else { (1u16 << lanes) - 1 };
+    if q < g.len {
+        let (tail, last) = cut(g.len - q, width);
         block(rows, tail, out.add(q), a.add(q), w, g, last, ahead(q, tail), sweep_at(q));
     }
 }
@@ -142,21 +236,7 @@ unsafe fn block(
     ahead: Option<usize>,
     sweep: *const f32,
 ) {
-    macro_rules! shapes {
-        ($($v:literal: $($r:literal)*;)*) => {
-            match (vectors, rows) {
-                $($(($v, $r) => registers::<$r, $v>(out, a, w, g, last, ahead, sweep),)*)*
-                _ => unreachable!("a {rows} x {vectors} block is larger than the registers"),
-            }
-        };
-    }
-    shapes! {
-        1: 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16;
-        2: 1 2 3 4 5 6 7 8;
-        3: 1 2 3 4 5;
-        4: 1 2 3 4;
-    }
-    const _: () = assert!(Block::ACCUMULATORS == 16 && Block::MAX_VECTORS == 4);
+    dispatch!(rows, vectors, |R, V| registers::<R, V>(out, a, w, g, last, ahead, sweep));
 }
 
 /// One `R` x `16 V` block of `out`, its accumulators in registers; `last` masks the lanes of
