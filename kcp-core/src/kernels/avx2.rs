@@ -24,9 +24,41 @@ const STREAM_MAX_LEN: usize = 512;
 /// The CPU must have AVX2 and FMA, and `out`, `a`, `w` must cover `g.extents()`.
 #[target_feature(enable = "avx2,fma")]
 pub(super) unsafe fn gemm(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
+    if g.interleaves(8..PREFETCH_MIN_LEN) {
+        return interleaved(out, a, w, g);
+    }
     for ([o, ia, iw], once) in g.products() {
         // SAFETY: the extents of `g` cover every repeat's.
         product(&mut out[o..], &a[ia..], &w[iw..], once);
+    }
+}
+
+/// The repeats of `g` block by block (see [`Gemm::interleaves`]): each block of rows over
+/// every product in turn.
+///
+/// # Safety
+/// As for [`gemm`].
+#[target_feature(enable = "avx2,fma")]
+unsafe fn interleaved(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
+    let (out, a, w, r) = (out.as_mut_ptr(), a.as_ptr(), w.as_ptr(), g.repeat);
+    // Nothing is prefetched (`FETCH` is false, `sweep` null): `end` is not read.
+    let (end, none) = (a, std::ptr::null());
+    let tall = g.len < 16;
+    let mut m = 0;
+    while m < g.rows {
+        let (o, wm) = (out.add(m * g.out_row), w.add(m * g.w_row));
+        let rows = if tall && g.rows - m >= TALL_MR { TALL_MR } else { (g.rows - m).min(MR) };
+        for k in 0..r.count {
+            let (o, a, wm) = (o.add(k * r.out), a.add(k * r.a), wm.add(k * r.w));
+            match rows {
+                1 => columns::<1, false>(o, a, end, wm, &g, none),
+                2 => columns::<2, false>(o, a, end, wm, &g, none),
+                3 => columns::<3, false>(o, a, end, wm, &g, none),
+                MR => columns::<MR, false>(o, a, end, wm, &g, none),
+                _ => columns::<TALL_MR, false>(o, a, end, wm, &g, none),
+            }
+        }
+        m += rows;
     }
 }
 

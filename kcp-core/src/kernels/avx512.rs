@@ -46,28 +46,13 @@ const LANES: usize = 16;
 /// The CPU must have AVX-512F, AVX2 and FMA, and `out`, `a`, `w` must cover `g.extents()`.
 #[target_feature(enable = "avx512f,avx2,fma")]
 pub(super) unsafe fn gemm(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
-    if interleaves(&g) {
+    if g.interleaves(Gemm::NARROW + 1..PREFETCH_MIN_LEN) {
         return interleaved(out, a, w, g);
     }
     for ([o, ia, iw], once) in g.products() {
         // SAFETY: the extents of `g` cover every repeat's.
         product(&mut out[o..], &a[ia..], &w[iw..], once);
     }
-}
-
-/// Whether the repeats of `g` run block by block, each block over every product in turn
-/// ([`interleaved`]): short products (one block of columns or two, too short to prefetch),
-/// whose fixed cost per product would otherwise weigh as much as their FMAs, and whose outputs
-/// are disjoint or the same (so that the order in which blocks are written does not matter).
-fn interleaves(g: &Gemm) -> bool {
-    let r = g.repeat;
-    let extent = g.out_row.saturating_mul(g.rows.saturating_sub(1)).saturating_add(g.len);
-    r.count > 1
-        && g.len > Gemm::NARROW
-        && g.len < PREFETCH_MIN_LEN
-        && g.a_col == 1
-        && g.stream == 0
-        && (r.out == 0 || r.out >= extent)
 }
 
 /// The repeats of `g` block by block: each register block of the product (rows by columns,

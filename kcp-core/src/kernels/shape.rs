@@ -160,6 +160,21 @@ impl Gemm {
         Gemm { repeat: Repeat::ONCE, ..*self }
     }
 
+    /// Whether a kernel may run the repeats block by block, each register block over every
+    /// product in turn (dispatched once for all of them): short products (`len` in
+    /// `lens`, too short to prefetch or stream), contiguous in `a`, whose outputs are disjoint
+    /// or the same, so that the order in which blocks are written does not matter. Their fixed
+    /// cost per product would otherwise weigh as much as their FMAs.
+    pub(super) fn interleaves(&self, lens: std::ops::Range<usize>) -> bool {
+        let r = self.repeat;
+        let extent = self.out_row.saturating_mul(self.rows.saturating_sub(1)).saturating_add(self.len);
+        r.count > 1
+            && lens.contains(&self.len)
+            && self.a_col == 1
+            && self.stream == 0
+            && (r.out == 0 || r.out >= extent)
+    }
+
     /// The products of [`Gemm::repeat`], in order: the offsets into `out`, `a` and `w`, and
     /// the product (which streams the next row only where its `a` is new: a repeat that
     /// reads the same `a` again has it swept already).
