@@ -1,24 +1,28 @@
 //! The benchmark table of BENCHMARKS.md: every layer, batch and variant measured side by side
-//! in one run. `--json` prints one JSON array of rows `{layer, batch, variant, median_ns, macs,
-//! gflops, bytes, bound, roofline_ns}` instead of Markdown (and the peaks on stderr); `--quick`
-//! takes fewer samples (a full run then stays under a minute); `--only NAME` measures only the
-//! layers whose name contains NAME.
+//! in one run. `--json` prints one JSON array of rows `{layer, batch, variant, isa, median_ns,
+//! macs, gflops, bytes, bound, roofline_ns}` instead of Markdown (and the peaks on stderr);
+//! `--quick` takes fewer samples (a full run then stays under a minute); `--only NAME` measures
+//! only the layers whose name contains NAME; `--anchors` adds kcp beside the Python stack
+//! (`anchors.rs`, `benches/anchors.py`).
 //!
 //! Variants: `dense` (faer GEMM on the reconstructed W, one thread), `forward` and `reverse`
 //! (the paper's two orders through the generic executor), `generic` (the planned order, generic
-//! executor), `generated` and `generated_par` (the `kcp_layer!` kernels). GFLOP/s count 2 FLOP
-//! per MAC of each variant's own plan. `peak_gflops` is a one-thread faer SGEMM 1024^3.
+//! executor), `generated` and `generated_par` (the `kcp_layer!` kernels), and, on a CPU with
+//! AVX-512, `generated_avx2` (the same kernels capped at the AVX2 path). Each row names the path
+//! it ran. GFLOP/s count 2 FLOP per MAC of each variant's own plan; "% peak" is against the
+//! register-only FMA peak of the row's path (`peak.rs`), per thread.
 //!
-//! The roofline of each row: its MACs at `peak_gflops` (twice that for `generated_par` on two
+//! The roofline of each row: its MACs at that peak (twice that for `generated_par` on two
 //! threads) against the bytes a call must read or write at least (x, y and the weights, each
 //! once; intermediates are assumed to stay in cache) at the bandwidth of the level they fit
 //! (L2, L3 or DRAM: a buffer of half the cache, or of 256 MB, summed on one thread or two, in
 //! the same run). `bound` says which takes longer, `roofline_ns` how long that is; a row far above its
 //! roofline is bound by neither (overhead, or a kernel short of either peak).
 //!
-//! Then the targets of issue 6, each as a paired comparison of two variants of a layer and batch
-//! (generic against the faster paper order, generated against generic, generated_par against
-//! generated at batch 256, generated against dense for UCF11 r4 at batch 1): chunks of about
+//! Then the targets of issues 6 and 17, each as a paired comparison of two variants of a layer
+//! and batch (generic against the faster paper order, generated against generic, generated_par
+//! against generated at batch 256, generated against dense for UCF11 r4 at batch 1, and for
+//! UCF11 r4 generated against generated_avx2): chunks of about
 //! 1 ms (at least one call) of each in turn, the order swapped every pair, so that both sides
 //! of a pair meet the same state of this shared machine; comparisons with a side on two threads
 //! take chunks of about 100 ms (20 with `--quick`), each starting with an untimed call, since
