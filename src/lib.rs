@@ -53,4 +53,5 @@ pub use kcp_macros::kcp_layer;
 #[doc(hidden)]
 pub use kcp_runtime::__private;
 pub mod compress;
+pub mod data;
 pub mod npy;
