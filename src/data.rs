@@ -257,7 +257,7 @@ impl Scene {
         let target = Object { shape, colour: colour(rng), size, start, velocity, motion: Some(motion), orbit };
         // The distractor: another shape, entering on one side and crossing on a straight line.
         let other = Shape::ALL[((shape as usize) + 1 + (rng.next_u64() % 2) as usize) % 3];
-        let (from_x, to_x) = if rng.next_u64() % 2 == 0 { (-10.0, w + 10.0) } else { (w + 10.0, -10.0) };
+        let (from_x, to_x) = if rng.next_u64().is_multiple_of(2) { (-10.0, w + 10.0) } else { (w + 10.0, -10.0) };
         let (from_y, to_y) = (uniform(rng, 0.0, h), uniform(rng, 0.0, h));
         let distractor = Object {
             shape: other,
