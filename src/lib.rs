@@ -55,3 +55,4 @@ pub use kcp_runtime::__private;
 pub mod compress;
 pub mod data;
 pub mod npy;
+pub mod train;
