@@ -9,6 +9,7 @@
 
 #![warn(missing_docs)]
 
+mod bptt;
 mod driver;
 mod error;
 mod executor;
@@ -17,6 +18,7 @@ mod fork;
 mod recurrent;
 mod weights;
 
+pub use bptt::{CellGrads, Tape};
 pub use driver::PAR_MIN_MACS;
 pub use error::{Error, ShapeError};
 pub use executor::{Executor, RecurrentExecutor};

@@ -62,7 +62,7 @@ fn exp(x: f32) -> f32 {
 
 /// The logistic function of every element, in place (absolute error under 1e-7).
 #[inline(always)]
-fn sigmoid(v: &mut [f32]) {
+pub(crate) fn sigmoid(v: &mut [f32]) {
     for x in v {
         *x = 1.0 / (1.0 + exp(-*x));
     }
@@ -70,10 +70,16 @@ fn sigmoid(v: &mut [f32]) {
 
 /// tanh of every element, in place, as 1 - 2 / (e^2x + 1) (absolute error under 2e-7).
 #[inline(always)]
-fn tanh(v: &mut [f32]) {
+pub(crate) fn tanh(v: &mut [f32]) {
     for x in v {
-        *x = 1.0 - 2.0 / (exp(2.0 * *x) + 1.0);
+        *x = tanh_one(*x);
     }
+}
+
+/// tanh of one value, as [`tanh`] computes it.
+#[inline(always)]
+pub(crate) fn tanh_one(x: f32) -> f32 {
+    1.0 - 2.0 / (exp(2.0 * x) + 1.0)
 }
 
 impl Recurrent {

@@ -1,0 +1,258 @@
+//! Backpropagation through time for the cells of [`Recurrent`]: a forward pass that keeps what
+//! the backward pass needs ([`Tape`]), and the backward pass, which accumulates the gradients of
+//! `weight_hh` and `bias_hh` ([`CellGrads`]) and writes the gradient of the projected inputs
+//! `proj` (`x W_ih^T + b_ih` for every step), `[T, B, G*H]`: the T*B rows that the KCP input
+//! projection's backward then takes as one batch, as its forward took x (and whose column sums
+//! are the gradient of `bias_ih`).
+//!
+//! The equations are PyTorch's (docs/format.md). LSTM, gates i, f, g, o of `a = proj + W_hh h +
+//! b_hh`: `c' = f c + i g`, `h' = o tanh(c')`. GRU, `r = s(x_r + W_hr h + b_hr)`, `z = s(x_z +
+//! W_hz h + b_hz)`, `n = tanh(x_n + r (W_hn h + b_hn))`, `h' = (1 - z) n + z h`.
+
+use kcp_core::kernels::{axpy, dot};
+
+use crate::recurrent::{sigmoid, tanh, tanh_one};
+use crate::{CellKind, Recurrent, ShapeError, State};
+
+/// What a training forward pass keeps, per step and batch row: the activated gates (`[T, B,
+/// G*H]`), the LSTM's cell states after each step (`[T, B, H]`), the GRU's `W_hn h + b_hn`
+/// (`[T, B, H]`), and the initial state.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tape {
+    steps: usize,
+    batch: usize,
+    gates: Vec<f32>,
+    /// LSTM: c after each step; GRU: `W_hn h + b_hn` of each step.
+    second: Vec<f32>,
+    initial: State,
+}
+
+/// The gradients of a cell's hidden-to-hidden half, of the shapes of its weights.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CellGrads {
+    /// dL/dW_hh, `[G*H, H]`.
+    pub weight_hh: Vec<f32>,
+    /// dL/db_hh, `[G*H]`.
+    pub bias_hh: Vec<f32>,
+}
+
+impl CellGrads {
+    /// Zero gradients for `cell`.
+    pub fn zeros(cell: &Recurrent) -> CellGrads {
+        CellGrads { weight_hh: vec![0.0; cell.weight_hh().len()], bias_hh: vec![0.0; cell.bias_hh().len()] }
+    }
+}
+
+impl Tape {
+    /// The time steps it covers.
+    pub fn steps(&self) -> usize {
+        self.steps
+    }
+
+    /// The batch rows of each step.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+}
+
+impl Recurrent {
+    /// [`Recurrent::run`] (one thread), keeping what [`Recurrent::backward`] needs: the same
+    /// hidden states, to the bit, written to `hs`, and `state` left holding the final state.
+    pub fn run_taped(&self, proj: &[f32], batch: usize, hs: &mut [f32], state: &mut State) -> Result<Tape, ShapeError> {
+        let (h, g) = (self.hidden(), self.kind().gates() * self.hidden());
+        let steps = hs.len().checked_div(batch.saturating_mul(h)).unwrap_or(0);
+        self.check(steps, batch, hs, state)?;
+        let expected = steps * batch * g;
+        if proj.len() != expected {
+            return Err(ShapeError::Buffer { name: "proj", len: proj.len(), expected });
+        }
+        let initial = state.clone();
+        let mut tape =
+            Tape { steps, batch, gates: vec![0.0; steps * batch * g], second: vec![0.0; steps * batch * h], initial };
+        if h == 0 || batch == 0 {
+            return Ok(tape);
+        }
+        for t in 0..steps {
+            for b in 0..batch {
+                let row = t * batch + b;
+                let (x, out) = (&proj[row * g..][..g], &mut hs[row * h..][..h]);
+                let gates = &mut tape.gates[row * g..][..g];
+                let second = &mut tape.second[row * h..][..h];
+                let h_row = &mut state.h[b * h..][..h];
+                let c_row = if self.kind() == CellKind::Lstm { &mut state.c[b * h..][..h] } else { &mut [][..] };
+                self.taped_step(x, h_row, c_row, out, gates, second);
+                h_row.copy_from_slice(out);
+            }
+        }
+        Ok(tape)
+    }
+
+    /// One row of one step, as [`Recurrent::run`] computes it, recording the gates and the
+    /// second taped quantity.
+    fn taped_step(
+        &self,
+        x: &[f32],
+        h_prev: &[f32],
+        c: &mut [f32],
+        out: &mut [f32],
+        gates: &mut [f32],
+        second: &mut [f32],
+    ) {
+        let hidden = self.hidden();
+        let with_x = if self.kind() == CellKind::Gru { 2 } else { self.kind().gates() };
+        for (q, block) in gates.chunks_exact_mut(hidden).enumerate() {
+            let rows = q * hidden..(q + 1) * hidden;
+            let weights = self.weight_hh()[rows.start * hidden..rows.end * hidden].chunks_exact(hidden);
+            for ((gate, w), b) in block.iter_mut().zip(weights).zip(&self.bias_hh()[rows.clone()]) {
+                *gate = dot(w, h_prev) + b;
+            }
+            if q < with_x {
+                block.iter_mut().zip(&x[rows]).for_each(|(gate, x)| *gate += x);
+            }
+        }
+        match self.kind() {
+            CellKind::Lstm => {
+                let (input_forget, rest) = gates.split_at_mut(2 * hidden);
+                let (g, o) = rest.split_at_mut(hidden);
+                sigmoid(input_forget);
+                tanh(g);
+                sigmoid(o);
+                let (i, f) = input_forget.split_at(hidden);
+                for (((c, f), i), g) in c.iter_mut().zip(f).zip(i).zip(g.iter()) {
+                    *c = f * *c + i * g;
+                }
+                second.copy_from_slice(c);
+                out.copy_from_slice(c);
+                tanh(out);
+                out.iter_mut().zip(o.iter()).for_each(|(h, o)| *h *= o);
+            }
+            CellKind::Gru => {
+                let (reset_update, n) = gates.split_at_mut(2 * hidden);
+                second.copy_from_slice(n);
+                sigmoid(reset_update);
+                let (r, z) = reset_update.split_at(hidden);
+                let x_n = &x[2 * hidden..];
+                for (((n, x), r), hn) in n.iter_mut().zip(x_n).zip(r).zip(second.iter()) {
+                    *n = x + r * hn;
+                }
+                tanh(n);
+                for (((h, n), z), prev) in out.iter_mut().zip(n.iter()).zip(z).zip(h_prev) {
+                    *h = (1.0 - z) * n + z * prev;
+                }
+            }
+        }
+    }
+
+    /// Backpropagation through time over a taped sequence: given `dh` (`[T, B, H]`, dL/dh_t of
+    /// every step, added to what flows back from later steps) and the hidden states `hs` the
+    /// taped pass wrote, accumulate dL/dW_hh and dL/db_hh into `grads` and write dL/dproj to
+    /// `dproj` (`[T, B, G*H]`). The gradient of the initial state is not kept.
+    pub fn backward(
+        &self,
+        tape: &Tape,
+        hs: &[f32],
+        dh: &[f32],
+        dproj: &mut [f32],
+        grads: &mut CellGrads,
+    ) -> Result<(), ShapeError> {
+        let (hidden, g) = (self.hidden(), self.kind().gates() * self.hidden());
+        let (steps, batch) = (tape.steps, tape.batch);
+        for (name, len, expected) in [
+            ("hs", hs.len(), steps * batch * hidden),
+            ("dh", dh.len(), steps * batch * hidden),
+            ("dproj", dproj.len(), steps * batch * g),
+            ("weight_hh gradient", grads.weight_hh.len(), g * hidden),
+            ("bias_hh gradient", grads.bias_hh.len(), g),
+        ] {
+            if len != expected {
+                return Err(ShapeError::Buffer { name, len, expected });
+            }
+        }
+        // What flows back into h and c of the step before, per batch row.
+        let mut dh_next = vec![0.0f32; batch * hidden];
+        let mut dc_next = vec![0.0f32; if self.kind() == CellKind::Lstm { batch * hidden } else { 0 }];
+        let mut da_hh = vec![0.0f32; g];
+        for t in (0..steps).rev() {
+            for b in 0..batch {
+                let row = t * batch + b;
+                let h_prev = if t == 0 {
+                    &tape.initial.h[b * hidden..][..hidden]
+                } else {
+                    &hs[(row - batch) * hidden..][..hidden]
+                };
+                let dh_row = &mut dh_next[b * hidden..][..hidden];
+                dh_row.iter_mut().zip(&dh[row * hidden..][..hidden]).for_each(|(a, d)| *a += d);
+                let gates = &tape.gates[row * g..][..g];
+                let second = &tape.second[row * hidden..][..hidden];
+                let da = &mut dproj[row * g..][..g];
+                match self.kind() {
+                    CellKind::Lstm => {
+                        let c_prev = if t == 0 {
+                            &tape.initial.c[b * hidden..][..hidden]
+                        } else {
+                            &tape.second[(row - batch) * hidden..][..hidden]
+                        };
+                        let dc = &mut dc_next[b * hidden..][..hidden];
+                        lstm_step(gates, second, c_prev, dh_row, dc, da);
+                        da_hh.copy_from_slice(da);
+                    }
+                    CellKind::Gru => gru_step(gates, second, h_prev, dh_row, da, &mut da_hh),
+                }
+                // dW_hh += da_hh^T h_prev, db_hh += da_hh, dh_prev += W_hh^T da_hh.
+                for ((w_grad, w), &d) in
+                    grads.weight_hh.chunks_exact_mut(hidden).zip(self.weight_hh().chunks_exact(hidden)).zip(&da_hh)
+                {
+                    axpy(w_grad, h_prev, d);
+                    axpy(dh_row, w, d);
+                }
+                grads.bias_hh.iter_mut().zip(&da_hh).for_each(|(b, d)| *b += d);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One LSTM row backwards: from dh (in: dL/dh_t, out: the direct part of dL/dh_{t-1}, which
+/// is none: zeroed) and dc (in: from the step after, out: dL/dc_{t-1}), the gradient of the
+/// pre-activations into `da`.
+fn lstm_step(gates: &[f32], c: &[f32], c_prev: &[f32], dh: &mut [f32], dc: &mut [f32], da: &mut [f32]) {
+    let hidden = c.len();
+    let (i, rest) = gates.split_at(hidden);
+    let (f, rest) = rest.split_at(hidden);
+    let (g, o) = rest.split_at(hidden);
+    let (da_i, rest) = da.split_at_mut(hidden);
+    let (da_f, rest) = rest.split_at_mut(hidden);
+    let (da_g, da_o) = rest.split_at_mut(hidden);
+    for k in 0..hidden {
+        let tanh_c = tanh_one(c[k]);
+        let dct = dc[k] + dh[k] * o[k] * (1.0 - tanh_c * tanh_c);
+        da_o[k] = dh[k] * tanh_c * o[k] * (1.0 - o[k]);
+        da_i[k] = dct * g[k] * i[k] * (1.0 - i[k]);
+        da_g[k] = dct * i[k] * (1.0 - g[k] * g[k]);
+        da_f[k] = dct * c_prev[k] * f[k] * (1.0 - f[k]);
+        dc[k] = dct * f[k];
+        dh[k] = 0.0;
+    }
+}
+
+/// One GRU row backwards: from dh (in: dL/dh_t, out: its direct part through z), the gradient
+/// of the projected inputs into `dx` (x_r, x_z, x_n) and of the hidden pre-activations into
+/// `da_hh` (W_hr h + b_hr, W_hz h + b_hz, W_hn h + b_hn).
+fn gru_step(gates: &[f32], hn: &[f32], h_prev: &[f32], dh: &mut [f32], dx: &mut [f32], da_hh: &mut [f32]) {
+    let hidden = hn.len();
+    let (r, rest) = gates.split_at(hidden);
+    let (z, n) = rest.split_at(hidden);
+    for k in 0..hidden {
+        let d = dh[k];
+        let da_n = d * (1.0 - z[k]) * (1.0 - n[k] * n[k]);
+        let da_z = d * (h_prev[k] - n[k]) * z[k] * (1.0 - z[k]);
+        let da_r = da_n * hn[k] * r[k] * (1.0 - r[k]);
+        dx[k] = da_r;
+        dx[hidden + k] = da_z;
+        dx[2 * hidden + k] = da_n;
+        da_hh[k] = da_r;
+        da_hh[hidden + k] = da_z;
+        da_hh[2 * hidden + k] = da_n * r[k];
+        dh[k] = d * z[k];
+    }
+}
