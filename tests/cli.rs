@@ -71,6 +71,23 @@ fn plan_json_reproduces_the_worked_example() {
     assert_eq!(serde_json::from_str::<serde_json::Value>(&small).unwrap()["lanes"], 8);
 }
 
+/// `plan --backward`: the backward plan's MACs, kept elements and text in the JSON object, and
+/// after the forward plan in the text; without the flag, no `backward` key.
+#[test]
+fn plan_backward_prints_the_gradient_plan() {
+    let args = ["plan", "--in-shape", "8x20x20x18", "--out-shape", "4x4x4x16", "--rank", "4", "--batch", "2"];
+    let text = stdout(&kcp(&[&args[..], &["--backward", "--json"]].concat()));
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["backward"]["macs"], 2 * 2_433_024u64);
+    assert_eq!(v["backward"]["saved_elems"], 2 * 59_904u64);
+    assert!(v["backward"]["plan"].as_str().unwrap().starts_with("sweep in the order A2, A3, A1, A4"));
+    let plain: serde_json::Value = serde_json::from_str(&stdout(&kcp(&[&args[..], &["--json"]].concat()))).unwrap();
+    assert!(plain.get("backward").is_none());
+    let text = stdout(&kcp(&[&args[..], &["--backward"]].concat()));
+    assert!(text.contains("backward (every dA_d and dx, per call of batch 2):\nsweep in the order"), "{text}");
+    assert!(text.trim_end().ends_with("separately 12165120)"), "{text}");
+}
+
 #[test]
 fn emit_prints_formatted_rust() {
     let text = stdout(&kcp(&["emit", "--in-shape", "4x5", "--out-shape", "3x2", "--rank", "2", "--name", "Small"]));

@@ -9,6 +9,7 @@
 
 #![warn(missing_docs)]
 
+mod backward;
 mod emit;
 mod error;
 mod eval;
@@ -18,6 +19,7 @@ mod plan;
 mod rewrite;
 mod spec;
 
+pub use backward::{plan_backward, BackwardPlan, BackwardStep, BackwardStrategy, Tensor};
 pub use emit::{emit_layer, emit_stub, Item};
 pub use error::{Error, Errors, Location, Quantity, Side};
 pub use graph::{ContractionGraph, Index, IndexSet, Node, Operand, OperandSet, ParseOperandError};
@@ -31,7 +33,11 @@ pub use spec::{limits, validate, Batch, Cell, CellKind, Spec, ValidSpec};
 /// stable API; tests, benchmarks and examples use it.
 #[doc(hidden)]
 pub mod test {
-    pub use crate::eval::{dense_forward, dense_weight, interpret, random_factors, relative_error, run_nest};
+    pub use crate::backward::{brute_force_macs, separate};
+    pub use crate::eval::{
+        dense_forward, dense_gradients, dense_weight, interpret, interpret_backward, random_factors, relative_error,
+        run_nest, Gradients,
+    };
     pub use crate::plan::oracle::optimal_tree;
     pub use kcp_core::Rng;
 }
@@ -47,11 +53,15 @@ pub struct Options {
     pub node_limit: usize,
     /// The e-graph's iteration limit.
     pub iter_limit: usize,
+    /// The most elements per batch row that a training forward pass keeps for the backward
+    /// pass (forward intermediates it would otherwise recompute). The default, 65,536 (256 KiB
+    /// of f32 per row), keeps all of the UCF11 layer's.
+    pub max_saved_elems: u64,
 }
 
 impl Default for Options {
     fn default() -> Options {
-        Options { max_prep_elems: 1 << 16, node_limit: 1_000_000, iter_limit: 64 }
+        Options { max_prep_elems: 1 << 16, node_limit: 1_000_000, iter_limit: 64, max_saved_elems: 1 << 16 }
     }
 }
 
@@ -88,6 +98,11 @@ impl Compiled {
         let mut spec = Spec::new(self.spec.in_shape(), self.spec.out_shape(), rank / 2);
         spec.batch = self.spec.batch();
         compile(&spec, options).ok()
+    }
+
+    /// The backward plan of the layer (see [`plan_backward`]): every dA_d, and dx if `dx`.
+    pub fn backward(&self, options: &Options, dx: bool) -> BackwardPlan {
+        plan_backward(&self.graph, &self.plan, dx, options.max_saved_elems)
     }
 }
 

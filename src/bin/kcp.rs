@@ -33,6 +33,9 @@ enum Command {
         /// Print one JSON object instead of text
         #[arg(long)]
         json: bool,
+        /// Also plan the backward pass: the gradients of every factor and of x, planned together
+        #[arg(long)]
+        backward: bool,
     },
     /// Print the Rust code `kcp_layer!` generates for a layer, formatted
     Emit {
@@ -150,13 +153,14 @@ fn hidden(layer: &LayerArgs, kind: CellKind) -> Result<usize> {
     Ok(m / kind.gates())
 }
 
-fn plan(layer: &LayerArgs, as_json: bool) -> Result<String> {
+fn plan(layer: &LayerArgs, as_json: bool, backward: bool) -> Result<String> {
     use std::fmt::Write;
     let c = compile_layer(layer, None)?;
     let s = &c.spec;
     let mut out = String::new();
+    let back = backward.then(|| c.backward(&Options::default(), true));
     if as_json {
-        let value = json!({
+        let mut value = json!({
             "in_shape": s.in_shape(),
             "out_shape": s.out_shape(),
             "rank": s.rank(),
@@ -171,6 +175,9 @@ fn plan(layer: &LayerArgs, as_json: bool) -> Result<String> {
             "plan": c.plan.to_string(),
             "lanes": c.lanes.as_ref().map_or(1, |lanes| lanes.lanes),
         });
+        if let Some(back) = &back {
+            value["backward"] = json!({ "macs": back.macs, "saved_elems": back.saved_elems, "plan": back.to_string() });
+        }
         let _ = writeln!(out, "{value}");
     } else {
         let _ = writeln!(out, "{s}");
@@ -196,6 +203,9 @@ fn plan(layer: &LayerArgs, as_json: bool) -> Result<String> {
                 "runs whole blocks of {} batch rows interleaved (the batch index innermost)",
                 lanes.lanes
             );
+        }
+        if let Some(back) = &back {
+            let _ = writeln!(out, "backward (every dA_d and dx, per call of batch {}):\n{back}", layer.batch);
         }
     }
     Ok(out)
@@ -451,7 +461,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match &cli.command {
-        Command::Plan { layer, json } => plan(layer, *json),
+        Command::Plan { layer, json, backward } => plan(layer, *json, *backward),
         Command::Emit { layer, name } => emit(layer, name),
         Command::Run { threads, .. } if !(1..=MAX_THREADS).contains(threads) => {
             Err(format!("--threads must be between 1 and {MAX_THREADS}, found {threads}"))

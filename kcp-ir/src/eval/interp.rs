@@ -4,28 +4,30 @@
 use crate::graph::{ContractionGraph, Index, IndexSet, Operand};
 use crate::plan::{Plan, Value};
 
-struct Tensor {
-    indices: IndexSet,
-    data: Vec<f64>,
+/// A dense f64 tensor, laid out in the global index order.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Dense {
+    pub(crate) indices: IndexSet,
+    pub(crate) data: Vec<f64>,
 }
 
 /// Run `plan` on x (`[batch, N]`) and the factors, returning y (`[batch, M]`).
 pub fn interpret(plan: &Plan, graph: &ContractionGraph, x: &[f64], factors: &[Vec<f64>], batch: usize) -> Vec<f64> {
     let size = |index: Index| if index == Index::Batch { batch } else { graph.size(index) as usize };
-    let operands: Vec<Tensor> = (0..graph.operand_count())
+    let operands: Vec<Dense> = (0..graph.operand_count())
         .map(Operand::at)
         .map(|op| {
             let data = match op {
                 Operand::Input => x.to_vec(),
                 Operand::Factor(d) => factors[d].clone(),
             };
-            Tensor { indices: graph.indices(op), data }
+            Dense { indices: graph.indices(op), data }
         })
         .collect();
-    let empty = Tensor { indices: IndexSet::EMPTY, data: Vec::new() };
-    let ones = |indices: IndexSet| Tensor { indices, data: vec![1.0; indices.iter().map(size).product()] };
+    let empty = Dense { indices: IndexSet::EMPTY, data: Vec::new() };
+    let ones = |indices: IndexSet| Dense { indices, data: vec![1.0; indices.iter().map(size).product()] };
     // Step k writes t_k (the last writes y), so the results can simply be pushed in order.
-    let mut results: Vec<Tensor> = Vec::with_capacity(plan.steps().len());
+    let mut results: Vec<Dense> = Vec::with_capacity(plan.steps().len());
     for step in plan.steps() {
         let unit = step.inputs.iter().find(|(v, _)| *v == Value::Ones).map(|&(_, indices)| ones(indices));
         let [a, b] = step.inputs.map(|(value, _)| match value {
@@ -52,7 +54,8 @@ fn strides(of: IndexSet, loops: IndexSet, size: &dyn Fn(Index) -> usize) -> Vec<
     loops.iter().map(|index| position(index).map_or(0, |k| own[k])).collect()
 }
 
-fn contract(a: &Tensor, b: &Tensor, result: IndexSet, size: &dyn Fn(Index) -> usize) -> Tensor {
+/// The contraction of `a` and `b` over every index `result` lacks.
+pub(crate) fn contract(a: &Dense, b: &Dense, result: IndexSet, size: &dyn Fn(Index) -> usize) -> Dense {
     let loops = a.indices.union(b.indices);
     let dims: Vec<usize> = loops.iter().map(size).collect();
     let (sa, sb, sr) = (strides(a.indices, loops, size), strides(b.indices, loops, size), strides(result, loops, size));
@@ -60,7 +63,7 @@ fn contract(a: &Tensor, b: &Tensor, result: IndexSet, size: &dyn Fn(Index) -> us
     let mut data = vec![0.0; volume];
     let mut counter = vec![0; dims.len()];
     if dims.contains(&0) {
-        return Tensor { indices: result, data };
+        return Dense { indices: result, data };
     }
     let (mut oa, mut ob, mut or) = (0usize, 0usize, 0usize);
     loop {
@@ -69,7 +72,7 @@ fn contract(a: &Tensor, b: &Tensor, result: IndexSet, size: &dyn Fn(Index) -> us
         let mut k = dims.len();
         loop {
             if k == 0 {
-                return Tensor { indices: result, data };
+                return Dense { indices: result, data };
             }
             k -= 1;
             counter[k] += 1;

@@ -2,9 +2,11 @@
 //! ([`reference`]) and a step-by-step plan interpreter ([`interpret`]). Both take x as `[B, N]`
 //! and the factors as `[R, m_d, n_d]`, row-major, and return y as `[B, M]`.
 
+mod backward;
 mod interp;
 mod reference;
 
+pub use backward::{dense_gradients, interpret_backward, Gradients};
 pub use interp::interpret;
 pub use reference::{dense_forward, dense_weight};
 
