@@ -9,11 +9,13 @@
 
 #![warn(missing_docs)]
 
+mod backward;
 mod cell;
 pub mod kernels;
 mod program;
 mod rng;
 
+pub use backward::{BackwardKernel, BackwardProgram};
 pub use cell::CellKind;
 pub use kernels::{Block, Gemm, Isa, Real, Repeat};
 pub use program::{Buffer, Inner, Kernel, Loop, Program, RowsFromA};

@@ -28,6 +28,17 @@ pub enum Buffer {
     /// Ones, as many as the rank: a load-time kernel that multiplies a factor by them sums it
     /// over the rank.
     Ones,
+    /// One row of dy = dL/dy, `[M]` (backward programs).
+    Dy,
+    /// One row of dx = dL/dx, `[N]` (backward programs).
+    Dx,
+    /// The gradient of A_d, `[R, m_d, n_d]`, accumulated over the rows (backward programs).
+    Grad(usize),
+    /// The forward intermediate f_k of one row, kept by the training forward pass (backward
+    /// programs).
+    Kept(usize),
+    /// The result of step k of a backward program, for one row.
+    Temp(usize),
 }
 
 impl fmt::Display for Buffer {
@@ -39,6 +50,11 @@ impl fmt::Display for Buffer {
             Buffer::Prep(k) => write!(f, "p{k}"),
             Buffer::Scratch(k) => write!(f, "s{k}"),
             Buffer::Ones => f.write_str("1"),
+            Buffer::Dy => f.write_str("dy"),
+            Buffer::Dx => f.write_str("dx"),
+            Buffer::Grad(d) => write!(f, "dA{}", d + 1),
+            Buffer::Kept(k) => write!(f, "f{k}"),
+            Buffer::Temp(k) => write!(f, "t{k}"),
         }
     }
 }
@@ -224,9 +240,24 @@ impl Program {
     /// `[M, lanes]`). `y` must already hold the bias (or zeros); `scratch` must hold
     /// `2 * scratch_len` elements.
     pub fn run_row<T: Real>(&self, x: &[T], y: &mut [T], scratch: &mut [T], factors: &[Vec<T>], prep: &[Vec<T>]) {
+        self.run_row_keeping(x, y, scratch, factors, prep, &mut |_, _| {});
+    }
+
+    /// [`Program::run_row`], handing the result of every call kernel that writes scratch to
+    /// `keep` (with the kernel's number) as soon as it is computed: what a training forward
+    /// pass keeps for the backward pass.
+    pub fn run_row_keeping<T: Real>(
+        &self,
+        x: &[T],
+        y: &mut [T],
+        scratch: &mut [T],
+        factors: &[Vec<T>],
+        prep: &[Vec<T>],
+        keep: &mut dyn FnMut(usize, &[T]),
+    ) {
         let (s0, s1) = scratch.split_at_mut(self.scratch_len);
         let mut s = [s0, s1];
-        for kernel in &self.call {
+        for (number, kernel) in self.call.iter().enumerate() {
             let w: &[T] = match kernel.w {
                 Buffer::Factor(d) => &factors[d],
                 Buffer::Prep(k) => &prep[k],
@@ -242,6 +273,9 @@ impl Program {
                     kernel.run(out, a, w);
                 }
                 _ => {}
+            }
+            if let Buffer::Scratch(o) = kernel.out {
+                keep(number, &s[o][..kernel.out_len]);
             }
         }
     }

@@ -23,7 +23,7 @@ pub use backward::{plan_backward, BackwardPlan, BackwardStep, BackwardStrategy, 
 pub use emit::{emit_layer, emit_stub, Item};
 pub use error::{Error, Errors, Location, Quantity, Side};
 pub use graph::{ContractionGraph, Index, IndexSet, Node, Operand, OperandSet, ParseOperandError};
-pub use loops::{lower, lower_lanes, LoopNest};
+pub use loops::{lower, lower_backward, lower_lanes, LoopNest};
 pub use plan::{Phase, Plan, Step, Tree, Value};
 pub use rewrite::cost::Cost;
 pub use rewrite::saturate::Search;
@@ -36,7 +36,7 @@ pub mod test {
     pub use crate::backward::{brute_force_macs, separate};
     pub use crate::eval::{
         dense_forward, dense_gradients, dense_weight, interpret, interpret_backward, random_factors, relative_error,
-        run_nest, Gradients,
+        run_backward_nest, run_nest, Gradients,
     };
     pub use crate::plan::oracle::optimal_tree;
     pub use kcp_core::Rng;

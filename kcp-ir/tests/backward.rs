@@ -4,8 +4,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use kcp_ir::test::{dense_forward, dense_gradients, interpret_backward, random_factors, relative_error, separate, Rng};
-use kcp_ir::{compile, plan_backward, validate, BackwardStrategy, Batch, Options, Spec};
+use kcp_ir::test::{
+    dense_forward, dense_gradients, interpret_backward, random_factors, relative_error, run_backward_nest, separate,
+    Rng,
+};
+use kcp_ir::{compile, lower_backward, plan_backward, validate, BackwardStrategy, Batch, Options, Spec};
 use proptest::prelude::*;
 
 /// Specs over D = 1..5, dims 1..6 (1 made likely), R 1..8, B 1..3.
@@ -45,6 +48,26 @@ fn check(spec: &Spec, seed: u64, options: &Options) -> Result<(), TestCaseError>
             (true, Some(g), Some(w)) => prop_assert!(relative_error(g, w) < 1e-10, "dx\n{plan}"),
             (false, None, _) => {}
             _ => prop_assert!(false, "dx {dx}: {:?}", got.dx.is_some()),
+        }
+        // The same plan lowered to loop nests on the kernels: exact in f64, within f32's
+        // rounding in f32 (the micro-kernels).
+        let program = lower_backward(&plan, &c.graph);
+        let (grads, got_dx) = run_backward_nest(&c.nest, &program, &x, &factors, &dy, batch);
+        for (d, (g, w)) in grads.iter().zip(&want.factors).enumerate() {
+            prop_assert!(relative_error(g, w) < 1e-10, "nest dA{}: {}\n{program}", d + 1, relative_error(g, w));
+        }
+        if let (Some(g), Some(w)) = (&got_dx, &want.dx) {
+            prop_assert!(dx && relative_error(g, w) < 1e-10, "nest dx\n{program}");
+        }
+        let f32s = |v: &[f64]| v.iter().map(|&v| v as f32).collect::<Vec<f32>>();
+        let factors32: Vec<Vec<f32>> = factors.iter().map(|f| f32s(f)).collect();
+        let (grads32, dx32) = run_backward_nest(&c.nest, &program, &f32s(&x), &factors32, &f32s(&dy), batch);
+        let f64s = |v: &[f32]| v.iter().map(|&v| f64::from(v)).collect::<Vec<f64>>();
+        for (d, (g, w)) in grads32.iter().zip(&want.factors).enumerate() {
+            prop_assert!(relative_error(&f64s(g), w) < 1e-4, "f32 dA{}: {}", d + 1, relative_error(&f64s(g), w));
+        }
+        if let (Some(g), Some(w)) = (&dx32, &want.dx) {
+            prop_assert!(relative_error(&f64s(g), w) < 1e-4, "f32 dx");
         }
         // Never above the gradients contracted separately, each optimally.
         let (_, apart) = separate(&c.graph, dx);

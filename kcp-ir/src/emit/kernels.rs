@@ -199,6 +199,11 @@ fn read(buffer: Buffer) -> TokenStream {
             quote!(&#s[..])
         }
         Buffer::Ones => quote!(&__kcp_ones[..]),
+        // The buffers of backward programs, which the generator does not emit yet.
+        Buffer::Dy | Buffer::Dx | Buffer::Grad(_) | Buffer::Kept(_) | Buffer::Temp(_) => {
+            let name = Ident::new(&format!("__kcp_{}", buffer.to_string().to_lowercase()), Span::call_site());
+            quote!(&#name[..])
+        }
     }
 }
 

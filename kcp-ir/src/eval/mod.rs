@@ -28,6 +28,41 @@ pub fn relative_error(a: &[f64], b: &[f64]) -> f64 {
     }
 }
 
+/// Run a row-by-row forward nest keeping the intermediates its backward program reads, then the
+/// backward program, row by row: the gradients as the kernels compute them (every dA_d, and dx
+/// `[B, N]` if the program writes it).
+pub fn run_backward_nest<T: kcp_core::Real>(
+    forward: &crate::LoopNest,
+    backward: &kcp_core::BackwardProgram,
+    x: &[T],
+    factors: &[Vec<T>],
+    dy: &[T],
+    batch: usize,
+) -> (Vec<Vec<T>>, Option<Vec<T>>) {
+    let (n, m) = (forward.input_size(), forward.output_size());
+    let prep = forward.prepare(factors);
+    let mut scratch = vec![T::ZERO; 2 * forward.scratch_len];
+    let mut y = vec![T::ZERO; m];
+    let mut kept: Vec<Vec<T>> = backward.kept.iter().map(|&(_, len, _)| vec![T::ZERO; len]).collect();
+    let mut temps = backward.temps::<T>();
+    let mut grads: Vec<Vec<T>> = factors.iter().map(|f| vec![T::ZERO; f.len()]).collect();
+    let mut dx = vec![T::ZERO; if backward.dx { batch * n } else { 0 }];
+    for b in 0..batch {
+        let x_row = &x[b * n..][..n];
+        forward.run_row_keeping(x_row, &mut y, &mut scratch, factors, &prep, &mut |number, out| {
+            for ((_, _, from), slot) in backward.kept.iter().zip(kept.iter_mut()) {
+                if *from == number {
+                    slot.copy_from_slice(out);
+                }
+            }
+        });
+        let views: Vec<&[T]> = kept.iter().map(Vec::as_slice).collect();
+        let dx_row = if backward.dx { &mut dx[b * n..][..n] } else { &mut [][..] };
+        backward.run_row(x_row, &dy[b * m..][..m], &views, factors, &mut temps, &mut grads, dx_row);
+    }
+    (grads, backward.dx.then_some(dx))
+}
+
 /// Run a loop nest row by row, or block by block of [`LoopNest::lanes`] interleaved rows (the
 /// last block padded with zero rows): the loop-nest interpreter (in f64 for exact checks; in f32
 /// it runs the same kernels as a layer).

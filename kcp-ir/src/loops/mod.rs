@@ -38,8 +38,9 @@
 //! runs of a few floats per row, become GEMMs whose columns are the rows of the batch: whole
 //! vectors instead of one 4-float axpy per weight ([`interleave`] decides when it pays).
 
-use kcp_core::{Buffer, Gemm, Inner, Kernel, Loop, Program, Repeat, RowsFromA};
+use kcp_core::{BackwardKernel, BackwardProgram, Buffer, Gemm, Inner, Kernel, Loop, Program, Repeat, RowsFromA};
 
+use crate::backward::{BackwardPlan, Tensor};
 use crate::graph::{ContractionGraph, Index, IndexSet};
 use crate::plan::{Phase, Plan, Value};
 
@@ -128,6 +129,64 @@ pub fn lower_lanes(plan: &Plan, graph: &ContractionGraph, lanes: usize) -> LoopN
         call,
         macs_per_row: plan.macs() / rows,
         lanes,
+    }
+}
+
+/// Lower a backward plan to its loop nests, one batch row at a time, with the same lowering
+/// (and so the same micro-kernels) as the forward pass: per row, temporaries and dx are
+/// overwritten, every dA_d accumulates. A kept f_k is what the forward program's call kernel
+/// k - 1 writes (the backward planner keeps only the intermediates of a forward plan that
+/// contracts x with one factor after another, in its own order).
+pub fn lower_backward(plan: &BackwardPlan, graph: &ContractionGraph) -> BackwardProgram {
+    let size = |index: Index| if index == Index::Batch { 1 } else { graph.size(index) as usize };
+    let volume = |set: IndexSet| set.iter().map(size).product::<usize>();
+    let buffer = |t: Tensor| match t {
+        Tensor::X => Buffer::X,
+        Tensor::Dy => Buffer::Dy,
+        Tensor::Factor(d) => Buffer::Factor(d),
+        Tensor::Kept(k) => Buffer::Kept(k),
+        Tensor::Temp(k) => Buffer::Temp(k),
+        Tensor::Dx => Buffer::Dx,
+        Tensor::Grad(d) => Buffer::Grad(d),
+    };
+    let mut steps = Vec::new();
+    let mut temp_lens = vec![0; plan.steps.len()];
+    for (n, step) in plan.steps.iter().enumerate() {
+        let [first, second] = step.inputs;
+        // `a` carries the batch row where one input does (the kernel's axpy runs along it).
+        let (a, w) = if second.1.contains(Index::Batch) && !first.1.contains(Index::Batch) {
+            (second, first)
+        } else {
+            (first, second)
+        };
+        let broadcast = match step.output {
+            Tensor::Grad(d) if !step.indices.contains(Index::Rank) && graph.size(Index::Rank) > 1 => Some(d),
+            _ => None,
+        };
+        let out = match (step.output, broadcast) {
+            (Tensor::Grad(_), Some(_)) | (Tensor::Temp(_), _) => Buffer::Temp(n),
+            (other, _) => buffer(other),
+        };
+        let out_len = volume(step.indices);
+        if let Buffer::Temp(_) = out {
+            temp_lens[n] = out_len;
+        }
+        let zero = !matches!(out, Buffer::Grad(_));
+        let comment = step.to_string();
+        let kernel =
+            kernel([(out, step.indices), (buffer(a.0), a.1), (buffer(w.0), w.1)], out_len, zero, &size, comment);
+        steps.push(BackwardKernel { kernel, broadcast });
+    }
+    let kept = plan.kept_indices.iter().map(|&(k, set)| (k, volume(set), k - 1)).collect();
+    BackwardProgram {
+        in_shape: (0..graph.modes()).map(|d| size(Index::In(d))).collect(),
+        out_shape: (0..graph.modes()).map(|d| size(Index::Out(d))).collect(),
+        rank: size(Index::Rank),
+        steps,
+        temp_lens,
+        kept,
+        dx: plan.dx,
+        macs_per_row: plan.macs / graph.size(Index::Batch).max(1),
     }
 }
 
