@@ -123,3 +123,68 @@ fn bptt_checks_its_buffers() {
     assert!(cell.run_taped(&[0.5; 11], 1, &mut hs, &mut state).is_err());
     cell.backward(&tape, &hs, &[0.0; 4], &mut [0.0; 12], &mut grads).unwrap();
 }
+
+/// A whole recurrent layer, KCP input projection included (RecurrentExecutor::gradients: BPTT,
+/// then the projection's planned backward over all T*B rows): every gradient against central
+/// differences of the f64 model with the dense W_ih its factors make.
+#[test]
+fn cell_with_a_kcp_input_matches_finite_differences() {
+    use kcp::ir::test::dense_weight;
+    use kcp::ir::{compile, lower_backward, Options, Spec};
+    use kcp::{Executor, RecurrentExecutor, Weights};
+    for kind in [CellKind::Lstm, CellKind::Gru] {
+        let (hidden, steps, batch, gates) = (2usize, 3usize, 2usize, kind.gates());
+        let g = gates * hidden;
+        let c = compile(&Spec::new(&[3, 2], &[gates, 2], 2).with_cell(kind, hidden), &Options::default()).unwrap();
+        let shapes = c.nest.factor_shapes();
+        let input = Weights::random(&shapes, Some(g), 5);
+        let cell = Recurrent::random(kind, hidden, 6);
+        let layer =
+            RecurrentExecutor::new(Executor::new(c.nest.clone(), input.clone()).unwrap(), cell.clone()).unwrap();
+        let mut rng = Rng::new(7);
+        let x = rng.vec_f32(steps * batch * 6, 1.0);
+        let dh = rng.vec_f32(steps * batch * hidden, 1.0);
+        let backward = lower_backward(&c.backward(&Options::default(), true), &c.graph);
+        let mut dx = vec![0.0; x.len()];
+        let (wi, wh) = layer.gradients(&backward, &x, batch, &dh, Some(&mut dx), 1).unwrap();
+
+        let f64s = |v: &[f32]| v.iter().map(|&v| f64::from(v)).collect::<Vec<f64>>();
+        let (w_hh, b_hh, d) = (f64s(cell.weight_hh()), f64s(cell.bias_hh()), f64s(&dh));
+        // Parameters in one vector: every factor, bias_ih, then x.
+        let mut theta: Vec<f64> = input.factors.iter().flat_map(|f| f64s(f)).collect();
+        let bias_at = theta.len();
+        theta.extend(f64s(input.bias.as_ref().unwrap()));
+        let x_at = theta.len();
+        theta.extend(f64s(&x));
+        let loss = |theta: &[f64]| -> f64 {
+            let mut at = 0;
+            let factors: Vec<Vec<f64>> = input
+                .factors
+                .iter()
+                .map(|f| {
+                    at += f.len();
+                    theta[at - f.len()..at].to_vec()
+                })
+                .collect();
+            let w = dense_weight(&c.spec, &factors);
+            let (w, b, x) = (&w, &theta[bias_at..x_at], &theta[x_at..]);
+            let proj: Vec<f64> = x
+                .chunks_exact(6)
+                .flat_map(|row| (0..g).map(move |i| b[i] + (0..6).map(|j| w[i * 6 + j] * row[j]).sum::<f64>()))
+                .collect();
+            loss64(kind, hidden, &w_hh, &b_hh, &proj, batch, &d)
+        };
+        let e = 1e-6;
+        let fd: Vec<f64> = (0..theta.len())
+            .map(|k| {
+                let (mut up, mut down) = (theta.clone(), theta.clone());
+                up[k] += e;
+                down[k] -= e;
+                (loss(&up) - loss(&down)) / (2.0 * e)
+            })
+            .collect();
+        let got: Vec<f32> = wi.factors.iter().flatten().chain(wi.bias.as_ref().unwrap()).chain(&dx).copied().collect();
+        assert!(relative(&got, &fd) < 1e-4, "{kind:?}: {}", relative(&got, &fd));
+        assert!(wh.weight_hh.iter().all(|v| v.is_finite()));
+    }
+}

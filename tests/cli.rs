@@ -384,3 +384,133 @@ fn bad_input_gives_one_line_and_exit_code_2() {
         assert!(!stderr.contains("panicked"), "{name}: {stderr}");
     }
 }
+
+/// `kcp grad` on a layer with a bias: every gradient and dx against the dense f64 reference, on
+/// one thread and two, under the weights' own names and shapes.
+#[test]
+fn grad_matches_the_dense_reference() {
+    use kcp::ir::test::dense_gradients;
+    use kcp::TensorFile;
+    let c = spec(&[4, 3, 2], &[2, 3, 2], 3);
+    let shapes = c.nest.factor_shapes();
+    let weights = Weights::random(&shapes, Some(12), 8);
+    save(Path::new(&path("g.safetensors")), &weights.tensors("", &shapes)).unwrap();
+    let batch = 5;
+    let x: Vec<f32> = (0..batch * 24).map(|k| ((k * 29 % 53) as f32 / 26.0) - 1.0).collect();
+    let dy: Vec<f32> = (0..batch * 12).map(|k| ((k * 17 % 31) as f32 / 15.0) - 1.0).collect();
+    npy::write(Path::new(&path("gx.npy")), &[batch, 24], &x).unwrap();
+    npy::write(Path::new(&path("gdy.npy")), &[batch, 12], &dy).unwrap();
+    let f64s = |v: &[f32]| v.iter().map(|&v| f64::from(v)).collect::<Vec<f64>>();
+    let factors: Vec<Vec<f64>> = weights.factors.iter().map(|f| f64s(f)).collect();
+    let want = dense_gradients(&c.spec, &factors, &f64s(&x), &f64s(&dy), batch);
+    for threads in ["1", "2"] {
+        let args =
+            ["grad", "--in-shape", "4x3x2", "--out-shape", "2x3x2", "--rank", "3", "--weights", &path("g.safetensors")];
+        let files = ["--x", &path("gx.npy"), "--dy", &path("gdy.npy"), "--grads-out", &path("grads.safetensors")];
+        stdout(&kcp(&[&args[..], &files[..], &["--dx", &path("gdx.npy"), "--threads", threads]].concat()));
+        let file = TensorFile::read(Path::new(&path("grads.safetensors"))).unwrap();
+        let mut names = file.names();
+        names.sort();
+        assert_eq!(names, ["bias", "factor.0", "factor.1", "factor.2"]);
+        for (d, shape) in shapes.iter().enumerate() {
+            let got = file.tensor(&format!("factor.{d}"), shape).unwrap();
+            assert!(relative_error(&f64s(&got), &want.factors[d]) < 1e-5, "factor.{d}, {threads} threads");
+        }
+        assert!(relative_error(&f64s(&file.tensor("bias", &[12]).unwrap()), &want.bias) < 1e-6);
+        let dx = npy::read(Path::new(&path("gdx.npy"))).unwrap();
+        assert_eq!(dx.shape, [batch, 24]);
+        assert!(relative_error(&f64s(&dx.data), want.dx.as_ref().unwrap()) < 1e-5);
+    }
+}
+
+/// `kcp grad --cell` writes kcp's recurrent names, with what the library computes.
+#[test]
+fn grad_of_a_cell_writes_the_library_gradients() {
+    use kcp::ir::lower_backward;
+    use kcp::TensorFile;
+    for (cell, kind, gates) in [("lstm", CellKind::Lstm, 4), ("gru", CellKind::Gru, 3)] {
+        let (hidden, steps, batch) = (2usize, 3usize, 2usize);
+        let c = compile(&Spec::new(&[4, 3], &[gates, 2], 2).with_cell(kind, hidden), &Options::default()).unwrap();
+        let shapes = c.nest.factor_shapes();
+        let input = Weights::random(&shapes, Some(gates * hidden), 2);
+        let rec = Recurrent::random(kind, hidden, 3);
+        let mut tensors = Weights { bias: None, ..input.clone() }.tensors("weight_ih.", &shapes);
+        tensors.push(("bias_ih".into(), vec![gates * hidden], input.bias.clone().unwrap()));
+        tensors.push(("weight_hh".into(), vec![gates * hidden, hidden], rec.weight_hh().to_vec()));
+        tensors.push(("bias_hh".into(), vec![gates * hidden], rec.bias_hh().to_vec()));
+        save(Path::new(&path(&format!("{cell}.safetensors"))), &tensors).unwrap();
+        let x: Vec<f32> = (0..steps * batch * 12).map(|k| ((k * 7 % 13) as f32 / 6.0) - 1.0).collect();
+        let dh: Vec<f32> = (0..steps * batch * hidden).map(|k| ((k * 5 % 7) as f32 / 3.0) - 1.0).collect();
+        npy::write(Path::new(&path("cx.npy")), &[steps, batch, 12], &x).unwrap();
+        npy::write(Path::new(&path("cdh.npy")), &[steps, batch, hidden], &dh).unwrap();
+        let out = format!("--out-shape={gates}x2");
+        let weights = path(&format!("{cell}.safetensors"));
+        let args = ["grad", "--cell", cell, "--in-shape", "4x3", &out, "--rank", "2", "--weights", &weights];
+        let files = ["--x", &path("cx.npy"), "--dh", &path("cdh.npy"), "--grads-out", &path("cg.safetensors")];
+        stdout(&kcp(&[&args[..], &files[..]].concat()));
+
+        let layer = RecurrentExecutor::new(Executor::new(c.nest.clone(), input).unwrap(), rec).unwrap();
+        let backward = lower_backward(&c.backward(&Options::default(), false), &c.graph);
+        let (wi, wh) = layer.gradients(&backward, &x, batch, &dh, None, 1).unwrap();
+        let file = TensorFile::read(Path::new(&path("cg.safetensors"))).unwrap();
+        let g = gates * hidden;
+        for (d, shape) in shapes.iter().enumerate() {
+            assert_eq!(file.tensor(&format!("weight_ih.factor.{d}"), shape).unwrap(), wi.factors[d], "{cell}");
+        }
+        assert_eq!(file.tensor("bias_ih", &[g]).unwrap(), wi.bias.unwrap());
+        assert_eq!(file.tensor("weight_hh", &[g, hidden]).unwrap(), wh.weight_hh);
+        assert_eq!(file.tensor("bias_hh", &[g]).unwrap(), wh.bias_hh);
+        assert_eq!(file.names().len(), 2 + 3);
+    }
+}
+
+/// `kcp grad` with bad inputs: exit 2, one line, and no output file created.
+#[test]
+fn grad_bad_input_writes_nothing() {
+    let c = spec(&[6, 5], &[4, 3], 2);
+    let shapes = c.nest.factor_shapes();
+    save(Path::new(&path("gb.safetensors")), &Weights::random(&shapes, None, 1).tensors("", &shapes)).unwrap();
+    npy::write(Path::new(&path("gbx.npy")), &[2, 30], &[0.5; 60]).unwrap();
+    npy::write(Path::new(&path("gbdy.npy")), &[2, 12], &[0.5; 24]).unwrap();
+    npy::write(Path::new(&path("gbdy3.npy")), &[3, 12], &[0.5; 36]).unwrap();
+    npy::write(Path::new(&path("gbdyw.npy")), &[2, 11], &[0.5; 22]).unwrap();
+    let (out, dx) = (path("gb_out.safetensors"), path("gb_dx.npy"));
+    let base = |dy: &str, extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> =
+            ["grad", "--in-shape", "6x5", "--out-shape", "4x3", "--rank", "2"].map(String::from).to_vec();
+        v.extend(["--weights".into(), path("gb.safetensors"), "--x".into(), path("gbx.npy")]);
+        if !dy.is_empty() {
+            v.extend(["--dy".into(), path(dy)]);
+        }
+        v.extend(["--grads-out".into(), out.clone(), "--dx".into(), dx.clone()]);
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let nowhere = dir().join("no-such-dir").join("g.safetensors").to_string_lossy().into_owned();
+    let cases: Vec<(&str, Vec<String>, &str)> = vec![
+        ("no dy", base("", &[]), "a layer needs --dy"),
+        ("dh on a layer", base("gbdy.npy", &["--dh", &path("gbdy.npy")]), "a layer needs --dy"),
+        ("dy rows", base("gbdy3.npy", &[]), "has 3 rows, x has 2"),
+        (
+            "dy width",
+            base("gbdy.npy", &[]).into_iter().map(|a| a.replace("gbdy.npy", "gbdyw.npy")).collect(),
+            "expected [B, M] with a last dimension of 12",
+        ),
+        ("missing dy", base("nope.npy", &[]), "cannot access"),
+        ("cell without dh", base("gbdy.npy", &["--cell", "lstm"]), "a cell (--cell) needs --dh"),
+        ("threads", base("gbdy.npy", &["--threads", "0"]), "--threads must be between 1"),
+        (
+            "nowhere to write",
+            base("gbdy.npy", &[]).into_iter().map(|a| if a == out { nowhere.clone() } else { a }).collect(),
+            "no such directory",
+        ),
+    ];
+    for (name, args, expected) in cases {
+        let output = Command::new(env!("CARGO_BIN_EXE_kcp")).args(&args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{name}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{name}: more than one line:\n{stderr}");
+        assert!(stderr.contains(expected), "{name}: {stderr}");
+        assert!(!Path::new(&out).exists() && !Path::new(&dx).exists(), "{name}: wrote a file");
+    }
+}

@@ -24,7 +24,10 @@ pub use error::{Error, ShapeError};
 pub use executor::{Executor, RecurrentExecutor};
 pub use files::write_atomically;
 pub use kcp_core::kernels::{isa, set_isa};
-pub use kcp_core::{Block, Buffer, CellKind, Gemm, Inner, Isa, Kernel, Loop, Program, Real, Repeat, Rng, RowsFromA};
+pub use kcp_core::{
+    BackwardKernel, BackwardProgram, Block, Buffer, CellKind, Gemm, Inner, Isa, Kernel, Loop, Program, Real, Repeat,
+    Rng, RowsFromA,
+};
 pub use recurrent::{load_recurrent, Recurrent, State};
 pub use weights::{save, NamedTensor, TensorFile, Weights};
 

@@ -65,6 +65,35 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         threads: usize,
     },
+    /// Gradients of a layer (L = sum(dy * y)) or of a cell (L = sum over t of sum(dh[t] * h[t])), by the planned backward pass
+    Grad {
+        #[command(flatten)]
+        layer: LayerArgs,
+        /// The layer is the input weight of a recurrent cell (x [T, B, N], dh [T, B, H], zero initial state)
+        #[arg(long, value_enum)]
+        cell: Option<Cell>,
+        /// The weights, safetensors, as `kcp run` reads them
+        #[arg(long)]
+        weights: PathBuf,
+        /// The input activations, float32 .npy: [B, N] (cells: [T, B, N])
+        #[arg(long)]
+        x: PathBuf,
+        /// dL/dy, float32 .npy [B, M] (layers only)
+        #[arg(long)]
+        dy: Option<PathBuf>,
+        /// dL/dh of every step, float32 .npy [T, B, H] (cells only)
+        #[arg(long)]
+        dh: Option<PathBuf>,
+        /// Where to write the gradients (safetensors, under the weights' own names)
+        #[arg(long)]
+        grads_out: PathBuf,
+        /// Where to write dL/dx (float32 .npy of x's shape)
+        #[arg(long)]
+        dx: Option<PathBuf>,
+        /// Threads to split the batch rows over (default 1)
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+    },
     /// Fit KCP factors to a dense weight (a .npy [M, N], or a PyTorch model saved as safetensors)
     Compress {
         #[command(flatten)]
@@ -284,6 +313,85 @@ fn run(layer: &LayerArgs, cell: Option<Cell>, weights: &Path, x: &Path, y: &Path
     }
 }
 
+/// `kcp grad`: read everything, check every shape, compute, then write dx (if asked) and the
+/// gradients, each completely or not at all.
+#[allow(clippy::too_many_arguments)]
+fn grad(
+    layer: &LayerArgs,
+    cell: Option<Cell>,
+    weights: &Path,
+    x: &Path,
+    (dy, dh): (Option<&Path>, Option<&Path>),
+    grads_out: &Path,
+    dx_out: Option<&Path>,
+    threads: usize,
+) -> Result<String> {
+    for out in std::iter::once(grads_out).chain(dx_out) {
+        let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        if !parent.is_dir() || out.is_dir() {
+            return Err(format!("cannot write {}: no such directory, or it is one", out.display()));
+        }
+    }
+    let (tensors, dx, x_shape) = match (cell, dy, dh) {
+        (None, Some(dy), None) => {
+            let c = compile_layer(layer, None)?;
+            let (shapes, m, n) = (c.nest.factor_shapes(), c.spec.output_size(), c.spec.input_size());
+            let file = TensorFile::read(weights).map_err(|e| e.to_string())?;
+            let bias = file.contains("bias").then_some(m);
+            let loaded = Weights::from_file(&file, "", &shapes, bias).map_err(|e| e.to_string())?;
+            let input = read_npy(x, 2, n, "[B, N]")?;
+            let grad_y = read_npy(dy, 2, m, "[B, M]")?;
+            if grad_y.shape[0] != input.shape[0] {
+                return Err(format!("{} has {} rows, x has {}", dy.display(), grad_y.shape[0], input.shape[0]));
+            }
+            fits_in_memory(&c, input.shape[0].saturating_mul(2), threads)?;
+            let backward = kcp::ir::lower_backward(&c.backward(&Options::default(), dx_out.is_some()), &c.graph);
+            let executor = Executor::new(c.nest.clone(), loaded).map_err(|e| e.to_string())?;
+            let mut dx = zeros(if dx_out.is_some() { &input.shape } else { &[0] }, "dx")?;
+            let dx_slice = dx_out.is_some().then_some(&mut dx[..]);
+            let grads =
+                in_pool(threads, || executor.gradients(&backward, &input.data, &grad_y.data, dx_slice, threads))
+                    .and_then(|r| r.map_err(|e| e.to_string()))?;
+            (grads.tensors("", &shapes), dx, input.shape)
+        }
+        (Some(cell), None, Some(dh)) => {
+            let kind = cell.kind();
+            let hidden = hidden(layer, kind)?;
+            let c = compile_layer(layer, Some((kind, hidden)))?;
+            let shapes = c.nest.factor_shapes();
+            let recurrent =
+                RecurrentExecutor::load(weights, c.nest.clone(), kind, hidden).map_err(|e| e.to_string())?;
+            let input = read_npy(x, 3, c.spec.input_size(), "[T, B, N]")?;
+            let grad_h = read_npy(dh, 3, hidden, "[T, B, H]")?;
+            if grad_h.shape[..2] != input.shape[..2] {
+                return Err(format!("{} has shape {:?}, x has {:?}", dh.display(), grad_h.shape, input.shape));
+            }
+            let (steps, batch) = (input.shape[0], input.shape[1]);
+            fits_in_memory(&c, steps.saturating_mul(batch).saturating_mul(3), threads)?;
+            let backward = kcp::ir::lower_backward(&c.backward(&Options::default(), dx_out.is_some()), &c.graph);
+            let mut dx = zeros(if dx_out.is_some() { &input.shape } else { &[0] }, "dx")?;
+            let dx_slice = dx_out.is_some().then_some(&mut dx[..]);
+            let (input_grads, cell_grads) = in_pool(threads, || {
+                recurrent.gradients(&backward, &input.data, batch, &grad_h.data, dx_slice, threads)
+            })
+            .and_then(|r| r.map_err(|e| e.to_string()))?;
+            let g = kind.gates() * hidden;
+            let mut tensors = Weights { bias: None, ..input_grads.clone() }.tensors("weight_ih.", &shapes);
+            tensors.push(("weight_hh".into(), vec![g, hidden], cell_grads.weight_hh));
+            tensors.push(("bias_ih".into(), vec![g], input_grads.bias.unwrap_or_default()));
+            tensors.push(("bias_hh".into(), vec![g], cell_grads.bias_hh));
+            (tensors, dx, input.shape)
+        }
+        (None, _, _) => return Err("a layer needs --dy (and no --dh); a cell (--cell) needs --dh".into()),
+        (Some(_), _, _) => return Err("a cell (--cell) needs --dh (and no --dy)".into()),
+    };
+    if let Some(path) = dx_out {
+        npy::write(path, &x_shape, &dx).map_err(|e| e.to_string())?;
+    }
+    save(grads_out, &tensors).map_err(|e| e.to_string())?;
+    Ok(String::new())
+}
+
 /// A zeroed buffer of the product of `dims` floats, or an error that says what it is and how
 /// much memory it needs (never an abort).
 fn zeros(dims: &[usize], what: &str) -> Result<Vec<f32>> {
@@ -467,6 +575,12 @@ fn main() -> ExitCode {
             Err(format!("--threads must be between 1 and {MAX_THREADS}, found {threads}"))
         }
         Command::Run { layer, cell, weights, x, y, threads } => run(layer, *cell, weights, x, y, *threads),
+        Command::Grad { threads, .. } if !(1..=MAX_THREADS).contains(threads) => {
+            Err(format!("--threads must be between 1 and {MAX_THREADS}, found {threads}"))
+        }
+        Command::Grad { layer, cell, weights, x, dy, dh, grads_out, dx, threads } => {
+            grad(layer, *cell, weights, x, (dy.as_deref(), dh.as_deref()), grads_out, dx.as_deref(), *threads)
+        }
         Command::Compress { layer, dense, cell, weights_out, iters, seed, json } => {
             compress_cmd(layer, dense, *cell, weights_out, *iters, *seed, *json)
         }
