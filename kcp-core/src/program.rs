@@ -296,6 +296,8 @@ impl Kernel {
             let [o, ia, iw] = at;
             match self.inner {
                 Inner::Axpy { len } => axpy(&mut out[o..o + len], &a[ia..ia + len], w[iw]),
+                // A long dot is worth a call compiled for the kernel path (wider vectors).
+                Inner::Dot { len } if len >= 64 => out[o] += T::dot_called(&a[ia..ia + len], &w[iw..iw + len]),
                 Inner::Dot { len } => out[o] += dot(&a[ia..ia + len], &w[iw..iw + len]),
                 Inner::Gemm { shape, .. } => gemm(&mut out[o..], &a[ia..], &w[iw..], shape),
                 Inner::GemmRowsFromA { shape, .. } => gemm(&mut out[o..], &w[iw..], &a[ia..], shape.gemm()),

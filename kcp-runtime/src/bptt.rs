@@ -9,7 +9,7 @@
 //! b_hh`: `c' = f c + i g`, `h' = o tanh(c')`. GRU, `r = s(x_r + W_hr h + b_hr)`, `z = s(x_z +
 //! W_hz h + b_hz)`, `n = tanh(x_n + r (W_hn h + b_hn))`, `h' = (1 - z) n + z h`.
 
-use kcp_core::kernels::{axpy, dot};
+use kcp_core::kernels::{axpy, dispatch, dot};
 
 use crate::recurrent::{sigmoid, tanh, tanh_one};
 use crate::{CellKind, Recurrent, ShapeError, State};
@@ -72,23 +72,30 @@ impl Recurrent {
         if h == 0 || batch == 0 {
             return Ok(tape);
         }
-        for t in 0..steps {
-            for b in 0..batch {
-                let row = t * batch + b;
-                let (x, out) = (&proj[row * g..][..g], &mut hs[row * h..][..h]);
-                let gates = &mut tape.gates[row * g..][..g];
-                let second = &mut tape.second[row * h..][..h];
-                let h_row = &mut state.h[b * h..][..h];
-                let c_row = if self.kind() == CellKind::Lstm { &mut state.c[b * h..][..h] } else { &mut [][..] };
-                self.taped_step(x, h_row, c_row, out, gates, second);
-                h_row.copy_from_slice(out);
-            }
-        }
+        dispatch(
+            #[inline(always)]
+            || {
+                for t in 0..steps {
+                    for b in 0..batch {
+                        let row = t * batch + b;
+                        let (x, out) = (&proj[row * g..][..g], &mut hs[row * h..][..h]);
+                        let gates = &mut tape.gates[row * g..][..g];
+                        let second = &mut tape.second[row * h..][..h];
+                        let h_row = &mut state.h[b * h..][..h];
+                        let c_row =
+                            if self.kind() == CellKind::Lstm { &mut state.c[b * h..][..h] } else { &mut [][..] };
+                        self.taped_step(x, h_row, c_row, out, gates, second);
+                        h_row.copy_from_slice(out);
+                    }
+                }
+            },
+        );
         Ok(tape)
     }
 
     /// One row of one step, as [`Recurrent::run`] computes it, recording the gates and the
     /// second taped quantity.
+    #[inline(always)]
     fn taped_step(
         &self,
         x: &[f32],
@@ -172,42 +179,51 @@ impl Recurrent {
         let mut dh_next = vec![0.0f32; batch * hidden];
         let mut dc_next = vec![0.0f32; if self.kind() == CellKind::Lstm { batch * hidden } else { 0 }];
         let mut da_hh = vec![0.0f32; g];
-        for t in (0..steps).rev() {
-            for b in 0..batch {
-                let row = t * batch + b;
-                let h_prev = if t == 0 {
-                    &tape.initial.h[b * hidden..][..hidden]
-                } else {
-                    &hs[(row - batch) * hidden..][..hidden]
-                };
-                let dh_row = &mut dh_next[b * hidden..][..hidden];
-                dh_row.iter_mut().zip(&dh[row * hidden..][..hidden]).for_each(|(a, d)| *a += d);
-                let gates = &tape.gates[row * g..][..g];
-                let second = &tape.second[row * hidden..][..hidden];
-                let da = &mut dproj[row * g..][..g];
-                match self.kind() {
-                    CellKind::Lstm => {
-                        let c_prev = if t == 0 {
-                            &tape.initial.c[b * hidden..][..hidden]
+        // Compiled for the kernel path in use (the dots, axpys and gate formulas at its width).
+        dispatch(
+            #[inline(always)]
+            || {
+                for t in (0..steps).rev() {
+                    for b in 0..batch {
+                        let row = t * batch + b;
+                        let h_prev = if t == 0 {
+                            &tape.initial.h[b * hidden..][..hidden]
                         } else {
-                            &tape.second[(row - batch) * hidden..][..hidden]
+                            &hs[(row - batch) * hidden..][..hidden]
                         };
-                        let dc = &mut dc_next[b * hidden..][..hidden];
-                        lstm_step(gates, second, c_prev, dh_row, dc, da);
-                        da_hh.copy_from_slice(da);
+                        let dh_row = &mut dh_next[b * hidden..][..hidden];
+                        dh_row.iter_mut().zip(&dh[row * hidden..][..hidden]).for_each(|(a, d)| *a += d);
+                        let gates = &tape.gates[row * g..][..g];
+                        let second = &tape.second[row * hidden..][..hidden];
+                        let da = &mut dproj[row * g..][..g];
+                        match self.kind() {
+                            CellKind::Lstm => {
+                                let c_prev = if t == 0 {
+                                    &tape.initial.c[b * hidden..][..hidden]
+                                } else {
+                                    &tape.second[(row - batch) * hidden..][..hidden]
+                                };
+                                let dc = &mut dc_next[b * hidden..][..hidden];
+                                lstm_step(gates, second, c_prev, dh_row, dc, da);
+                                da_hh.copy_from_slice(da);
+                            }
+                            CellKind::Gru => gru_step(gates, second, h_prev, dh_row, da, &mut da_hh),
+                        }
+                        // dW_hh += da_hh^T h_prev, db_hh += da_hh, dh_prev += W_hh^T da_hh.
+                        for ((w_grad, w), &d) in grads
+                            .weight_hh
+                            .chunks_exact_mut(hidden)
+                            .zip(self.weight_hh().chunks_exact(hidden))
+                            .zip(&da_hh)
+                        {
+                            axpy(w_grad, h_prev, d);
+                            axpy(dh_row, w, d);
+                        }
+                        grads.bias_hh.iter_mut().zip(&da_hh).for_each(|(b, d)| *b += d);
                     }
-                    CellKind::Gru => gru_step(gates, second, h_prev, dh_row, da, &mut da_hh),
                 }
-                // dW_hh += da_hh^T h_prev, db_hh += da_hh, dh_prev += W_hh^T da_hh.
-                for ((w_grad, w), &d) in
-                    grads.weight_hh.chunks_exact_mut(hidden).zip(self.weight_hh().chunks_exact(hidden)).zip(&da_hh)
-                {
-                    axpy(w_grad, h_prev, d);
-                    axpy(dh_row, w, d);
-                }
-                grads.bias_hh.iter_mut().zip(&da_hh).for_each(|(b, d)| *b += d);
-            }
-        }
+            },
+        );
         Ok(())
     }
 }
@@ -215,6 +231,7 @@ impl Recurrent {
 /// One LSTM row backwards: from dh (in: dL/dh_t, out: the direct part of dL/dh_{t-1}, which
 /// is none: zeroed) and dc (in: from the step after, out: dL/dc_{t-1}), the gradient of the
 /// pre-activations into `da`.
+#[inline(always)]
 fn lstm_step(gates: &[f32], c: &[f32], c_prev: &[f32], dh: &mut [f32], dc: &mut [f32], da: &mut [f32]) {
     let hidden = c.len();
     let (i, rest) = gates.split_at(hidden);
@@ -238,6 +255,7 @@ fn lstm_step(gates: &[f32], c: &[f32], c_prev: &[f32], dh: &mut [f32], dc: &mut 
 /// One GRU row backwards: from dh (in: dL/dh_t, out: its direct part through z), the gradient
 /// of the projected inputs into `dx` (x_r, x_z, x_n) and of the hidden pre-activations into
 /// `da_hh` (W_hr h + b_hr, W_hz h + b_hz, W_hn h + b_hn).
+#[inline(always)]
 fn gru_step(gates: &[f32], hn: &[f32], h_prev: &[f32], dh: &mut [f32], dx: &mut [f32], da_hh: &mut [f32]) {
     let hidden = hn.len();
     let (r, rest) = gates.split_at(hidden);

@@ -125,6 +125,11 @@ impl Recurrent {
         &self.bias_hh
     }
 
+    /// `weight_hh` and `bias_hh`, to train them (their lengths are fixed: a slice each).
+    pub fn weights_mut(&mut self) -> (&mut [f32], &mut [f32]) {
+        (&mut self.weight_hh, &mut self.bias_hh)
+    }
+
     /// Run a whole sequence: x `[T, B, N]` projected in one call of `project` (x W_ih^T + b_ih
     /// for T*B rows), then the recurrence from `state` (left holding the final state), every
     /// hidden state written to `hs` `[T, B, H]`.

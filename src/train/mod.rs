@@ -14,7 +14,7 @@ mod optim;
 pub use head::{accuracy, softmax_cross_entropy, Linear};
 pub use optim::{Adam, Sgd};
 
-use kcp_runtime::{ShapeError, Weights};
+use kcp_runtime::{CellGrads, Recurrent, ShapeError, Weights};
 
 /// What can be wrong with a training step's inputs.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -50,6 +50,27 @@ impl Parameters for Weights {
 
     fn values_mut(&mut self) -> Vec<&mut [f32]> {
         self.factors.iter_mut().map(Vec::as_mut_slice).chain(self.bias.as_deref_mut()).collect()
+    }
+}
+
+impl Parameters for Recurrent {
+    fn values(&self) -> Vec<&[f32]> {
+        vec![self.weight_hh(), self.bias_hh()]
+    }
+
+    fn values_mut(&mut self) -> Vec<&mut [f32]> {
+        let (w, b) = self.weights_mut();
+        vec![w, b]
+    }
+}
+
+impl Parameters for CellGrads {
+    fn values(&self) -> Vec<&[f32]> {
+        vec![&self.weight_hh, &self.bias_hh]
+    }
+
+    fn values_mut(&mut self) -> Vec<&mut [f32]> {
+        vec![&mut self.weight_hh, &mut self.bias_hh]
     }
 }
 

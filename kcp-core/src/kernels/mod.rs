@@ -37,6 +37,13 @@ pub trait Real: Copy + Default + Send + Sync + Add<Output = Self> + Mul<Output =
     fn gemm(out: &mut [Self], a: &[Self], w: &[Self], g: Gemm) {
         g.run_portable(out, a, w);
     }
+
+    /// [`dot`] as a call compiled for the kernel path in use, for code that is not itself
+    /// compiled for it (the generic executor's loops): the same sums, in the same order.
+    #[inline(always)]
+    fn dot_called(a: &[Self], b: &[Self]) -> Self {
+        dot(a, b)
+    }
 }
 
 impl Real for f32 {
@@ -46,6 +53,13 @@ impl Real for f32 {
     #[inline(always)]
     fn gemm(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
         gemm_f32(out, a, w, g);
+    }
+
+    fn dot_called(a: &[f32], b: &[f32]) -> f32 {
+        dispatch(
+            #[inline(always)]
+            || dot(a, b),
+        )
     }
 }
 

@@ -153,12 +153,6 @@ pub fn lower_backward(plan: &BackwardPlan, graph: &ContractionGraph) -> Backward
     let mut temp_lens = vec![0; plan.steps.len()];
     for (n, step) in plan.steps.iter().enumerate() {
         let [first, second] = step.inputs;
-        // `a` carries the batch row where one input does (the kernel's axpy runs along it).
-        let (a, w) = if second.1.contains(Index::Batch) && !first.1.contains(Index::Batch) {
-            (second, first)
-        } else {
-            (first, second)
-        };
         let broadcast = match step.output {
             Tensor::Grad(d) if !step.indices.contains(Index::Rank) && graph.size(Index::Rank) > 1 => Some(d),
             _ => None,
@@ -173,8 +167,12 @@ pub fn lower_backward(plan: &BackwardPlan, graph: &ContractionGraph) -> Backward
         }
         let zero = !matches!(out, Buffer::Grad(_));
         let comment = step.to_string();
-        let kernel =
-            kernel([(out, step.indices), (buffer(a.0), a.1), (buffer(w.0), w.1)], out_len, zero, &size, comment);
+        // Either input may be the kernel's `a` (whose run the innermost operation follows):
+        // the order that gives the longer contiguous run wins.
+        let [one, other] = [(first, second), (second, first)].map(|(a, w)| {
+            kernel([(out, step.indices), (buffer(a.0), a.1), (buffer(w.0), w.1)], out_len, zero, &size, comment.clone())
+        });
+        let kernel = if run_score(&other) > run_score(&one) { other } else { one };
         steps.push(BackwardKernel { kernel, broadcast });
     }
     let kept = plan.kept_indices.iter().map(|&(k, set)| (k, volume(set), k - 1)).collect();
@@ -187,6 +185,16 @@ pub fn lower_backward(plan: &BackwardPlan, graph: &ContractionGraph) -> Backward
         kept,
         dx: plan.dx,
         macs_per_row: plan.macs / graph.size(Index::Batch).max(1),
+    }
+}
+
+/// How well a kernel's innermost operation uses the vector units: a GEMM's contiguous run
+/// (weighted: its sums stay in registers), or an axpy's or a dot's length.
+fn run_score(kernel: &Kernel) -> usize {
+    match kernel.inner {
+        Inner::Gemm { shape, .. } => 4 * shape.len * shape.rows.min(4),
+        Inner::GemmRowsFromA { shape, .. } => 4 * shape.len * shape.rows.min(4),
+        Inner::Axpy { len } | Inner::Dot { len } => len,
     }
 }
 
@@ -291,6 +299,14 @@ fn kernel(
         Inner::Dot { len } => gemm_rows_from_a(&mut loops, len).unwrap_or(inner),
         _ => inner,
     };
+    // A dot that stays a dot continues over the innermost loop where that loop steps through
+    // a and w by the dot's length while out stays: one longer dot instead of many short ones.
+    if let Inner::Dot { len } = &mut inner {
+        while let Some(l) = loops.last().filter(|l| l.strides == [0, *len, *len]) {
+            *len *= l.extent;
+            loops.pop();
+        }
+    }
     // A GEMM that sums over everything the nest sums over writes each element of out once:
     // it overwrites out, which then needs no zeroing.
     let mut zero = zero;
