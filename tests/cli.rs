@@ -376,13 +376,18 @@ fn bad_input_gives_one_line_and_exit_code_2() {
         ),
     ];
     for (name, args, expected) in cases {
-        let output = Command::new(env!("CARGO_BIN_EXE_kcp")).args(&args).output().unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(2), "{name}: {stderr}");
-        assert_eq!(stderr.trim_end().lines().count(), 1, "{name}: more than one line:\n{stderr}");
-        assert!(stderr.contains(expected), "{name}: {stderr}");
-        assert!(!stderr.contains("panicked"), "{name}: {stderr}");
+        fails_in_one_line(name, &args, expected);
     }
+}
+
+/// `kcp args` exits with code 2 and one line on stderr that contains `expected`, no panic.
+fn fails_in_one_line(name: &str, args: &[String], expected: &str) {
+    let output = Command::new(env!("CARGO_BIN_EXE_kcp")).args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{name}: {stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{name}: more than one line:\n{stderr}");
+    assert!(stderr.contains(expected), "{name}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{name}: {stderr}");
 }
 
 /// `kcp grad` on a layer with a bias: every gradient and dx against the dense f64 reference, on
@@ -506,11 +511,7 @@ fn grad_bad_input_writes_nothing() {
         ),
     ];
     for (name, args, expected) in cases {
-        let output = Command::new(env!("CARGO_BIN_EXE_kcp")).args(&args).output().unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(2), "{name}: {stderr}");
-        assert_eq!(stderr.trim_end().lines().count(), 1, "{name}: more than one line:\n{stderr}");
-        assert!(stderr.contains(expected), "{name}: {stderr}");
+        fails_in_one_line(name, &args, expected);
         assert!(!Path::new(&out).exists() && !Path::new(&dx).exists(), "{name}: wrote a file");
     }
 }

@@ -9,7 +9,7 @@
 //! b_hh`: `c' = f c + i g`, `h' = o tanh(c')`. GRU, `r = s(x_r + W_hr h + b_hr)`, `z = s(x_z +
 //! W_hz h + b_hz)`, `n = tanh(x_n + r (W_hn h + b_hn))`, `h' = (1 - z) n + z h`.
 
-use kcp_core::kernels::{axpy, dispatch, dot};
+use kcp_core::kernels::{axpy, dispatch};
 
 use crate::recurrent::{sigmoid, tanh, tanh_one};
 use crate::{CellKind, Recurrent, ShapeError, State};
@@ -106,17 +106,7 @@ impl Recurrent {
         second: &mut [f32],
     ) {
         let hidden = self.hidden();
-        let with_x = if self.kind() == CellKind::Gru { 2 } else { self.kind().gates() };
-        for (q, block) in gates.chunks_exact_mut(hidden).enumerate() {
-            let rows = q * hidden..(q + 1) * hidden;
-            let weights = self.weight_hh()[rows.start * hidden..rows.end * hidden].chunks_exact(hidden);
-            for ((gate, w), b) in block.iter_mut().zip(weights).zip(&self.bias_hh()[rows.clone()]) {
-                *gate = dot(w, h_prev) + b;
-            }
-            if q < with_x {
-                block.iter_mut().zip(&x[rows]).for_each(|(gate, x)| *gate += x);
-            }
-        }
+        self.pre_activations(x, h_prev, gates, 0);
         match self.kind() {
             CellKind::Lstm => {
                 let (input_forget, rest) = gates.split_at_mut(2 * hidden);

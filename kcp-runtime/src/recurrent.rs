@@ -255,16 +255,14 @@ impl Recurrent {
         );
     }
 
-    /// The hidden units `first..first + out.len()` of one row of one step: their gates
-    /// (`W_hh h + b_hh`, plus the input projection where the cell adds it, into `gates`,
-    /// `G * out.len()`), then their cell update into `out` (and `c`, the same units of the cell
-    /// state; empty for a GRU), each nonlinearity one pass over a gate's block.
+    /// The gate pre-activations of the hidden units `first..first + len` of one row (`gates`
+    /// holds G blocks of `len`): `W_hh h + b_hh`, plus the projected input where the cell adds
+    /// it (a GRU's candidate gate adds x after the reset gate scales `W_hn h + b_hn`).
     #[inline(always)]
-    fn units(&self, x: &[f32], h_prev: &[f32], c: &mut [f32], out: &mut [f32], gates: &mut [f32], first: usize) {
-        let (hidden, len) = (self.hidden, out.len());
-        // A GRU's candidate gate adds x after the reset gate scales W_hn h + b_hn.
+    pub(crate) fn pre_activations(&self, x: &[f32], h_prev: &[f32], gates: &mut [f32], first: usize) {
+        let (hidden, len) = (self.hidden, gates.len() / self.kind.gates());
         let with_x = if self.kind == CellKind::Gru { 2 } else { self.kind.gates() };
-        for (q, block) in gates.chunks_exact_mut(len).enumerate() {
+        for (q, block) in gates.chunks_exact_mut(len.max(1)).enumerate() {
             let rows = q * hidden + first..q * hidden + first + len;
             let weights = self.weight_hh[rows.start * hidden..rows.end * hidden].chunks_exact(hidden);
             for ((gate, w), b) in block.iter_mut().zip(weights).zip(&self.bias_hh[rows.clone()]) {
@@ -276,6 +274,16 @@ impl Recurrent {
                 }
             }
         }
+    }
+
+    /// The hidden units `first..first + out.len()` of one row of one step: their gates
+    /// (`W_hh h + b_hh`, plus the input projection where the cell adds it, into `gates`,
+    /// `G * out.len()`), then their cell update into `out` (and `c`, the same units of the cell
+    /// state; empty for a GRU), each nonlinearity one pass over a gate's block.
+    #[inline(always)]
+    fn units(&self, x: &[f32], h_prev: &[f32], c: &mut [f32], out: &mut [f32], gates: &mut [f32], first: usize) {
+        let (hidden, len) = (self.hidden, out.len());
+        self.pre_activations(x, h_prev, gates, first);
         match self.kind {
             CellKind::Lstm => {
                 let (input_forget, rest) = gates.split_at_mut(2 * len);

@@ -2,6 +2,7 @@
 
 use std::arch::x86_64::*;
 
+use super::shape::{PREFETCH, PREFETCH_MIN_LEN};
 use super::Gemm;
 
 /// Rows per register block.
@@ -9,14 +10,6 @@ const MR: usize = 4;
 /// Rows per register block of a product narrower than 16 (one vector per row), while
 /// that many rows are left.
 const TALL_MR: usize = 8;
-/// How far ahead in a row of `a` (in elements) a block prefetches.
-const PREFETCH: usize = 128;
-/// The shortest rows of `a` that are prefetched (shorter ones are scratch, in cache; there
-/// the prefetches only cost issue slots).
-const PREFETCH_MIN_LEN: usize = 64;
-/// The longest rows of x whose next row's slab is swept into L2 ([`Gemm::stream`]): longer
-/// rows stream well on the hardware prefetcher alone, and measured slower with the sweep.
-const STREAM_MAX_LEN: usize = 512;
 
 /// The blocked product, each of its repeats.
 ///
@@ -77,11 +70,7 @@ pub(super) unsafe fn product(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
     }
     // Short rows of x stream slowly from DRAM (the hardware prefetcher does not follow
     // them): with a next row there, sweep its slab into L2 line by line meanwhile.
-    let slab = g.depth.saturating_mul(g.a_row);
-    let stream = g.stream > 0
-        && g.outer == 1
-        && g.len <= STREAM_MAX_LEN
-        && g.stream.checked_add(slab).is_some_and(|end| a.len() >= end);
+    let stream = g.sweeps_next_row(a.len());
     // Prefetches stay inside `a` (they reach into the rest of the batch when `a` goes on
     // past the product): they never fault, but one into an unmapped or untouched page
     // costs a page walk that finds nothing, measured 15 times slower on an 8x64x64

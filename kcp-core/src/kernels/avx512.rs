@@ -4,6 +4,7 @@
 
 use std::arch::x86_64::*;
 
+use super::shape::{PREFETCH, PREFETCH_MIN_LEN};
 use super::{Block, Gemm, Repeat};
 
 /// `$body` with `R` and `V` the constants `$rows` and `$vectors` (a block [`Block::clamped`]
@@ -31,12 +32,6 @@ macro_rules! dispatch {
     }};
 }
 
-/// How far ahead in a row of `a` (in elements) a block prefetches.
-const PREFETCH: usize = 128;
-/// The shortest rows of `a` that are prefetched (shorter ones are scratch, in cache).
-const PREFETCH_MIN_LEN: usize = 64;
-/// The longest rows of x whose next row's slab is swept into L2 ([`Gemm::stream`]).
-const STREAM_MAX_LEN: usize = 512;
 /// The lanes of a vector.
 const LANES: usize = 16;
 
@@ -127,11 +122,7 @@ unsafe fn product(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
             .unwrap_or_else(|| g.run_portable(out, a, w));
     }
     // As in the AVX2 kernel: short rows of x with a next row there sweep its slab into L2.
-    let slab = g.depth.saturating_mul(g.a_row);
-    let stream = g.stream > 0
-        && g.outer == 1
-        && g.len <= STREAM_MAX_LEN
-        && g.stream.checked_add(slab).is_some_and(|end| a.len() >= end);
+    let stream = g.sweeps_next_row(a.len());
     // Prefetches stay inside `a` (see the AVX2 kernel: a prefetch into an untouched page
     // costs a page walk).
     let end = a.as_ptr_range().end;

@@ -2,6 +2,15 @@
 
 use super::{axpy, Real};
 
+/// How far ahead in a row of `a` (in elements) a micro-kernel's block prefetches.
+pub(super) const PREFETCH: usize = 128;
+/// The shortest rows of `a` that are prefetched (shorter ones are scratch, in cache; there
+/// the prefetches only cost issue slots).
+pub(super) const PREFETCH_MIN_LEN: usize = 64;
+/// The longest rows of x whose next row's slab is swept into L2 ([`Gemm::stream`]): longer
+/// rows stream well on the hardware prefetcher alone, and measured slower with the sweep.
+const STREAM_MAX_LEN: usize = 512;
+
 /// The shape of a small matrix product, the register-blocked form of a mode product:
 /// `out[m * out_row + q] += sum_{k2, k} w[m * w_row + k * w_col + k2 * w_outer] *
 /// a[k * a_row + k2 * a_outer + q * a_col]` for `m < rows`, `k2 < outer`, `k < depth`,
@@ -158,6 +167,18 @@ impl Gemm {
     /// One of the products of [`Gemm::repeat`].
     pub(super) fn once(&self) -> Gemm {
         Gemm { repeat: Repeat::ONCE, ..*self }
+    }
+
+    /// Whether the micro-kernels sweep the next row's slab into L2 while they compute this
+    /// product (`a` of `a_len` elements): a short row of x with a next row there, whose slab
+    /// `a` reaches (short rows stream slowly from DRAM: the hardware prefetcher does not
+    /// follow them).
+    pub(super) fn sweeps_next_row(&self, a_len: usize) -> bool {
+        let slab = self.depth.saturating_mul(self.a_row);
+        self.stream > 0
+            && self.outer == 1
+            && self.len <= STREAM_MAX_LEN
+            && self.stream.checked_add(slab).is_some_and(|end| a_len >= end)
     }
 
     /// Whether a kernel may run the repeats block by block, each register block over every

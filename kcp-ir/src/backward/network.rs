@@ -5,6 +5,7 @@
 //! both a candidate of the backward planner and the bound it is tested against.
 
 use crate::graph::{ContractionGraph, IndexSet};
+use crate::plan::oracle::splits;
 
 use super::Tensor;
 
@@ -53,18 +54,13 @@ impl Network {
                 best[s] = (0, 0);
                 continue;
             }
-            let low = s & s.wrapping_neg();
-            let mut a = (s - 1) & s;
-            while a > 0 {
-                if a & low != 0 {
-                    let b = s & !a;
-                    let macs = graph.volume(self.open(a).union(self.open(b)));
-                    let cost = best[a].0.saturating_add(best[b].0).saturating_add(macs);
-                    if cost < best[s].0 {
-                        best[s] = (cost, a);
-                    }
+            for a in splits(s) {
+                let b = s & !a;
+                let macs = graph.volume(self.open(a).union(self.open(b)));
+                let cost = best[a].0.saturating_add(best[b].0).saturating_add(macs);
+                if cost < best[s].0 {
+                    best[s] = (cost, a);
                 }
-                a = (a - 1) & s;
             }
         }
         let mut pairs = Vec::new();

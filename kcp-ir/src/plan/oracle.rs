@@ -16,22 +16,33 @@ pub fn optimal_tree(graph: &ContractionGraph, max_prep_elems: u64) -> (Tree, Cos
             best[s] = (Cost::ZERO, 0);
             continue;
         }
-        let low = s & s.wrapping_neg();
-        // Every split {a, s - a} once: a holds the lowest operand of s.
-        let mut a = (s - 1) & s;
-        while a > 0 {
-            if a & low != 0 {
-                let b = s & !a;
-                let step = StepCost::new(graph, set(a), set(b));
-                let cost = step.total(best[a].0, best[b].0, max_prep_elems);
-                if cost < best[s].0 {
-                    best[s] = (cost, a);
-                }
+        for a in splits(s) {
+            let b = s & !a;
+            let step = StepCost::new(graph, set(a), set(b));
+            let cost = step.total(best[a].0, best[b].0, max_prep_elems);
+            if cost < best[s].0 {
+                best[s] = (cost, a);
             }
-            a = (a - 1) & s;
         }
     }
     (build(&best, all), best[all].0)
+}
+
+/// Every split of the subset `s` (a bit mask) into two non-empty parts, once each: the part
+/// that holds the lowest member of `s`.
+pub(crate) fn splits(s: usize) -> impl Iterator<Item = usize> {
+    let low = s & s.wrapping_neg();
+    let mut a = s.wrapping_sub(1) & s;
+    std::iter::from_fn(move || {
+        while a > 0 {
+            let part = a;
+            a = (a - 1) & s;
+            if part & low != 0 {
+                return Some(part);
+            }
+        }
+        None
+    })
 }
 
 fn set(bits: usize) -> OperandSet {
