@@ -11,7 +11,7 @@
 
 use kcp_core::kernels::{axpy, dispatch};
 
-use crate::recurrent::{sigmoid, tanh, tanh_one};
+use crate::recurrent::tanh_one;
 use crate::{CellKind, Recurrent, ShapeError, State};
 
 /// What a training forward pass keeps, per step and batch row: the activated gates (`[T, B,
@@ -84,60 +84,13 @@ impl Recurrent {
                         let h_row = &mut state.h[b * h..][..h];
                         let c_row =
                             if self.kind() == CellKind::Lstm { &mut state.c[b * h..][..h] } else { &mut [][..] };
-                        self.taped_step(x, h_row, c_row, out, gates, second);
+                        self.units(x, h_row, c_row, out, gates, 0, Some(second));
                         h_row.copy_from_slice(out);
                     }
                 }
             },
         );
         Ok(tape)
-    }
-
-    /// One row of one step, as [`Recurrent::run`] computes it, recording the gates and the
-    /// second taped quantity.
-    #[inline(always)]
-    fn taped_step(
-        &self,
-        x: &[f32],
-        h_prev: &[f32],
-        c: &mut [f32],
-        out: &mut [f32],
-        gates: &mut [f32],
-        second: &mut [f32],
-    ) {
-        let hidden = self.hidden();
-        self.pre_activations(x, h_prev, gates, 0);
-        match self.kind() {
-            CellKind::Lstm => {
-                let (input_forget, rest) = gates.split_at_mut(2 * hidden);
-                let (g, o) = rest.split_at_mut(hidden);
-                sigmoid(input_forget);
-                tanh(g);
-                sigmoid(o);
-                let (i, f) = input_forget.split_at(hidden);
-                for (((c, f), i), g) in c.iter_mut().zip(f).zip(i).zip(g.iter()) {
-                    *c = f * *c + i * g;
-                }
-                second.copy_from_slice(c);
-                out.copy_from_slice(c);
-                tanh(out);
-                out.iter_mut().zip(o.iter()).for_each(|(h, o)| *h *= o);
-            }
-            CellKind::Gru => {
-                let (reset_update, n) = gates.split_at_mut(2 * hidden);
-                second.copy_from_slice(n);
-                sigmoid(reset_update);
-                let (r, z) = reset_update.split_at(hidden);
-                let x_n = &x[2 * hidden..];
-                for (((n, x), r), hn) in n.iter_mut().zip(x_n).zip(r).zip(second.iter()) {
-                    *n = x + r * hn;
-                }
-                tanh(n);
-                for (((h, n), z), prev) in out.iter_mut().zip(n.iter()).zip(z).zip(h_prev) {
-                    *h = (1.0 - z) * n + z * prev;
-                }
-            }
-        }
     }
 
     /// Backpropagation through time over a taped sequence: given `dh` (`[T, B, H]`, dL/dh_t of

@@ -251,7 +251,7 @@ impl Recurrent {
     ) {
         kcp_core::kernels::dispatch(
             #[inline(always)]
-            || self.units(x, h_prev, c, out, gates, first),
+            || self.units(x, h_prev, c, out, gates, first, None),
         );
     }
 
@@ -280,8 +280,20 @@ impl Recurrent {
     /// (`W_hh h + b_hh`, plus the input projection where the cell adds it, into `gates`,
     /// `G * out.len()`), then their cell update into `out` (and `c`, the same units of the cell
     /// state; empty for a GRU), each nonlinearity one pass over a gate's block.
+    /// With `tape`, it also records what backpropagation needs beside the activated gates
+    /// (left in `gates`): the LSTM's new cell state, the GRU's `W_hn h + b_hn`.
     #[inline(always)]
-    fn units(&self, x: &[f32], h_prev: &[f32], c: &mut [f32], out: &mut [f32], gates: &mut [f32], first: usize) {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn units(
+        &self,
+        x: &[f32],
+        h_prev: &[f32],
+        c: &mut [f32],
+        out: &mut [f32],
+        gates: &mut [f32],
+        first: usize,
+        tape: Option<&mut [f32]>,
+    ) {
         let (hidden, len) = (self.hidden, out.len());
         self.pre_activations(x, h_prev, gates, first);
         match self.kind {
@@ -295,6 +307,9 @@ impl Recurrent {
                 for (((c, f), i), g) in c.iter_mut().zip(f).zip(i).zip(g.iter()) {
                     *c = f * *c + i * g;
                 }
+                if let Some(tape) = tape {
+                    tape.copy_from_slice(c);
+                }
                 out.copy_from_slice(c);
                 tanh(out);
                 for (h, o) in out.iter_mut().zip(o.iter()) {
@@ -303,15 +318,18 @@ impl Recurrent {
             }
             CellKind::Gru => {
                 let (reset_update, n) = gates.split_at_mut(2 * len);
+                if let Some(tape) = tape {
+                    tape.copy_from_slice(n);
+                }
                 sigmoid(reset_update);
                 let (r, z) = reset_update.split_at(len);
                 let x_n = &x[2 * hidden + first..][..len];
-                for (((h, x), r), n) in out.iter_mut().zip(x_n).zip(r).zip(n.iter()) {
-                    *h = x + r * n;
+                for ((n, x), r) in n.iter_mut().zip(x_n).zip(r) {
+                    *n = x + r * *n;
                 }
-                tanh(out);
-                for ((h, z), prev) in out.iter_mut().zip(z).zip(&h_prev[first..]) {
-                    *h = (1.0 - z) * *h + z * prev;
+                tanh(n);
+                for (((h, n), z), prev) in out.iter_mut().zip(n.iter()).zip(z).zip(&h_prev[first..]) {
+                    *h = (1.0 - z) * n + z * prev;
                 }
             }
         }
