@@ -77,16 +77,7 @@ pub(super) unsafe fn product(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
     // product whose `a` ended at the top of the heap.
     let end = a.as_ptr_range().end;
     let (out, a, w) = (out.as_mut_ptr(), a.as_ptr(), w.as_ptr());
-    // Long rows of a are typically fresh input (x) from memory: start the first lines of
-    // every row (of the first block of the sum) on their way at once; the blocks prefetch
-    // the rest as they go. (The addresses wrap, never `add`: they may lie past `end`.)
-    if g.len >= PREFETCH_MIN_LEN {
-        for k in 0..g.depth {
-            for q in (0..PREFETCH).step_by(16) {
-                prefetch::<_MM_HINT_T0>(a.wrapping_add(k * g.a_row + q), end);
-            }
-        }
-    }
+    first_lines(a, end, &g);
     if (4..8).contains(&g.len) {
         return narrow(out, a, w, &g);
     }
@@ -113,6 +104,24 @@ pub(super) unsafe fn product(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
             (_, true) => columns::<MR, true>(o, a, end, wm, &g, sweep),
         }
         m += MR;
+    }
+}
+
+/// Long rows of a are typically fresh input (x) from memory: start the first lines of every
+/// row (of the first block of the sum) on their way at once; the blocks prefetch the rest as
+/// they go. (The addresses wrap, never `add`: they may lie past `end`.) Both micro-kernels.
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA (a prefetch itself never faults, whatever the address).
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+pub(super) unsafe fn first_lines(a: *const f32, end: *const f32, g: &Gemm) {
+    if g.len >= PREFETCH_MIN_LEN {
+        for k in 0..g.depth {
+            for q in (0..PREFETCH).step_by(16) {
+                prefetch::<_MM_HINT_T0>(a.wrapping_add(k * g.a_row + q), end);
+            }
+        }
     }
 }
 

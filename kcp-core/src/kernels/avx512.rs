@@ -127,16 +127,7 @@ unsafe fn product(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
     // costs a page walk).
     let end = a.as_ptr_range().end;
     let (out, a, w) = (out.as_mut_ptr(), a.as_ptr(), w.as_ptr());
-    if g.len >= PREFETCH_MIN_LEN {
-        for k in 0..g.depth {
-            for q in (0..PREFETCH).step_by(LANES) {
-                let p = a.wrapping_add(k * g.a_row + q);
-                if p < end {
-                    _mm_prefetch::<_MM_HINT_T0>(p.cast());
-                }
-            }
-        }
-    }
+    super::avx2::first_lines(a, end, &g);
     let block = g.block.clamped();
     let mut m = 0;
     while m < g.rows {
