@@ -14,7 +14,7 @@
 pub use kcp_ir as ir;
 pub use kcp_runtime::{
     isa, save, set_isa, write_atomically, BackwardProgram, CellGrads, CellKind, Error, Executor, Isa, NamedTensor,
-    Program, Recurrent, RecurrentExecutor, Rng, ShapeError, State, Tape, TensorFile, Weights, PAR_MIN_MACS,
+    Program, Recurrent, RecurrentExecutor, Rng, ShapeError, State, Tape, TensorFile, Trace, Weights, PAR_MIN_MACS,
 };
 
 /// Declare a KCP layer whose forward pass is compiled from the planner's cheapest plan.

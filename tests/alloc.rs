@@ -69,3 +69,27 @@ fn forward_allocates_only_on_its_first_call() {
     assert_eq!(other.join().unwrap(), 1);
     assert!(y.iter().all(|v| v.is_finite()) && ys.iter().all(|v| v.is_finite()));
 }
+
+kcp::kcp_layer! { struct Trained { in_shape: [8, 20, 6], out_shape: [4, 16, 2], rank: 4, bias: true, backward: dx } }
+
+/// The training path on this thread, `forward_train` then `backward` with dx, allocates
+/// nothing after its first call with a batch size: the trace holds every buffer.
+#[test]
+fn training_allocates_only_on_its_first_call() {
+    let layer = Trained::random(3);
+    let x = vec![0.25f32; 5 * Trained::IN];
+    let dy = vec![0.5f32; 5 * Trained::OUT];
+    let (mut y, mut dx) = (vec![0.0f32; dy.len()], vec![0.0f32; x.len()]);
+    let mut trace = kcp::Trace::new();
+    let mut grads = Trained::zero_grads();
+    const { assert!(Trained::KEPT_PER_SAMPLE > 0, "the layer keeps intermediates") };
+    layer.forward_train(&x, &mut y, &mut trace).unwrap();
+    layer.backward(&x, &dy, &mut trace, Some(&mut dx), &mut grads).unwrap();
+    let before = allocations();
+    for _ in 0..3 {
+        layer.forward_train(&x, &mut y, &mut trace).unwrap();
+        layer.backward(&x, &dy, &mut trace, Some(&mut dx), &mut grads).unwrap();
+    }
+    assert_eq!(allocations() - before, 0);
+    assert!(grads.factors.iter().flatten().all(|v| v.is_finite()));
+}

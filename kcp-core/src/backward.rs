@@ -43,57 +43,91 @@ pub struct BackwardProgram {
 }
 
 impl BackwardProgram {
-    /// Fresh temporaries for [`BackwardProgram::run_row`].
-    pub fn temps<T: Real>(&self) -> Vec<Vec<T>> {
-        self.temp_lens.iter().map(|&len| vec![T::ZERO; len]).collect()
+    /// The elements of one row's kept forward intermediates, stored one after another in the
+    /// order of [`BackwardProgram::kept`].
+    pub fn kept_len(&self) -> usize {
+        self.kept.iter().map(|&(_, len, _)| len).sum()
     }
 
-    /// One row: x `[N]`, dy `[M]`, the kept intermediates in the order of
-    /// [`BackwardProgram::kept`]; dA_d accumulates into `grads[d]`; dx (`[N]`, if the program
-    /// writes it) is overwritten.
+    /// The elements of one row's temporaries, stored one after another.
+    pub fn temps_len(&self) -> usize {
+        self.temp_lens.iter().sum()
+    }
+
+    /// Where kept intermediate f_k starts in a row's kept buffer, and its length.
+    pub fn kept_at(&self, k: usize) -> (usize, usize) {
+        let mut start = 0;
+        for &(j, len, _) in &self.kept {
+            if j == k {
+                return (start, len);
+            }
+            start += len;
+        }
+        (start, 0)
+    }
+
+    /// For a training forward pass ([`Program::run_row_keeping`](crate::Program::run_row_keeping)):
+    /// copy the output `out` of the forward program's call kernel `number` into the row's kept
+    /// buffer `kept` ([`BackwardProgram::kept_len`] elements) if the backward program reads it.
+    pub fn keep<T: Real>(&self, number: usize, out: &[T], kept: &mut [T]) {
+        let mut start = 0;
+        for &(_, len, from) in &self.kept {
+            if from == number {
+                kept[start..start + len].copy_from_slice(&out[..len]);
+            }
+            start += len;
+        }
+    }
+
+    /// One row: x `[N]`, dy `[M]`, the row's kept intermediates (filled by
+    /// [`BackwardProgram::keep`]), the temporaries ([`BackwardProgram::temps_len`] elements);
+    /// dA_d accumulates into `grads[d]`; dx (`[N]`, if the program writes it) is overwritten.
     #[allow(clippy::too_many_arguments)]
     pub fn run_row<T: Real>(
         &self,
         x: &[T],
         dy: &[T],
-        kept: &[&[T]],
+        kept: &[T],
         factors: &[Vec<T>],
-        temps: &mut [Vec<T>],
+        temps: &mut [T],
         grads: &mut [Vec<T>],
         dx: &mut [T],
     ) {
+        let start = |k: usize| self.temp_lens[..k].iter().sum::<usize>();
         for step in &self.steps {
             let kernel = &step.kernel;
-            let mut out = match kernel.out {
-                Buffer::Temp(k) => std::mem::take(&mut temps[k]),
-                _ => Vec::new(),
+            // The step's own temporary out of the buffer, the others readable around it.
+            let (own, len) = match kernel.out {
+                Buffer::Temp(k) => (start(k), self.temp_lens[k]),
+                _ => (temps.len(), 0),
             };
-            {
-                let read = |b: Buffer| -> &[T] {
-                    match b {
-                        Buffer::X => x,
-                        Buffer::Dy => dy,
-                        Buffer::Factor(d) => &factors[d],
-                        Buffer::Kept(k) => self.kept.iter().position(|&(j, _, _)| j == k).map_or(&[][..], |p| kept[p]),
-                        Buffer::Temp(k) => &temps[k],
-                        _ => &[],
+            let (before, rest) = temps.split_at_mut(own);
+            let (out, after) = rest.split_at_mut(len);
+            let read = |b: Buffer| -> &[T] {
+                match b {
+                    Buffer::X => x,
+                    Buffer::Dy => dy,
+                    Buffer::Factor(d) => &factors[d],
+                    Buffer::Kept(k) => {
+                        let (start, len) = self.kept_at(k);
+                        &kept[start..start + len]
                     }
-                };
-                let (a, w) = (read(kernel.a), read(kernel.w));
-                match kernel.out {
-                    Buffer::Temp(_) => kernel.run(&mut out, a, w),
-                    Buffer::Dx => kernel.run(dx, a, w),
-                    Buffer::Grad(d) => kernel.run(&mut grads[d], a, w),
-                    _ => {}
+                    Buffer::Temp(k) if start(k) < own => &before[start(k)..][..self.temp_lens[k]],
+                    Buffer::Temp(k) if start(k) > own => &after[start(k) - own - len..][..self.temp_lens[k]],
+                    _ => &[],
                 }
+            };
+            let (a, w) = (read(kernel.a), read(kernel.w));
+            match kernel.out {
+                Buffer::Temp(_) => kernel.run(out, a, w),
+                Buffer::Dx => kernel.run(dx, a, w),
+                Buffer::Grad(d) => kernel.run(&mut grads[d], a, w),
+                _ => {}
             }
             if let (Some(d), Buffer::Temp(_)) = (step.broadcast, kernel.out) {
                 for term in grads[d].chunks_exact_mut(out.len().max(1)) {
-                    term.iter_mut().zip(&out).for_each(|(g, &v)| *g += v);
+                    term.iter_mut().zip(&*out).for_each(|(g, &v)| *g += v);
                 }
-            }
-            if let Buffer::Temp(k) = kernel.out {
-                temps[k] = out;
             }
         }
     }

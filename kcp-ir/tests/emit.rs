@@ -15,12 +15,18 @@ fn camel(name: &str) -> String {
 }
 
 fn emitted(name: &str, spec: &kcp_ir::Spec) -> String {
+    emitted_with(name, spec, None)
+}
+
+/// The layer's code; `backward` as the macro key gives it (`Some(true)` for `backward: dx`).
+fn emitted_with(name: &str, spec: &kcp_ir::Spec, backward: Option<bool>) -> String {
     let compiled = compile(spec, &Options::default()).unwrap();
     let item = Item {
         attrs: quote!(#[doc = "A layer of the corpus."]),
         vis: quote!(pub),
         name: Ident::new(&camel(name), Span::call_site()),
         threads: 0,
+        backward,
     };
     let half = compiled.half_rank(&Options::default());
     let file: syn::File = syn::parse2(emit_layer(&compiled, half.as_ref(), &item)).unwrap();
@@ -33,6 +39,22 @@ fn corpus_code() {
         let code = emitted(name, &spec);
         assert_eq!(code, emitted(name, &spec), "{name}: emission is not deterministic");
         insta::assert_snapshot!(format!("code_{name}"), code);
+    }
+}
+
+/// The training path of a few layers of the corpus (one mode, a sweep with kept intermediates,
+/// a pre-product, the UCF11 layer), with and without dx: the layer's code is the same as in
+/// `corpus_code` up to the training items, which are snapshotted alone.
+#[test]
+fn corpus_backward_code() {
+    let corpus = specs::corpus();
+    for (name, dx) in [("d1_dense_like", true), ("d3_ones", true), ("d2_kt", false), ("ucf11_out4x4x4x16_r4", false)] {
+        let spec = &corpus.iter().find(|(n, _)| *n == name).unwrap().1;
+        let code = emitted_with(name, spec, Some(dx));
+        let start = code.find("    /// MACs per input row of the backward pass.").unwrap();
+        assert!(code.starts_with(&emitted(name, spec)[..start]), "{name}: the forward code changed");
+        let suffix = if dx { "dx" } else { "weights" };
+        insta::assert_snapshot!(format!("backward_{name}_{suffix}"), &code[start..]);
     }
 }
 
@@ -77,7 +99,13 @@ fn no_call_is_tiny() {
 /// any number of modes, with or without a bias or a cell, even a spec with no shapes at all.
 #[test]
 fn every_stub_is_a_whole_item() {
-    let item = Item { attrs: quote!(), vis: quote!(pub), name: Ident::new("Stub", Span::call_site()), threads: 0 };
+    let item = Item {
+        attrs: quote!(),
+        vis: quote!(pub),
+        name: Ident::new("Stub", Span::call_site()),
+        threads: 0,
+        backward: None,
+    };
     for modes in 0..=10 {
         for (bias, cell) in
             [(false, None), (true, None), (true, Some(kcp_ir::CellKind::Lstm)), (true, Some(kcp_ir::CellKind::Gru))]

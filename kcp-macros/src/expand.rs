@@ -37,6 +37,7 @@ pub fn expand(input: TokenStream) -> TokenStream {
         vis: decl.vis.to_token_stream(),
         name: decl.name.clone(),
         threads: parsed.threads,
+        backward: parsed.backward,
     };
     match (errors.into_result(), compiled) {
         (Ok(()), Some(compiled)) => emit_layer(&compiled, compiled.half_rank(&Options::default()).as_ref(), &item),

@@ -13,7 +13,7 @@ use syn::{braced, Attribute, Expr, ExprLit, Ident, Lit, Token, UnOp, Visibility}
 use kcp_ir::{CellKind, Location, Side, Spec};
 
 /// The keys a declaration may hold.
-const KEYS: &str = "in_shape, out_shape, rank, bias, threads, cell, hidden";
+const KEYS: &str = "in_shape, out_shape, rank, bias, threads, cell, hidden, backward";
 
 /// A parsed declaration.
 pub struct Declaration {
@@ -56,6 +56,8 @@ impl Parse for Entry {
 pub struct Parsed {
     pub spec: Spec,
     pub threads: usize,
+    /// `backward: weights` (Some(false)) or `backward: dx` (Some(true)): the training path.
+    pub backward: Option<bool>,
     pub origins: BTreeMap<Location, Span>,
     /// Shapes already reported as malformed or missing: kcp-ir's errors about them would only
     /// repeat the first one.
@@ -129,6 +131,7 @@ pub fn spec(decl: &Declaration, errors: &mut Errors) -> Parsed {
     origins.insert(Location::Batch, decl.name.span());
     let mut seen: BTreeMap<String, Span> = BTreeMap::new();
     let (mut in_shape, mut out_shape, mut rank, mut bias, mut threads) = (None, None, None, false, 0);
+    let mut backward = None;
     let mut reported = Vec::new();
     let (mut cell, mut hidden, mut bad_cell) = (None, None, false);
     for (key, value) in &decl.entries {
@@ -163,6 +166,14 @@ pub fn spec(decl: &Declaration, errors: &mut Errors) -> Parsed {
                     }
                 }
             }
+            "backward" => {
+                let word = value.to_token_stream().to_string();
+                match word.as_str() {
+                    "weights" => backward = Some(false),
+                    "dx" => backward = Some(true),
+                    _ => errors.push_at(value.span(), format!("backward must be `weights` or `dx`, found `{word}`")),
+                }
+            }
             "hidden" => {
                 origins.insert(Location::Hidden, value.span());
                 hidden = Some((integer(value, "hidden", errors).unwrap_or(1), key.span()));
@@ -193,7 +204,7 @@ pub fn spec(decl: &Declaration, errors: &mut Errors) -> Parsed {
         (None, _) => {}
     }
     let is_cell = bad_cell || spec.cell.is_some();
-    Parsed { spec, threads, origins, reported, is_cell }
+    Parsed { spec, threads, backward, origins, reported, is_cell }
 }
 
 /// The attributes of the declaration as tokens.

@@ -12,7 +12,7 @@
 use kcp_core::kernels::{axpy, dispatch};
 
 use crate::recurrent::tanh_one;
-use crate::{CellKind, Recurrent, ShapeError, State};
+use crate::{CellKind, Error, Recurrent, ShapeError, State, Weights};
 
 /// What a training forward pass keeps, per step and batch row: the activated gates (`[T, B,
 /// G*H]`), the LSTM's cell states after each step (`[T, B, H]`), the GRU's `W_hn h + b_hn`
@@ -56,6 +56,40 @@ impl Tape {
 }
 
 impl Recurrent {
+    /// The gradients of `L = sum over t of sum(dh[t] * h[t])` for x `[T, B, N]` from a zero
+    /// state and dh `[T, B, H]`, with any input projection: `project(x, proj)` is its training
+    /// forward pass over all T*B rows, `back(dproj)` its backward pass, which returns its
+    /// gradients (and writes dx if it was asked to). Between them, the taped recurrence and
+    /// backpropagation through time. Returns the projection's gradients and the cell's.
+    pub fn sequence_gradients(
+        &self,
+        input: usize,
+        x: &[f32],
+        batch: usize,
+        dh: &[f32],
+        project: impl FnOnce(&[f32], &mut [f32]) -> Result<(), Error>,
+        back: impl FnOnce(&[f32]) -> Result<Weights, Error>,
+    ) -> Result<(Weights, CellGrads), Error> {
+        let (hidden, g) = (self.hidden(), self.kind().gates() * self.hidden());
+        let row = batch.saturating_mul(input);
+        if batch == 0 || row == 0 || !x.len().is_multiple_of(row) {
+            return Err(ShapeError::Sequence { len: x.len(), batch, input }.into());
+        }
+        let steps = x.len() / row;
+        if dh.len() != steps * batch * hidden {
+            return Err(ShapeError::Buffer { name: "dh", len: dh.len(), expected: steps * batch * hidden }.into());
+        }
+        let mut proj = vec![0.0f32; steps * batch * g];
+        project(x, &mut proj)?;
+        let mut hs = vec![0.0f32; steps * batch * hidden];
+        let mut state = State::zeros(self.kind(), batch, hidden);
+        let tape = self.run_taped(&proj, batch, &mut hs, &mut state)?;
+        let mut cell = CellGrads::zeros(self);
+        let mut dproj = vec![0.0f32; proj.len()];
+        self.backward(&tape, &hs, dh, &mut dproj, &mut cell)?;
+        Ok((back(&dproj)?, cell))
+    }
+
     /// [`Recurrent::run`] (one thread), keeping what [`Recurrent::backward`] needs: the same
     /// hidden states, to the bit, written to `hs`, and `state` left holding the final state.
     pub fn run_taped(&self, proj: &[f32], batch: usize, hs: &mut [f32], state: &mut State) -> Result<Tape, ShapeError> {

@@ -1,11 +1,10 @@
 //! The generic executor: runs any [`Program`] on weights known only at run time. The command line
 //! and users with run-time shapes use it; generated kernels are its specialised twins.
 
-use rayon::prelude::*;
-
 use crate::bptt::CellGrads;
 use crate::driver::{Lanes, NoHalves, RowFn, RowKernel};
 use crate::recurrent::load_recurrent;
+use crate::training::{BackFn, KeepFn, Trace, TrainKernel};
 use crate::{BackwardProgram, CellKind, Error, Program, Recurrent, ShapeError, State, Weights};
 
 /// A KCP layer executed from its program.
@@ -86,13 +85,76 @@ impl Executor {
         self.kernel().forward_par(x, y, threads)
     }
 
-    /// The gradients of `L = sum(dy * y)` for x `[B, N]` and dy `[B, M]`, by `backward` (the
-    /// layer's backward program, `kcp_ir::lower_backward`): returned as weights of the
-    /// layer's own shapes (factors, and the bias if the layer has one), dx written to `dx`
-    /// (`[B, N]`) if given (the program must compute it). Each row's forward pass runs again
-    /// here, keeping the intermediates the backward program reads, so nothing of the forward
-    /// pass is stored across rows. The rows are split over `threads` threads (0: all of
-    /// rayon's pool), each with its own gradient, summed at the end.
+    /// The training kernels of this layer with `backward` (its backward program,
+    /// `kcp_ir::lower_backward`), whose gradients have the shapes `shapes`.
+    fn train_kernel<'a>(
+        &'a self,
+        backward: &'a BackwardProgram,
+        shapes: &'a [[usize; 3]],
+    ) -> Result<TrainKernel<'a, impl KeepFn + 'a, impl BackFn + 'a>, ShapeError> {
+        let p = &self.program;
+        if backward.in_shape != p.in_shape || backward.out_shape != p.out_shape || backward.rank != p.rank {
+            return Err(ShapeError::Buffer { name: "backward program (rank)", len: backward.rank, expected: p.rank });
+        }
+        let factors = &self.weights.factors;
+        Ok(TrainKernel {
+            input: p.input_size(),
+            output: p.output_size(),
+            scratch: 2 * p.scratch_len,
+            kept: backward.kept_len(),
+            temps: backward.temps_len(),
+            dx: backward.dx,
+            shapes,
+            bias: self.weights.bias.as_deref(),
+            macs_per_row: [p.macs_per_row, backward.macs_per_row],
+            keep: move |x: &[f32], y: &mut [f32], s: &mut [f32], kept: &mut [f32]| {
+                p.run_row_keeping(x, y, s, factors, &self.prep, &mut |number, out| backward.keep(number, out, kept));
+            },
+            back: move |x: &[f32], dy: &[f32], kept: &[f32], t: &mut [f32], g: &mut [Vec<f32>], dx: &mut [f32]| {
+                backward.run_row(x, dy, kept, factors, t, g, dx);
+            },
+        })
+    }
+
+    /// y = x W^T + b for x `[B, N]`, keeping in `trace` the forward intermediates that
+    /// `backward` (the layer's backward program, `kcp_ir::lower_backward`) reads. `threads`:
+    /// 1 runs on this thread, 0 on all of rayon's pool.
+    pub fn forward_train(
+        &self,
+        backward: &BackwardProgram,
+        x: &[f32],
+        y: &mut [f32],
+        trace: &mut Trace,
+        threads: usize,
+    ) -> Result<(), ShapeError> {
+        let shapes = self.program.factor_shapes();
+        let kernel = self.train_kernel(backward, &shapes)?;
+        kernel.forward(x, y, trace, threads)
+    }
+
+    /// The backward pass of the last [`Executor::forward_train`] over x (`trace`) for dy
+    /// `[B, M]` = dL/dy: dx `[B, N]` written if given (`backward` must compute it), the
+    /// gradients of the factors and the bias accumulated into `grads` (shaped like the
+    /// weights). `threads` as in `forward_train`; each thread part sums its own gradients.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward(
+        &self,
+        backward: &BackwardProgram,
+        x: &[f32],
+        dy: &[f32],
+        trace: &mut Trace,
+        dx: Option<&mut [f32]>,
+        grads: &mut Weights,
+        threads: usize,
+    ) -> Result<(), Error> {
+        let shapes = self.program.factor_shapes();
+        let kernel = self.train_kernel(backward, &shapes)?;
+        kernel.backward(x, dy, trace, dx, grads, threads)
+    }
+
+    /// The gradients of `L = sum(dy * y)` for x `[B, N]` and dy `[B, M]`: a training forward
+    /// pass and the backward pass ([`Executor::forward_train`], [`Executor::backward`]) with a
+    /// fresh trace, returned as weights of the layer's own shapes; dx written if given.
     pub fn gradients(
         &self,
         backward: &BackwardProgram,
@@ -100,78 +162,18 @@ impl Executor {
         dy: &[f32],
         dx: Option<&mut [f32]>,
         threads: usize,
-    ) -> Result<Weights, ShapeError> {
-        let p = &self.program;
-        let (n, m) = (p.input_size(), p.output_size());
-        if backward.in_shape != p.in_shape || backward.out_shape != p.out_shape || backward.rank != p.rank {
-            return Err(ShapeError::Buffer { name: "backward program", len: backward.rank, expected: p.rank });
-        }
+    ) -> Result<Weights, Error> {
+        let mut trace = Trace::new();
+        let (n, m) = (self.program.input_size(), self.program.output_size());
         if n == 0 || !x.len().is_multiple_of(n) {
-            return Err(ShapeError::Input { len: x.len(), input: n });
+            return Err(ShapeError::Input { len: x.len(), input: n }.into());
         }
-        let rows = x.len() / n;
-        if dy.len() != rows * m {
-            return Err(ShapeError::Buffer { name: "dy", len: dy.len(), expected: rows * m });
-        }
-        let mut none = Vec::new();
-        let dx = match dx {
-            Some(dx) if backward.dx && dx.len() == x.len() => dx,
-            Some(dx) => return Err(ShapeError::Buffer { name: "dx", len: dx.len(), expected: x.len() }),
-            None => &mut none[..],
-        };
-        let threads = if threads == 0 { rayon::current_num_threads() } else { threads }.clamp(1, rows.max(1));
-        let chunk = rows.div_ceil(threads).max(1);
-        let dx_chunk = if dx.is_empty() { 0 } else { chunk * n };
-        let zero = || self.weights.factors.iter().map(|f| vec![0.0f32; f.len()]).collect::<Vec<_>>();
-        let run = |(part, dx_part): (usize, &mut [f32])| {
-            let (first, last) = (part * chunk, ((part + 1) * chunk).min(rows));
-            let mut grads = zero();
-            let mut scratch = vec![0.0f32; 2 * p.scratch_len];
-            let mut y = vec![0.0f32; m];
-            let mut kept: Vec<Vec<f32>> = backward.kept.iter().map(|&(_, len, _)| vec![0.0; len]).collect();
-            let mut temps = backward.temps::<f32>();
-            for (k, row) in (first..last).enumerate() {
-                let x_row = &x[row * n..][..n];
-                p.run_row_keeping(
-                    x_row,
-                    &mut y,
-                    &mut scratch,
-                    &self.weights.factors,
-                    &self.prep,
-                    &mut |number, out| {
-                        for ((_, _, from), slot) in backward.kept.iter().zip(kept.iter_mut()) {
-                            if *from == number {
-                                slot.copy_from_slice(out);
-                            }
-                        }
-                    },
-                );
-                let views: Vec<&[f32]> = kept.iter().map(Vec::as_slice).collect();
-                let dx_row = if dx_part.is_empty() { &mut [][..] } else { &mut dx_part[k * n..][..n] };
-                let factors = &self.weights.factors;
-                backward.run_row(x_row, &dy[row * m..][..m], &views, factors, &mut temps, &mut grads, dx_row);
-            }
-            grads
-        };
-        let parts: Vec<(usize, &mut [f32])> = if dx_chunk == 0 {
-            (0..rows.div_ceil(chunk)).map(|k| (k, &mut [][..])).collect()
-        } else {
-            dx.chunks_mut(dx_chunk).enumerate().collect()
-        };
-        let partial: Vec<Vec<Vec<f32>>> =
-            if threads > 1 { parts.into_par_iter().map(run).collect() } else { parts.into_iter().map(run).collect() };
-        let mut factors = zero();
-        for grads in partial {
-            for (total, part) in factors.iter_mut().zip(grads) {
-                total.iter_mut().zip(part).for_each(|(t, v)| *t += v);
-            }
-        }
-        let bias = self.weights.bias.as_ref().map(|_| {
-            let mut sum = vec![0.0f32; m];
-            dy.chunks_exact(m).for_each(|row| sum.iter_mut().zip(row).for_each(|(s, v)| *s += v));
-            sum
-        });
-        Ok(Weights { factors, bias })
+        let mut y = vec![0.0f32; x.len() / n * m];
+        self.forward_train(backward, x, &mut y, &mut trace, threads)?;
+        let bias = self.weights.bias.as_ref().map(|b| b.len());
+        let mut grads = Weights::zeros(&self.program.factor_shapes(), bias);
+        self.backward(backward, x, dy, &mut trace, dx, &mut grads, threads)?;
+        Ok(grads)
     }
 }
 
@@ -240,7 +242,7 @@ impl RecurrentExecutor {
     /// The gradients of `L = sum over t of sum(dh[t] * h[t])` for x `[T, B, N]` from a zero
     /// state and dh `[T, B, H]`: the forward pass with its tape, backpropagation through time
     /// ([`Recurrent::backward`]), then the input projection's backward over all T*B rows at
-    /// once ([`Executor::gradients`], `backward` its program). Returns the projection's
+    /// once ([`Executor::backward`], `backward` its program). Returns the projection's
     /// gradients (its bias is `bias_ih`) and the cell's; dx (`[T, B, N]`) if given.
     pub fn gradients(
         &self,
@@ -250,26 +252,21 @@ impl RecurrentExecutor {
         dh: &[f32],
         dx: Option<&mut [f32]>,
         threads: usize,
-    ) -> Result<(Weights, CellGrads), ShapeError> {
-        let (n, hidden, g) =
-            (self.input.program.input_size(), self.cell.hidden(), self.cell.kind().gates() * self.cell.hidden());
-        let row = batch.saturating_mul(n);
-        if batch == 0 || row == 0 || !x.len().is_multiple_of(row) {
-            return Err(ShapeError::Sequence { len: x.len(), batch, input: n });
-        }
-        let steps = x.len() / row;
-        if dh.len() != steps * batch * hidden {
-            return Err(ShapeError::Buffer { name: "dh", len: dh.len(), expected: steps * batch * hidden });
-        }
-        let mut proj = vec![0.0f32; steps * batch * g];
-        self.input.forward_par(x, &mut proj, threads)?;
-        let mut hs = vec![0.0f32; steps * batch * hidden];
-        let mut state = State::zeros(self.cell.kind(), batch, hidden);
-        let tape = self.cell.run_taped(&proj, batch, &mut hs, &mut state)?;
-        let mut cell = CellGrads::zeros(&self.cell);
-        let mut dproj = vec![0.0f32; proj.len()];
-        self.cell.backward(&tape, &hs, dh, &mut dproj, &mut cell)?;
-        let input = self.input.gradients(backward, x, &dproj, dx, threads)?;
-        Ok((input, cell))
+    ) -> Result<(Weights, CellGrads), Error> {
+        let (n, g) = (self.input.program.input_size(), self.cell.kind().gates() * self.cell.hidden());
+        // The trace goes from the projection's forward pass to its backward pass.
+        let trace = std::cell::RefCell::new(Trace::new());
+        self.cell.sequence_gradients(
+            n,
+            x,
+            batch,
+            dh,
+            |x, proj| Ok(self.input.forward_train(backward, x, proj, &mut trace.borrow_mut(), threads)?),
+            |dproj| {
+                let mut input = Weights::zeros(&self.input.program.factor_shapes(), Some(g));
+                self.input.backward(backward, x, dproj, &mut trace.borrow_mut(), dx, &mut input, threads)?;
+                Ok(input)
+            },
+        )
     }
 }

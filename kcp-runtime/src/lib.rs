@@ -16,6 +16,7 @@ mod executor;
 mod files;
 mod fork;
 mod recurrent;
+mod training;
 mod weights;
 
 pub use bptt::{CellGrads, Tape};
@@ -29,12 +30,14 @@ pub use kcp_core::{
     Rng, RowsFromA,
 };
 pub use recurrent::{load_recurrent, Recurrent, State};
+pub use training::Trace;
 pub use weights::{save, NamedTensor, TensorFile, Weights};
 
 /// What generated code uses. Not a public API: it changes with the code generator.
 #[doc(hidden)]
 pub mod __private {
     pub use crate::driver::{rows, with_scratch, HalfFn, Lanes, NoHalves, NoLanes, RowFn, RowKernel};
-    pub use crate::{load_recurrent, CellKind, Error, Recurrent, ShapeError, State, TensorFile, Weights};
+    pub use crate::training::{BackFn, KeepFn, TrainKernel};
+    pub use crate::{load_recurrent, CellGrads, CellKind, Error, Recurrent, ShapeError, State, TensorFile, Weights};
     pub use kcp_core::kernels::{axpy, dispatch, dot, gemm, Block, Gemm, Repeat};
 }

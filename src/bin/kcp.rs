@@ -243,7 +243,7 @@ fn plan(layer: &LayerArgs, as_json: bool, backward: bool) -> Result<String> {
 fn emit(layer: &LayerArgs, name: &str) -> Result<String> {
     let c = compile_layer(layer, None)?;
     let ident = syn::parse_str::<proc_macro2::Ident>(name).map_err(|_| format!("`{name}` is not a Rust identifier"))?;
-    let item = Item { attrs: quote::quote!(), vis: quote::quote!(pub), name: ident, threads: 0 };
+    let item = Item { attrs: quote::quote!(), vis: quote::quote!(pub), name: ident, threads: 0, backward: None };
     let half = c.half_rank(&Options::default());
     let file: syn::File =
         syn::parse2(emit_layer(&c, half.as_ref(), &item)).map_err(|e| format!("internal error: {e}"))?;

@@ -6,7 +6,7 @@
 use proc_macro2::{Ident, Literal, Span, TokenStream};
 use quote::{format_ident, quote};
 
-use kcp_core::{Block, Buffer, Gemm, Inner, Kernel, Program, Repeat, RowsFromA};
+use kcp_core::{BackwardProgram, Block, Buffer, Gemm, Inner, Kernel, Program, Repeat, RowsFromA};
 
 /// An offset: the sum of `loop variable * stride` terms and a constant.
 #[derive(Clone)]
@@ -182,7 +182,9 @@ fn lit(value: usize) -> Literal {
     Literal::usize_unsuffixed(value)
 }
 
-fn read(buffer: Buffer) -> TokenStream {
+/// The slice a kernel reads `buffer` from; `backward` places the kept intermediates of a
+/// backward program in its row's kept buffer.
+fn read(buffer: Buffer, backward: Option<&BackwardProgram>) -> TokenStream {
     match buffer {
         Buffer::X => quote!(__kcp_x),
         Buffer::Y => quote!(&*__kcp_y),
@@ -199,18 +201,25 @@ fn read(buffer: Buffer) -> TokenStream {
             quote!(&#s[..])
         }
         Buffer::Ones => quote!(&__kcp_ones[..]),
-        // The buffers of backward programs, which the generator does not emit yet.
-        Buffer::Dy | Buffer::Dx | Buffer::Grad(_) | Buffer::Kept(_) | Buffer::Temp(_) => {
-            let name = Ident::new(&format!("__kcp_{}", buffer.to_string().to_lowercase()), Span::call_site());
-            quote!(&#name[..])
+        Buffer::Dy => quote!(__kcp_dy),
+        Buffer::Kept(k) => {
+            let (start, len) = backward.map_or((0, 0), |b| b.kept_at(k));
+            let (start, len) = (lit(start), lit(len));
+            quote!(&__kcp_k[#start..][..#len])
         }
+        Buffer::Temp(k) => {
+            let t = format_ident!("__kcp_t{}", k);
+            quote!(&#t[..])
+        }
+        // Only ever written.
+        Buffer::Dx | Buffer::Grad(_) => quote!(&[]),
     }
 }
 
-fn emit_kernel(kernel: &Kernel, out: TokenStream) -> TokenStream {
+fn emit_kernel(kernel: &Kernel, out: TokenStream, backward: Option<&BackwardProgram>) -> TokenStream {
     let zero = Offset { terms: Vec::new(), constant: 0 };
     let nest = emit_nest(kernel, 0, [zero.clone(), zero.clone(), zero]);
-    let (a, w) = (read(kernel.a), read(kernel.w));
+    let (a, w) = (read(kernel.a, backward), read(kernel.w, backward));
     let fill = kernel.zero.then(|| quote!(__kcp_out.fill(0.0);));
     quote! {
         let __kcp_out: &mut [f32] = #out;
@@ -228,7 +237,7 @@ pub fn prep_fn(program: &Program, name: &str) -> TokenStream {
     let kernels = program.prep.iter().map(|kernel| {
         let Buffer::Prep(k) = kernel.out else { return TokenStream::new() };
         let (k, len) = (lit(k), lit(kernel.out_len));
-        let body = emit_kernel(kernel, quote!(&mut __kcp_new[..#len]));
+        let body = emit_kernel(kernel, quote!(&mut __kcp_new[..#len]), None);
         let step = provenance(kernel);
         quote! {
             let mut __kcp_new = ::std::mem::take(&mut __kcp_p[#k]);
@@ -254,35 +263,105 @@ pub fn prep_fn(program: &Program, name: &str) -> TokenStream {
 
 /// `fn {name}(x_row, y_row, scratch, factors, pre-products)`: one row of y (already holding
 /// the bias or zeros) from one row of x. It is `#[inline(always)]`, so that [`row_call`]
-/// compiles it into the runtime's dispatch, once per instruction set.
-pub fn row_fn(program: &Program, name: &str) -> TokenStream {
+/// compiles it into the runtime's dispatch, once per instruction set. With `keeping`, the
+/// function takes the row's kept buffer last and copies into it, as each is computed, the
+/// forward intermediates that backward program reads (a training forward pass).
+pub fn row_fn(program: &Program, name: &str, keeping: Option<&BackwardProgram>) -> TokenStream {
     let name = Ident::new(name, Span::call_site());
     let scratch = lit(program.scratch_len);
-    let kernels = program.call.iter().map(|kernel| {
+    let kernels = program.call.iter().enumerate().map(|(number, kernel)| {
         let len = lit(kernel.out_len);
-        let out = match kernel.out {
+        let (out, written) = match kernel.out {
             Buffer::Scratch(k) => {
                 let s = Ident::new(&format!("__kcp_s{k}"), Span::call_site());
-                quote!(&mut #s[..#len])
+                (quote!(&mut #s[..#len]), quote!(#s))
             }
-            _ => quote!(&mut __kcp_y[..#len]),
+            _ => (quote!(&mut __kcp_y[..#len]), quote!(__kcp_y)),
         };
-        let body = emit_kernel(kernel, out);
+        let body = emit_kernel(kernel, out, None);
         let step = provenance(kernel);
-        quote!(#step { #body })
+        let mut keep = Vec::new();
+        if let Some(backward) = keeping {
+            let mut at = 0;
+            for &(_, len, from) in &backward.kept {
+                if from == number {
+                    let (at, len) = (lit(at), lit(len));
+                    keep.push(quote!(__kcp_k[#at..][..#len].copy_from_slice(&#written[..#len]);));
+                }
+                at += len;
+            }
+        }
+        quote!(#step { #body } #(#keep)*)
     });
+    let kept = keeping.map(|_| quote!(__kcp_k: &mut [f32],));
     let params = quote! {
         __kcp_x: &[f32],
         __kcp_y: &mut [f32],
         __kcp_s: &mut [f32],
         __kcp_f: &[::std::vec::Vec<f32>],
         __kcp_p: &[::std::vec::Vec<f32>],
+        #kept
     };
     quote! {
         #[inline(always)]
         fn #name(#params) {
             let (__kcp_s0, __kcp_s1) = __kcp_s.split_at_mut(#scratch);
             #(#kernels)*
+        }
+    }
+}
+
+/// `fn {name}(x_row, dy_row, kept_row, temps, factors, grads, dx_row)`: one row of a backward
+/// program, the twin of `BackwardProgram::run_row`: the temporaries cut out of one buffer, every
+/// dA_d accumulated into `grads[d]`, dx overwritten.
+pub fn backward_fn(program: &BackwardProgram, name: &str) -> TokenStream {
+    let name = Ident::new(name, Span::call_site());
+    let temps = program.temp_lens.iter().enumerate().filter(|&(_, &len)| len > 0).map(|(k, &len)| {
+        let (t, len) = (format_ident!("__kcp_t{}", k), lit(len));
+        quote!(let (#t, __kcp_t) = __kcp_t.split_at_mut(#len);)
+    });
+    let steps = program.steps.iter().map(|step| {
+        let kernel = &step.kernel;
+        let len = lit(kernel.out_len);
+        let out = match kernel.out {
+            Buffer::Temp(k) => {
+                let t = format_ident!("__kcp_t{}", k);
+                quote!(&mut #t[..#len])
+            }
+            Buffer::Grad(d) => {
+                let d = lit(d);
+                quote!(&mut __kcp_g[#d][..#len])
+            }
+            _ => quote!(&mut __kcp_dx[..#len]),
+        };
+        let body = emit_kernel(kernel, out, Some(program));
+        let comment = provenance(kernel);
+        let broadcast = match (step.broadcast, kernel.out) {
+            (Some(d), Buffer::Temp(k)) => {
+                let (t, d) = (format_ident!("__kcp_t{}", k), lit(d));
+                quote! {
+                    for __kcp_term in __kcp_g[#d].chunks_exact_mut(#len) {
+                        __kcp_term.iter_mut().zip(&#t[..#len]).for_each(|(g, v)| *g += v);
+                    }
+                }
+            }
+            _ => TokenStream::new(),
+        };
+        quote!(#comment { #body } #broadcast)
+    });
+    quote! {
+        #[inline(always)]
+        fn #name(
+            __kcp_x: &[f32],
+            __kcp_dy: &[f32],
+            __kcp_k: &[f32],
+            __kcp_t: &mut [f32],
+            __kcp_f: &[::std::vec::Vec<f32>],
+            __kcp_g: &mut [::std::vec::Vec<f32>],
+            __kcp_dx: &mut [f32],
+        ) {
+            #(#temps)*
+            #(#steps)*
         }
     }
 }

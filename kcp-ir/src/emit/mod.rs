@@ -24,6 +24,9 @@ pub struct Item {
     pub name: Ident,
     /// The most threads `forward_par` uses; 0 for all of rayon's pool.
     pub threads: usize,
+    /// Whether the layer gets a training path (`forward_train`, `backward`), and whether its
+    /// backward pass writes dx (`Some(true)`) or only the weights' gradients.
+    pub backward: Option<bool>,
 }
 
 fn usize_lit(value: usize) -> Literal {
@@ -66,7 +69,13 @@ fn cell_layer(compiled: &Compiled, half: Option<&Compiled>, item: &Item, cell: c
     let input = kcp_layer(
         compiled,
         half,
-        &Item { attrs: quote!(#[doc(hidden)]), vis: vis.clone(), name: input_name.clone(), threads: item.threads },
+        &Item {
+            attrs: quote!(#[doc(hidden)]),
+            vis: vis.clone(),
+            name: input_name.clone(),
+            threads: item.threads,
+            backward: item.backward,
+        },
     );
     let hidden = usize_lit(cell.hidden);
     let (kind, kind_name) = match cell.kind {
@@ -75,6 +84,44 @@ fn cell_layer(compiled: &Compiled, half: Option<&Compiled>, item: &Item, cell: c
     };
     let gates = usize_lit(cell.kind.gates());
     let recurrent_macs = (cell.kind.gates() * cell.hidden * cell.hidden) as u64;
+    let training = item.backward.map(|_| {
+        quote! {
+            /// The gradients of `L = sum over t of sum(dh[t] * h[t])` for x `[T, B, IN]` from a
+            /// zero state and dh `[T, B, HIDDEN]`: the input projection's training forward pass
+            /// over all T*B rows, the recurrence with its tape, backpropagation through time,
+            /// and the projection's backward pass over all T*B rows at once (threaded). Returns
+            /// the projection's gradients (its bias is `bias_ih`) and the cell's; dx
+            /// `[T, B, IN]` if given (a layer declared with `backward: dx`).
+            #vis fn gradients(
+                &self,
+                x: &[f32],
+                batch: usize,
+                dh: &[f32],
+                dx: ::std::option::Option<&mut [f32]>,
+            ) -> ::std::result::Result<(::kcp::__private::Weights, ::kcp::__private::CellGrads), ::kcp::Error> {
+                let trace = ::std::cell::RefCell::new(::kcp::Trace::new());
+                let input = &self.__kcp_input;
+                self.__kcp_cell.sequence_gradients(
+                    Self::IN,
+                    x,
+                    batch,
+                    dh,
+                    |x: &[f32], proj: &mut [f32]| ::std::result::Result::Ok(input.forward_train_par(x, proj, &mut trace.borrow_mut())?),
+                    |dproj: &[f32]| {
+                        let mut grads = #input_name::zero_grads();
+                        input.backward_par(x, dproj, &mut trace.borrow_mut(), dx, &mut grads)?;
+                        ::std::result::Result::Ok(grads)
+                    },
+                )
+            }
+
+            /// Both halves, to change their weights (an optimiser's step: the input projection
+            /// through its `update_weights`).
+            #vis fn parts_mut(&mut self) -> (&mut #input_name, &mut ::kcp::__private::Recurrent) {
+                (&mut self.__kcp_input, &mut self.__kcp_cell)
+            }
+        }
+    });
     let forward_doc = format!(
         "Run the {kind_name} over x `[T, B, IN]` (time major) from `state`, which is left holding the \
          final state, writing every hidden state to `hs` `[T, B, HIDDEN]`."
@@ -166,12 +213,14 @@ fn cell_layer(compiled: &Compiled, half: Option<&Compiled>, item: &Item, cell: c
                 let project = |x: &[f32], p: &mut [f32]| self.__kcp_input.forward_par(x, p);
                 self.__kcp_cell.sequence(project, Self::IN, x, batch, hs, state, true)
             }
+
+            #training
         }
     }
 }
 
 fn kcp_layer(compiled: &Compiled, half: Option<&Compiled>, item: &Item) -> TokenStream {
-    let Item { attrs, vis, name, threads } = item;
+    let Item { attrs, vis, name, threads, .. } = item;
     let spec = &compiled.spec;
     let nest = &compiled.nest;
     let d = usize_lit(spec.modes());
@@ -191,8 +240,9 @@ fn kcp_layer(compiled: &Compiled, half: Option<&Compiled>, item: &Item) -> Token
     let threads = usize_lit(*threads);
     let bias = spec.bias();
     let prep_fn = kernels::prep_fn(nest, "__kcp_prep");
-    let row_fn = kernels::row_fn(nest, "__kcp_row");
+    let row_fn = kernels::row_fn(nest, "__kcp_row", None);
     let row_call = kernels::row_call("__kcp_row");
+    let training = item.backward.map(|dx| training(compiled, dx, vis)).unwrap_or_default();
     let split = half.map(|half| split(&half.nest));
     let halves_type = match &split {
         Some(_) => quote!(impl ::kcp::__private::HalfFn + '_),
@@ -342,7 +392,125 @@ fn kcp_layer(compiled: &Compiled, half: Option<&Compiled>, item: &Item) -> Token
             #lanes_fn
 
             #split_items
+
+            #training
         }
+    }
+}
+
+/// The training path of a layer: its backward plan (with dx or without), the forward row that
+/// keeps what the plan reads, the backward row, and the methods that run them.
+fn training(compiled: &Compiled, dx: bool, vis: &TokenStream) -> TokenStream {
+    let options = crate::Options::default();
+    let plan = compiled.backward(&options, dx);
+    let program = crate::lower_backward(&plan, &compiled.graph);
+    // With nothing kept, the training forward row is the forward row.
+    let (keep_fn, keep_call) = if program.kept.is_empty() {
+        (TokenStream::new(), quote!(Self::__kcp_row(x, y, s, f, p)))
+    } else {
+        (
+            kernels::row_fn(&compiled.nest, "__kcp_keep_row", Some(&program)),
+            quote!(Self::__kcp_keep_row(x, y, s, f, p, k)),
+        )
+    };
+    let back_fn = kernels::backward_fn(&program, "__kcp_backward_row");
+    let macs = program.macs_per_row;
+    let (kept, temps) = (usize_lit(program.kept_len()), usize_lit(program.temps_len()));
+    let plan_text = plan.to_string();
+    let dx_doc = if dx {
+        "dx `[B, IN]` is written if given."
+    } else {
+        "This layer was declared with `backward: weights`: it computes no dx (pass `None`)."
+    };
+    let backward_doc = format!(
+        "The backward pass of the last `forward_train` over x (`trace`) for dy `[B, OUT]` = dL/dy: \
+         the gradients of the factors and the bias accumulated into `grads` (shaped like the weights: \
+         see `zero_grads`). {dx_doc}"
+    );
+    quote! {
+        /// MACs per input row of the backward pass.
+        #vis const BACKWARD_MACS_PER_SAMPLE: u64 = #macs;
+        /// The elements `forward_train` keeps per input row for the backward pass.
+        #vis const KEPT_PER_SAMPLE: usize = #kept;
+        /// Whether the backward pass writes dx.
+        #vis const BACKWARD_DX: bool = #dx;
+        /// The backward plan, as `kcp plan --backward` prints it.
+        #vis const BACKWARD_PLAN: &'static str = #plan_text;
+
+        /// Gradients of this layer's shapes, all zero: what `backward` accumulates into.
+        #vis fn zero_grads() -> ::kcp::__private::Weights {
+            ::kcp::__private::Weights::zeros(&Self::FACTOR_SHAPES, Self::HAS_BIAS.then_some(Self::OUT))
+        }
+
+        /// Change the weights (an optimiser's step) and re-derive what the kernels read from
+        /// them.
+        #vis fn update_weights<R>(&mut self, update: impl ::std::ops::FnOnce(&mut ::kcp::__private::Weights) -> R) -> R {
+            let result = update(&mut self.__kcp_weights);
+            self.__kcp_prep = Self::__kcp_prep(&self.__kcp_weights.factors);
+            self.__kcp_halves = Self::__kcp_split(&self.__kcp_weights.factors);
+            result
+        }
+
+        /// `forward` on this thread, keeping in `trace` what the backward pass reads.
+        #vis fn forward_train(&self, x: &[f32], y: &mut [f32], trace: &mut ::kcp::Trace) -> ::std::result::Result<(), ::kcp::ShapeError> {
+            self.__kcp_train().forward(x, y, trace, 1)
+        }
+
+        /// `forward_train` with the batch split over threads when it pays.
+        #vis fn forward_train_par(&self, x: &[f32], y: &mut [f32], trace: &mut ::kcp::Trace) -> ::std::result::Result<(), ::kcp::ShapeError> {
+            self.__kcp_train().forward(x, y, trace, Self::__KCP_THREADS)
+        }
+
+        #[doc = #backward_doc]
+        #vis fn backward(
+            &self,
+            x: &[f32],
+            dy: &[f32],
+            trace: &mut ::kcp::Trace,
+            dx: ::std::option::Option<&mut [f32]>,
+            grads: &mut ::kcp::__private::Weights,
+        ) -> ::std::result::Result<(), ::kcp::Error> {
+            self.__kcp_train().backward(x, dy, trace, dx, grads, 1)
+        }
+
+        /// `backward` with the batch split over threads when it pays (each thread sums its own
+        /// gradients, added at the end).
+        #vis fn backward_par(
+            &self,
+            x: &[f32],
+            dy: &[f32],
+            trace: &mut ::kcp::Trace,
+            dx: ::std::option::Option<&mut [f32]>,
+            grads: &mut ::kcp::__private::Weights,
+        ) -> ::std::result::Result<(), ::kcp::Error> {
+            self.__kcp_train().backward(x, dy, trace, dx, grads, Self::__KCP_THREADS)
+        }
+
+        fn __kcp_train(&self) -> ::kcp::__private::TrainKernel<'_, impl ::kcp::__private::KeepFn + '_, impl ::kcp::__private::BackFn + '_> {
+            ::kcp::__private::TrainKernel {
+                input: Self::IN,
+                output: Self::OUT,
+                scratch: Self::__KCP_SCRATCH,
+                kept: Self::KEPT_PER_SAMPLE,
+                temps: #temps,
+                dx: Self::BACKWARD_DX,
+                shapes: &Self::FACTOR_SHAPES,
+                bias: self.__kcp_weights.bias.as_deref(),
+                macs_per_row: [Self::MACS_PER_SAMPLE, Self::BACKWARD_MACS_PER_SAMPLE],
+                keep: move |x: &[f32], y: &mut [f32], s: &mut [f32], k: &mut [f32]| {
+                    let (f, p) = (&self.__kcp_weights.factors, &self.__kcp_prep);
+                    ::kcp::__private::dispatch(#[inline(always)] || #keep_call)
+                },
+                back: move |x: &[f32], dy: &[f32], k: &[f32], t: &mut [f32], g: &mut [::std::vec::Vec<f32>], dx: &mut [f32]| {
+                    let f = &self.__kcp_weights.factors;
+                    ::kcp::__private::dispatch(#[inline(always)] || Self::__kcp_backward_row(x, dy, k, t, f, g, dx))
+                },
+            }
+        }
+
+        #keep_fn
+
+        #back_fn
     }
 }
 
@@ -355,7 +523,7 @@ struct Lanes {
 }
 
 fn lanes(nest: &crate::LoopNest) -> Lanes {
-    let row_fn = kernels::row_fn(nest, "__kcp_lanes");
+    let row_fn = kernels::row_fn(nest, "__kcp_lanes", None);
     let row_call = kernels::row_call("__kcp_lanes");
     let (lanes, scratch) = (usize_lit(nest.lanes), usize_lit(2 * nest.scratch_len));
     let field = quote! {
@@ -381,7 +549,7 @@ struct Split {
 
 fn split(half: &crate::LoopNest) -> Split {
     let prep_fn = kernels::prep_fn(half, "__kcp_half_prep");
-    let row_fn = kernels::row_fn(half, "__kcp_half_row");
+    let row_fn = kernels::row_fn(half, "__kcp_half_row", None);
     let row_call = kernels::row_call("__kcp_half_row");
     let scratch = usize_lit(2 * half.scratch_len);
     let halves = quote! {

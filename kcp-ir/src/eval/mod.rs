@@ -43,22 +43,17 @@ pub fn run_backward_nest<T: kcp_core::Real>(
     let prep = forward.prepare(factors);
     let mut scratch = vec![T::ZERO; 2 * forward.scratch_len];
     let mut y = vec![T::ZERO; m];
-    let mut kept: Vec<Vec<T>> = backward.kept.iter().map(|&(_, len, _)| vec![T::ZERO; len]).collect();
-    let mut temps = backward.temps::<T>();
+    let mut kept = vec![T::ZERO; backward.kept_len()];
+    let mut temps = vec![T::ZERO; backward.temps_len()];
     let mut grads: Vec<Vec<T>> = factors.iter().map(|f| vec![T::ZERO; f.len()]).collect();
     let mut dx = vec![T::ZERO; if backward.dx { batch * n } else { 0 }];
     for b in 0..batch {
         let x_row = &x[b * n..][..n];
         forward.run_row_keeping(x_row, &mut y, &mut scratch, factors, &prep, &mut |number, out| {
-            for ((_, _, from), slot) in backward.kept.iter().zip(kept.iter_mut()) {
-                if *from == number {
-                    slot.copy_from_slice(out);
-                }
-            }
+            backward.keep(number, out, &mut kept);
         });
-        let views: Vec<&[T]> = kept.iter().map(Vec::as_slice).collect();
         let dx_row = if backward.dx { &mut dx[b * n..][..n] } else { &mut [][..] };
-        backward.run_row(x_row, &dy[b * m..][..m], &views, factors, &mut temps, &mut grads, dx_row);
+        backward.run_row(x_row, &dy[b * m..][..m], &kept, factors, &mut temps, &mut grads, dx_row);
     }
     (grads, backward.dx.then_some(dx))
 }

@@ -1,0 +1,230 @@
+//! The training driver shared by generated layers and the generic executor: a forward pass that
+//! keeps, row by row, the forward intermediates a backward program reads (in a [`Trace`]), and
+//! the backward pass over the same rows, which writes dx if asked and accumulates the gradients
+//! of the factors and the bias into a [`Weights`] (the weights' own shapes and names).
+//!
+//! Both run on this thread or with the batch split over rayon's pool. The trace holds every
+//! buffer they need (kept intermediates, temporaries, each thread part's own gradients) and
+//! grows only when the batch does: after the first call with a batch size, the sequential passes
+//! allocate nothing (the threaded ones allocate rayon's tasks).
+
+use rayon::prelude::*;
+
+use crate::driver::{rows, with_scratch, PAR_MIN_MACS};
+use crate::{Error, ShapeError, Weights};
+
+/// A training forward row: `keep(x_row, y_row, scratch, kept_row)` writes y's row (which holds
+/// the bias or zeros) and the row's kept intermediates.
+pub trait KeepFn: Fn(&[f32], &mut [f32], &mut [f32], &mut [f32]) + Sync {}
+
+impl<F: Fn(&[f32], &mut [f32], &mut [f32], &mut [f32]) + Sync> KeepFn for F {}
+
+/// A backward row: `back(x_row, dy_row, kept_row, temps, grads, dx_row)` accumulates every dA_d
+/// into `grads[d]` and overwrites `dx_row` (empty when dx is not asked for).
+pub trait BackFn: Fn(&[f32], &[f32], &[f32], &mut [f32], &mut [Vec<f32>], &mut [f32]) + Sync {}
+
+impl<F: Fn(&[f32], &[f32], &[f32], &mut [f32], &mut [Vec<f32>], &mut [f32]) + Sync> BackFn for F {}
+
+/// What a training forward pass keeps for its backward pass, and the backward pass's working
+/// buffers, reused from call to call. One trace serves one layer; a new batch size resizes it.
+#[derive(Clone, Debug, Default)]
+pub struct Trace {
+    rows: usize,
+    kept: Vec<f32>,
+    parts: Vec<Part>,
+}
+
+/// A thread part's working buffers for the backward pass.
+#[derive(Clone, Debug, Default)]
+struct Part {
+    temps: Vec<f32>,
+    grads: Vec<Vec<f32>>,
+}
+
+impl Trace {
+    /// An empty trace; the first forward pass sizes it.
+    pub fn new() -> Trace {
+        Trace::default()
+    }
+
+    /// The rows of the last forward pass, which the backward pass must be given again.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+}
+
+/// A layer's training kernels and shapes, as generated code and the executor hand them over.
+#[derive(Clone, Copy, Debug)]
+pub struct TrainKernel<'a, K, G> {
+    /// N.
+    pub input: usize,
+    /// M.
+    pub output: usize,
+    /// The forward row's scratch elements.
+    pub scratch: usize,
+    /// The elements kept per row.
+    pub kept: usize,
+    /// The backward row's temporary elements.
+    pub temps: usize,
+    /// Whether the backward row writes dx.
+    pub dx: bool,
+    /// The factor stacks' shapes `[R, m_d, n_d]`: the gradients' shapes.
+    pub shapes: &'a [[usize; 3]],
+    /// The bias, if the layer has one (its gradient is dy's column sums).
+    pub bias: Option<&'a [f32]>,
+    /// MACs per row of the forward and of the backward pass (threads only where they pay).
+    pub macs_per_row: [u64; 2],
+    /// The training forward row.
+    pub keep: K,
+    /// The backward row.
+    pub back: G,
+}
+
+impl<K: KeepFn, G: BackFn> TrainKernel<'_, K, G> {
+    /// How many parts `threads` (0: rayon's pool) cut `rows` rows of `macs` MACs each into.
+    fn parts(rows: usize, macs: u64, threads: usize) -> usize {
+        let pool = rayon::current_num_threads();
+        let threads = if threads == 0 { pool } else { threads.min(pool) };
+        if (rows as u64).saturating_mul(macs) < PAR_MIN_MACS {
+            1
+        } else {
+            threads.clamp(1, rows.max(1))
+        }
+    }
+
+    /// Gradients of the layer's shapes (their values are not checked: they may be anything).
+    fn check_grads(&self, grads: &Weights) -> Result<(), ShapeError> {
+        let lens = grads.factors.iter().map(Vec::len).chain(grads.bias.as_ref().map(Vec::len));
+        let want = self.shapes.iter().map(|s| s.iter().product()).chain(self.bias.map(<[f32]>::len));
+        let (count, expected) = (lens.clone().count(), want.clone().count());
+        if count != expected {
+            return Err(ShapeError::Buffer { name: "grads (tensors)", len: count, expected });
+        }
+        match lens.zip(want).find(|(len, want)| len != want) {
+            Some((len, expected)) => Err(ShapeError::Buffer { name: "grads (a tensor)", len, expected }),
+            None => Ok(()),
+        }
+    }
+
+    /// y = x W^T + b for x `[B, N]`, keeping in `trace` what the backward pass reads; `threads`
+    /// as in [`TrainKernel::backward`].
+    pub fn forward(&self, x: &[f32], y: &mut [f32], trace: &mut Trace, threads: usize) -> Result<(), ShapeError> {
+        let rows = rows(x, y, self.input, self.output)?;
+        let (n, m, k) = (self.input, self.output, self.kept);
+        trace.rows = rows;
+        trace.kept.resize(rows * k, 0.0);
+        let run = |x: &[f32], y: &mut [f32], kept: &mut [f32]| {
+            with_scratch(self.scratch, |s| {
+                for (row, y) in y.chunks_exact_mut(m).enumerate() {
+                    match self.bias {
+                        Some(b) => y.copy_from_slice(b),
+                        None => y.fill(0.0),
+                    }
+                    let kept = if k == 0 { &mut [][..] } else { &mut kept[row * k..][..k] };
+                    (self.keep)(&x[row * n..][..n], y, s, kept);
+                }
+            });
+        };
+        let parts = Self::parts(rows, self.macs_per_row[0], threads);
+        if parts == 1 {
+            run(x, y, &mut trace.kept);
+        } else {
+            let per = rows.div_ceil(parts);
+            let kept: Vec<&mut [f32]> = if k == 0 {
+                (0..parts).map(|_| &mut [][..]).collect()
+            } else {
+                trace.kept.chunks_mut(per * k).collect()
+            };
+            x.par_chunks(per * n).zip(y.par_chunks_mut(per * m)).zip(kept).for_each(|((x, y), kept)| run(x, y, kept));
+        }
+        Ok(())
+    }
+
+    /// The backward pass of the last forward pass over x (`trace`): dy `[B, M]`; dx `[B, N]`
+    /// overwritten if given (the layer must have been built to compute it); every factor's
+    /// gradient and the bias's accumulated into `grads`. `threads`: 1 runs on this thread, 0 on
+    /// all of rayon's pool, otherwise at most that many (sequential when too small to pay).
+    pub fn backward(
+        &self,
+        x: &[f32],
+        dy: &[f32],
+        trace: &mut Trace,
+        dx: Option<&mut [f32]>,
+        grads: &mut Weights,
+        threads: usize,
+    ) -> Result<(), Error> {
+        let (n, m, k) = (self.input, self.output, self.kept);
+        if n == 0 || !x.len().is_multiple_of(n) {
+            return Err(ShapeError::Input { len: x.len(), input: n }.into());
+        }
+        let rows = x.len() / n;
+        if dy.len() != rows * m {
+            return Err(ShapeError::Buffer { name: "dy", len: dy.len(), expected: rows * m }.into());
+        }
+        if trace.rows != rows || trace.kept.len() != rows * k {
+            return Err(ShapeError::Buffer {
+                name: "trace (rows of the last forward pass)",
+                len: trace.rows,
+                expected: rows,
+            }
+            .into());
+        }
+        self.check_grads(grads)?;
+        let mut none = Vec::new();
+        let dx: &mut [f32] = match dx {
+            Some(dx) if self.dx && dx.len() == x.len() => dx,
+            Some(dx) => {
+                let expected = if self.dx { x.len() } else { 0 };
+                return Err(ShapeError::Buffer { name: "dx", len: dx.len(), expected }.into());
+            }
+            None => &mut none,
+        };
+        let parts = Self::parts(rows, self.macs_per_row[1], threads);
+        let temps = self.temps;
+        if trace.parts.len() != parts {
+            trace.parts.resize_with(parts, Part::default);
+        }
+        for (number, part) in trace.parts.iter_mut().enumerate() {
+            part.temps.resize(temps, 0.0);
+            // The first part accumulates into `grads` itself.
+            if number > 0 && part.grads.len() != self.shapes.len() {
+                part.grads = self.shapes.iter().map(|s| vec![0.0; s.iter().product()]).collect();
+            }
+        }
+        let run = |x: &[f32], dy: &[f32], kept: &[f32], dx: &mut [f32], temps: &mut [f32], grads: &mut [Vec<f32>]| {
+            for (row, dy) in dy.chunks_exact(m).enumerate() {
+                let dx = if dx.is_empty() { &mut [][..] } else { &mut dx[row * n..][..n] };
+                let kept = if k == 0 { &[][..] } else { &kept[row * k..][..k] };
+                (self.back)(&x[row * n..][..n], dy, kept, temps, grads, dx);
+            }
+        };
+        let (first, rest) = trace.parts.split_at_mut(1);
+        if parts == 1 {
+            run(x, dy, &trace.kept, dx, &mut first[0].temps, &mut grads.factors);
+        } else {
+            let per = rows.div_ceil(parts);
+            let dx_per = if dx.is_empty() { 0 } else { per * n };
+            rest.iter_mut().flat_map(|p| p.grads.iter_mut()).for_each(|g| g.fill(0.0));
+            let mut own: Vec<(&mut [f32], &mut [Vec<f32>])> = vec![(&mut first[0].temps, &mut grads.factors)];
+            own.extend(rest.iter_mut().map(|p| (&mut p.temps[..], &mut p.grads[..])));
+            let dx_parts: Vec<&mut [f32]> =
+                if dx_per == 0 { (0..parts).map(|_| &mut [][..]).collect() } else { dx.chunks_mut(dx_per).collect() };
+            own.into_par_iter().zip(dx_parts).enumerate().for_each(|(p, ((temps, grads), dx))| {
+                let (from, to) = ((p * per).min(rows), ((p + 1) * per).min(rows));
+                let kept = if k == 0 { &[][..] } else { &trace.kept[from * k..to * k] };
+                run(&x[from * n..to * n], &dy[from * m..to * m], kept, dx, temps, grads);
+            });
+            for part in rest.iter() {
+                for (total, g) in grads.factors.iter_mut().zip(&part.grads) {
+                    total.iter_mut().zip(g).for_each(|(t, v)| *t += v);
+                }
+            }
+        }
+        if let Some(db) = grads.bias.as_mut() {
+            for row in dy.chunks_exact(m) {
+                db.iter_mut().zip(row).for_each(|(d, v)| *d += v);
+            }
+        }
+        Ok(())
+    }
+}
