@@ -14,7 +14,9 @@
 //! safetensors). Both models start from the same seeds, see the same clips in the same order,
 //! and train with Adam and gradient clipping; the classifier is a linear layer on the last
 //! hidden state. The KCP model's gradients come from the planned backward pass
-//! (`Executor::gradients`), its BPTT from `Recurrent::backward`.
+//! (`Executor::forward_train` and `Executor::backward`), its BPTT from `Recurrent::backward`.
+//! Each clip's mean frame is subtracted from its frames (`kcp::data::subtract_mean_frame`):
+//! the background goes, the motion stays.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -22,10 +24,10 @@ use std::time::Instant;
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
 use indicatif::{ProgressBar, ProgressStyle};
-use kcp::data::{Split, CLASSES, CLIP, FRAME, FRAMES};
+use kcp::data::{subtract_mean_frame, Split, CLASSES, CLIP, FRAME, FRAMES};
 use kcp::ir::{compile, lower_backward, Options, Spec};
 use kcp::train::{accuracy, clip_grad_norm, softmax_cross_entropy, Adam, Linear, Parameters};
-use kcp::{BackwardProgram, CellGrads, CellKind, Executor, Program, Recurrent, Rng, State, Weights};
+use kcp::{BackwardProgram, CellGrads, CellKind, Executor, Program, Recurrent, Rng, State, Trace, Weights};
 use rayon::prelude::*;
 
 const IN_SHAPE: [usize; 4] = [8, 20, 20, 18];
@@ -87,17 +89,24 @@ impl Clips {
         self.labels.len()
     }
 
-    /// Clips `ids` as x `[T, B, N]`, time major.
+    /// Clips `ids` as x `[T, B, N]`, time major, each clip's mean frame subtracted
+    /// ([`subtract_mean_frame`]); clip by clip, then frame by frame, in parallel.
     fn batch(&self, ids: &[usize]) -> Vec<f32> {
         let b = ids.len();
+        let clips: Vec<Vec<f32>> = ids
+            .par_iter()
+            .map(|&k| {
+                let mut clip: Vec<f32> = self.data[k * CLIP..][..CLIP].iter().map(|&p| f32::from(p) / 255.0).collect();
+                subtract_mean_frame(&mut clip);
+                clip
+            })
+            .collect();
         let mut x = vec![0.0f32; FRAMES * b * FRAME];
-        for (j, &k) in ids.iter().enumerate() {
-            let clip = &self.data[k * CLIP..][..CLIP];
-            for t in 0..FRAMES {
-                let to = &mut x[(t * b + j) * FRAME..][..FRAME];
-                to.iter_mut().zip(&clip[t * FRAME..][..FRAME]).for_each(|(v, &p)| *v = f32::from(p) / 255.0);
+        x.par_chunks_mut(b * FRAME).enumerate().for_each(|(t, rows)| {
+            for (row, clip) in rows.chunks_exact_mut(FRAME).zip(&clips) {
+                row.copy_from_slice(&clip[t * FRAME..][..FRAME]);
             }
-        }
+        });
         x
     }
 }
@@ -119,12 +128,16 @@ enum Input {
 }
 
 impl Input {
-    /// proj = x W^T + b for x `[rows, N]`.
-    fn forward(&self, x: &[f32], proj: &mut [f32], g: usize) {
+    /// proj = x W^T + b for x `[rows, N]`; with a trace, a training forward pass (the KCP
+    /// layer keeps what its backward pass reads).
+    fn forward(&self, x: &[f32], proj: &mut [f32], g: usize, trace: Option<&mut Trace>) {
         match self {
-            Input::Kcp { program, weights, .. } => {
+            Input::Kcp { program, weights, backward } => {
                 let executor = Executor::new((**program).clone(), weights.clone()).expect("weights fit");
-                executor.forward_par(x, proj, 0).expect("shapes");
+                match trace {
+                    Some(trace) => executor.forward_train(backward, x, proj, trace, 0).expect("shapes"),
+                    None => executor.forward_par(x, proj, 0).expect("shapes"),
+                }
             }
             Input::Dense { weight, bias } => {
                 let rows = x.len() / FRAME;
@@ -136,12 +149,14 @@ impl Input {
         }
     }
 
-    /// The gradient of the projection's parameters given dproj `[rows, G]`.
-    fn backward(&self, x: &[f32], dproj: &[f32], g: usize) -> Input {
+    /// The gradient of the projection's parameters given dproj `[rows, G]`, after the training
+    /// forward pass that filled `trace`.
+    fn backward(&self, x: &[f32], dproj: &[f32], g: usize, trace: &mut Trace) -> Input {
         match self {
             Input::Kcp { program, backward, weights } => {
                 let executor = Executor::new((**program).clone(), weights.clone()).expect("weights fit");
-                let grads = executor.gradients(backward, x, dproj, None, 0).expect("shapes");
+                let mut grads = Weights::zeros(&program.factor_shapes(), Some(g));
+                executor.backward(backward, x, dproj, trace, None, &mut grads, 0).expect("shapes");
                 Input::Kcp { program: program.clone(), backward: backward.clone(), weights: grads }
             }
             Input::Dense { .. } => {
@@ -205,7 +220,7 @@ impl Model {
     fn logits(&self, x: &[f32], batch: usize) -> Vec<f32> {
         let g = self.gates();
         let mut proj = vec![0.0; FRAMES * batch * g];
-        self.input.forward(x, &mut proj, g);
+        self.input.forward(x, &mut proj, g, None);
         let mut hs = vec![0.0; FRAMES * batch * HIDDEN];
         let mut state = State::zeros(self.cell.kind(), batch, HIDDEN);
         self.cell.run(&proj, batch, &mut hs, &mut state, true).expect("shapes");
@@ -218,7 +233,10 @@ impl Model {
     fn gradients(&self, x: &[f32], labels: &[usize]) -> (f32, (Input, (CellGrads, Linear))) {
         let (batch, g) = (labels.len(), self.gates());
         let mut proj = vec![0.0; FRAMES * batch * g];
-        self.input.forward(x, &mut proj, g);
+        // T*B rows of kept intermediates would spill to memory: each row's forward pass runs
+        // again just before its backward row instead (BENCHMARKS.md measures both).
+        let mut trace = Trace::recomputing();
+        self.input.forward(x, &mut proj, g, Some(&mut trace));
         let mut hs = vec![0.0; FRAMES * batch * HIDDEN];
         let mut state = State::zeros(self.cell.kind(), batch, HIDDEN);
         let tape = self.cell.run_taped(&proj, batch, &mut hs, &mut state).expect("shapes");
@@ -233,7 +251,7 @@ impl Model {
         let mut cell = CellGrads::zeros(&self.cell);
         let mut dproj = vec![0.0; proj.len()];
         self.cell.backward(&tape, &hs, &dh, &mut dproj, &mut cell).expect("shapes");
-        let input = self.input.backward(x, &dproj, g);
+        let input = self.input.backward(x, &dproj, g, &mut trace);
         (loss, (input, (cell, head)))
     }
 

@@ -6,7 +6,9 @@
 //! layer. Its class is the motion of a target object (a disc, a square or a triangle, of random
 //! size, colour, start and speed): one of the eleven [`Motion`]s. A distractor object of another
 //! shape and colour crosses the frame on a random straight line, over a smooth random colour
-//! gradient with pixel noise, so that no single pixel or colour gives the class away.
+//! gradient with pixel noise, so that no single pixel or colour gives the class away. Objects are
+//! lit: their colours (each channel in [0.55, 0.95)) are brighter than the background's ([0.05,
+//! 0.45)), so that they stand out with the same sign whatever their colour.
 //!
 //! Clip `k` of a [`Split`] is made from the split's seed and `k` alone ([`Split::clip`]): any clip
 //! can be generated without the others, on any thread, identically on every machine. Classes are
@@ -186,6 +188,25 @@ impl Object {
     }
 }
 
+/// Subtract a clip's mean frame from each of its frames (`clip`: `[T, 120, 160, 3]`, whole
+/// frames): a static background goes, what moves stays. The input the training example feeds
+/// its models (a linear projection of raw frames sees mostly the background, which differs from
+/// clip to clip and says nothing of the class).
+pub fn subtract_mean_frame(clip: &mut [f32]) {
+    let frames = clip.len() / FRAME;
+    if frames == 0 {
+        return;
+    }
+    let mut mean = vec![0.0f32; FRAME];
+    for frame in clip.chunks_exact(FRAME) {
+        mean.iter_mut().zip(frame).for_each(|(m, v)| *m += v);
+    }
+    mean.iter_mut().for_each(|m| *m /= frames as f32);
+    for frame in clip.chunks_exact_mut(FRAME) {
+        frame.iter_mut().zip(&mean).for_each(|(v, m)| *v -= m);
+    }
+}
+
 /// Everything random about a clip but the noise: the background and both objects.
 struct Scene {
     /// The gradient's colour at its two ends and its unit direction.
@@ -201,9 +222,15 @@ fn uniform(rng: &mut Rng, lo: f64, hi: f64) -> f64 {
     lo + (hi - lo) * (rng.next_f64() + 1.0) / 2.0
 }
 
-/// A random colour, each channel in [0.1, 0.9).
-fn colour(rng: &mut Rng) -> [f64; 3] {
-    [0; 3].map(|_| uniform(rng, 0.1, 0.9))
+/// The range of each channel of the background's colours.
+const DIM: (f64, f64) = (0.05, 0.45);
+/// The range of each channel of the objects' colours: lit brighter than any background, so that
+/// an object stands out with the same sign on every channel (its colour is random all the same).
+const LIT: (f64, f64) = (0.55, 0.95);
+
+/// A random colour, each channel uniform in `range`.
+fn colour(rng: &mut Rng, range: (f64, f64)) -> [f64; 3] {
+    [0; 3].map(|_| uniform(rng, range.0, range.1))
 }
 
 /// A standard normal value (Box-Muller).
@@ -216,7 +243,7 @@ fn normal(rng: &mut Rng) -> f64 {
 impl Scene {
     fn new(motion: Motion, rng: &mut Rng) -> Scene {
         let angle = uniform(rng, 0.0, 2.0 * PI);
-        let (from, to) = (colour(rng), colour(rng));
+        let (from, to) = (colour(rng, DIM), colour(rng, DIM));
         let shape = Shape::ALL[(rng.next_u64() % 3) as usize];
         let size = uniform(rng, 7.0, 13.0);
         let (w, h, last) = (WIDTH as f64, HEIGHT as f64, (FRAMES - 1) as f64);
@@ -254,14 +281,14 @@ impl Scene {
             Motion::Bouncing => start.1 = uniform(rng, size + orbit.min(h / 2.0), h - size),
             _ => {}
         }
-        let target = Object { shape, colour: colour(rng), size, start, velocity, motion: Some(motion), orbit };
+        let target = Object { shape, colour: colour(rng, LIT), size, start, velocity, motion: Some(motion), orbit };
         // The distractor: another shape, entering on one side and crossing on a straight line.
         let other = Shape::ALL[((shape as usize) + 1 + (rng.next_u64() % 2) as usize) % 3];
         let (from_x, to_x) = if rng.next_u64().is_multiple_of(2) { (-10.0, w + 10.0) } else { (w + 10.0, -10.0) };
         let (from_y, to_y) = (uniform(rng, 0.0, h), uniform(rng, 0.0, h));
         let distractor = Object {
             shape: other,
-            colour: colour(rng),
+            colour: colour(rng, LIT),
             size: uniform(rng, 6.0, 11.0),
             start: (from_x, from_y),
             velocity: ((to_x - from_x) / last, (to_y - from_y) / last),
@@ -306,6 +333,20 @@ mod tests {
     fn classes_follow_the_motions() {
         for (k, m) in Motion::ALL.iter().enumerate() {
             assert_eq!(m.class(), k);
+        }
+    }
+
+    /// Objects are lit: every channel of both objects is brighter than every channel of the
+    /// background's gradient, in every scene.
+    #[test]
+    fn objects_are_brighter_than_the_background() {
+        let mut rng = Rng::new(4);
+        for k in 0..500 {
+            let scene = Scene::new(Motion::ALL[k % CLASSES], &mut rng);
+            let background = scene.from.iter().chain(&scene.to).fold(0.0f64, |m, &c| m.max(c));
+            for object in [scene.target, scene.distractor] {
+                assert!(object.colour.iter().all(|&c| c > background), "scene {k}");
+            }
         }
     }
 

@@ -34,8 +34,7 @@ macro_rules! check_layer {
         let spec = validate(&$spec).unwrap();
         let layer = <$layer>::random($seed);
         let mut rng = Rng::new($seed + 100);
-        let mut trace = Trace::new();
-        for batch in [1usize, 3, 8] {
+        for (batch, mut trace) in [(1usize, Trace::new()), (3, Trace::recomputing()), (8, Trace::new())] {
             let x = rng.vec_f32(batch * <$layer>::IN, 1.0);
             let dy = rng.vec_f32(batch * <$layer>::OUT, 1.0);
             let (mut y, mut plain) = (vec![0.0f32; dy.len()], vec![0.0f32; dy.len()]);
@@ -82,8 +81,9 @@ fn generated_gradients_match_the_dense_reference() {
 }
 
 /// The UCF11 layer (its dense reference is 59M weights: checked against the generic executor,
-/// itself checked against the dense reference in kcp-ir's tests): sequential and threaded, the
-/// batch split over two threads, the same gradients; the plan keeps what the declaration says.
+/// itself checked against the dense reference in kcp-ir's tests): sequential and threaded (the
+/// batch split over two threads), with a trace that keeps every row's intermediates or one that
+/// recomputes them, the same gradients; the plan keeps what the declaration says.
 #[test]
 fn ucf11_gradients_match_the_executor_threaded_or_not() {
     let layer = Ucf11::random(7);
@@ -99,8 +99,8 @@ fn ucf11_gradients_match_the_executor_threaded_or_not() {
     let dy = rng.vec_f32(batch * Ucf11::OUT, 1.0);
     let want = executor.gradients(&program, &x, &dy, None, 1).unwrap();
     let mut y = vec![0.0f32; dy.len()];
-    for threaded in [false, true] {
-        let mut trace = Trace::new();
+    for (threaded, recompute) in [(false, false), (true, false), (false, true), (true, true)] {
+        let mut trace = if recompute { Trace::recomputing() } else { Trace::new() };
         let mut grads = Ucf11::zero_grads();
         if threaded {
             layer.forward_train_par(&x, &mut y, &mut trace).unwrap();
@@ -111,7 +111,7 @@ fn ucf11_gradients_match_the_executor_threaded_or_not() {
         }
         for (d, (g, w)) in grads.factors.iter().zip(&want.factors).enumerate() {
             let err = relative(g, &to64(w));
-            assert!(err < 1e-4, "threaded {threaded}: dA{} off by {err:e}", d + 1);
+            assert!(err < 1e-4, "threaded {threaded}, recomputing {recompute}: dA{} off by {err:e}", d + 1);
         }
         assert!(relative(grads.bias.as_ref().unwrap(), &to64(want.bias.as_ref().unwrap())) < 1e-5);
     }

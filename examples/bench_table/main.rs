@@ -41,6 +41,7 @@ mod paired;
 mod peak;
 mod print;
 mod roofline;
+mod training;
 
 use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, MatMut, MatRef, Par};
@@ -293,6 +294,9 @@ fn main() {
     bench_layer!(bench, "small_64to64_r2", SmallR2, batches);
     if bench.wants("ucf11_lstm_r4") {
         bench_lstm(&mut bench);
+    }
+    if bench.wants(training::LAYER) {
+        training::bench_training(&mut bench);
     }
 
     print::report(&bench.rows, &bench.targets, &peaks, sgemm_gflops, json);

@@ -16,6 +16,17 @@ pub struct Row {
     pub bytes: u64,
 }
 
+impl Row {
+    /// The threads the row ran on: two for the `generated_par` variants, one for the rest.
+    pub fn threads(&self) -> usize {
+        if self.variant.starts_with("generated_par") {
+            2
+        } else {
+            1
+        }
+    }
+}
+
 pub struct Bench {
     pub quick: bool,
     /// Measure only the layers whose name contains this.

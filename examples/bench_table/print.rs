@@ -48,7 +48,7 @@ pub fn report(rows: &[Row], targets: &[Comparison], peaks: &Peaks, sgemm_gflops:
             time,
             r.macs,
             gflops(r),
-            100.0 * gflops(r) / peaks.gflops(r.isa) / if r.variant.ends_with("_par") { 2.0 } else { 1.0 },
+            100.0 * gflops(r) / peaks.gflops(r.isa) / r.threads() as f64,
             bound,
             100.0 * roofline_ns / r.median_ns,
             ratio("dense"),

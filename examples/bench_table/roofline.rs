@@ -79,7 +79,7 @@ impl Peaks {
     /// (`"compute"` or the memory level, the longer of the two times in ns) for a row, on two
     /// threads for `generated_par` and one for the rest.
     pub fn roofline(&self, r: &Row) -> (&'static str, f64) {
-        let threads = if r.variant == "generated_par" { 2 } else { 1 };
+        let threads = r.threads();
         let compute = 2.0 * r.macs as f64 / (self.gflops(r.isa) * threads as f64);
         let level = self.levels.iter().position(|&(_, size)| r.bytes as usize <= size).unwrap_or(2);
         let memory = r.bytes as f64 / self.gbs[level][threads - 1];

@@ -30,6 +30,8 @@ impl<F: Fn(&[f32], &[f32], &[f32], &mut [f32], &mut [Vec<f32>], &mut [f32]) + Sy
 #[derive(Clone, Debug, Default)]
 pub struct Trace {
     rows: usize,
+    /// Keep nothing across rows: the backward pass runs each row's forward pass again.
+    recompute: bool,
     kept: Vec<f32>,
     parts: Vec<Part>,
 }
@@ -39,18 +41,39 @@ pub struct Trace {
 struct Part {
     temps: Vec<f32>,
     grads: Vec<Vec<f32>>,
+    /// With a recomputing trace: one row's kept intermediates and its y.
+    kept_row: Vec<f32>,
+    y_row: Vec<f32>,
 }
 
 impl Trace {
-    /// An empty trace; the first forward pass sizes it.
+    /// An empty trace that keeps every row's intermediates; the first forward pass sizes it.
     pub fn new() -> Trace {
         Trace::default()
+    }
+
+    /// An empty trace that keeps nothing across rows: the backward pass runs each row's forward
+    /// pass again just before its backward row, while what it keeps is still in cache. That
+    /// costs one forward pass more, and saves writing and reading back the kept intermediates
+    /// of every row (B times the layer's `KEPT_PER_SAMPLE` floats), which for a large batch no
+    /// longer fit in cache: measure which is faster for a layer and a batch.
+    pub fn recomputing() -> Trace {
+        Trace { recompute: true, ..Trace::default() }
     }
 
     /// The rows of the last forward pass, which the backward pass must be given again.
     pub fn rows(&self) -> usize {
         self.rows
     }
+}
+
+/// A thread part's buffers, borrowed for one backward pass (the first part's gradients are the
+/// caller's own).
+struct PartMut<'a> {
+    temps: &'a mut [f32],
+    grads: &'a mut [Vec<f32>],
+    kept_row: &'a mut [f32],
+    y_row: &'a mut [f32],
 }
 
 /// A layer's training kernels and shapes, as generated code and the executor hand them over.
@@ -112,15 +135,18 @@ impl<K: KeepFn, G: BackFn> TrainKernel<'_, K, G> {
         let rows = rows(x, y, self.input, self.output)?;
         let (n, m, k) = (self.input, self.output, self.kept);
         trace.rows = rows;
-        trace.kept.resize(rows * k, 0.0);
+        let recompute = trace.recompute;
+        trace.kept.resize(if recompute { 0 } else { rows * k }, 0.0);
         let run = |x: &[f32], y: &mut [f32], kept: &mut [f32]| {
-            with_scratch(self.scratch, |s| {
+            // A recomputing trace's rows all keep into one throwaway row after the scratch.
+            with_scratch(self.scratch + if recompute { k } else { 0 }, |s| {
+                let (s, row_kept) = s.split_at_mut(self.scratch);
                 for (row, y) in y.chunks_exact_mut(m).enumerate() {
                     match self.bias {
                         Some(b) => y.copy_from_slice(b),
                         None => y.fill(0.0),
                     }
-                    let kept = if k == 0 { &mut [][..] } else { &mut kept[row * k..][..k] };
+                    let kept = if k == 0 || recompute { &mut row_kept[..] } else { &mut kept[row * k..][..k] };
                     (self.keep)(&x[row * n..][..n], y, s, kept);
                 }
             });
@@ -161,7 +187,8 @@ impl<K: KeepFn, G: BackFn> TrainKernel<'_, K, G> {
         if dy.len() != rows * m {
             return Err(ShapeError::Buffer { name: "dy", len: dy.len(), expected: rows * m }.into());
         }
-        if trace.rows != rows || trace.kept.len() != rows * k {
+        let recompute = trace.recompute;
+        if trace.rows != rows || (!recompute && trace.kept.len() != rows * k) {
             return Err(ShapeError::Buffer {
                 name: "trace (rows of the last forward pass)",
                 len: trace.rows,
@@ -186,33 +213,62 @@ impl<K: KeepFn, G: BackFn> TrainKernel<'_, K, G> {
         }
         for (number, part) in trace.parts.iter_mut().enumerate() {
             part.temps.resize(temps, 0.0);
+            if recompute {
+                part.kept_row.resize(k, 0.0);
+                part.y_row.resize(m, 0.0);
+            }
             // The first part accumulates into `grads` itself.
             if number > 0 && part.grads.len() != self.shapes.len() {
                 part.grads = self.shapes.iter().map(|s| vec![0.0; s.iter().product()]).collect();
             }
         }
-        let run = |x: &[f32], dy: &[f32], kept: &[f32], dx: &mut [f32], temps: &mut [f32], grads: &mut [Vec<f32>]| {
-            for (row, dy) in dy.chunks_exact(m).enumerate() {
-                let dx = if dx.is_empty() { &mut [][..] } else { &mut dx[row * n..][..n] };
-                let kept = if k == 0 { &[][..] } else { &kept[row * k..][..k] };
-                (self.back)(&x[row * n..][..n], dy, kept, temps, grads, dx);
-            }
+        let run = |x: &[f32], dy: &[f32], kept: &[f32], dx: &mut [f32], part: PartMut<'_>| {
+            let PartMut { temps, grads, kept_row, y_row } = part;
+            with_scratch(if recompute { self.scratch } else { 0 }, |s| {
+                for (row, dy) in dy.chunks_exact(m).enumerate() {
+                    let dx = if dx.is_empty() { &mut [][..] } else { &mut dx[row * n..][..n] };
+                    let x = &x[row * n..][..n];
+                    let kept = if recompute {
+                        y_row.fill(0.0);
+                        (self.keep)(x, y_row, s, kept_row);
+                        &kept_row[..]
+                    } else if k == 0 {
+                        &[][..]
+                    } else {
+                        &kept[row * k..][..k]
+                    };
+                    (self.back)(x, dy, kept, temps, grads, dx);
+                }
+            });
         };
         let (first, rest) = trace.parts.split_at_mut(1);
+        let first = &mut first[0];
+        let first = PartMut {
+            temps: &mut first.temps,
+            grads: &mut grads.factors,
+            kept_row: &mut first.kept_row,
+            y_row: &mut first.y_row,
+        };
         if parts == 1 {
-            run(x, dy, &trace.kept, dx, &mut first[0].temps, &mut grads.factors);
+            run(x, dy, &trace.kept, dx, first);
         } else {
             let per = rows.div_ceil(parts);
             let dx_per = if dx.is_empty() { 0 } else { per * n };
             rest.iter_mut().flat_map(|p| p.grads.iter_mut()).for_each(|g| g.fill(0.0));
-            let mut own: Vec<(&mut [f32], &mut [Vec<f32>])> = vec![(&mut first[0].temps, &mut grads.factors)];
-            own.extend(rest.iter_mut().map(|p| (&mut p.temps[..], &mut p.grads[..])));
+            let mut own = vec![first];
+            own.extend(rest.iter_mut().map(|p| PartMut {
+                temps: &mut p.temps,
+                grads: &mut p.grads,
+                kept_row: &mut p.kept_row,
+                y_row: &mut p.y_row,
+            }));
             let dx_parts: Vec<&mut [f32]> =
                 if dx_per == 0 { (0..parts).map(|_| &mut [][..]).collect() } else { dx.chunks_mut(dx_per).collect() };
-            own.into_par_iter().zip(dx_parts).enumerate().for_each(|(p, ((temps, grads), dx))| {
+            let kept = &trace.kept;
+            own.into_par_iter().zip(dx_parts).enumerate().for_each(|(p, (part, dx))| {
                 let (from, to) = ((p * per).min(rows), ((p + 1) * per).min(rows));
-                let kept = if k == 0 { &[][..] } else { &trace.kept[from * k..to * k] };
-                run(&x[from * n..to * n], &dy[from * m..to * m], kept, dx, temps, grads);
+                let kept = if k == 0 || recompute { &[][..] } else { &kept[from * k..to * k] };
+                run(&x[from * n..to * n], &dy[from * m..to * m], kept, dx, part);
             });
             for part in rest.iter() {
                 for (total, g) in grads.factors.iter_mut().zip(&part.grads) {

@@ -17,6 +17,13 @@ const TALL_MR: usize = 8;
 /// The CPU must have AVX2 and FMA, and `out`, `a`, `w` must cover `g.extents()`.
 #[target_feature(enable = "avx2,fma")]
 pub(super) unsafe fn gemm(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
+    if let Some(d) = g.dots() {
+        for ([o, ia, iw], once) in d.products() {
+            // SAFETY: the extents of `d` are those of `g`.
+            dots(&mut out[o..], &a[ia..], &w[iw..], once);
+        }
+        return;
+    }
     if g.interleaves(8..PREFETCH_MIN_LEN) {
         return interleaved(out, a, w, g);
     }
@@ -401,6 +408,79 @@ unsafe fn block<const R: usize, const V: usize, const FETCH: bool>(
                 (Some(keep), false) => _mm256_add_ps(_mm256_loadu_ps(p), _mm256_and_ps(sum, keep)),
             };
             _mm256_storeu_ps(p, new);
+        }
+    }
+}
+
+/// A product whose operands are both contiguous along the sum ([`Gemm::dots`]): blocks of
+/// up to 4 rows of `w` by 2 columns of `a`, each of the 8 dots a vector accumulator along the
+/// sum, summed across lanes at the end (the last few terms of each dot, past whole vectors,
+/// one by one: no masked loads).
+///
+/// # Safety
+/// As for [`gemm`].
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dots(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
+    let (o, a, w) = (out.as_mut_ptr(), a.as_ptr(), w.as_ptr());
+    let mut m = 0;
+    while m < g.rows {
+        let rows = (g.rows - m).min(MR);
+        let mut q = 0;
+        while q < g.len {
+            let cols = (g.len - q).min(2);
+            let (ob, ab, wb) = (o.add(m * g.out_row + q), a.add(q * g.a_col), w.add(m * g.w_row));
+            match (rows, cols) {
+                (4, 2) => dot_block::<4, 2>(ob, ab, wb, &g),
+                (4, _) => dot_block::<4, 1>(ob, ab, wb, &g),
+                (3, 2) => dot_block::<3, 2>(ob, ab, wb, &g),
+                (3, _) => dot_block::<3, 1>(ob, ab, wb, &g),
+                (2, 2) => dot_block::<2, 2>(ob, ab, wb, &g),
+                (2, _) => dot_block::<2, 1>(ob, ab, wb, &g),
+                (_, 2) => dot_block::<1, 2>(ob, ab, wb, &g),
+                (_, _) => dot_block::<1, 1>(ob, ab, wb, &g),
+            }
+            q += cols;
+        }
+        m += rows;
+    }
+}
+
+/// One block of `R` rows by `C` columns of [`dots`].
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_block<const R: usize, const C: usize>(out: *mut f32, a: *const f32, w: *const f32, g: &Gemm) {
+    let mut acc = [[_mm256_setzero_ps(); C]; R];
+    let mut rest = [[0.0f32; C]; R];
+    let full = g.depth - g.depth % 8;
+    for k2 in 0..g.outer {
+        let (a, w) = (a.add(k2 * g.a_outer), w.add(k2 * g.w_outer));
+        let mut k = 0;
+        while k < full {
+            let av: [__m256; C] = std::array::from_fn(|j| _mm256_loadu_ps(a.add(j * g.a_col + k)));
+            for (i, row) in acc.iter_mut().enumerate() {
+                let wv = _mm256_loadu_ps(w.add(i * g.w_row + k));
+                for (sum, &v) in row.iter_mut().zip(&av) {
+                    *sum = _mm256_fmadd_ps(wv, v, *sum);
+                }
+            }
+            k += 8;
+        }
+        for k in full..g.depth {
+            for (i, row) in rest.iter_mut().enumerate() {
+                for (j, sum) in row.iter_mut().enumerate() {
+                    *sum += *w.add(i * g.w_row + k) * *a.add(j * g.a_col + k);
+                }
+            }
+        }
+    }
+    for i in 0..R {
+        for j in 0..C {
+            // The eight lanes summed: the two halves, then pairs, then the last two.
+            let v = acc[i][j];
+            let half = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+            let pairs = _mm_add_ps(half, _mm_movehl_ps(half, half));
+            let total = _mm_cvtss_f32(_mm_add_ss(pairs, _mm_shuffle_ps::<1>(pairs, pairs))) + rest[i][j];
+            let p = out.add(i * g.out_row + j);
+            *p = if g.overwrite { total } else { *p + total };
         }
     }
 }

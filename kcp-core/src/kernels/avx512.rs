@@ -41,6 +41,13 @@ const LANES: usize = 16;
 /// The CPU must have AVX-512F, AVX2 and FMA, and `out`, `a`, `w` must cover `g.extents()`.
 #[target_feature(enable = "avx512f,avx2,fma")]
 pub(super) unsafe fn gemm(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
+    if let Some(d) = g.dots() {
+        for ([o, ia, iw], once) in d.products() {
+            // SAFETY: the extents of `d` are those of `g`.
+            dots(&mut out[o..], &a[ia..], &w[iw..], once);
+        }
+        return;
+    }
     if g.interleaves(Gemm::NARROW + 1..PREFETCH_MIN_LEN) {
         return interleaved(out, a, w, g);
     }
@@ -255,6 +262,92 @@ unsafe fn registers<const R: usize, const V: usize>(
             let p = out.add(r * g.out_row + LANES * v);
             let new = if g.overwrite { sum } else { _mm512_add_ps(_mm512_maskz_loadu_ps(mask(v), p), sum) };
             _mm512_mask_storeu_ps(p, mask(v), new);
+        }
+    }
+}
+
+/// A product whose operands are both contiguous along the sum ([`Gemm::dots`]): blocks of
+/// up to 4 rows of `w` by 4 columns of `a`, each of the 16 dots a vector accumulator along the
+/// sum (its tail masked), summed across lanes once at the end.
+///
+/// # Safety
+/// As for [`gemm`].
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn dots(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
+    let (o, a, w) = (out.as_mut_ptr(), a.as_ptr(), w.as_ptr());
+    let tail = g.depth % LANES;
+    let mask: __mmask16 = if tail == 0 { 0 } else { (1u16 << tail) - 1 };
+    let mut m = 0;
+    while m < g.rows {
+        let rows = (g.rows - m).min(4);
+        let mut q = 0;
+        while q < g.len {
+            let cols = (g.len - q).min(4);
+            let (ob, ab, wb) = (o.add(m * g.out_row + q), a.add(q * g.a_col), w.add(m * g.w_row));
+            match (rows, cols) {
+                (4, 4) => dot_block::<4, 4>(ob, ab, wb, &g, mask),
+                (4, 3) => dot_block::<4, 3>(ob, ab, wb, &g, mask),
+                (4, 2) => dot_block::<4, 2>(ob, ab, wb, &g, mask),
+                (4, _) => dot_block::<4, 1>(ob, ab, wb, &g, mask),
+                (3, 4) => dot_block::<3, 4>(ob, ab, wb, &g, mask),
+                (3, 3) => dot_block::<3, 3>(ob, ab, wb, &g, mask),
+                (3, 2) => dot_block::<3, 2>(ob, ab, wb, &g, mask),
+                (3, _) => dot_block::<3, 1>(ob, ab, wb, &g, mask),
+                (2, 4) => dot_block::<2, 4>(ob, ab, wb, &g, mask),
+                (2, 3) => dot_block::<2, 3>(ob, ab, wb, &g, mask),
+                (2, 2) => dot_block::<2, 2>(ob, ab, wb, &g, mask),
+                (2, _) => dot_block::<2, 1>(ob, ab, wb, &g, mask),
+                (_, 4) => dot_block::<1, 4>(ob, ab, wb, &g, mask),
+                (_, 3) => dot_block::<1, 3>(ob, ab, wb, &g, mask),
+                (_, 2) => dot_block::<1, 2>(ob, ab, wb, &g, mask),
+                (_, _) => dot_block::<1, 1>(ob, ab, wb, &g, mask),
+            }
+            q += cols;
+        }
+        m += rows;
+    }
+}
+
+/// One block of `R` rows by `C` columns of [`dots`]: `out[i * out_row + j] (+)= sum over the
+/// outer and inner sums of w[i * w_row + ..] * a[j * a_col + ..]`.
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn dot_block<const R: usize, const C: usize>(
+    out: *mut f32,
+    a: *const f32,
+    w: *const f32,
+    g: &Gemm,
+    mask: __mmask16,
+) {
+    let mut acc = [[_mm512_setzero_ps(); C]; R];
+    let full = g.depth - g.depth % LANES;
+    for k2 in 0..g.outer {
+        let (a, w) = (a.add(k2 * g.a_outer), w.add(k2 * g.w_outer));
+        let mut k = 0;
+        while k < full {
+            let av: [__m512; C] = std::array::from_fn(|j| _mm512_loadu_ps(a.add(j * g.a_col + k)));
+            for (i, row) in acc.iter_mut().enumerate() {
+                let wv = _mm512_loadu_ps(w.add(i * g.w_row + k));
+                for (sum, &v) in row.iter_mut().zip(&av) {
+                    *sum = _mm512_fmadd_ps(wv, v, *sum);
+                }
+            }
+            k += LANES;
+        }
+        if mask != 0 {
+            let av: [__m512; C] = std::array::from_fn(|j| _mm512_maskz_loadu_ps(mask, a.add(j * g.a_col + k)));
+            for (i, row) in acc.iter_mut().enumerate() {
+                let wv = _mm512_maskz_loadu_ps(mask, w.add(i * g.w_row + k));
+                for (sum, &v) in row.iter_mut().zip(&av) {
+                    *sum = _mm512_fmadd_ps(wv, v, *sum);
+                }
+            }
+        }
+    }
+    for (i, row) in acc.iter().enumerate() {
+        for (j, &sum) in row.iter().enumerate() {
+            let p = out.add(i * g.out_row + j);
+            let total = _mm512_reduce_add_ps(sum);
+            *p = if g.overwrite { total } else { *p + total };
         }
     }
 }

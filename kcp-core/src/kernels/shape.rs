@@ -124,6 +124,10 @@ impl std::fmt::Display for Block {
 impl Gemm {
     /// The most elements of a transposed `a` (`outer * depth * len`) that the micro-kernel packs.
     pub const PACK: usize = 1024;
+    /// The shortest sum over which a product whose operands are both contiguous along it (a
+    /// transposed `a` with `a_row` = 1, and `w_col` = 1: rows of dots, as a weight's gradient
+    /// is) runs as register blocks of dots, vectorised along the sum, instead of packing `a`.
+    pub const DOTS_MIN_DEPTH: usize = 32;
     /// The widest products (`len`) that run on 8-float vectors on the AVX-512 path too (and
     /// ignore [`Gemm::block`]): a 16-float vector would be half idle.
     pub const NARROW: usize = 8;
@@ -179,6 +183,23 @@ impl Gemm {
             && self.outer == 1
             && self.len <= STREAM_MAX_LEN
             && self.stream.checked_add(slab).is_some_and(|end| a_len >= end)
+    }
+
+    /// The product as the micro-kernels run it in blocks of dots (see
+    /// [`Gemm::DOTS_MIN_DEPTH`]), if they do: both operands contiguous along the sum, and a
+    /// repeat that adds into the same `out` folded into the outer sum (a weight's gradient
+    /// summed over a mode that is not contiguous: many short dots become a few long ones).
+    pub fn dots(&self) -> Option<Gemm> {
+        if self.a_col == 1 || self.a_row != 1 || self.w_col != 1 {
+            return None;
+        }
+        let r = self.repeat;
+        let g = if self.outer == 1 && r.count > 1 && r.out == 0 && !self.overwrite {
+            Gemm { outer: r.count, a_outer: r.a, w_outer: r.w, repeat: Repeat::ONCE, ..*self }
+        } else {
+            *self
+        };
+        (g.depth.saturating_mul(g.outer) >= Gemm::DOTS_MIN_DEPTH).then_some(g)
     }
 
     /// Whether a kernel may run the repeats block by block, each register block over every

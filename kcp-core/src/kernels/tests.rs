@@ -65,6 +65,61 @@ fn products_match_on(isa: Isa) {
     }
 }
 
+/// Products whose operands are both contiguous along the sum (a weight's gradient: rows of
+/// dots), long enough to run as blocks of dots on every path, against the portable f64 product:
+/// blocks of rows and columns and their remainders, sums around the vector widths (masked or
+/// scalar tails), an outer sum, repeats that add into the same `out` (folded into the sum) or
+/// into other rows, adding or overwriting.
+#[test]
+fn dots_match_the_portable_product() {
+    let mut rng = Rng::new(0x0D07_5000);
+    let mut next = move || rng.next_f64() as f32 / 2.0;
+    for isa in Isa::available() {
+        for rows in [1, 2, 3, 4, 5, 9] {
+            for len in [1, 2, 3, 4, 5, 7, 8, 9, 20] {
+                for (depth, outer) in [(32, 1), (33, 1), (47, 1), (360, 1), (18, 2), (9, 4), (40, 3), (2, 1)] {
+                    let repeats = [
+                        Repeat::ONCE,
+                        Repeat { count: 5, out: 0, a: 3, w: 2 },
+                        Repeat { count: 2, out: rows * len + 3, a: 1, w: 4 },
+                    ];
+                    for (repeat, overwrite) in repeats.into_iter().flat_map(|r| [(r, false), (r, true)]) {
+                        let g = Gemm {
+                            out_row: len + 1,
+                            a_row: 1,
+                            a_col: outer * depth + 2,
+                            w_row: outer * depth + 1,
+                            w_col: 1,
+                            outer,
+                            a_outer: depth,
+                            w_outer: depth,
+                            overwrite,
+                            repeat,
+                            ..Gemm::row_major(rows, depth, len)
+                        };
+                        let [o, ia, iw] = g.extents().unwrap();
+                        let a: Vec<f32> = (0..ia).map(|_| next()).collect();
+                        let w: Vec<f32> = (0..iw).map(|_| next()).collect();
+                        let start: Vec<f32> = (0..o).map(|_| next()).collect();
+                        let mut out = start.clone();
+                        gemm_on(isa, &mut out, &a, &w, g);
+                        let mut want: Vec<f64> = start.iter().map(|&v| f64::from(v)).collect();
+                        let (a64, w64): (Vec<f64>, Vec<f64>) =
+                            (a.iter().map(|&v| f64::from(v)).collect(), w.iter().map(|&v| f64::from(v)).collect());
+                        gemm(&mut want, &a64, &w64, g);
+                        for (k, (&got, &want)) in out.iter().zip(&want).enumerate() {
+                            assert!((f64::from(got) - want).abs() < 1e-4, "{isa}: {g:?} at {k}: {got} vs {want}");
+                        }
+                        let folds = repeat.out == 0 && repeat.count > 1 && !overwrite;
+                        let long = depth * outer * if folds { repeat.count } else { 1 } >= Gemm::DOTS_MIN_DEPTH;
+                        assert_eq!(g.dots().is_some(), long, "{g:?}");
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// A product that streams the next row of x (the slice of `a` going on past its extent, or
 /// not far enough) computes the same as one that does not.
 #[test]

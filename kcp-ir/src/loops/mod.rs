@@ -194,7 +194,9 @@ fn run_score(kernel: &Kernel) -> usize {
     match kernel.inner {
         Inner::Gemm { shape, .. } => 4 * shape.len * shape.rows.min(4),
         Inner::GemmRowsFromA { shape, .. } => 4 * shape.len * shape.rows.min(4),
-        Inner::Axpy { len } | Inner::Dot { len } => len,
+        Inner::Axpy { len } => len,
+        // Two loads and a horizontal sum per dot: a quarter of a GEMM's rate at best.
+        Inner::Dot { len } => len / 4,
     }
 }
 
@@ -222,14 +224,15 @@ pub fn statements(inner: &Inner) -> Option<usize> {
 }
 
 /// The decision to write a GEMM out: for one at most [`WRITTEN_OUT_MAX_LEN`] wide whose
-/// `rows x outer x depth` axpys, counted in 8-float vectors (rows from a, at most 8 wide:
-/// `rows x len` dots), fit [`UNROLL_BUDGET`], those statements (such a product is a few dozen
+/// `rows x outer x depth` axpys, counted in 8-float vectors (rows from a, at most 8 wide and
+/// summing fewer than [`Gemm::DOTS_MIN_DEPTH`] terms: `rows x len` dots), fit [`UNROLL_BUDGET`], those statements (such a product is a few dozen
 /// vector FMAs, less than a call costs); `None` for a GEMM to call, and for the other inner
 /// operations. The generic executor runs every GEMM through the micro-kernel.
 fn written_out(inner: &Inner) -> Option<usize> {
     let n = match inner {
         Inner::Gemm { shape: g, .. } if g.len <= WRITTEN_OUT_MAX_LEN => g.rows * g.outer * g.depth * g.len.div_ceil(8),
-        Inner::GemmRowsFromA { shape: g, .. } if g.len <= 8 => g.rows * g.len,
+        // A long sum runs faster as the kernel's blocks of dots (each load used four times).
+        Inner::GemmRowsFromA { shape: g, .. } if g.len <= 8 && g.depth < Gemm::DOTS_MIN_DEPTH => g.rows * g.len,
         _ => return None,
     };
     (n <= UNROLL_BUDGET).then_some(n)
@@ -293,20 +296,24 @@ fn kernel(
         })
         .collect();
     coalesce(&mut loops);
+    // A dot continues over the innermost loop where that loop steps through a and w by the
+    // dot's length while out stays: one longer dot instead of many short ones.
+    let inner = match inner {
+        Inner::Dot { mut len } => {
+            while let Some(l) = loops.last().filter(|l| l.strides == [0, len, len]) {
+                len *= l.extent;
+                loops.pop();
+            }
+            Inner::Dot { len }
+        }
+        other => other,
+    };
     // 3. A mode product whose run is contiguous becomes a register-blocked small GEMM.
     let mut inner = match inner {
         Inner::Axpy { len } if len >= GEMM_MIN_LEN => gemm(&mut loops, len).unwrap_or(inner),
         Inner::Dot { len } => gemm_rows_from_a(&mut loops, len).unwrap_or(inner),
         _ => inner,
     };
-    // A dot that stays a dot continues over the innermost loop where that loop steps through
-    // a and w by the dot's length while out stays: one longer dot instead of many short ones.
-    if let Inner::Dot { len } = &mut inner {
-        while let Some(l) = loops.last().filter(|l| l.strides == [0, *len, *len]) {
-            *len *= l.extent;
-            loops.pop();
-        }
-    }
     // A GEMM that sums over everything the nest sums over writes each element of out once:
     // it overwrites out, which then needs no zeroing.
     let mut zero = zero;
@@ -405,12 +412,14 @@ fn gemm(loops: &mut Vec<Loop>, len: usize) -> Option<Inner> {
 
 /// The same for a nest whose inner operation is a dot of `depth` (contiguous in a and w), where
 /// out's contiguous index runs over w only: w supplies the columns (read transposed, so packed
-/// by the kernel) and a the rows. `None` when there is no such index of at least
-/// [`GEMM_MIN_LEN`], or w's block is too large to pack.
+/// by the kernel, or, for a long enough sum, read in place as blocks of dots: see
+/// [`Gemm::DOTS_MIN_DEPTH`]) and a the rows. `None` when there is no such index of at least
+/// [`GEMM_MIN_LEN`], or w's block is too large to pack for a short sum.
 fn gemm_rows_from_a(loops: &mut Vec<Loop>, depth: usize) -> Option<Inner> {
     let columns = loops.iter().position(|l| {
         let [o, a, w] = l.strides;
-        o == 1 && a == 0 && w > 0 && l.extent >= GEMM_MIN_LEN && l.extent * depth <= Gemm::PACK
+        let fits = l.extent * depth <= Gemm::PACK || depth >= Gemm::DOTS_MIN_DEPTH;
+        o == 1 && a == 0 && w > 0 && l.extent >= GEMM_MIN_LEN && fits
     })?;
     let columns = loops.remove(columns);
     let rows = largest(loops, |[o, a, w]| o > 0 && a > 0 && w == 0).map(|k| loops.remove(k));
