@@ -21,8 +21,11 @@ pub use kcp_runtime::{
 ///
 /// The declaration names the struct and gives its shapes and rank; optional keys are `bias`
 /// (default `false`), `threads` (the most threads `forward_par` uses; default all of rayon's
-/// pool) and, for a recurrent layer, `cell: lstm` or `cell: gru` with `hidden: H` (the output
-/// shape then multiplies to 4H or 3H, the gates stacked as PyTorch stacks them).
+/// pool), for a recurrent layer, `cell: lstm` or `cell: gru` with `hidden: H` (the output
+/// shape then multiplies to 4H or 3H, the gates stacked as PyTorch stacks them), and
+/// `backward: weights` or `backward: dx` for a training path compiled from the backward plan
+/// (`forward_train`, `backward`, `backward_par`, `zero_grads`, `update_weights`; a cell gets
+/// `gradients`), the second also computing dL/dx.
 ///
 /// ```
 /// kcp::kcp_layer! {

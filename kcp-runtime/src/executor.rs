@@ -154,7 +154,8 @@ impl Executor {
 
     /// The gradients of `L = sum(dy * y)` for x `[B, N]` and dy `[B, M]`: a training forward
     /// pass and the backward pass ([`Executor::forward_train`], [`Executor::backward`]) with a
-    /// fresh trace, returned as weights of the layer's own shapes; dx written if given.
+    /// fresh recomputing trace ([`Trace::recomputing`]: nothing kept across rows), returned as
+    /// weights of the layer's own shapes; dx written if given.
     pub fn gradients(
         &self,
         backward: &BackwardProgram,
@@ -163,7 +164,7 @@ impl Executor {
         dx: Option<&mut [f32]>,
         threads: usize,
     ) -> Result<Weights, Error> {
-        let mut trace = Trace::new();
+        let mut trace = Trace::recomputing();
         let (n, m) = (self.program.input_size(), self.program.output_size());
         if n == 0 || !x.len().is_multiple_of(n) {
             return Err(ShapeError::Input { len: x.len(), input: n }.into());
@@ -255,7 +256,7 @@ impl RecurrentExecutor {
     ) -> Result<(Weights, CellGrads), Error> {
         let (n, g) = (self.input.program.input_size(), self.cell.kind().gates() * self.cell.hidden());
         // The trace goes from the projection's forward pass to its backward pass.
-        let trace = std::cell::RefCell::new(Trace::new());
+        let trace = std::cell::RefCell::new(Trace::recomputing());
         self.cell.sequence_gradients(
             n,
             x,

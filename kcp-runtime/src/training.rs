@@ -156,7 +156,7 @@ impl<K: KeepFn, G: BackFn> TrainKernel<'_, K, G> {
             run(x, y, &mut trace.kept);
         } else {
             let per = rows.div_ceil(parts);
-            let kept: Vec<&mut [f32]> = if k == 0 {
+            let kept: Vec<&mut [f32]> = if k == 0 || recompute {
                 (0..parts).map(|_| &mut [][..]).collect()
             } else {
                 trace.kept.chunks_mut(per * k).collect()

@@ -89,7 +89,8 @@ fn cell_layer(compiled: &Compiled, half: Option<&Compiled>, item: &Item, cell: c
             /// The gradients of `L = sum over t of sum(dh[t] * h[t])` for x `[T, B, IN]` from a
             /// zero state and dh `[T, B, HIDDEN]`: the input projection's training forward pass
             /// over all T*B rows, the recurrence with its tape, backpropagation through time,
-            /// and the projection's backward pass over all T*B rows at once (threaded). Returns
+            /// and the projection's backward pass over all T*B rows at once (threaded; each
+            /// row's forward pass runs again there, nothing is kept across rows). Returns
             /// the projection's gradients (its bias is `bias_ih`) and the cell's; dx
             /// `[T, B, IN]` if given (a layer declared with `backward: dx`).
             #vis fn gradients(
@@ -99,7 +100,7 @@ fn cell_layer(compiled: &Compiled, half: Option<&Compiled>, item: &Item, cell: c
                 dh: &[f32],
                 dx: ::std::option::Option<&mut [f32]>,
             ) -> ::std::result::Result<(::kcp::__private::Weights, ::kcp::__private::CellGrads), ::kcp::Error> {
-                let trace = ::std::cell::RefCell::new(::kcp::Trace::new());
+                let trace = ::std::cell::RefCell::new(::kcp::Trace::recomputing());
                 let input = &self.__kcp_input;
                 self.__kcp_cell.sequence_gradients(
                     Self::IN,
