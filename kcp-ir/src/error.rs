@@ -1,4 +1,5 @@
-//! The one error type of kcp-ir: what can be wrong with a [`Spec`](crate::Spec).
+//! The one error type of kcp-ir: what can be wrong with a [`Spec`](crate::Spec) or a network
+//! of another format ([`Network`](crate::network::Network)).
 //!
 //! Every error carries a [`Location`] in the spec, an origin the IR treats as opaque: the proc
 //! macro maps it back to the offending token, the command line to the offending flag.
@@ -45,6 +46,12 @@ pub enum Location {
     Batch,
     /// The hidden size of a recurrent cell.
     Hidden,
+    /// The list of a format's ranks.
+    Ranks,
+    /// One of a format's ranks, by zero-based position.
+    RankAt(usize),
+    /// The number of blocks of a block-term format.
+    Blocks,
 }
 
 /// A size the validator bounds.
@@ -132,6 +139,49 @@ pub enum Error {
         /// Where in the spec.
         location: Location,
     },
+    /// A format's rank list of the wrong length.
+    #[error("{format} needs {expected} ranks ({what}), found {found}")]
+    RankCount {
+        /// The format's name.
+        format: &'static str,
+        /// The ranks it needs for these shapes.
+        expected: usize,
+        /// The ranks given.
+        found: usize,
+        /// What they are.
+        what: &'static str,
+    },
+    /// A rank of zero in a format's list.
+    #[error("rank {} of the list must be at least 1, found 0", position + 1)]
+    ZeroRankAt {
+        /// Its zero-based position.
+        position: usize,
+    },
+    /// A tensor train whose first or last rank is not 1.
+    #[error("tt ranks must start and end with 1 (r_0 = r_D = 1), found {first} and {last}")]
+    TtRankEnds {
+        /// r_0.
+        first: usize,
+        /// r_D.
+        last: usize,
+        /// The position of the first one at fault.
+        position: usize,
+    },
+    /// A block-term format with no blocks.
+    #[error("blocks must be at least 1, found 0")]
+    ZeroBlocks,
+    /// A format whose network has more cores than a plan can hold.
+    #[error("{format} with {modes} modes has {cores} cores; at most {max} are supported")]
+    TooManyCores {
+        /// The format's name.
+        format: &'static str,
+        /// D.
+        modes: usize,
+        /// Its cores.
+        cores: usize,
+        /// The limit.
+        max: usize,
+    },
     /// A size above its documented limit (see [`limits`]).
     #[error("{quantity} is {value}, more than the limit of {limit}")]
     TooLarge {
@@ -158,6 +208,10 @@ impl Error {
             Error::ZeroHidden => Location::Hidden,
             Error::GateMismatch { .. } => Location::Shape(Side::Out),
             Error::Overflow { location, .. } | Error::TooLarge { location, .. } => location,
+            Error::RankCount { .. } => Location::Ranks,
+            Error::ZeroRankAt { position } | Error::TtRankEnds { position, .. } => Location::RankAt(position),
+            Error::ZeroBlocks => Location::Blocks,
+            Error::TooManyCores { .. } => Location::Shape(Side::In),
         }
     }
 }

@@ -15,6 +15,7 @@ mod error;
 mod eval;
 mod graph;
 mod loops;
+pub mod network;
 mod plan;
 mod rewrite;
 mod spec;

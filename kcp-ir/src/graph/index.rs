@@ -1,8 +1,10 @@
 //! Indices and operands, and compact sets of each.
 //!
-//! Every tensor lays its indices out in one global order, `b, r, i1, j1, i2, j2, ...`, so that
-//! `x` is `[b, j1..jD]`, `A_d` is `[r, i_d, j_d]` and `y` is `[b, i1..iD]`: exactly the row-major
-//! layouts of docs/format.md. An [`IndexSet`] iterates in that order.
+//! Every tensor lays its indices out in one global order, `b, r, i1, j1, i2, j2, ..., t0, t1, ...`,
+//! so that `x` is `[b, j1..jD]`, `A_d` is `[r, i_d, j_d]` and `y` is `[b, i1..iD]`: exactly the
+//! row-major layouts of docs/format.md. An [`IndexSet`] iterates in that order. The bonds `t_k`
+//! are the internal indices of the other formats' networks (a tensor train's ranks, a ring's,
+//! a tree's edges, a block term's Tucker ranks).
 
 use std::fmt;
 use std::str::FromStr;
@@ -18,15 +20,24 @@ pub enum Index {
     Out(usize),
     /// j_d, input mode d.
     In(usize),
+    /// t_k, an internal bond between cores (zero-based, printed as is).
+    Bond(usize),
 }
 
 impl Index {
+    /// The first bit of the bonds, past the modes' (two per mode, for up to
+    /// [`MAX_MODES`](crate::limits::MAX_MODES) modes).
+    const FIRST_BOND: u32 = 2 + 2 * crate::spec::limits::MAX_MODES as u32;
+    /// The most bonds a network may have.
+    pub const MAX_BONDS: usize = 64 - Index::FIRST_BOND as usize;
+
     fn bit(self) -> u32 {
         match self {
             Index::Batch => 0,
             Index::Rank => 1,
             Index::Out(d) => 2 + 2 * d as u32,
             Index::In(d) => 3 + 2 * d as u32,
+            Index::Bond(k) => Index::FIRST_BOND + k as u32,
         }
     }
 
@@ -34,6 +45,7 @@ impl Index {
         match bit {
             0 => Index::Batch,
             1 => Index::Rank,
+            b if b >= Index::FIRST_BOND => Index::Bond((b - Index::FIRST_BOND) as usize),
             b if b % 2 == 0 => Index::Out((b as usize - 2) / 2),
             b => Index::In((b as usize - 3) / 2),
         }
@@ -47,13 +59,14 @@ impl fmt::Display for Index {
             Index::Rank => f.write_str("r"),
             Index::Out(d) => write!(f, "i{}", d + 1),
             Index::In(d) => write!(f, "j{}", d + 1),
+            Index::Bond(k) => write!(f, "t{k}"),
         }
     }
 }
 
 /// A set of indices, iterated in the global layout order.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct IndexSet(u32);
+pub struct IndexSet(u64);
 
 impl IndexSet {
     /// The empty set.
@@ -89,7 +102,7 @@ impl IndexSet {
     }
     /// The indices in layout order.
     pub fn iter(self) -> impl Iterator<Item = Index> {
-        (0..32).filter(move |b| self.0 & (1 << b) != 0).map(Index::from_bit)
+        (0..64).filter(move |b| self.0 & (1 << b) != 0).map(Index::from_bit)
     }
 }
 

@@ -2,7 +2,8 @@
 //!
 //! The layer's einsum `b j1..jD, r i1 j1, ..., r iD jD -> b i1..iD` as a petgraph graph: the
 //! tensors (x, the D factor stacks, y) are nodes and the indices are edges, except r, the
-//! hyperedge shared by every factor, which is a hub node joined to each factor. The planner reads
+//! hyperedge shared by every factor, which is a hub node joined to each factor. Any other
+//! network of x and cores (the formats of [`crate::network`]) is built the same way. The planner reads
 //! the graph through [`ContractionGraph::indices`], [`ContractionGraph::size`] and
 //! [`ContractionGraph::open_indices`].
 
@@ -35,32 +36,58 @@ pub struct ContractionGraph {
     /// The indices of each operand, by position.
     operand_indices: Vec<IndexSet>,
     output_indices: IndexSet,
+    /// D.
+    modes: usize,
 }
 
 impl ContractionGraph {
-    /// Build the network of a layer. Sizes use [`ValidSpec::cost_batch`] for b.
+    /// Build the network of a KCP layer. Sizes use [`ValidSpec::cost_batch`] for b.
     pub fn new(spec: &ValidSpec) -> ContractionGraph {
-        let mut graph = UnGraph::new_undirected();
-        let x = graph.add_node(Node::Operand(Operand::Input));
-        let factors: Vec<NodeIndex> =
-            (0..spec.modes()).map(|d| graph.add_node(Node::Operand(Operand::Factor(d)))).collect();
-        let y = graph.add_node(Node::Output);
-        let rank = graph.add_node(Node::Hyperedge(Index::Rank));
-        graph.add_edge(x, y, Index::Batch);
-        for (d, &factor) in factors.iter().enumerate() {
-            graph.add_edge(rank, factor, Index::Rank);
-            graph.add_edge(factor, y, Index::Out(d));
-            graph.add_edge(x, factor, Index::In(d));
-        }
+        let modes = spec.modes();
+        let factors = (0..modes).map(|d| IndexSet::EMPTY.with(Index::Rank).with(Index::Out(d)).with(Index::In(d)));
         let mut sizes = vec![(Index::Batch, spec.cost_batch() as u64), (Index::Rank, spec.rank() as u64)];
-        for d in 0..spec.modes() {
+        for d in 0..modes {
             sizes.push((Index::Out(d), spec.out_shape()[d] as u64));
             sizes.push((Index::In(d), spec.in_shape()[d] as u64));
         }
-        let incident = |node: NodeIndex| graph.edges(node).map(|e| *e.weight()).collect::<IndexSet>();
-        let operand_indices = std::iter::once(x).chain(factors.iter().copied()).map(incident).collect();
-        let output_indices = incident(y);
-        ContractionGraph { graph, sizes, operand_indices, output_indices }
+        ContractionGraph::of_cores(modes, &factors.collect::<Vec<_>>(), sizes)
+    }
+
+    /// The network of x (`[b, j_1..j_D]`) and any cores, each given by its indices, to y
+    /// (`[b, i_1..i_D]`), with every index's size: an index held by two tensors is an edge
+    /// between them, one held by more a hyperedge (a hub node joined to each). Every format's
+    /// network is built by this, a KCP layer's too.
+    pub fn of_cores(modes: usize, cores: &[IndexSet], sizes: Vec<(Index, u64)>) -> ContractionGraph {
+        let mut graph = UnGraph::new_undirected();
+        let x_indices = (0..modes).fold(IndexSet::EMPTY.with(Index::Batch), |s, d| s.with(Index::In(d)));
+        let output_indices = (0..modes).fold(IndexSet::EMPTY.with(Index::Batch), |s, d| s.with(Index::Out(d)));
+        let operand_indices: Vec<IndexSet> = std::iter::once(x_indices).chain(cores.iter().copied()).collect();
+        let mut nodes: Vec<NodeIndex> =
+            (0..operand_indices.len()).map(|p| graph.add_node(Node::Operand(Operand::at(p)))).collect();
+        let y = graph.add_node(Node::Output);
+        nodes.push(y);
+        let every = operand_indices.iter().chain([&output_indices]).fold(IndexSet::EMPTY, |a, &b| a.union(b));
+        for index in every.iter() {
+            let holders: Vec<NodeIndex> = operand_indices
+                .iter()
+                .chain([&output_indices])
+                .zip(&nodes)
+                .filter(|(set, _)| set.contains(index))
+                .map(|(_, &node)| node)
+                .collect();
+            match holders.as_slice() {
+                [a, b] => {
+                    graph.add_edge(*a, *b, index);
+                }
+                many => {
+                    let hub = graph.add_node(Node::Hyperedge(index));
+                    for &node in many {
+                        graph.add_edge(hub, node, index);
+                    }
+                }
+            }
+        }
+        ContractionGraph { graph, sizes, operand_indices, output_indices, modes }
     }
 
     /// The petgraph graph itself.
@@ -68,13 +95,18 @@ impl ContractionGraph {
         &self.graph
     }
 
-    /// D + 1: x and the D factor stacks.
+    /// x and the cores: D + 1 for a KCP layer.
     pub fn operand_count(&self) -> usize {
         self.operand_indices.len()
     }
 
-    /// D.
+    /// D, the modes of x and y.
     pub fn modes(&self) -> usize {
+        self.modes
+    }
+
+    /// The cores: D for a KCP layer, whose cores are its factor stacks.
+    pub fn cores(&self) -> usize {
         self.operand_count() - 1
     }
 

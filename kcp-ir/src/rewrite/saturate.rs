@@ -71,11 +71,12 @@ fn to_tree(expr: &RecExpr<Contraction>, id: Id) -> Tree {
     }
 }
 
-/// Find the cheapest contraction tree of the graph.
+/// Find the cheapest contraction tree of the graph (of any network: the seeds contract x with
+/// the cores in their order and in reverse).
 pub fn plan_tree(graph: &ContractionGraph, options: &Options) -> (Tree, Cost, Search) {
     let mut egraph = EGraph::new(Operands);
-    let forward = add_tree(&mut egraph, &Tree::forward(graph.modes()));
-    let reverse = add_tree(&mut egraph, &Tree::reverse(graph.modes()));
+    let forward = add_tree(&mut egraph, &Tree::forward(graph.cores()));
+    let reverse = add_tree(&mut egraph, &Tree::reverse(graph.cores()));
     egraph.union(forward, reverse);
     egraph.rebuild();
     let runner = Runner::default()
