@@ -24,7 +24,7 @@ use std::time::Instant;
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
 use indicatif::{ProgressBar, ProgressStyle};
-use kcp::data::{subtract_mean_frame, Split, CLASSES, CLIP, FRAME, FRAMES};
+use kcp::data::{mean_frame, Split, CLASSES, CLIP, FRAME, FRAMES};
 use kcp::ir::{compile, lower_backward, Options, Spec};
 use kcp::train::{accuracy, clip_grad_norm, softmax_cross_entropy, Adam, Linear, Parameters};
 use kcp::{BackwardProgram, CellGrads, CellKind, Executor, Program, Recurrent, Rng, State, Trace, Weights};
@@ -63,48 +63,48 @@ fn args() -> Args {
 }
 
 /// A split generated once, stored as bytes (a clip is 921,600 values in [0, 1]; 8 bits keep
-/// the set at 1 GB instead of 4).
+/// the set at 1 GB instead of 4), with each clip's mean frame (of those bytes' values).
 struct Clips {
     data: Vec<u8>,
+    means: Vec<f32>,
     labels: Vec<usize>,
 }
 
 impl Clips {
     fn generate(split: Split, len: usize, what: &str) -> Clips {
         let bar = bar(len as u64, what);
-        let clips: Vec<(Vec<u8>, usize)> = (0..len)
+        let clips: Vec<(Vec<u8>, Vec<f32>, usize)> = (0..len)
             .into_par_iter()
             .map(|k| {
                 let (clip, label) = split.clip(k);
+                let bytes: Vec<u8> = clip.iter().map(|&v| (v * 255.0).round() as u8).collect();
+                let stored: Vec<f32> = bytes.iter().map(|&p| f32::from(p) / 255.0).collect();
                 bar.inc(1);
-                (clip.iter().map(|&v| (v * 255.0).round() as u8).collect(), label)
+                (bytes, mean_frame(&stored), label)
             })
             .collect();
         bar.finish_and_clear();
-        let labels = clips.iter().map(|c| c.1).collect();
-        Clips { data: clips.into_iter().flat_map(|c| c.0).collect(), labels }
+        let labels = clips.iter().map(|c| c.2).collect();
+        let means = clips.iter().flat_map(|c| c.1.iter().copied()).collect();
+        Clips { data: clips.into_iter().flat_map(|c| c.0).collect(), means, labels }
     }
 
     fn len(&self) -> usize {
         self.labels.len()
     }
 
-    /// Clips `ids` as x `[T, B, N]`, time major, each clip's mean frame subtracted
-    /// ([`subtract_mean_frame`]); clip by clip, then frame by frame, in parallel.
-    fn batch(&self, ids: &[usize]) -> Vec<f32> {
+    /// Clips `ids` as x `[T, B, N]`, time major, each clip's mean frame subtracted (as
+    /// [`kcp::data::subtract_mean_frame`] does, from the mean kept at generation): one pass,
+    /// frame by frame in parallel, into `x` (reused from batch to batch: a fresh 59 MB buffer
+    /// costs more in page faults than filling it).
+    fn batch<'a>(&self, ids: &[usize], x: &'a mut Vec<f32>) -> &'a [f32] {
         let b = ids.len();
-        let clips: Vec<Vec<f32>> = ids
-            .par_iter()
-            .map(|&k| {
-                let mut clip: Vec<f32> = self.data[k * CLIP..][..CLIP].iter().map(|&p| f32::from(p) / 255.0).collect();
-                subtract_mean_frame(&mut clip);
-                clip
-            })
-            .collect();
-        let mut x = vec![0.0f32; FRAMES * b * FRAME];
+        x.resize(FRAMES * b * FRAME, 0.0);
         x.par_chunks_mut(b * FRAME).enumerate().for_each(|(t, rows)| {
-            for (row, clip) in rows.chunks_exact_mut(FRAME).zip(&clips) {
-                row.copy_from_slice(&clip[t * FRAME..][..FRAME]);
+            for (row, &k) in rows.chunks_exact_mut(FRAME).zip(ids) {
+                let pixels = &self.data[k * CLIP + t * FRAME..][..FRAME];
+                let mean = &self.means[k * FRAME..][..FRAME];
+                row.iter_mut().zip(pixels).zip(mean).for_each(|((v, &p), m)| *v = f32::from(p) / 255.0 - m);
             }
         });
         x
@@ -290,9 +290,9 @@ struct Epoch {
 }
 
 fn evaluate(model: &Model, clips: &Clips, batch: usize) -> f32 {
-    let mut hits = 0.0;
+    let (mut hits, mut x) = (0.0, Vec::new());
     for ids in (0..clips.len()).collect::<Vec<_>>().chunks(batch) {
-        let logits = model.logits(&clips.batch(ids), ids.len());
+        let logits = model.logits(clips.batch(ids, &mut x), ids.len());
         let labels: Vec<usize> = ids.iter().map(|&k| clips.labels[k]).collect();
         hits += accuracy(&logits, &labels, CLASSES) * ids.len() as f32;
     }
@@ -301,7 +301,7 @@ fn evaluate(model: &Model, clips: &Clips, batch: usize) -> f32 {
 
 fn train(model: &mut Model, train: &Clips, test: &Clips, args: &Args) -> Vec<Epoch> {
     let mut adam = Adam::new(args.lr);
-    let mut epochs = Vec::new();
+    let (mut epochs, mut x) = (Vec::new(), Vec::new());
     for epoch in 0..args.epochs {
         // The same shuffle for both models: a seed per epoch.
         let mut order: Vec<usize> = (0..train.len()).collect();
@@ -314,7 +314,7 @@ fn train(model: &mut Model, train: &Clips, test: &Clips, args: &Args) -> Vec<Epo
         let mut total = 0.0;
         for ids in order.chunks(args.batch) {
             let labels: Vec<usize> = ids.iter().map(|&k| train.labels[k]).collect();
-            let (loss, mut grads) = model.gradients(&train.batch(ids), &labels);
+            let (loss, mut grads) = model.gradients(train.batch(ids, &mut x), &labels);
             clip_grad_norm(&mut grads, 5.0);
             adam.step(&mut Params(model), &grads).expect("gradients of the model's shapes");
             total += loss * ids.len() as f32;
@@ -337,11 +337,12 @@ fn train(model: &mut Model, train: &Clips, test: &Clips, args: &Args) -> Vec<Epo
 }
 
 fn frame_time_us(model: &Model, test: &Clips) -> f64 {
-    let x = test.batch(&[0]);
+    let mut x = Vec::new();
+    let x = test.batch(&[0], &mut x);
     let mut times: Vec<f64> = (0..9)
         .map(|_| {
             let t = Instant::now();
-            std::hint::black_box(model.logits(&x, 1));
+            std::hint::black_box(model.logits(x, 1));
             t.elapsed().as_secs_f64() * 1e6 / FRAMES as f64
         })
         .collect();

@@ -188,20 +188,24 @@ impl Object {
     }
 }
 
-/// Subtract a clip's mean frame from each of its frames (`clip`: `[T, 120, 160, 3]`, whole
-/// frames): a static background goes, what moves stays. The input the training example feeds
-/// its models (a linear projection of raw frames sees mostly the background, which differs from
-/// clip to clip and says nothing of the class).
-pub fn subtract_mean_frame(clip: &mut [f32]) {
-    let frames = clip.len() / FRAME;
-    if frames == 0 {
-        return;
-    }
+/// The mean of a clip's frames (`clip`: `[T, 120, 160, 3]`, whole frames): each pixel's mean
+/// over time, [`FRAME`] values (zeros for an empty clip).
+pub fn mean_frame(clip: &[f32]) -> Vec<f32> {
     let mut mean = vec![0.0f32; FRAME];
+    let frames = clip.len() / FRAME;
     for frame in clip.chunks_exact(FRAME) {
         mean.iter_mut().zip(frame).for_each(|(m, v)| *m += v);
     }
-    mean.iter_mut().for_each(|m| *m /= frames as f32);
+    mean.iter_mut().for_each(|m| *m /= frames.max(1) as f32);
+    mean
+}
+
+/// Subtract a clip's mean frame ([`mean_frame`]) from each of its frames: a static background
+/// goes, what moves stays. The input the training example feeds its models (a linear
+/// projection of raw frames sees mostly the background, which differs from clip to clip and
+/// says nothing of the class).
+pub fn subtract_mean_frame(clip: &mut [f32]) {
+    let mean = mean_frame(clip);
     for frame in clip.chunks_exact_mut(FRAME) {
         frame.iter_mut().zip(&mean).for_each(|(v, m)| *v -= m);
     }
