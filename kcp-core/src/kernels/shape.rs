@@ -128,6 +128,11 @@ impl Gemm {
     /// transposed `a` with `a_row` = 1, and `w_col` = 1: rows of dots, as a weight's gradient
     /// is) runs as register blocks of dots, vectorised along the sum, instead of packing `a`.
     pub const DOTS_MIN_DEPTH: usize = 32;
+    /// The fewest rows with which such a product whose transposed `a` fits [`Gemm::PACK`] still
+    /// runs packed: packing is then a small part of its work (one element per `rows` MACs) and
+    /// its rows fill the register blocks (the UCF11 layer's last step, 64 rows of sums of 18,
+    /// ran 5-18% slower per layer as dots).
+    pub const DOTS_MAX_ROWS: usize = 16;
     /// The widest products (`len`) that run on 8-float vectors on the AVX-512 path too (and
     /// ignore [`Gemm::block`]): a 16-float vector would be half idle.
     pub const NARROW: usize = 8;
@@ -186,9 +191,10 @@ impl Gemm {
     }
 
     /// The product as the micro-kernels run it in blocks of dots (see
-    /// [`Gemm::DOTS_MIN_DEPTH`]), if they do: both operands contiguous along the sum, and a
-    /// repeat that adds into the same `out` folded into the outer sum (a weight's gradient
-    /// summed over a mode that is not contiguous: many short dots become a few long ones).
+    /// [`Gemm::DOTS_MIN_DEPTH`] and [`Gemm::DOTS_MAX_ROWS`]), if they do: both operands
+    /// contiguous along the sum, and a repeat that adds into the same `out` folded into the
+    /// outer sum (a weight's gradient summed over a mode that is not contiguous: many short
+    /// dots become a few long ones).
     pub fn dots(&self) -> Option<Gemm> {
         if self.a_col == 1 || self.a_row != 1 || self.w_col != 1 {
             return None;
@@ -199,7 +205,9 @@ impl Gemm {
         } else {
             *self
         };
-        (g.depth.saturating_mul(g.outer) >= Gemm::DOTS_MIN_DEPTH).then_some(g)
+        let long = g.depth.saturating_mul(g.outer) >= Gemm::DOTS_MIN_DEPTH;
+        let packs = g.len.saturating_mul(g.depth).saturating_mul(g.outer) <= Gemm::PACK;
+        (long && (g.rows < Gemm::DOTS_MAX_ROWS || !packs)).then_some(g)
     }
 
     /// Whether a kernel may run the repeats block by block, each register block over every

@@ -75,7 +75,7 @@ fn dots_match_the_portable_product() {
     let mut rng = Rng::new(0x0D07_5000);
     let mut next = move || rng.next_f64() as f32 / 2.0;
     for isa in Isa::available() {
-        for rows in [1, 2, 3, 4, 5, 9] {
+        for rows in [1, 2, 3, 4, 5, 9, 17] {
             for len in [1, 2, 3, 4, 5, 7, 8, 9, 20] {
                 for (depth, outer) in [(32, 1), (33, 1), (47, 1), (360, 1), (18, 2), (9, 4), (40, 3), (2, 1)] {
                     let repeats = [
@@ -110,9 +110,11 @@ fn dots_match_the_portable_product() {
                         for (k, (&got, &want)) in out.iter().zip(&want).enumerate() {
                             assert!((f64::from(got) - want).abs() < 1e-4, "{isa}: {g:?} at {k}: {got} vs {want}");
                         }
-                        let folds = repeat.out == 0 && repeat.count > 1 && !overwrite;
-                        let long = depth * outer * if folds { repeat.count } else { 1 } >= Gemm::DOTS_MIN_DEPTH;
-                        assert_eq!(g.dots().is_some(), long, "{g:?}");
+                        let folds = outer == 1 && repeat.out == 0 && repeat.count > 1 && !overwrite;
+                        let sum = depth * outer * if folds { repeat.count } else { 1 };
+                        let dots =
+                            sum >= Gemm::DOTS_MIN_DEPTH && (rows < Gemm::DOTS_MAX_ROWS || len * sum > Gemm::PACK);
+                        assert_eq!(g.dots().is_some(), dots, "{g:?}");
                     }
                 }
             }
