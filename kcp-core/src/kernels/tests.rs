@@ -15,6 +15,23 @@ fn gemm_matches_the_portable_product() {
     }
 }
 
+/// The f32 product `g` on path `isa` against the portable f64 one, on random operands and a
+/// random starting `out` (slices exactly as long as the extents), to within `tolerance`.
+fn matches_portable(isa: Isa, g: Gemm, next: &mut impl FnMut() -> f32, tolerance: f64) {
+    let [o, ia, iw] = g.extents().unwrap();
+    let a: Vec<f32> = (0..ia).map(|_| next()).collect();
+    let w: Vec<f32> = (0..iw).map(|_| next()).collect();
+    let start: Vec<f32> = (0..o).map(|_| next()).collect();
+    let mut out = start.clone();
+    gemm_on(isa, &mut out, &a, &w, g);
+    let wide = |v: &[f32]| v.iter().map(|&v| f64::from(v)).collect::<Vec<f64>>();
+    let mut want = wide(&start);
+    gemm(&mut want, &wide(&a), &wide(&w), g);
+    for (k, (&got, &want)) in out.iter().zip(&want).enumerate() {
+        assert!((f64::from(got) - want).abs() < tolerance, "{isa}: {g:?} at {k}: {got} vs {want}");
+    }
+}
+
 fn products_match_on(isa: Isa) {
     let mut rng = Rng::new(0x2545_f491_4f6c_dd1d);
     let mut next = move || rng.next_f64() as f32 / 2.0;
@@ -47,19 +64,7 @@ fn products_match_on(isa: Isa) {
                     block,
                     ..Gemm::row_major(rows, depth, len)
                 };
-                let [o, ia, iw] = g.extents().unwrap();
-                let a: Vec<f32> = (0..ia).map(|_| next()).collect();
-                let w: Vec<f32> = (0..iw).map(|_| next()).collect();
-                let start: Vec<f32> = (0..o).map(|_| next()).collect();
-                let mut out = start.clone();
-                gemm_on(isa, &mut out, &a, &w, g);
-                let mut want: Vec<f64> = start.iter().map(|&v| f64::from(v)).collect();
-                let (a64, w64): (Vec<f64>, Vec<f64>) =
-                    (a.iter().map(|&v| f64::from(v)).collect(), w.iter().map(|&v| f64::from(v)).collect());
-                gemm(&mut want, &a64, &w64, g);
-                for (k, (&got, &want)) in out.iter().zip(&want).enumerate() {
-                    assert!((f64::from(got) - want).abs() < 1e-5, "{isa}: {g:?} at {k}: {got} vs {want}");
-                }
+                matches_portable(isa, g, &mut next, 1e-5);
             }
         }
     }
@@ -97,19 +102,7 @@ fn dots_match_the_portable_product() {
                             repeat,
                             ..Gemm::row_major(rows, depth, len)
                         };
-                        let [o, ia, iw] = g.extents().unwrap();
-                        let a: Vec<f32> = (0..ia).map(|_| next()).collect();
-                        let w: Vec<f32> = (0..iw).map(|_| next()).collect();
-                        let start: Vec<f32> = (0..o).map(|_| next()).collect();
-                        let mut out = start.clone();
-                        gemm_on(isa, &mut out, &a, &w, g);
-                        let mut want: Vec<f64> = start.iter().map(|&v| f64::from(v)).collect();
-                        let (a64, w64): (Vec<f64>, Vec<f64>) =
-                            (a.iter().map(|&v| f64::from(v)).collect(), w.iter().map(|&v| f64::from(v)).collect());
-                        gemm(&mut want, &a64, &w64, g);
-                        for (k, (&got, &want)) in out.iter().zip(&want).enumerate() {
-                            assert!((f64::from(got) - want).abs() < 1e-4, "{isa}: {g:?} at {k}: {got} vs {want}");
-                        }
+                        matches_portable(isa, g, &mut next, 1e-4);
                         let folds = outer == 1 && repeat.out == 0 && repeat.count > 1 && !overwrite;
                         let sum = depth * outer * if folds { repeat.count } else { 1 };
                         let dots =
