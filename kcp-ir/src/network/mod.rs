@@ -13,7 +13,7 @@ pub mod orders;
 use std::fmt;
 
 use crate::error::{Error, Errors, Location, Quantity};
-use crate::graph::{ContractionGraph, Index, IndexSet, OperandSet};
+use crate::graph::{ContractionGraph, Index, IndexSet};
 use crate::plan::{Plan, Tree};
 use crate::rewrite::saturate::Search;
 use crate::spec::{limits, validate, Batch, Spec};
@@ -110,7 +110,8 @@ pub struct Network {
     sizes: Vec<(Index, u64)>,
 }
 
-/// The most cores a network may have: with x, the operands fit an [`OperandSet`].
+/// The most cores a network may have: with x, the operands fit an
+/// [`OperandSet`](crate::OperandSet).
 pub const MAX_CORES: usize = 15;
 
 impl Network {
@@ -320,11 +321,6 @@ impl Network {
     pub fn graph(&self) -> ContractionGraph {
         let cores: Vec<IndexSet> = self.cores.iter().map(|c| c.indices.iter().copied().collect()).collect();
         ContractionGraph::of_cores(self.modes(), &cores, self.sizes.clone())
-    }
-
-    /// Every operand of the graph.
-    pub fn all_operands(&self) -> OperandSet {
-        OperandSet::all(self.cores.len() + 1)
     }
 
     /// The cheapest plan, found by the same e-graph search as a KCP layer's (weight-only
