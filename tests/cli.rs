@@ -378,6 +378,90 @@ fn bad_input_gives_one_line_and_exit_code_2() {
     for (name, args, expected) in cases {
         fails_in_one_line(name, &args, expected);
     }
+    // Each format takes its own rank flags, and the KCP-only commands say so.
+    let layer = ["--in-shape", "6x5", "--out-shape", "4x3"];
+    let format_cases: [(&[&str], &str); 7] = [
+        (&["plan", "--format", "tt", "--rank", "2"], "--format tt takes no --rank"),
+        (&["plan", "--format", "tt"], "--format tt needs --ranks"),
+        (&["plan", "--format", "bt", "--ranks", "2x2"], "--format bt needs --blocks"),
+        (&["plan"], "--format kcp needs --rank"),
+        (&["plan", "--format", "tt", "--ranks", "2x3x1"], "tt ranks must start and end with 1"),
+        (&["plan", "--format", "tr", "--ranks", "2x2x2"], "tr needs 4 ranks"),
+        (&["emit", "--format", "cp", "--rank", "2"], "kcp emit takes --format kcp only, not cp"),
+    ];
+    for (args, expected) in format_cases {
+        let args: Vec<String> = args.iter().chain(&layer).map(|s| s.to_string()).collect();
+        fails_in_one_line(&args.join(" "), &args, expected);
+    }
+}
+
+/// `kcp plan` and `kcp run` take every format of docs/formats.md: the plan's JSON names the
+/// format and the reference implementations' orders, and `run` reads each format's cores
+/// under their file names (a block term's per block) and reproduces the dense f64 reference.
+#[test]
+fn every_format_plans_and_runs_from_its_flags() {
+    use kcp::ir::network::{eval, Format, Network};
+    use kcp::ir::Batch;
+    let text = stdout(&kcp(&[
+        "plan",
+        "--format",
+        "tt",
+        "--ranks",
+        "1x4x4x4x1",
+        "--in-shape",
+        "8x20x20x18",
+        "--out-shape",
+        "16x4x4x4",
+        "--json",
+    ]));
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!((v["format"].as_str(), v["params"].as_u64()), (Some("tt"), Some(3_360)));
+    let network =
+        Network::new(&[8, 20, 20, 18], &[16, 4, 4, 4], Format::Tt { ranks: vec![1, 4, 4, 4, 1] }, Batch::Fixed(1))
+            .unwrap();
+    assert_eq!(v["macs"], network.plan(&Options::default()).0.macs());
+    let references: Vec<&str> =
+        v["references"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(references, ["TT-RNN", "tednet"]);
+    assert!(v.get("candidates").is_none());
+
+    let (in_shape, out_shape) = ([3usize, 1, 4], [2usize, 3, 2]);
+    let cases: [(&[&str], Format); 6] = [
+        (&["--format", "kcp", "--rank", "2"], Format::Kcp { rank: 2 }),
+        (&["--format", "cp", "--rank", "3"], Format::Cp { rank: 3 }),
+        (&["--format", "tt", "--ranks", "1x2x3x1"], Format::Tt { ranks: vec![1, 2, 3, 1] }),
+        (&["--format", "tr", "--ranks", "2x1x3x2x2x1"], Format::Tr { ranks: vec![2, 1, 3, 2, 2, 1] }),
+        (&["--format", "bt", "--blocks", "2", "--ranks", "2x1x3"], Format::Bt { blocks: 2, ranks: vec![2, 1, 3] }),
+        (&["--format", "ht", "--rank", "2"], Format::Ht { rank: 2 }),
+    ];
+    let mut rng = kcp::ir::test::Rng::new(16);
+    let batch = 3;
+    let x = rng.vec(batch * 12);
+    let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+    let (x_file, y_file) = (path("xf.npy"), path("yf.npy"));
+    npy::write(Path::new(&x_file), &[batch, 12], &x32).unwrap();
+    for (flags, format) in cases {
+        let network = Network::new(&in_shape, &out_shape, format.clone(), Batch::Symbolic).unwrap();
+        let cores = eval::random_cores(&network, &mut rng);
+        let bias = rng.vec(12);
+        let mut want = eval::dense_forward(&network, &cores, &x, batch);
+        want.iter_mut().enumerate().for_each(|(k, y)| *y += bias[k % 12]);
+        let to32 = |v: &[f64]| v.iter().map(|&v| v as f32).collect::<Vec<f32>>();
+        let weights = Weights { factors: cores.iter().map(|c| to32(c)).collect(), bias: Some(to32(&bias)) };
+        let file = path(&format!("{}.safetensors", format.name()));
+        save(Path::new(&file), &weights.tensors_of("", &network.compile(&Options::default()).nest.cores)).unwrap();
+        let mut args = vec!["run", "--in-shape", "3x1x4", "--out-shape", "2x3x2"];
+        args.extend(flags);
+        args.extend(["--weights", &file, "--x", &x_file, "--y", &y_file, "--threads", "2"]);
+        stdout(&kcp(&args));
+        let y: Vec<f64> = npy::read(Path::new(&y_file)).unwrap().data.iter().map(|&v| v as f64).collect();
+        assert!(relative_error(&y, &want) < 1e-5, "{format}: {}", relative_error(&y, &want));
+    }
+    let names = kcp::TensorFile::read(Path::new(&path("bt.safetensors"))).unwrap().names();
+    assert!(
+        names.contains(&"block.1.factor.2".to_string()) && names.contains(&"block.0.core".to_string()),
+        "{names:?}"
+    );
 }
 
 /// `kcp args` exits with code 2 and one line on stderr that contains `expected`, no panic.

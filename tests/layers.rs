@@ -149,7 +149,7 @@ fn from_factors_checks_shapes_and_values() {
     let error = D1Ones::from_weights(Weights { factors: vec![], bias: None }).unwrap_err();
     assert_eq!(error.to_string(), "tensor `factor.0` is missing");
     let error = D1Ones::from_weights(Weights { factors: vec![vec![1.0], vec![1.0]], bias: None }).unwrap_err();
-    assert_eq!(error.to_string(), "tensor `factor.1` is not part of this layer (it has 1 factors)");
+    assert_eq!(error.to_string(), "2 cores given, the layer has 1 (factor.0)");
     let error = D1Ones::from_weights(Weights { factors: vec![vec![1.0]], bias: Some(vec![0.0]) }).unwrap_err();
     assert_eq!(error.to_string(), "tensor `bias` is not part of this layer (it has no bias)");
 }

@@ -18,5 +18,5 @@ mod rng;
 pub use backward::{BackwardKernel, BackwardProgram};
 pub use cell::CellKind;
 pub use kernels::{Block, Gemm, Isa, Real, Repeat};
-pub use program::{Buffer, Inner, Kernel, Loop, Program, RowsFromA};
+pub use program::{Buffer, CoreShape, Inner, Kernel, Loop, Program, RowsFromA};
 pub use rng::Rng;

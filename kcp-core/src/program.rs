@@ -25,8 +25,8 @@ pub enum Buffer {
     Prep(usize),
     /// Per-row scratch, 0 or 1.
     Scratch(usize),
-    /// Ones, as many as the rank: a load-time kernel that multiplies a factor by them sums it
-    /// over the rank.
+    /// Ones ([`Program::ones`] of them): a load-time kernel that multiplies a factor by them sums
+    /// it over the indices only it has (a KCP layer's rank, with one mode).
     Ones,
     /// One row of dy = dL/dy, `[M]` (backward programs).
     Dy,
@@ -167,6 +167,40 @@ pub struct Kernel {
     pub comment: String,
 }
 
+/// One weight tensor a program reads (`Buffer::Factor(k)` is core k): a core of the layer's
+/// format.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct CoreShape {
+    /// Its name: `factor.0` for a KCP layer's first factor stack.
+    pub name: String,
+    /// Its shape, in storage order (row-major).
+    pub shape: Vec<usize>,
+    /// The tensors of a weights file it is read from, in order: its own name, or one tensor per
+    /// value of its first index (a block term's blocks), stacked.
+    pub tensors: Vec<String>,
+}
+
+impl CoreShape {
+    /// Its number of elements.
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Whether it has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The shape of each tensor of the file it is read from.
+    pub fn tensor_shape(&self) -> &[usize] {
+        if self.tensors.len() > 1 {
+            &self.shape[1..]
+        } else {
+            &self.shape
+        }
+    }
+}
+
 /// A layer's whole loop-nest program.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Program {
@@ -174,8 +208,12 @@ pub struct Program {
     pub in_shape: Vec<usize>,
     /// m_1 .. m_D.
     pub out_shape: Vec<usize>,
-    /// R.
+    /// R, the size of the rank (or block) hyperedge; 1 for a format without one.
     pub rank: usize,
+    /// The weights it reads, in order.
+    pub cores: Vec<CoreShape>,
+    /// How many ones the load-time sums read (0 if none does).
+    pub ones: usize,
     /// The lengths of the pre-product buffers.
     pub prep_lens: Vec<usize>,
     /// The length of each of the two scratch buffers.
@@ -210,7 +248,8 @@ impl Program {
         self.call.iter().filter(called).map(|k| k.loops.iter().map(|l| l.extent).product::<usize>()).sum()
     }
 
-    /// The shape `[R, m_d, n_d]` of every factor stack.
+    /// The shape `[R, m_d, n_d]` of every factor stack of a KCP layer's program (of another
+    /// format's: see [`Program::cores`]).
     pub fn factor_shapes(&self) -> Vec<[usize; 3]> {
         self.in_shape.iter().zip(&self.out_shape).map(|(&n, &m)| [self.rank, m, n]).collect()
     }
@@ -218,7 +257,7 @@ impl Program {
     /// Run the prep kernels on the factors, returning the pre-products.
     pub fn prepare<T: Real>(&self, factors: &[Vec<T>]) -> Vec<Vec<T>> {
         let mut prep: Vec<Vec<T>> = self.prep_lens.iter().map(|&len| vec![T::ZERO; len]).collect();
-        let ones = vec![T::ONE; self.rank];
+        let ones = vec![T::ONE; self.ones];
         for kernel in &self.prep {
             let Buffer::Prep(k) = kernel.out else { continue };
             let mut out = std::mem::take(&mut prep[k]);

@@ -7,8 +7,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use kcp_ir::network::{eval, orders, Format, Network};
-use kcp_ir::test::{optimal_tree, relative_error, Rng};
-use kcp_ir::{Batch, Error, Options};
+use kcp_ir::test::{optimal_tree, relative_error, run_nest, Rng};
+use kcp_ir::{lower_lanes, Batch, Error, Options};
 
 fn ucf11(format: Format) -> Network {
     Network::new(&[8, 20, 20, 18], &[16, 4, 4, 4], format, Batch::Symbolic).unwrap()
@@ -121,22 +121,23 @@ fn reference_orders_cost_what_the_projects_pay() {
     }
 }
 
-/// A random network of every format: D = 1..4, dims from 1 to 3, ranks from 1 to 3.
-fn random_networks(rng: &mut Rng) -> Vec<Network> {
+/// A random network of every format for each D in `modes`: dims from 1 to `dim`, ranks from 1
+/// to `rank`.
+fn random_networks(rng: &mut Rng, modes: std::ops::RangeInclusive<usize>, dim: u64, rank: u64) -> Vec<Network> {
     let mut pick = |lo: u64, hi: u64| (lo + rng.next_u64() % (hi - lo + 1)) as usize;
     let mut networks = Vec::new();
-    for modes in 1..=4 {
-        let in_shape: Vec<usize> = (0..modes).map(|_| pick(1, 3)).collect();
-        let out_shape: Vec<usize> = (0..modes).map(|_| pick(1, 3)).collect();
-        let mut tt: Vec<usize> = (0..=modes).map(|_| pick(1, 3)).collect();
+    for modes in modes {
+        let in_shape: Vec<usize> = (0..modes).map(|_| pick(1, dim)).collect();
+        let out_shape: Vec<usize> = (0..modes).map(|_| pick(1, dim)).collect();
+        let mut tt: Vec<usize> = (0..=modes).map(|_| pick(1, rank)).collect();
         (tt[0], tt[modes]) = (1, 1);
         let formats = [
-            Format::Kcp { rank: pick(1, 3) },
-            Format::Cp { rank: pick(1, 3) },
+            Format::Kcp { rank: pick(1, rank) },
+            Format::Cp { rank: pick(1, rank) },
             Format::Tt { ranks: tt },
-            Format::Tr { ranks: (0..2 * modes).map(|_| pick(1, 3)).collect() },
-            Format::Bt { blocks: pick(1, 2), ranks: (0..modes).map(|_| pick(1, 3)).collect() },
-            Format::Ht { rank: pick(1, 3) },
+            Format::Tr { ranks: (0..2 * modes).map(|_| pick(1, rank)).collect() },
+            Format::Bt { blocks: pick(1, 2), ranks: (0..modes).map(|_| pick(1, rank)).collect() },
+            Format::Ht { rank: pick(1, rank) },
         ];
         let batch = if pick(0, 1) == 0 { Batch::Symbolic } else { Batch::Fixed(pick(1, 3)) };
         for format in formats {
@@ -146,30 +147,63 @@ fn random_networks(rng: &mut Rng) -> Vec<Network> {
     networks
 }
 
-/// Over random networks of every format: the e-graph's plan costs what the exhaustive dynamic
-/// program finds (with and without weight-only pre-products), and that plan's tree, evaluated
-/// pairwise, computes the dense reference's y.
+/// Over random networks of every format (D = 1..5, dims from 1, small and long enough for the
+/// GEMM kernels): the e-graph's plan costs what the exhaustive dynamic program finds (with and
+/// without weight-only pre-products), and that plan's tree evaluated pairwise and its lowered
+/// program (row by row and interleaved, f64 and f32) compute the dense reference's y.
 #[test]
 fn every_format_plans_optimally_and_computes_y() {
     let mut rng = Rng::new(0xF0A7);
-    for round in 0..4 {
-        for network in random_networks(&mut rng) {
+    for round in 0..6 {
+        let networks = match round {
+            0..=2 => random_networks(&mut rng, 1..=4, 3, 3),
+            3 => random_networks(&mut rng, 5..=5, 2, 2),
+            _ => random_networks(&mut rng, 1..=3, 9, 5),
+        };
+        for network in networks {
             let name =
                 format!("round {round}: {} {:?} -> {:?}", network.format(), network.in_shape(), network.out_shape());
-            for max_prep_elems in [0, 64, 1 << 16] {
-                let options = Options { max_prep_elems, ..Options::default() };
-                let (plan, search) = network.plan(&options);
-                assert!(search.saturated, "{name}");
-                let (_, optimal) = optimal_tree(&network.graph(), max_prep_elems);
-                assert_eq!(plan.cost(), optimal, "{name}, max_prep_elems {max_prep_elems}");
-            }
-            let (plan, _) = network.plan(&Options::default());
+            // Eleven operands (CP and TR with D = 5) take seconds per search: one bound there.
+            let bounds: &[u64] = if network.cores().len() > 8 { &[1 << 16] } else { &[0, 64, 1 << 16] };
+            let mut plans: Vec<_> = bounds
+                .iter()
+                .map(|&max_prep_elems| {
+                    let (plan, search) = network.plan(&Options { max_prep_elems, ..Options::default() });
+                    assert!(search.saturated, "{name}");
+                    let (_, optimal) = optimal_tree(&network.graph(), max_prep_elems);
+                    assert_eq!(plan.cost(), optimal, "{name}, max_prep_elems {max_prep_elems}");
+                    plan
+                })
+                .collect();
+            // The default bound's plan (the last) runs.
+            let plan = plans.pop().unwrap();
             let cores = eval::random_cores(&network, &mut rng);
             let batch = 2;
             let x = rng.vec(batch * network.input_size());
             let want = eval::dense_forward(&network, &cores, &x, batch);
             let got = eval::interpret(&network, plan.tree(), &x, &cores, batch);
             assert!(relative_error(&got, &want) < 1e-12, "{name}: {}", relative_error(&got, &want));
+            // The lowered program, row by row and interleaved, in f64 and in f32.
+            let graph = network.graph();
+            let (x32, cores32): (Vec<f32>, Vec<Vec<f32>>) = (
+                x.iter().map(|&v| v as f32).collect(),
+                cores.iter().map(|c| c.iter().map(|&v| v as f32).collect()).collect(),
+            );
+            for lanes in [1, 8] {
+                let nest = lower_lanes(&plan, &graph, lanes);
+                let got = run_nest(&nest, &x, &cores, batch);
+                assert!(
+                    relative_error(&got, &want) < 1e-12,
+                    "{name}, lanes {lanes}: {}\n{nest}",
+                    relative_error(&got, &want)
+                );
+                let got: Vec<f64> = run_nest(&nest, &x32, &cores32, batch).into_iter().map(f64::from).collect();
+                assert!(
+                    relative_error(&got, &want) < 1e-5,
+                    "{name}, lanes {lanes}, f32: {}",
+                    relative_error(&got, &want)
+                );
+            }
         }
     }
 }

@@ -76,6 +76,16 @@ pub enum Error {
         /// The tensor's (or buffer's) name.
         name: String,
     },
+    /// More cores than the layer has.
+    #[error("{found} cores given, the layer has {expected} ({names})")]
+    CoreCount {
+        /// How many were given.
+        found: usize,
+        /// How many the layer has.
+        expected: usize,
+        /// Their names.
+        names: String,
+    },
     /// A tensor the layer has no place for (a bias on a layer without one, an extra factor).
     #[error("tensor `{name}` is not part of this layer ({why})")]
     UnexpectedTensor {

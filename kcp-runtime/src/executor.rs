@@ -7,7 +7,7 @@ use crate::recurrent::load_recurrent;
 use crate::training::{BackFn, KeepFn, Trace, TrainKernel};
 use crate::{BackwardProgram, CellKind, Error, Program, Recurrent, ShapeError, State, Weights};
 
-/// A KCP layer executed from its program.
+/// A layer of any format executed from its program.
 #[derive(Clone, Debug)]
 pub struct Executor {
     program: Program,
@@ -21,7 +21,7 @@ impl Executor {
     /// Check the weights against the program and compute its pre-products.
     pub fn new(program: Program, weights: Weights) -> Result<Executor, Error> {
         let bias_len = weights.bias.as_ref().map(|_| program.output_size());
-        weights.check(&program.factor_shapes(), bias_len)?;
+        weights.check_cores(&program.cores, bias_len)?;
         let prep = program.prepare(&weights.factors);
         Ok(Executor { program, lanes: None, weights, prep })
     }
@@ -35,9 +35,7 @@ impl Executor {
     pub fn interleaved(self, lanes: Option<Program>) -> Executor {
         if let Some(lanes) = &lanes {
             assert!(
-                lanes.lanes > 1
-                    && lanes.factor_shapes() == self.program.factor_shapes()
-                    && lanes.prep == self.program.prep,
+                lanes.lanes > 1 && lanes.cores == self.program.cores && lanes.prep == self.program.prep,
                 "an interleaved program of another layer"
             );
         }
@@ -208,7 +206,7 @@ impl RecurrentExecutor {
         kind: CellKind,
         hidden: usize,
     ) -> Result<RecurrentExecutor, Error> {
-        let (weights, cell) = load_recurrent(path, &program.factor_shapes(), kind, hidden)?;
+        let (weights, cell) = load_recurrent(path, &program.cores, kind, hidden)?;
         RecurrentExecutor::new(Executor::new(program, weights)?, cell)
     }
 

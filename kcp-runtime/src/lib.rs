@@ -26,18 +26,20 @@ pub use executor::{Executor, RecurrentExecutor};
 pub use files::write_atomically;
 pub use kcp_core::kernels::{isa, set_isa};
 pub use kcp_core::{
-    BackwardKernel, BackwardProgram, Block, Buffer, CellKind, Gemm, Inner, Isa, Kernel, Loop, Program, Real, Repeat,
-    Rng, RowsFromA,
+    BackwardKernel, BackwardProgram, Block, Buffer, CellKind, CoreShape, Gemm, Inner, Isa, Kernel, Loop, Program, Real,
+    Repeat, Rng, RowsFromA,
 };
 pub use recurrent::{load_recurrent, Recurrent, State};
 pub use training::Trace;
-pub use weights::{save, NamedTensor, TensorFile, Weights};
+pub use weights::{kcp_cores, save, NamedTensor, TensorFile, Weights};
 
 /// What generated code uses. Not a public API: it changes with the code generator.
 #[doc(hidden)]
 pub mod __private {
     pub use crate::driver::{rows, with_scratch, HalfFn, Lanes, NoHalves, NoLanes, RowFn, RowKernel};
     pub use crate::training::{BackFn, KeepFn, TrainKernel};
-    pub use crate::{load_recurrent, CellGrads, CellKind, Error, Recurrent, ShapeError, State, TensorFile, Weights};
+    pub use crate::{
+        kcp_cores, load_recurrent, CellGrads, CellKind, Error, Recurrent, ShapeError, State, TensorFile, Weights,
+    };
     pub use kcp_core::kernels::{axpy, dispatch, dot, gemm, Block, Gemm, Repeat};
 }

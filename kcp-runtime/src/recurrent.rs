@@ -336,20 +336,24 @@ impl Recurrent {
     }
 }
 
-/// Read a recurrent layer's weights with the names of docs/files.md: `weight_ih.factor.{d}` (shapes
-/// `factor_shapes`), `bias_ih`, `weight_hh` and `bias_hh`.
+/// Read a recurrent layer's weights with the names of docs/files.md: its input weight's cores
+/// prefixed `weight_ih.` (a KCP layer's `weight_ih.factor.{d}`), `bias_ih`, `weight_hh` and
+/// `bias_hh`.
 pub fn load_recurrent(
     path: &std::path::Path,
-    factor_shapes: &[[usize; 3]],
+    cores: &[crate::CoreShape],
     kind: CellKind,
     hidden: usize,
 ) -> Result<(crate::Weights, Recurrent), Error> {
     let gates = kind.gates() * hidden;
     let file = TensorFile::read(path)?;
-    let weights = crate::Weights::from_file(&file, "weight_ih.", factor_shapes, None)?;
-    let mut expected: Vec<String> = (0..factor_shapes.len()).map(|d| format!("weight_ih.factor.{d}")).collect();
+    let weights = crate::Weights::from_file_cores(&file, "weight_ih.", cores, None)?;
+    let mut expected: Vec<String> = cores.iter().flat_map(|c| &c.tensors).map(|t| format!("weight_ih.{t}")).collect();
     expected.extend(["bias_ih", "weight_hh", "bias_hh"].map(String::from));
-    file.expect_only(&expected, "a recurrent layer has weight_ih.factor.{d}, bias_ih, weight_hh and bias_hh")?;
+    file.expect_only(
+        &expected,
+        "a recurrent layer has its input weight's cores (weight_ih.*), bias_ih, weight_hh and bias_hh",
+    )?;
     let bias = file.tensor("bias_ih", &[gates])?;
     let cell = Recurrent::load(&file, "", kind, hidden)?;
     Ok((crate::Weights { factors: weights.factors, bias: Some(bias) }, cell))

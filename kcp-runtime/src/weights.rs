@@ -9,7 +9,7 @@ use std::io::Read;
 use safetensors::tensor::Metadata;
 use safetensors::{Dtype, SafeTensors};
 
-use crate::{Error, Rng};
+use crate::{CoreShape, Error, Rng};
 
 /// A named f32 tensor: name, shape, values.
 pub type NamedTensor = (String, Vec<usize>, Vec<f32>);
@@ -83,16 +83,23 @@ impl Weights {
     /// Check every tensor against the shapes `[R, m_d, n_d]` and the bias length (`None`: no
     /// bias allowed), and that every value is finite.
     pub fn check(&self, factor_shapes: &[[usize; 3]], bias_len: Option<usize>) -> Result<(), Error> {
-        if self.factors.len() != factor_shapes.len() {
-            let name = format!("factor.{}", self.factors.len().min(factor_shapes.len()));
-            return Err(if self.factors.len() < factor_shapes.len() {
-                Error::MissingTensor { name }
-            } else {
-                Error::UnexpectedTensor { name, why: format!("it has {} factors", factor_shapes.len()) }
+        self.check_cores(&kcp_cores(factor_shapes), bias_len)
+    }
+
+    /// The same for the cores of any format (`factors[k]` is core k).
+    pub fn check_cores(&self, cores: &[CoreShape], bias_len: Option<usize>) -> Result<(), Error> {
+        if self.factors.len() != cores.len() {
+            return Err(match cores.get(self.factors.len()) {
+                Some(core) => Error::MissingTensor { name: core.name.clone() },
+                None => Error::CoreCount {
+                    found: self.factors.len(),
+                    expected: cores.len(),
+                    names: cores.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", "),
+                },
             });
         }
-        for (d, (factor, shape)) in self.factors.iter().zip(factor_shapes).enumerate() {
-            check_values(&format!("factor.{d}"), factor, shape)?;
+        for (factor, core) in self.factors.iter().zip(cores) {
+            check_values(&core.name, factor, &core.shape)?;
         }
         match (&self.bias, bias_len) {
             (Some(bias), Some(m)) => check_values("bias", bias, &[m]),
@@ -121,41 +128,77 @@ impl Weights {
         factor_shapes: &[[usize; 3]],
         bias_len: Option<usize>,
     ) -> Result<Weights, Error> {
-        let names: Vec<String> = (0..factor_shapes.len()).map(|d| format!("{prefix}factor.{d}")).collect();
-        let layer =
-            format!("it has {} factors{}", factor_shapes.len(), if bias_len.is_some() { " and a bias" } else { "" });
+        Weights::from_file_cores(file, prefix, &kcp_cores(factor_shapes), bias_len)
+    }
+
+    /// The cores of any format from a file already read (a core stacked from several tensors,
+    /// as a block term's, is read from each). A plain layer's file (`prefix` empty) must hold
+    /// nothing else; any file, no tensor of the layer's kinds (`factor.`, `core.`, ...) that
+    /// the layer does not have.
+    pub fn from_file_cores(
+        file: &TensorFile,
+        prefix: &str,
+        cores: &[CoreShape],
+        bias_len: Option<usize>,
+    ) -> Result<Weights, Error> {
+        let names: Vec<String> = cores.iter().flat_map(|c| &c.tensors).map(|t| format!("{prefix}{t}")).collect();
+        let layer = format!("it has {}{}", names.join(", "), if bias_len.is_some() { " and a bias" } else { "" });
         if prefix.is_empty() {
             let mut expected = names.clone();
             expected.extend(bias_len.map(|_| "bias".to_string()));
             file.expect_only(&expected, &layer)?;
-        } else if let Some(extra) =
-            file.names().into_iter().find(|n| n.starts_with(&format!("{prefix}factor.")) && !names.contains(n))
-        {
-            return Err(Error::UnexpectedTensor { name: extra, why: layer });
+        } else {
+            // A tensor of the same kind as the layer's (up to the last dot) that it lacks.
+            let kind = |name: &str| name.rsplit_once('.').map_or(name.to_string(), |(k, _)| k.to_string());
+            let kinds: Vec<String> = names.iter().map(|n| kind(n)).collect();
+            if let Some(extra) = file.names().into_iter().find(|n| kinds.contains(&kind(n)) && !names.contains(n)) {
+                return Err(Error::UnexpectedTensor { name: extra, why: layer });
+            }
         }
-        let factors = (0..factor_shapes.len())
-            .map(|d| file.tensor(&format!("{prefix}factor.{d}"), &factor_shapes[d]))
-            .collect::<Result<Vec<_>, _>>()?;
+        let factors = cores
+            .iter()
+            .map(|core| {
+                let mut data = Vec::with_capacity(core.len());
+                for tensor in &core.tensors {
+                    data.extend(file.tensor(&format!("{prefix}{tensor}"), core.tensor_shape())?);
+                }
+                Ok(data)
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
         let bias = bias_len.map(|m| file.tensor(&format!("{prefix}bias"), &[m])).transpose()?;
         let weights = Weights { factors, bias };
-        weights.check(factor_shapes, bias_len)?;
+        weights.check_cores(cores, bias_len)?;
         Ok(weights)
     }
 
     /// The named tensors of these weights, ready for [`save`], every name prefixed with `prefix`.
     pub fn tensors(&self, prefix: &str, factor_shapes: &[[usize; 3]]) -> Vec<NamedTensor> {
-        let mut out: Vec<NamedTensor> = self
-            .factors
-            .iter()
-            .zip(factor_shapes)
-            .enumerate()
-            .map(|(d, (f, s))| (format!("{prefix}factor.{d}"), s.to_vec(), f.clone()))
-            .collect();
+        self.tensors_of(prefix, &kcp_cores(factor_shapes))
+    }
+
+    /// The same for the cores of any format (a stacked core as its tensors).
+    pub fn tensors_of(&self, prefix: &str, cores: &[CoreShape]) -> Vec<NamedTensor> {
+        let mut out = Vec::new();
+        for (data, core) in self.factors.iter().zip(cores) {
+            let part = core.tensor_shape().iter().product::<usize>();
+            for (tensor, chunk) in core.tensors.iter().zip(data.chunks(part.max(1))) {
+                out.push((format!("{prefix}{tensor}"), core.tensor_shape().to_vec(), chunk.to_vec()));
+            }
+        }
         if let Some(bias) = &self.bias {
             out.push((format!("{prefix}bias"), vec![bias.len()], bias.clone()));
         }
         out
     }
+}
+
+/// The cores of a KCP layer: `factor.d`, `[R, m_d, n_d]`.
+pub fn kcp_cores(factor_shapes: &[[usize; 3]]) -> Vec<CoreShape> {
+    let core = |(d, shape): (usize, &[usize; 3])| {
+        let name = format!("factor.{d}");
+        CoreShape { tensors: vec![name.clone()], name, shape: shape.to_vec() }
+    };
+    factor_shapes.iter().enumerate().map(core).collect()
 }
 
 pub(crate) fn check_values(name: &str, values: &[f32], shape: &[usize]) -> Result<(), Error> {

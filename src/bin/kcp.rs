@@ -9,7 +9,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::json;
 
 use kcp::compress::{compress, Options as FitOptions};
-use kcp::ir::{compile, Compiled, Options, Spec};
+use kcp::ir::network::{orders, Format, Network};
+use kcp::ir::{compile, Compiled, LoopNest, Options, Spec};
 use kcp::ir::{emit_layer, Item};
 use kcp::npy;
 use kcp::{save, CellKind, Executor, NamedTensor, RecurrentExecutor, State, TensorFile, Weights};
@@ -18,7 +19,9 @@ use kcp::{save, CellKind, Executor, NamedTensor, RecurrentExecutor, State, Tenso
 #[command(name = "kcp", version, about = "Plan, generate, run and compress Kronecker CP (KCP) compressed layers")]
 #[command(long_about = "Plan, generate, run and compress Kronecker CP (KCP) compressed layers.\n\n\
 A KCP layer replaces a dense weight W [M, N] by rank-R factor stacks A_d [R, m_d, n_d] with \
-W = sum_r A_1[r] (x) ... (x) A_D[r]; shapes are written like 8x20x20x18 (N = 57600).")]
+W = sum_r A_1[r] (x) ... (x) A_D[r]; shapes are written like 8x20x20x18 (N = 57600). \
+`plan` and `run` also take the other formats of the comparison (--format cp, tt, tr, bt, ht, \
+with their rank flags); `emit`, `grad` and `compress` take KCP layers only.")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -127,12 +130,86 @@ struct LayerArgs {
     /// Output shape m_1 x ... x m_D, e.g. 4x4x4x16
     #[arg(long, value_parser = parse_shape)]
     out_shape: Shape,
-    /// Rank R: the number of Kronecker terms
+    /// The weight's tensor format: kcp, or cp, tt, tr, bt, ht (docs/formats.md; plan and run
+    /// take every format, emit, grad and compress kcp only)
+    #[arg(long, value_enum, default_value_t = FormatArg::Kcp)]
+    format: FormatArg,
+    /// Rank R: the number of Kronecker terms (kcp), of rank-1 terms (cp), every tree edge's rank (ht)
     #[arg(long)]
-    rank: usize,
+    rank: Option<usize>,
+    /// Ranks written like 1x4x4x4x1: r_0..r_D with r_0 = r_D = 1 (tt), p_0..p_{2D-1} (tr), R_1..R_D (bt)
+    #[arg(long, value_parser = parse_ranks)]
+    ranks: Option<Shape>,
+    /// The number of blocks K (bt)
+    #[arg(long)]
+    blocks: Option<usize>,
     /// Batch size the costs are for (plan, emit)
     #[arg(long, default_value_t = 1)]
     batch: usize,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum FormatArg {
+    Kcp,
+    Cp,
+    Tt,
+    Tr,
+    Bt,
+    Ht,
+}
+
+impl LayerArgs {
+    /// The format and its ranks from the flags: each format takes exactly its own.
+    fn format(&self) -> Result<Format> {
+        let flag = |name: &str, given: bool, wanted: bool| match (given, wanted) {
+            (true, false) => Err(format!("--format {} takes no --{name}", self.format_name())),
+            (false, true) => Err(format!("--format {} needs --{name}", self.format_name())),
+            _ => Ok(()),
+        };
+        let (rank, ranks, blocks) = match self.format {
+            FormatArg::Kcp | FormatArg::Cp | FormatArg::Ht => (true, false, false),
+            FormatArg::Tt | FormatArg::Tr => (false, true, false),
+            FormatArg::Bt => (false, true, true),
+        };
+        flag("rank", self.rank.is_some(), rank)?;
+        flag("ranks", self.ranks.is_some(), ranks)?;
+        flag("blocks", self.blocks.is_some(), blocks)?;
+        let (r, list, k) =
+            (self.rank.unwrap_or(0), self.ranks.clone().map_or(vec![], |s| s.0), self.blocks.unwrap_or(0));
+        Ok(match self.format {
+            FormatArg::Kcp => Format::Kcp { rank: r },
+            FormatArg::Cp => Format::Cp { rank: r },
+            FormatArg::Ht => Format::Ht { rank: r },
+            FormatArg::Tt => Format::Tt { ranks: list },
+            FormatArg::Tr => Format::Tr { ranks: list },
+            FormatArg::Bt => Format::Bt { blocks: k, ranks: list },
+        })
+    }
+
+    fn format_name(&self) -> &'static str {
+        match self.format {
+            FormatArg::Kcp => "kcp",
+            FormatArg::Cp => "cp",
+            FormatArg::Tt => "tt",
+            FormatArg::Tr => "tr",
+            FormatArg::Bt => "bt",
+            FormatArg::Ht => "ht",
+        }
+    }
+
+    /// The rank of a KCP layer; an error for another format (commands that are KCP-only).
+    fn kcp_rank(&self, command: &str) -> Result<usize> {
+        match self.format()? {
+            Format::Kcp { rank } => Ok(rank),
+            other => Err(format!("kcp {command} takes --format kcp only, not {}", other.name())),
+        }
+    }
+
+    /// The network of a layer of any format.
+    fn network(&self) -> Result<Network> {
+        let batch = kcp::ir::Batch::Fixed(self.batch);
+        Network::new(&self.in_shape.0, &self.out_shape.0, self.format()?, batch).map_err(|e| e.to_string())
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -153,6 +230,13 @@ impl Cell {
 #[derive(Clone, Debug)]
 struct Shape(Vec<usize>);
 
+fn parse_ranks(text: &str) -> Result<Shape> {
+    text.split('x')
+        .map(|d| d.trim().parse::<usize>().map_err(|_| format!("expected ranks like 1x4x4x4x1, found `{text}`")))
+        .collect::<Result<Vec<_>>>()
+        .map(Shape)
+}
+
 fn parse_shape(text: &str) -> Result<Shape> {
     text.split('x')
         .map(|d| d.trim().parse::<usize>().map_err(|_| format!("expected dimensions like 8x20x20x18, found `{text}`")))
@@ -163,8 +247,10 @@ fn parse_shape(text: &str) -> Result<Shape> {
 /// Errors end the program with their message on one line and exit code 2.
 type Result<T> = std::result::Result<T, String>;
 
-fn compile_layer(layer: &LayerArgs, cell: Option<(CellKind, usize)>) -> Result<Compiled> {
-    let mut spec = Spec::new(&layer.in_shape.0, &layer.out_shape.0, layer.rank).with_batch(layer.batch);
+/// Plan a KCP layer (`command` names the KCP-only command, for the error another format gets).
+fn compile_layer(layer: &LayerArgs, cell: Option<(CellKind, usize)>, command: &str) -> Result<Compiled> {
+    let rank = layer.kcp_rank(command)?;
+    let mut spec = Spec::new(&layer.in_shape.0, &layer.out_shape.0, rank).with_batch(layer.batch);
     if let Some((kind, hidden)) = cell {
         spec = spec.with_cell(kind, hidden);
     }
@@ -183,13 +269,20 @@ fn hidden(layer: &LayerArgs, kind: CellKind) -> Result<usize> {
 }
 
 fn plan(layer: &LayerArgs, as_json: bool, backward: bool) -> Result<String> {
+    if layer.format != FormatArg::Kcp {
+        if backward {
+            return Err(format!("kcp plan --backward takes --format kcp only, not {}", layer.format_name()));
+        }
+        return plan_network(layer, as_json);
+    }
     use std::fmt::Write;
-    let c = compile_layer(layer, None)?;
+    let c = compile_layer(layer, None, "plan")?;
     let s = &c.spec;
     let mut out = String::new();
     let back = backward.then(|| c.backward(&Options::default(), true));
     if as_json {
         let mut value = json!({
+            "format": "kcp",
             "in_shape": s.in_shape(),
             "out_shape": s.out_shape(),
             "rank": s.rank(),
@@ -240,8 +333,67 @@ fn plan(layer: &LayerArgs, as_json: bool, backward: bool) -> Result<String> {
     Ok(out)
 }
 
+/// `kcp plan` for a layer of another format than KCP: its costs, the reference
+/// implementations' orders, the plan.
+fn plan_network(layer: &LayerArgs, as_json: bool) -> Result<String> {
+    let network = layer.network()?;
+    let lowered = network.compile(&Options::default());
+    let plan = &lowered.plan;
+    let dense_macs = layer.batch as u64 * network.dense_params();
+    let references: Vec<(&str, u64)> =
+        orders::references(&network).iter().map(|r| (r.name, r.macs(&network))).collect();
+    let lanes = lowered.lanes.as_ref().map_or(1, |lanes| lanes.lanes);
+    if as_json {
+        let mut value = json!({
+            "format": network.format().name(),
+            "in_shape": network.in_shape(),
+            "out_shape": network.out_shape(),
+            "batch": layer.batch,
+            "params": network.params(),
+            "dense_params": network.dense_params(),
+            "compression_ratio": network.compression_ratio(),
+            "macs": plan.macs(),
+            "prep_macs": plan.prep_macs(),
+            "dense_macs": dense_macs,
+            "references": references.iter().map(|(name, macs)| json!({ "name": name, "macs": macs })).collect::<Vec<_>>(),
+            "cores": network.cores().iter().enumerate().map(|(k, c)| json!({ "name": c.name, "shape": network.shape(k) })).collect::<Vec<_>>(),
+            "plan": plan.to_string(),
+            "lanes": lanes,
+        });
+        match network.format() {
+            Format::Kcp { rank } | Format::Cp { rank } | Format::Ht { rank } => value["rank"] = json!(rank),
+            Format::Tt { ranks } | Format::Tr { ranks } => value["ranks"] = json!(ranks),
+            Format::Bt { blocks, ranks } => (value["blocks"], value["ranks"]) = (json!(blocks), json!(ranks)),
+        }
+        return Ok(format!("{value}\n"));
+    }
+    let shape = |s: &[usize]| s.iter().map(usize::to_string).collect::<Vec<_>>().join("x");
+    let mut out = format!(
+        "{}: in {} -> out {}, batch {}\n",
+        network.format(),
+        shape(network.in_shape()),
+        shape(network.out_shape()),
+        layer.batch
+    );
+    let cores: Vec<String> =
+        network.cores().iter().enumerate().map(|(k, c)| format!("{} {:?}", c.name, network.shape(k))).collect();
+    out += &format!("cores (A1, A2, ... in the plan): {}\n", cores.join(", "));
+    out += &format!(
+        "parameters {} (dense {}, {:.1}x compression)\n",
+        network.params(),
+        network.dense_params(),
+        network.compression_ratio()
+    );
+    let refs: String = references.iter().map(|(name, macs)| format!(", {name} {macs}")).collect();
+    out += &format!("MACs per call: dense {dense_macs}{refs}, planned {}\n{plan}\n", plan.macs());
+    if lanes > 1 {
+        out += &format!("runs whole blocks of {lanes} batch rows interleaved (the batch index innermost)\n");
+    }
+    Ok(out)
+}
+
 fn emit(layer: &LayerArgs, name: &str) -> Result<String> {
-    let c = compile_layer(layer, None)?;
+    let c = compile_layer(layer, None, "emit")?;
     let ident = syn::parse_str::<proc_macro2::Ident>(name).map_err(|_| format!("`{name}` is not a Rust identifier"))?;
     let item = Item { attrs: quote::quote!(), vis: quote::quote!(pub), name: ident, threads: 0, backward: None };
     let half = c.half_rank(&Options::default());
@@ -268,19 +420,19 @@ fn in_pool<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> Result<T> {
 }
 
 fn run(layer: &LayerArgs, cell: Option<Cell>, weights: &Path, x: &Path, y: &Path, threads: usize) -> Result<String> {
+    // Every format, KCP too, runs the network's plan through the generic executor.
+    let lowered = layer.network()?.compile(&Options::default());
+    let (nest, lanes) = (lowered.nest, lowered.lanes);
+    let (n, m) = (nest.input_size(), nest.output_size());
     match cell {
         None => {
-            let c = compile_layer(layer, None)?;
-            let shapes = c.nest.factor_shapes();
-            let m = c.spec.output_size();
             let file = TensorFile::read(weights).map_err(|e| e.to_string())?;
             let bias = file.contains("bias").then_some(m);
-            let loaded = Weights::from_file(&file, "", &shapes, bias).map_err(|e| e.to_string())?;
-            let input = read_npy(x, 2, c.spec.input_size(), "[B, N]")?;
+            let loaded = Weights::from_file_cores(&file, "", &nest.cores, bias).map_err(|e| e.to_string())?;
+            let input = read_npy(x, 2, n, "[B, N]")?;
             let batch = input.shape[0];
-            fits_in_memory(&c, batch, threads)?;
-            let executor =
-                Executor::new(c.nest.clone(), loaded).map_err(|e| e.to_string())?.interleaved(c.lanes.clone());
+            fits_in_memory(&nest, lanes.as_ref(), batch, threads)?;
+            let executor = Executor::new(nest, loaded).map_err(|e| e.to_string())?.interleaved(lanes);
             let mut out = zeros(&[batch, m], "y")?;
             in_pool(threads, || executor.forward_par(&input.data, &mut out, threads))
                 .and_then(|r| r.map_err(|e| e.to_string()))?;
@@ -290,13 +442,11 @@ fn run(layer: &LayerArgs, cell: Option<Cell>, weights: &Path, x: &Path, y: &Path
         Some(cell) => {
             let kind = cell.kind();
             let hidden = hidden(layer, kind)?;
-            let c = compile_layer(layer, Some((kind, hidden)))?;
-            let layer = RecurrentExecutor::load(weights, c.nest.clone(), kind, hidden)
-                .map_err(|e| e.to_string())?
-                .interleaved(c.lanes.clone());
-            let input = read_npy(x, 3, c.spec.input_size(), "[T, B, N]")?;
+            let layer = RecurrentExecutor::load(weights, nest.clone(), kind, hidden).map_err(|e| e.to_string())?;
+            let input = read_npy(x, 3, n, "[T, B, N]")?;
             let (steps, batch) = (input.shape[0], input.shape[1]);
-            fits_in_memory(&c, steps.saturating_mul(batch), threads)?;
+            fits_in_memory(&nest, lanes.as_ref(), steps.saturating_mul(batch), threads)?;
+            let layer = layer.interleaved(lanes);
             let mut hs = zeros(&[steps, batch, hidden], "the hidden states")?;
             let mut state = State::zeros(kind, batch, hidden);
             in_pool(threads, || {
@@ -334,7 +484,7 @@ fn grad(
     }
     let (tensors, dx, x_shape) = match (cell, dy, dh) {
         (None, Some(dy), None) => {
-            let c = compile_layer(layer, None)?;
+            let c = compile_layer(layer, None, "grad")?;
             let (shapes, m, n) = (c.nest.factor_shapes(), c.spec.output_size(), c.spec.input_size());
             let file = TensorFile::read(weights).map_err(|e| e.to_string())?;
             let bias = file.contains("bias").then_some(m);
@@ -344,7 +494,7 @@ fn grad(
             if grad_y.shape[0] != input.shape[0] {
                 return Err(format!("{} has {} rows, x has {}", dy.display(), grad_y.shape[0], input.shape[0]));
             }
-            fits_in_memory(&c, input.shape[0].saturating_mul(2), threads)?;
+            fits_in_memory(&c.nest, c.lanes.as_ref(), input.shape[0].saturating_mul(2), threads)?;
             let backward = kcp::ir::lower_backward(&c.backward(&Options::default(), dx_out.is_some()), &c.graph);
             let executor = Executor::new(c.nest.clone(), loaded).map_err(|e| e.to_string())?;
             let mut dx = zeros(if dx_out.is_some() { &input.shape } else { &[0] }, "dx")?;
@@ -357,7 +507,7 @@ fn grad(
         (Some(cell), None, Some(dh)) => {
             let kind = cell.kind();
             let hidden = hidden(layer, kind)?;
-            let c = compile_layer(layer, Some((kind, hidden)))?;
+            let c = compile_layer(layer, Some((kind, hidden)), "grad")?;
             let shapes = c.nest.factor_shapes();
             let recurrent =
                 RecurrentExecutor::load(weights, c.nest.clone(), kind, hidden).map_err(|e| e.to_string())?;
@@ -367,7 +517,7 @@ fn grad(
                 return Err(format!("{} has shape {:?}, x has {:?}", dh.display(), grad_h.shape, input.shape));
             }
             let (steps, batch) = (input.shape[0], input.shape[1]);
-            fits_in_memory(&c, steps.saturating_mul(batch).saturating_mul(3), threads)?;
+            fits_in_memory(&c.nest, c.lanes.as_ref(), steps.saturating_mul(batch).saturating_mul(3), threads)?;
             let backward = kcp::ir::lower_backward(&c.backward(&Options::default(), dx_out.is_some()), &c.graph);
             let mut dx = zeros(if dx_out.is_some() { &input.shape } else { &[0] }, "dx")?;
             let dx_slice = dx_out.is_some().then_some(&mut dx[..]);
@@ -410,9 +560,8 @@ fn zeros(dims: &[usize], what: &str) -> Result<Vec<f32>> {
 /// What the generic executor allocates for a layer and a batch on `threads` threads: x and y,
 /// two scratch buffers and an interleaved block per thread, the pre-products: an error if that
 /// is more than the memory the system has available ([`available_memory`]).
-fn fits_in_memory(c: &Compiled, rows: usize, threads: usize) -> Result<()> {
-    let nest = &c.nest;
-    let lanes = c.lanes.as_ref().map_or(0, |l| l.lanes * (l.input_size() + l.output_size() + 2 * l.scratch_len));
+fn fits_in_memory(nest: &LoopNest, lanes: Option<&LoopNest>, rows: usize, threads: usize) -> Result<()> {
+    let lanes = lanes.map_or(0, |l| l.lanes * (l.input_size() + l.output_size() + 2 * l.scratch_len));
     let per_thread = 2 * nest.scratch_len as u128 + lanes as u128;
     let floats = threads.max(1) as u128 * per_thread + nest.prep_lens.iter().sum::<usize>() as u128;
     let bytes = 4 * floats + 4 * rows as u128 * (nest.input_size() + nest.output_size()) as u128;
@@ -453,7 +602,7 @@ fn compress_cmd(
     seed: u64,
     as_json: bool,
 ) -> Result<String> {
-    let c = compile_layer(layer, None)?;
+    let c = compile_layer(layer, None, "compress")?;
     let (m, n) = (c.spec.output_size(), c.spec.input_size());
     let is_safetensors = dense.extension().is_some_and(|e| e == "safetensors");
     // The dense weight, and what else the output file carries over (PyTorch's names -> kcp's).

@@ -246,10 +246,10 @@ pub fn prep_fn(program: &Program, name: &str) -> TokenStream {
             __kcp_p[#k] = __kcp_new;
         }
     });
-    // The ones a load-time sum over the rank multiplies by, where a kernel reads them.
+    // The ones a load-time sum multiplies by, where a kernel reads them.
     let ones = program.prep.iter().any(|k| k.a == Buffer::Ones || k.w == Buffer::Ones).then(|| {
-        let rank = lit(program.rank);
-        quote!(let __kcp_ones = ::std::vec![1.0f32; #rank];)
+        let ones = lit(program.ones);
+        quote!(let __kcp_ones = ::std::vec![1.0f32; #ones];)
     });
     quote! {
         fn #name(__kcp_f: &[::std::vec::Vec<f32>]) -> ::std::vec::Vec<::std::vec::Vec<f32>> {

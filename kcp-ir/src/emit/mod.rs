@@ -183,7 +183,7 @@ fn cell_layer(compiled: &Compiled, half: Option<&Compiled>, item: &Item, cell: c
             /// Load from a safetensors file with the names `weight_ih.factor.{d}`, `bias_ih`,
             /// `weight_hh` and `bias_hh`.
             #vis fn load(path: impl ::std::convert::AsRef<::std::path::Path>) -> ::std::result::Result<Self, ::kcp::Error> {
-                let (weights, cell) = ::kcp::__private::load_recurrent(path.as_ref(), &#input_name::FACTOR_SHAPES, #kind, #hidden)?;
+                let (weights, cell) = ::kcp::__private::load_recurrent(path.as_ref(), &::kcp::__private::kcp_cores(&#input_name::FACTOR_SHAPES), #kind, #hidden)?;
                 ::std::result::Result::Ok(Self { __kcp_input: #input_name::from_weights(weights)?, __kcp_cell: cell })
             }
 

@@ -27,12 +27,34 @@ pub enum Node {
     Hyperedge(Index),
 }
 
+/// One core of a layer's weight: its name, its indices in storage order (row-major), and the
+/// tensors of a weights file it is read from (one, or one per block, stacked along its first
+/// index).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Core {
+    /// Its name (without a recurrent layer's `weight_ih.` prefix).
+    pub name: String,
+    /// Its indices, outermost first.
+    pub indices: Vec<Index>,
+    /// The file's tensors it is made of, in order.
+    pub tensors: Vec<String>,
+}
+
+impl Core {
+    /// A core read from the file's tensor of its own name.
+    pub fn named(name: String, indices: Vec<Index>) -> Core {
+        Core { tensors: vec![name.clone()], name, indices }
+    }
+}
+
 /// The tensor network of one layer.
 #[derive(Clone, Debug)]
 pub struct ContractionGraph {
     graph: UnGraph<Node, Index>,
     /// Index sizes, by index, for the cost batch.
     sizes: Vec<(Index, u64)>,
+    /// The cores, in operand order.
+    cores: Vec<Core>,
     /// The indices of each operand, by position.
     operand_indices: Vec<IndexSet>,
     output_indices: IndexSet,
@@ -44,24 +66,26 @@ impl ContractionGraph {
     /// Build the network of a KCP layer. Sizes use [`ValidSpec::cost_batch`] for b.
     pub fn new(spec: &ValidSpec) -> ContractionGraph {
         let modes = spec.modes();
-        let factors = (0..modes).map(|d| IndexSet::EMPTY.with(Index::Rank).with(Index::Out(d)).with(Index::In(d)));
+        let factors =
+            (0..modes).map(|d| Core::named(format!("factor.{d}"), vec![Index::Rank, Index::Out(d), Index::In(d)]));
         let mut sizes = vec![(Index::Batch, spec.cost_batch() as u64), (Index::Rank, spec.rank() as u64)];
         for d in 0..modes {
             sizes.push((Index::Out(d), spec.out_shape()[d] as u64));
             sizes.push((Index::In(d), spec.in_shape()[d] as u64));
         }
-        ContractionGraph::of_cores(modes, &factors.collect::<Vec<_>>(), sizes)
+        ContractionGraph::of_cores(modes, factors.collect(), sizes)
     }
 
-    /// The network of x (`[b, j_1..j_D]`) and any cores, each given by its indices, to y
-    /// (`[b, i_1..i_D]`), with every index's size: an index held by two tensors is an edge
-    /// between them, one held by more a hyperedge (a hub node joined to each). Every format's
-    /// network is built by this, a KCP layer's too.
-    pub fn of_cores(modes: usize, cores: &[IndexSet], sizes: Vec<(Index, u64)>) -> ContractionGraph {
+    /// The network of x (`[b, j_1..j_D]`) and any cores to y (`[b, i_1..i_D]`), with every
+    /// index's size: an index held by two tensors is an edge between them, one held by more a
+    /// hyperedge (a hub node joined to each). Every format's network is built by this, a KCP
+    /// layer's too.
+    pub fn of_cores(modes: usize, cores: Vec<Core>, sizes: Vec<(Index, u64)>) -> ContractionGraph {
         let mut graph = UnGraph::new_undirected();
         let x_indices = (0..modes).fold(IndexSet::EMPTY.with(Index::Batch), |s, d| s.with(Index::In(d)));
         let output_indices = (0..modes).fold(IndexSet::EMPTY.with(Index::Batch), |s, d| s.with(Index::Out(d)));
-        let operand_indices: Vec<IndexSet> = std::iter::once(x_indices).chain(cores.iter().copied()).collect();
+        let operand_indices: Vec<IndexSet> =
+            std::iter::once(x_indices).chain(cores.iter().map(|c| c.indices.iter().copied().collect())).collect();
         let mut nodes: Vec<NodeIndex> =
             (0..operand_indices.len()).map(|p| graph.add_node(Node::Operand(Operand::at(p)))).collect();
         let y = graph.add_node(Node::Output);
@@ -87,7 +111,7 @@ impl ContractionGraph {
                 }
             }
         }
-        ContractionGraph { graph, sizes, operand_indices, output_indices, modes }
+        ContractionGraph { graph, sizes, cores, operand_indices, output_indices, modes }
     }
 
     /// The petgraph graph itself.
@@ -118,6 +142,23 @@ impl ContractionGraph {
     /// The indices of one operand, in layout order.
     pub fn indices(&self, operand: Operand) -> IndexSet {
         self.operand_indices[operand.position()]
+    }
+
+    /// The cores, in operand order (core k is operand `A{k+1}`).
+    pub fn core_list(&self) -> &[Core] {
+        &self.cores
+    }
+
+    /// The memory layout of an operand: x's indices in the global order (the batch last),
+    /// a core's in its storage order.
+    pub fn layout(&self, operand: Operand) -> Vec<Index> {
+        match operand {
+            Operand::Input => {
+                let x = self.indices(operand);
+                x.iter().filter(|&i| i != Index::Batch).chain([Index::Batch]).collect()
+            }
+            Operand::Factor(k) => self.cores[k].indices.clone(),
+        }
     }
 
     /// The indices of y.

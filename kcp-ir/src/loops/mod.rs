@@ -38,10 +38,12 @@
 //! runs of a few floats per row, become GEMMs whose columns are the rows of the batch: whole
 //! vectors instead of one 4-float axpy per weight ([`interleave`] decides when it pays).
 
-use kcp_core::{BackwardKernel, BackwardProgram, Buffer, Gemm, Inner, Kernel, Loop, Program, Repeat, RowsFromA};
+use kcp_core::{
+    BackwardKernel, BackwardProgram, Buffer, CoreShape, Gemm, Inner, Kernel, Loop, Program, Repeat, RowsFromA,
+};
 
 use crate::backward::{BackwardPlan, Tensor};
-use crate::graph::{ContractionGraph, Index, IndexSet};
+use crate::graph::{ContractionGraph, Index, IndexSet, Operand};
 use crate::plan::{Phase, Plan, Value};
 
 /// The loop-nest IR: the runtime's program format.
@@ -77,7 +79,7 @@ pub fn lower_lanes(plan: &Plan, graph: &ContractionGraph, lanes: usize) -> LoopN
     let size = |index: Index| if index == Index::Batch { lanes } else { graph.size(index) as usize };
     let mut buffers: Vec<Buffer> = Vec::new();
     let (mut prep, mut call, mut prep_lens) = (Vec::new(), Vec::new(), Vec::new());
-    let mut scratch_len = 0;
+    let (mut scratch_len, mut ones) = (0, 0);
     for step in plan.steps() {
         let out_len: usize = step.indices.iter().map(size).product();
         let out = match (step.output, step.phase) {
@@ -92,18 +94,27 @@ pub fn lower_lanes(plan: &Plan, graph: &ContractionGraph, lanes: usize) -> LoopN
             }
         };
         buffers.push(out);
-        let buffer = |value: Value| match value {
-            Value::Operand(crate::graph::Operand::Input) => Buffer::X,
-            Value::Operand(crate::graph::Operand::Factor(d)) => Buffer::Factor(d),
-            Value::Temp(k) => buffers[k],
-            Value::Output => Buffer::Y,
-            Value::Ones => Buffer::Ones,
+        // Each value in its layout: an operand in its own, a result in the global order.
+        let tensor = |(value, indices): (Value, IndexSet)| match value {
+            Value::Operand(operand) => (
+                match operand {
+                    Operand::Input => Buffer::X,
+                    Operand::Factor(d) => Buffer::Factor(d),
+                },
+                graph.layout(operand),
+            ),
+            Value::Temp(k) => (buffers[k], layout(indices).collect()),
+            Value::Output => (Buffer::Y, layout(indices).collect()),
+            Value::Ones => (Buffer::Ones, layout(indices).collect()),
         };
+        if let Some((_, summed)) = step.inputs.iter().find(|(v, _)| *v == Value::Ones) {
+            ones = ones.max(summed.iter().map(size).product());
+        }
         // a carries x in a per-call step; a load-time step takes its inputs in order.
         let [first, second] = step.inputs;
-        let ((a, ai), (w, wi)) = if second.1.contains(Index::Batch) { (second, first) } else { (first, second) };
+        let (a, w) = if second.1.contains(Index::Batch) { (second, first) } else { (first, second) };
         let mut kernel = kernel(
-            [(out, step.indices), (buffer(a), ai), (buffer(w), wi)],
+            [(out, layout(step.indices).collect()), tensor(a), tensor(w)],
             out_len,
             out != Buffer::Y,
             &size,
@@ -123,6 +134,8 @@ pub fn lower_lanes(plan: &Plan, graph: &ContractionGraph, lanes: usize) -> LoopN
         in_shape: (0..graph.modes()).map(|d| size(Index::In(d))).collect(),
         out_shape: (0..graph.modes()).map(|d| size(Index::Out(d))).collect(),
         rank: size(Index::Rank),
+        cores: cores(graph),
+        ones,
         prep_lens,
         scratch_len,
         prep,
@@ -149,6 +162,11 @@ pub fn lower_backward(plan: &BackwardPlan, graph: &ContractionGraph) -> Backward
         Tensor::Dx => Buffer::Dx,
         Tensor::Grad(d) => Buffer::Grad(d),
     };
+    // A core and its gradient in the core's layout, every other tensor in the global order.
+    let tensor = |(t, indices): (Tensor, IndexSet)| match t {
+        Tensor::Factor(d) | Tensor::Grad(d) => (buffer(t), graph.layout(Operand::Factor(d))),
+        _ => (buffer(t), layout(indices).collect()),
+    };
     let mut steps = Vec::new();
     let mut temp_lens = vec![0; plan.steps.len()];
     for (n, step) in plan.steps.iter().enumerate() {
@@ -169,9 +187,12 @@ pub fn lower_backward(plan: &BackwardPlan, graph: &ContractionGraph) -> Backward
         let comment = step.to_string();
         // Either input may be the kernel's `a` (whose run the innermost operation follows):
         // the order that gives the longer contiguous run wins.
-        let [one, other] = [(first, second), (second, first)].map(|(a, w)| {
-            kernel([(out, step.indices), (buffer(a.0), a.1), (buffer(w.0), w.1)], out_len, zero, &size, comment.clone())
-        });
+        let out = match out {
+            Buffer::Grad(d) => tensor((Tensor::Grad(d), step.indices)),
+            other => (other, layout(step.indices).collect()),
+        };
+        let [one, other] = [(first, second), (second, first)]
+            .map(|(a, w)| kernel([out.clone(), tensor(a), tensor(w)], out_len, zero, &size, comment.clone()));
         let kernel = if run_score(&other) > run_score(&one) { other } else { one };
         steps.push(BackwardKernel { kernel, broadcast });
     }
@@ -238,33 +259,48 @@ fn written_out(inner: &Inner) -> Option<usize> {
     (n <= UNROLL_BUDGET).then_some(n)
 }
 
-/// The indices of a tensor in memory order: the global order, except that the batch index
+/// The indices of a result in memory order: the global order, except that the batch index
 /// comes last (with one row per call it has one value, and its place does not matter).
 fn layout(of: IndexSet) -> impl Iterator<Item = Index> {
     of.iter().filter(|&i| i != Index::Batch).chain(of.contains(Index::Batch).then_some(Index::Batch))
 }
 
-/// Row-major strides of `of` for each index (0 where `of` lacks it).
-fn stride(of: IndexSet, index: Index, size: &dyn Fn(Index) -> usize) -> usize {
-    if !of.contains(index) {
-        return 0;
+/// Row-major strides of a tensor laid out as `layout` for each index (0 where it lacks it).
+fn stride(layout: &[Index], index: Index, size: &dyn Fn(Index) -> usize) -> usize {
+    match layout.iter().position(|&i| i == index) {
+        Some(at) => layout[at + 1..].iter().map(|&i| size(i)).product(),
+        None => 0,
     }
-    layout(of).skip_while(|&i| i != index).skip(1).map(size).product()
 }
 
 /// The indices of a tensor that have more than one value, in memory order.
-fn nontrivial(of: IndexSet, size: &dyn Fn(Index) -> usize) -> Vec<Index> {
-    layout(of).filter(|&i| size(i) > 1).collect()
+fn nontrivial(layout: &[Index], size: &dyn Fn(Index) -> usize) -> Vec<Index> {
+    layout.iter().copied().filter(|&i| size(i) > 1).collect()
 }
 
+/// What the lowered program reads as its weights: each core's name, its shape in storage
+/// order, and the file's tensors it is read from.
+fn cores(graph: &ContractionGraph) -> Vec<CoreShape> {
+    let size = |index: Index| graph.size(index) as usize;
+    let shape = |core: &crate::graph::Core| core.indices.iter().map(|&i| size(i)).collect();
+    graph
+        .core_list()
+        .iter()
+        .map(|core| CoreShape { name: core.name.clone(), shape: shape(core), tensors: core.tensors.clone() })
+        .collect()
+}
+
+/// The loop nest of `out (+)= a * w`, each tensor given with its memory layout.
 fn kernel(
-    [(out, oi), (a, ai), (w, wi)]: [(Buffer, IndexSet); 3],
+    [(out, ol), (a, al), (w, wl)]: [(Buffer, Vec<Index>); 3],
     out_len: usize,
     zero: bool,
     size: &dyn Fn(Index) -> usize,
     comment: String,
 ) -> Kernel {
-    let (o_list, a_list, w_list) = (nontrivial(oi, size), nontrivial(ai, size), nontrivial(wi, size));
+    let set = |l: &[Index]| l.iter().copied().collect::<IndexSet>();
+    let (oi, ai, wi) = (set(&ol), set(&al), set(&wl));
+    let (o_list, a_list, w_list) = (nontrivial(&ol, size), nontrivial(&al, size), nontrivial(&wl, size));
     // 1. The innermost operation.
     let mut block: Vec<Index> = o_list
         .iter()
@@ -291,7 +327,7 @@ fn kernel(
         .map(|i| Loop {
             index: i.to_string(),
             extent: size(i),
-            strides: [stride(oi, i, size), stride(ai, i, size), stride(wi, i, size)],
+            strides: [stride(&ol, i, size), stride(&al, i, size), stride(&wl, i, size)],
             unroll: false,
         })
         .collect();

@@ -13,11 +13,12 @@ pub mod orders;
 use std::fmt;
 
 use crate::error::{Error, Errors, Location, Quantity};
-use crate::graph::{ContractionGraph, Index, IndexSet};
+pub use crate::graph::Core;
+use crate::graph::{ContractionGraph, Index};
 use crate::plan::{Plan, Tree};
 use crate::rewrite::saturate::Search;
 use crate::spec::{limits, validate, Batch, Spec};
-use crate::Options;
+use crate::{LoopNest, Options};
 
 /// A tensor format of a layer's weight `W [M, N]`: its cores and how they are joined. Ranks
 /// are as the command line writes them.
@@ -87,15 +88,6 @@ impl fmt::Display for Format {
             Format::Bt { blocks, ranks } => write!(f, "bt {blocks} blocks, ranks {}", list(ranks)),
         }
     }
-}
-
-/// One core: its tensor name and its indices in storage order (row-major).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Core {
-    /// The safetensors name (without a recurrent layer's `weight_ih.` prefix).
-    pub name: String,
-    /// Its indices, outermost first.
-    pub indices: Vec<Index>,
 }
 
 /// A layer of any format, validated: x `[B, n_1..n_D]` and the format's cores, to y
@@ -204,7 +196,7 @@ impl Network {
             sizes.push((Index::In(d), self.in_shape[d] as u64));
         }
         let (i, j, t) = (Index::Out, Index::In, Index::Bond);
-        let core = |name: String, indices: Vec<Index>| Core { name, indices };
+        let core = Core::named;
         let mut cores = Vec::new();
         match &self.format {
             Format::Kcp { rank } => {
@@ -231,9 +223,14 @@ impl Network {
             Format::Bt { blocks, ranks } => {
                 sizes.push((Index::Rank, *blocks as u64));
                 sizes.extend(ranks.iter().enumerate().map(|(k, &r)| (t(k), r as u64)));
-                cores
-                    .extend((0..modes).map(|d| core(format!("block.factor.{d}"), vec![Index::Rank, i(d), j(d), t(d)])));
-                cores.push(core("block.core".into(), std::iter::once(Index::Rank).chain((0..modes).map(t)).collect()));
+                // The file holds each block's tensors (`block.k.factor.d`, `block.k.core`).
+                let stacked = |part: String, indices: Vec<Index>| Core {
+                    name: format!("block.{part}"),
+                    indices,
+                    tensors: (0..*blocks).map(|k| format!("block.{k}.{part}")).collect(),
+                };
+                cores.extend((0..modes).map(|d| stacked(format!("factor.{d}"), vec![Index::Rank, i(d), j(d), t(d)])));
+                cores.push(stacked("core".into(), std::iter::once(Index::Rank).chain((0..modes).map(t)).collect()));
             }
             Format::Ht { rank } => {
                 // One bond per edge of the tree: each node but the root has one to its parent.
@@ -319,8 +316,7 @@ impl Network {
 
     /// The network's contraction graph: x and the cores (core k as operand `A{k+1}`) to y.
     pub fn graph(&self) -> ContractionGraph {
-        let cores: Vec<IndexSet> = self.cores.iter().map(|c| c.indices.iter().copied().collect()).collect();
-        ContractionGraph::of_cores(self.modes(), &cores, self.sizes.clone())
+        ContractionGraph::of_cores(self.modes(), self.cores.clone(), self.sizes.clone())
     }
 
     /// The cheapest plan, found by the same e-graph search as a KCP layer's (weight-only
@@ -331,10 +327,36 @@ impl Network {
         (Plan::new(&graph, &tree, self.batch, options.max_prep_elems), search)
     }
 
+    /// The cheapest plan lowered to its loop nests: what the generic executor runs (the same
+    /// lowering, and so the same micro-kernels, as a KCP layer's, each core read in its own
+    /// storage layout).
+    pub fn compile(&self, options: &Options) -> Lowered {
+        let graph = self.graph();
+        let (plan, search) = self.plan(options);
+        let nest = crate::loops::lower(&plan, &graph);
+        let lanes = crate::loops::interleave(&plan, &graph, &nest);
+        Lowered { graph, plan, search, nest, lanes }
+    }
+
     /// A given order as a plan (weight-only steps at load time, within `max_prep_elems`).
     pub fn plan_of(&self, tree: &Tree, max_prep_elems: u64) -> Plan {
         Plan::new(&self.graph(), tree, self.batch, max_prep_elems)
     }
+}
+
+/// A network's plan and its loop nests ([`Network::compile`]).
+#[derive(Clone, Debug)]
+pub struct Lowered {
+    /// The network's contraction graph.
+    pub graph: ContractionGraph,
+    /// The cheapest plan.
+    pub plan: Plan,
+    /// What the e-graph search did.
+    pub search: Search,
+    /// The plan lowered to loops, one row at a time.
+    pub nest: LoopNest,
+    /// The plan lowered for interleaved rows, where that pays.
+    pub lanes: Option<LoopNest>,
 }
 
 /// The number of cores of a format with D modes.

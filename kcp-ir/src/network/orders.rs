@@ -34,6 +34,15 @@ pub struct Reference {
     pub tree: Tree,
 }
 
+impl Reference {
+    /// Its MACs per call: a reference runs everything on every call, weight-only products
+    /// included.
+    pub fn macs(&self, network: &Network) -> u64 {
+        let plan = network.plan_of(&self.tree, u64::MAX);
+        plan.macs() + plan.prep_macs()
+    }
+}
+
 fn core(k: usize) -> Tree {
     Tree::Leaf(Operand::Factor(k))
 }
