@@ -1,24 +1,53 @@
 //! The paper's comparison on the UCF11 layer (in [8,20,20,18], out [16,4,4,4]: the gates of a
 //! 256-unit LSTM in the first output mode) at the matched parameter budgets of docs/formats.md:
-//! parameters, compression, the MACs per frame of kcp's plan, and the MACs of the orders the
-//! reference implementations of each format use (docs/formats.md says whose).
+//! parameters, compression, the MACs per frame of kcp's plan, the MACs of the orders the
+//! reference implementations of each format use (docs/formats.md says whose), and the measured
+//! time per frame of kcp's plan at batch 1, 16 and 256 on one thread and on two, with the time
+//! of the first reference order run through the same kernels beside it (batch 1 and 16).
 //!
 //! ```sh
-//! cargo run --release --example formats            # a Markdown table
-//! cargo run --release --example formats -- --json  # the same rows as JSON
+//! cargo run --release --example formats                 # a Markdown table; formats.csv beside it
+//! cargo run --release --example formats -- --json       # the same rows as JSON
+//! cargo run --release --example formats -- --quick      # fewer samples
+//! cargo run --release --example formats -- --csv F.csv  # the CSV elsewhere
 //! ```
 //!
-//! Planning is format-agnostic today; running every format (time per frame, training) comes
-//! with their lowering (issue 16), and joins this table then.
+//! Every format runs through the same generic executor (`kcp::Executor`: the lowered plan, the
+//! same micro-kernels; the `kcp_layer!` kernels of a KCP layer are faster still). Times are
+//! medians over chunks of calls of about 2 ms each, for about 0.4 s per cell (0.1 s with
+//! `--quick`), the formats measured one after another in one run; GFLOP/s count 2 FLOP per MAC
+//! of the plan.
+
+use std::time::{Duration, Instant};
 
 use kcp::ir::network::{orders, Format, Network};
-use kcp::ir::{Batch, Options};
+use kcp::ir::{lower, Batch, LoopNest, Options};
+use kcp::{Executor, Weights};
 
 const IN_SHAPE: [usize; 4] = [8, 20, 20, 18];
 const OUT_SHAPE: [usize; 4] = [16, 4, 4, 4];
+const BATCHES: [usize; 3] = [1, 16, 256];
+const THREADS: [usize; 2] = [1, 2];
+
+/// One format's row: what it costs on paper and what it took.
+struct Row {
+    format: Format,
+    params: u64,
+    compression: f64,
+    planned_macs: u64,
+    optimal: bool,
+    references: Vec<(&'static str, u64)>,
+    /// Per batch and thread count: microseconds per frame of kcp's plan.
+    us_per_frame: Vec<(usize, usize, f64)>,
+    /// Per batch, one thread: microseconds per frame of the first reference order, if any.
+    reference_us_per_frame: Vec<(usize, f64)>,
+}
 
 fn main() {
-    let json = std::env::args().any(|a| a == "--json");
+    let args: Vec<String> = std::env::args().collect();
+    let json = args.iter().any(|a| a == "--json");
+    let quick = args.iter().any(|a| a == "--quick");
+    let csv = args.iter().position(|a| a == "--csv").and_then(|k| args.get(k + 1)).map_or("formats.csv", |s| s);
     let formats = [
         Format::Kcp { rank: 9 },
         Format::Kcp { rank: 1 },
@@ -28,6 +57,7 @@ fn main() {
         Format::Cp { rank: 36 },
         Format::Ht { rank: 7 },
     ];
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().expect("a pool of two threads");
     let mut rows = Vec::new();
     for format in formats {
         let network = match Network::new(&IN_SHAPE, &OUT_SHAPE, format.clone(), Batch::Symbolic) {
@@ -37,38 +67,170 @@ fn main() {
                 std::process::exit(2);
             }
         };
-        let (plan, search) = network.plan(&Options::default());
-        let references: Vec<(&str, u64)> =
-            orders::references(&network).iter().map(|r| (r.name, r.macs(&network))).collect();
-        rows.push((format, network.params(), network.compression_ratio(), plan.macs(), search.saturated, references));
+        let lowered = network.compile(&Options::default());
+        let references = orders::references(&network);
+        let weights = random_weights(&lowered.nest);
+        let executor = |nest: LoopNest, lanes| {
+            Executor::new(nest, weights.clone()).expect("the cores fit their program").interleaved(lanes)
+        };
+        let planned = executor(lowered.nest.clone(), lowered.lanes.clone());
+        // The reference order as it runs there: everything on every call.
+        let reference = references.first().map(|r| executor(lower(&network.plan_of(&r.tree, 0), &lowered.graph), None));
+        let (mut us_per_frame, mut reference_us_per_frame) = (Vec::new(), Vec::new());
+        for batch in BATCHES {
+            let x: Vec<f32> =
+                (0..batch * network.input_size()).map(|k| ((k * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
+            let mut y = vec![0.0f32; batch * network.output_size()];
+            for threads in THREADS {
+                let ns =
+                    pool.install(|| median_ns(quick, || planned.forward_par(&x, &mut y, threads).expect("shapes fit")));
+                us_per_frame.push((batch, threads, ns / 1e3 / batch as f64));
+            }
+            // At batch 256 the slowest references take a minute per call: batch 1 and 16 only.
+            if let (Some(reference), true) = (&reference, batch <= 16) {
+                let ns = median_ns(quick, || reference.forward(&x, &mut y).expect("shapes fit"));
+                reference_us_per_frame.push((batch, ns / 1e3 / batch as f64));
+            }
+            eprint!(".");
+        }
+        rows.push(Row {
+            params: network.params(),
+            compression: network.compression_ratio(),
+            planned_macs: lowered.plan.macs(),
+            optimal: lowered.search.saturated,
+            references: references.iter().map(|r| (r.name, r.macs(&network))).collect(),
+            us_per_frame,
+            reference_us_per_frame,
+            format,
+        });
+    }
+    eprintln!();
+    if let Err(e) = std::fs::write(csv, to_csv(&rows)) {
+        eprintln!("cannot write {csv}: {e}");
+        std::process::exit(2);
     }
     if json {
-        let objects: Vec<serde_json::Value> = rows
-            .iter()
-            .map(|(format, params, ratio, macs, optimal, refs)| {
-                let refs: Vec<serde_json::Value> =
-                    refs.iter().map(|(name, m)| serde_json::json!({ "name": name, "macs": m })).collect();
-                serde_json::json!({
-                    "format": format.to_string(),
-                    "params": params,
-                    "compression": ratio,
-                    "planned_macs": macs,
-                    "optimal": optimal,
-                    "references": refs,
-                })
-            })
-            .collect();
-        println!("{}", serde_json::Value::Array(objects));
-        return;
+        println!("{}", to_json(&rows));
+    } else {
+        print_table(&rows);
+        println!("\n(CSV: {csv})");
     }
+}
+
+/// Random cores for a program, each uniform in ±1/sqrt(its elements) (the values do not change
+/// the time), and no bias.
+fn random_weights(nest: &LoopNest) -> Weights {
+    let mut rng = kcp::Rng::new(16);
+    let factors = nest.cores.iter().map(|core| rng.vec_f32(core.len(), 1.0 / (core.len() as f64).sqrt())).collect();
+    Weights { factors, bias: None }
+}
+
+/// The median time of one call of `f`, in nanoseconds: calls in chunks of about 2 ms, the median
+/// chunk over about 0.4 s (0.1 s with `quick`) divided by its calls.
+fn median_ns(quick: bool, mut f: impl FnMut()) -> f64 {
+    let warmup = Instant::now();
+    f();
+    let one = warmup.elapsed().max(Duration::from_nanos(100));
+    let calls = (Duration::from_millis(2).as_nanos() / one.as_nanos()).clamp(1, 10_000) as usize;
+    let budget = Duration::from_millis(if quick { 100 } else { 400 });
+    let start = Instant::now();
+    let mut chunks = Vec::new();
+    while chunks.len() < 5 || start.elapsed() < budget {
+        let t = Instant::now();
+        for _ in 0..calls {
+            f();
+        }
+        chunks.push(t.elapsed().as_nanos() as f64 / calls as f64);
+    }
+    chunks.sort_by(f64::total_cmp);
+    chunks[chunks.len() / 2]
+}
+
+fn us(row: &Row, batch: usize, threads: usize) -> f64 {
+    row.us_per_frame.iter().find(|&&(b, t, _)| b == batch && t == threads).map_or(f64::NAN, |&(_, _, us)| us)
+}
+
+fn gflops(macs: u64, us: f64) -> f64 {
+    2.0 * macs as f64 / us / 1e3
+}
+
+fn print_table(rows: &[Row]) {
     println!("| format | parameters | compression | kcp's plan, MACs per frame | reference orders, MACs per frame |");
     println!("|---|---:|---:|---:|---|");
-    for (format, params, ratio, macs, _, refs) in &rows {
-        let refs: Vec<String> = refs
+    for row in rows {
+        let macs = row.planned_macs;
+        let refs: Vec<String> = row
+            .references
             .iter()
-            .map(|(name, m)| format!("{name} {:.2}M ({:.1}x kcp's)", *m as f64 / 1e6, *m as f64 / *macs as f64))
+            .map(|(name, m)| format!("{name} {:.2}M ({:.1}x kcp's)", *m as f64 / 1e6, *m as f64 / macs as f64))
             .collect();
         let refs = if refs.is_empty() { "(no public code)".to_string() } else { refs.join("; ") };
-        println!("| {format} | {params} | {ratio:.0}x | {:.3}M | {refs} |", *macs as f64 / 1e6);
+        println!("| {} | {} | {:.0}x | {:.3}M | {refs} |", row.format, row.params, row.compression, macs as f64 / 1e6);
     }
+    println!();
+    println!("Time per frame of kcp's plan (generic executor), microseconds, and GFLOP/s on its MACs:");
+    println!();
+    let head: Vec<String> = BATCHES.iter().flat_map(|b| THREADS.map(|t| format!("b{b}, {t}T"))).collect();
+    println!("| format | {} | first reference order, 1T, b1 / b16 |", head.join(" | "));
+    println!("|---|{}---|", "---:|".repeat(head.len()));
+    for row in rows {
+        let cells: Vec<String> = BATCHES
+            .iter()
+            .flat_map(|&b| THREADS.map(|t| (b, t)))
+            .map(|(b, t)| format!("{:.1} ({:.0})", us(row, b, t), gflops(row.planned_macs, us(row, b, t))))
+            .collect();
+        let reference = match row.references.first() {
+            Some((name, _)) => {
+                let times: Vec<String> = row.reference_us_per_frame.iter().map(|(_, us)| format!("{us:.1}")).collect();
+                format!("{name}: {}", times.join(" / "))
+            }
+            None => "-".into(),
+        };
+        println!("| {} | {} | {reference} |", row.format, cells.join(" | "));
+    }
+}
+
+fn to_csv(rows: &[Row]) -> String {
+    let mut out = String::from("format,params,compression,planned_macs,batch,threads,us_per_frame,gflops\n");
+    for row in rows {
+        for &(batch, threads, us) in &row.us_per_frame {
+            out += &format!(
+                "{},{},{:.1},{},{batch},{threads},{us:.3},{:.2}\n",
+                row.format,
+                row.params,
+                row.compression,
+                row.planned_macs,
+                gflops(row.planned_macs, us)
+            );
+        }
+    }
+    out
+}
+
+fn to_json(rows: &[Row]) -> serde_json::Value {
+    let objects = rows.iter().map(|row| {
+        let refs: Vec<serde_json::Value> =
+            row.references.iter().map(|(name, m)| serde_json::json!({ "name": name, "macs": m })).collect();
+        let times: Vec<serde_json::Value> = row
+            .us_per_frame
+            .iter()
+            .map(|&(batch, threads, us)| serde_json::json!({ "batch": batch, "threads": threads, "us_per_frame": us }))
+            .collect();
+        let reference_times: Vec<serde_json::Value> = row
+            .reference_us_per_frame
+            .iter()
+            .map(|&(batch, us)| serde_json::json!({ "batch": batch, "threads": 1, "us_per_frame": us }))
+            .collect();
+        serde_json::json!({
+            "format": row.format.to_string(),
+            "params": row.params,
+            "compression": row.compression,
+            "planned_macs": row.planned_macs,
+            "optimal": row.optimal,
+            "references": refs,
+            "times": times,
+            "reference_times": reference_times,
+        })
+    });
+    serde_json::Value::Array(objects.collect())
 }

@@ -1,10 +1,12 @@
 //! Indices and operands, and compact sets of each.
 //!
-//! Every tensor lays its indices out in one global order, `b, r, i1, j1, i2, j2, ..., t0, t1, ...`,
+//! Every tensor lays its indices out in one global order, `b, r, t0, t1, ..., i1, j1, i2, j2, ...`,
 //! so that `x` is `[b, j1..jD]`, `A_d` is `[r, i_d, j_d]` and `y` is `[b, i1..iD]`: exactly the
 //! row-major layouts of docs/format.md. An [`IndexSet`] iterates in that order. The bonds `t_k`
 //! are the internal indices of the other formats' networks (a tensor train's ranks, a ring's,
-//! a tree's edges, a block term's Tucker ranks).
+//! a tree's edges, a block term's Tucker ranks). Like the rank, they come before the modes: an
+//! intermediate keeps the modes of x it has not contracted yet last, one contiguous run that
+//! the kernels stream over, whatever bonds it carries (cores keep their own storage order).
 
 use std::fmt;
 use std::str::FromStr;
@@ -25,19 +27,18 @@ pub enum Index {
 }
 
 impl Index {
-    /// The first bit of the bonds, past the modes' (two per mode, for up to
-    /// [`MAX_MODES`](crate::limits::MAX_MODES) modes).
-    const FIRST_BOND: u32 = 2 + 2 * crate::spec::limits::MAX_MODES as u32;
-    /// The most bonds a network may have.
-    pub const MAX_BONDS: usize = 64 - Index::FIRST_BOND as usize;
+    /// The most bonds a network may have: the bits between the rank's and the modes'.
+    pub const MAX_BONDS: usize = 64 - 2 - 2 * crate::spec::limits::MAX_MODES;
+    /// The first bit of the modes, past the bonds'.
+    const FIRST_MODE: u32 = 2 + Index::MAX_BONDS as u32;
 
     fn bit(self) -> u32 {
         match self {
             Index::Batch => 0,
             Index::Rank => 1,
-            Index::Out(d) => 2 + 2 * d as u32,
-            Index::In(d) => 3 + 2 * d as u32,
-            Index::Bond(k) => Index::FIRST_BOND + k as u32,
+            Index::Bond(k) => 2 + k as u32,
+            Index::Out(d) => Index::FIRST_MODE + 2 * d as u32,
+            Index::In(d) => Index::FIRST_MODE + 1 + 2 * d as u32,
         }
     }
 
@@ -45,9 +46,9 @@ impl Index {
         match bit {
             0 => Index::Batch,
             1 => Index::Rank,
-            b if b >= Index::FIRST_BOND => Index::Bond((b - Index::FIRST_BOND) as usize),
-            b if b % 2 == 0 => Index::Out((b as usize - 2) / 2),
-            b => Index::In((b as usize - 3) / 2),
+            b if b < Index::FIRST_MODE => Index::Bond((b - 2) as usize),
+            b if (b - Index::FIRST_MODE).is_multiple_of(2) => Index::Out(((b - Index::FIRST_MODE) / 2) as usize),
+            b => Index::In(((b - Index::FIRST_MODE - 1) / 2) as usize),
         }
     }
 }
