@@ -6,7 +6,7 @@
 //! of the first reference order run through the same kernels beside it (batch 1 and 16).
 //!
 //! ```sh
-//! cargo run --release --example formats                 # a Markdown table; formats.csv beside it
+//! cargo run --release --example formats                 # a Markdown table; target/formats.csv
 //! cargo run --release --example formats -- --json       # the same rows as JSON
 //! cargo run --release --example formats -- --quick      # fewer samples
 //! cargo run --release --example formats -- --csv F.csv  # the CSV elsewhere
@@ -28,6 +28,8 @@ const IN_SHAPE: [usize; 4] = [8, 20, 20, 18];
 const OUT_SHAPE: [usize; 4] = [16, 4, 4, 4];
 const BATCHES: [usize; 3] = [1, 16, 256];
 const THREADS: [usize; 2] = [1, 2];
+/// Where the CSV goes without `--csv`: beside the build, out of the source tree.
+const DEFAULT_CSV: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/target/formats.csv");
 
 /// One format's row: what it costs on paper and what it took.
 struct Row {
@@ -47,7 +49,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let json = args.iter().any(|a| a == "--json");
     let quick = args.iter().any(|a| a == "--quick");
-    let csv = args.iter().position(|a| a == "--csv").and_then(|k| args.get(k + 1)).map_or("formats.csv", |s| s);
+    let csv = args.iter().position(|a| a == "--csv").and_then(|k| args.get(k + 1)).map_or(DEFAULT_CSV, |s| s);
     let formats = [
         Format::Kcp { rank: 9 },
         Format::Kcp { rank: 1 },

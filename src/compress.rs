@@ -1,4 +1,5 @@
-//! Compression: fit a rank-R KCP factorisation to a dense `[M, N]` weight.
+//! Compression: fit a rank-R KCP factorisation to a dense `[M, N]` weight (or, in [`tt_svd`],
+//! a tensor train).
 //!
 //! W is rearranged into the D-way tensor of docs/format.md, whose mode d is the pair
 //! `(i_d, j_d)` of size `m_d n_d`; a rank-R CP decomposition of that tensor is exactly a KCP
@@ -7,6 +8,10 @@
 //! `U_d V = MTTKRP_d`, `V = *_{k != d} U_k^T U_k` (Hadamard product of the Gram matrices), with
 //! faer's LU. Init is seeded and deterministic; iteration stops when the relative error changes
 //! by less than the tolerance, or at the iteration cap.
+
+mod tt;
+
+pub use tt::{tt_svd, TtFit};
 
 use faer::linalg::solvers::Solve;
 use faer::Mat;
@@ -57,6 +62,12 @@ pub enum CompressError {
     /// The fitted factors do not fit f32.
     #[error("the fitted factors overflow f32")]
     Overflow,
+    /// An SVD of TT-SVD did not converge.
+    #[error("the SVD for TT core {core} did not converge")]
+    Svd {
+        /// The core whose unfolding it was.
+        core: usize,
+    },
 }
 
 /// The largest useful rank of a KCP fit: the CP rank of any tensor is at most the product of

@@ -380,7 +380,7 @@ fn bad_input_gives_one_line_and_exit_code_2() {
     }
     // Each format takes its own rank flags, and the KCP-only commands say so.
     let layer = ["--in-shape", "6x5", "--out-shape", "4x3"];
-    let format_cases: [(&[&str], &str); 7] = [
+    let format_cases: [(&[&str], &str); 8] = [
         (&["plan", "--format", "tt", "--rank", "2"], "--format tt takes no --rank"),
         (&["plan", "--format", "tt"], "--format tt needs --ranks"),
         (&["plan", "--format", "bt", "--ranks", "2x2"], "--format bt needs --blocks"),
@@ -388,6 +388,10 @@ fn bad_input_gives_one_line_and_exit_code_2() {
         (&["plan", "--format", "tt", "--ranks", "2x3x1"], "tt ranks must start and end with 1"),
         (&["plan", "--format", "tr", "--ranks", "2x2x2"], "tr needs 4 ranks"),
         (&["emit", "--format", "cp", "--rank", "2"], "kcp emit takes --format kcp only, not cp"),
+        (
+            &["compress", "--format", "ht", "--rank", "2", "--dense", "w.npy", "--weights-out", "o.safetensors"],
+            "not ht",
+        ),
     ];
     for (args, expected) in format_cases {
         let args: Vec<String> = args.iter().chain(&layer).map(|s| s.to_string()).collect();
@@ -462,6 +466,82 @@ fn every_format_plans_and_runs_from_its_flags() {
         names.contains(&"block.1.factor.2".to_string()) && names.contains(&"block.0.core".to_string()),
         "{names:?}"
     );
+}
+
+/// `kcp compress --format tt` fits by TT-SVD: a weight that is a tensor train of the ranks
+/// asked for comes back exactly (and `run` reproduces the dense layer from the cores written);
+/// at lower ranks the error it reports is the true one, measured on the dense weight of the
+/// cores written.
+#[test]
+fn compress_tt_svd_fits_and_reports_its_error() {
+    use kcp::ir::network::{eval, Format, Network};
+    use kcp::ir::Batch;
+    let (in_shape, out_shape) = ([3usize, 4, 2], [2usize, 3, 2]);
+    let truth = Network::new(&in_shape, &out_shape, Format::Tt { ranks: vec![1, 2, 3, 1] }, Batch::Symbolic).unwrap();
+    let mut rng = kcp::ir::test::Rng::new(17);
+    let w64 = eval::dense_weight(&truth, &eval::random_cores(&truth, &mut rng));
+    let w: Vec<f32> = w64.iter().map(|&v| v as f32).collect();
+    npy::write(Path::new(&path("wtt.npy")), &[12, 24], &w).unwrap();
+    let norm = w.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>().sqrt();
+    for (ranks, exact) in [("1x2x3x1", true), ("1x2x2x1", false), ("1x6x4x1", true)] {
+        let file = path(&format!("tt{ranks}.safetensors"));
+        let args = [
+            "compress",
+            "--format",
+            "tt",
+            "--ranks",
+            ranks,
+            "--in-shape",
+            "3x4x2",
+            "--out-shape",
+            "2x3x2",
+            "--dense",
+            &path("wtt.npy"),
+            "--weights-out",
+            &file,
+            "--json",
+        ];
+        let v: serde_json::Value = serde_json::from_str(&stdout(&kcp(&args))).unwrap();
+        let reported = v["relative_error"].as_f64().unwrap();
+        assert_eq!(v["format"], "tt");
+        // The cores written, their dense weight, its true error.
+        let list: Vec<usize> = ranks.split('x').map(|r| r.parse().unwrap()).collect();
+        let network = Network::new(&in_shape, &out_shape, Format::Tt { ranks: list }, Batch::Symbolic).unwrap();
+        let loaded = Weights::load_cores(Path::new(&file), "", &network.core_shapes(), None).unwrap();
+        let cores: Vec<Vec<f64>> = loaded.factors.iter().map(|c| c.iter().map(|&v| f64::from(v)).collect()).collect();
+        let fitted = eval::dense_weight(&network, &cores);
+        let error = fitted.iter().zip(&w).map(|(a, &b)| (a - f64::from(b)).powi(2)).sum::<f64>().sqrt() / norm;
+        assert!((reported - error).abs() < 1e-5, "{ranks}: reported {reported}, true {error}");
+        assert_eq!(error < 1e-5, exact, "{ranks}: error {error}");
+        assert_eq!(v["params"], network.params());
+    }
+    // The exact fit runs as the dense layer does.
+    let x: Vec<f32> = (0..2 * 24).map(|k| ((k * 13 % 29) as f32 / 14.0) - 1.0).collect();
+    npy::write(Path::new(&path("xtt.npy")), &[2, 24], &x).unwrap();
+    let args = [
+        "run",
+        "--format",
+        "tt",
+        "--ranks",
+        "1x2x3x1",
+        "--in-shape",
+        "3x4x2",
+        "--out-shape",
+        "2x3x2",
+        "--weights",
+        &path("tt1x2x3x1.safetensors"),
+        "--x",
+        &path("xtt.npy"),
+        "--y",
+        &path("ytt.npy"),
+    ];
+    stdout(&kcp(&args));
+    let y: Vec<f64> = npy::read(Path::new(&path("ytt.npy"))).unwrap().data.iter().map(|&v| f64::from(v)).collect();
+    let dense: Vec<f64> = (0..2)
+        .flat_map(|b| (0..12).map(move |i| (b, i)))
+        .map(|(b, i)| (0..24).map(|j| f64::from(x[b * 24 + j]) * w64[i * 24 + j]).sum())
+        .collect();
+    assert!(relative_error(&y, &dense) < 1e-5, "{}", relative_error(&y, &dense));
 }
 
 /// `kcp args` exits with code 2 and one line on stderr that contains `expected`, no panic.

@@ -120,6 +120,16 @@ impl Weights {
         Weights::from_file(&TensorFile::read(path)?, prefix, factor_shapes, bias_len)
     }
 
+    /// The cores of any format from a safetensors file (see [`Weights::from_file_cores`]).
+    pub fn load_cores(
+        path: &Path,
+        prefix: &str,
+        cores: &[CoreShape],
+        bias_len: Option<usize>,
+    ) -> Result<Weights, Error> {
+        Weights::from_file_cores(&TensorFile::read(path)?, prefix, cores, bias_len)
+    }
+
     /// The same from a file already read. A plain layer's file (`prefix` empty) must hold
     /// nothing else; any file, no factor past D.
     pub fn from_file(

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::json;
 
-use kcp::compress::{compress, Options as FitOptions};
+use kcp::compress::{compress, tt_svd, Options as FitOptions};
 use kcp::ir::network::{orders, Format, Network};
 use kcp::ir::{compile, Compiled, LoopNest, Options, Spec};
 use kcp::ir::{emit_layer, Item};
@@ -21,7 +21,8 @@ use kcp::{save, CellKind, Executor, NamedTensor, RecurrentExecutor, State, Tenso
 A KCP layer replaces a dense weight W [M, N] by rank-R factor stacks A_d [R, m_d, n_d] with \
 W = sum_r A_1[r] (x) ... (x) A_D[r]; shapes are written like 8x20x20x18 (N = 57600). \
 `plan` and `run` also take the other formats of the comparison (--format cp, tt, tr, bt, ht, \
-with their rank flags); `emit`, `grad` and `compress` take KCP layers only.")]
+with their rank flags); `compress` fits KCP (ALS) and TT (TT-SVD) layers; `emit` and `grad` take \
+KCP layers only.")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -97,7 +98,7 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         threads: usize,
     },
-    /// Fit KCP factors to a dense weight (a .npy [M, N], or a PyTorch model saved as safetensors)
+    /// Fit KCP factors (ALS) or, with --format tt --ranks, TT cores (TT-SVD) to a dense weight (a .npy [M, N], or a PyTorch model saved as safetensors); other formats cannot be fitted yet
     Compress {
         #[command(flatten)]
         layer: LayerArgs,
@@ -110,10 +111,10 @@ enum Command {
         /// Where to write the factors (safetensors)
         #[arg(long)]
         weights_out: PathBuf,
-        /// The most alternating-least-squares sweeps
+        /// The most alternating-least-squares sweeps (KCP)
         #[arg(long, default_value_t = 100)]
         iters: usize,
-        /// Seed of the initial factors
+        /// Seed of the initial factors (KCP; TT-SVD is deterministic)
         #[arg(long, default_value_t = 0)]
         seed: u64,
         /// Print one JSON object instead of text
@@ -131,7 +132,7 @@ struct LayerArgs {
     #[arg(long, value_parser = parse_shape)]
     out_shape: Shape,
     /// The weight's tensor format: kcp, or cp, tt, tr, bt, ht (docs/formats.md; plan and run
-    /// take every format, emit, grad and compress kcp only)
+    /// take every format, compress kcp and tt, emit and grad kcp only)
     #[arg(long, value_enum, default_value_t = FormatArg::Kcp)]
     format: FormatArg,
     /// Rank R: the number of Kronecker terms (kcp), of rank-1 terms (cp), every tree edge's rank (ht)
@@ -602,8 +603,12 @@ fn compress_cmd(
     seed: u64,
     as_json: bool,
 ) -> Result<String> {
-    let c = compile_layer(layer, None, "compress")?;
-    let (m, n) = (c.spec.output_size(), c.spec.input_size());
+    let network = layer.network()?;
+    let (m, n) = (network.output_size(), network.input_size());
+    if !matches!(network.format(), Format::Kcp { .. } | Format::Tt { .. }) {
+        let name = network.format().name();
+        return Err(format!("kcp compress fits --format kcp (ALS) or tt (TT-SVD) layers, not {name}"));
+    }
     let is_safetensors = dense.extension().is_some_and(|e| e == "safetensors");
     // The dense weight, and what else the output file carries over (PyTorch's names -> kcp's).
     let (w, prefix, extra): (Vec<f32>, &str, Vec<NamedTensor>) = if is_safetensors {
@@ -641,6 +646,47 @@ fn compress_cmd(
         }
         (array.data, "", vec![])
     };
+    let (weights, relative_error, iterations) = match network.format() {
+        Format::Tt { ranks } => {
+            let fit = tt_svd(&w, network.in_shape(), network.out_shape(), ranks).map_err(|e| e.to_string())?;
+            (fit.weights, fit.relative_error, None)
+        }
+        _ => {
+            let fit = fit_kcp(&network, &w, iters, seed)?;
+            (fit.weights, fit.relative_error, Some(fit.iterations))
+        }
+    };
+    let mut tensors = weights.tensors_of(prefix, &network.core_shapes());
+    tensors.extend(extra);
+    save(out, &tensors).map_err(|e| e.to_string())?;
+    if as_json {
+        let mut value = json!({
+            "format": network.format().name(),
+            "relative_error": relative_error,
+            "params": network.params(),
+            "compression_ratio": network.compression_ratio(),
+        });
+        if let Some(iterations) = iterations {
+            value["iterations"] = json!(iterations);
+        }
+        Ok(format!("{value}\n"))
+    } else {
+        let how = iterations.map_or_else(|| "by TT-SVD".to_string(), |k| format!("after {k} sweeps"));
+        Ok(format!(
+            "relative error {relative_error:.3e} {how}; {} parameters ({:.1}x compression) written to {}\n",
+            network.params(),
+            network.compression_ratio(),
+            out.display()
+        ))
+    }
+}
+
+/// The KCP factors of `network` (a KCP layer) fitted to `w` by alternating least squares, with
+/// a progress bar.
+fn fit_kcp(network: &Network, w: &[f32], iters: usize, seed: u64) -> Result<kcp::compress::Fit> {
+    let Format::Kcp { rank } = *network.format() else {
+        return Err("a KCP fit of another format".into());
+    };
     let bar = indicatif::ProgressBar::new(iters as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} sweeps, relative error {msg}")
@@ -648,8 +694,8 @@ fn compress_cmd(
     );
     // ALS holds R x R Gram matrices and [m_d n_d, R] factors in f64, and W in f64 (a rank
     // above the largest useful one is compress's own error).
-    let r = c.spec.rank() as u128;
-    let modes: u128 = c.spec.in_shape().iter().zip(c.spec.out_shape()).map(|(&n, &m)| n as u128 * m as u128).sum();
+    let r = rank as u128;
+    let modes: u128 = network.in_shape().iter().zip(network.out_shape()).map(|(&n, &m)| n as u128 * m as u128).sum();
     let needs = 8 * (4 * r * r + 3 * r * modes + w.len() as u128);
     if let Some(available) = available_memory().filter(|&a| needs > a) {
         return Err(format!(
@@ -659,33 +705,13 @@ fn compress_cmd(
         ));
     }
     let options = FitOptions { iters, seed, ..FitOptions::default() };
-    let fit = compress(&w, c.spec.in_shape(), c.spec.out_shape(), c.spec.rank(), &options, |k, e| {
+    let fit = compress(w, network.in_shape(), network.out_shape(), rank, &options, |k, e| {
         bar.set_position(k as u64);
         bar.set_message(format!("{e:.3e}"));
     })
     .map_err(|e| e.to_string())?;
     bar.finish_and_clear();
-    let mut tensors = fit.weights.tensors(prefix, &c.nest.factor_shapes());
-    tensors.extend(extra);
-    save(out, &tensors).map_err(|e| e.to_string())?;
-    if as_json {
-        let value = json!({
-            "relative_error": fit.relative_error,
-            "params": c.spec.params(),
-            "compression_ratio": c.spec.compression_ratio(),
-            "iterations": fit.iterations,
-        });
-        Ok(format!("{value}\n"))
-    } else {
-        Ok(format!(
-            "relative error {:.3e} after {} sweeps; {} parameters ({:.1}x compression) written to {}\n",
-            fit.relative_error,
-            fit.iterations,
-            c.spec.params(),
-            c.spec.compression_ratio(),
-            out.display()
-        ))
-    }
+    Ok(fit)
 }
 
 /// The most threads `--threads` may ask for.

@@ -280,7 +280,7 @@ fn nontrivial(layout: &[Index], size: &dyn Fn(Index) -> usize) -> Vec<Index> {
 
 /// What the lowered program reads as its weights: each core's name, its shape in storage
 /// order, and the file's tensors it is read from.
-fn cores(graph: &ContractionGraph) -> Vec<CoreShape> {
+pub(crate) fn cores(graph: &ContractionGraph) -> Vec<CoreShape> {
     let size = |index: Index| graph.size(index) as usize;
     let shape = |core: &crate::graph::Core| core.indices.iter().map(|&i| size(i)).collect();
     graph

@@ -314,6 +314,12 @@ impl Network {
         self.dense_params() as f64 / self.params() as f64
     }
 
+    /// The cores as a program reads them: names, shapes in storage order, and the file's
+    /// tensors each is read from.
+    pub fn core_shapes(&self) -> Vec<kcp_core::CoreShape> {
+        crate::loops::cores(&self.graph())
+    }
+
     /// The network's contraction graph: x and the cores (core k as operand `A{k+1}`) to y.
     pub fn graph(&self) -> ContractionGraph {
         ContractionGraph::of_cores(self.modes(), self.cores.clone(), self.sizes.clone())
