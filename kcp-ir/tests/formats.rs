@@ -207,3 +207,26 @@ fn every_format_plans_optimally_and_computes_y() {
         }
     }
 }
+
+/// One printed plan and its loop nest per format, on the UCF11 layer at the matched budgets:
+/// what `kcp plan --format` shows and what the executor runs (the cores are A1, A2, ... in
+/// `Network::cores` order, named in the snapshot's first line).
+#[test]
+fn ucf11_plans_and_nests_per_format() {
+    let formats = [
+        Format::Kcp { rank: 9 },
+        Format::Cp { rank: 36 },
+        Format::Tt { ranks: vec![1, 4, 4, 4, 1] },
+        Format::Tr { ranks: vec![6; 8] },
+        Format::Bt { blocks: 2, ranks: vec![4; 4] },
+        Format::Ht { rank: 7 },
+    ];
+    for format in formats {
+        let network = ucf11(format);
+        let lowered = network.compile(&Options::default());
+        let cores: Vec<String> =
+            network.cores().iter().enumerate().map(|(k, c)| format!("A{} {}", k + 1, c.name)).collect();
+        let text = format!("{}: {}\n\n{}\n{}", network.format(), cores.join(", "), lowered.plan, lowered.nest);
+        insta::assert_snapshot!(format!("ucf11_{}", network.format().name()), text);
+    }
+}
