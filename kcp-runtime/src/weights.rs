@@ -50,6 +50,24 @@ impl Weights {
         Weights { factors, bias }
     }
 
+    /// Every core of any format zero.
+    pub fn zeros_cores(cores: &[CoreShape], bias_len: Option<usize>) -> Weights {
+        Weights { factors: cores.iter().map(|c| vec![0.0; c.len()]).collect(), bias: bias_len.map(|m| vec![0.0; m]) }
+    }
+
+    /// Seeded uniform cores of any format scaled so that the dense weight's entries have
+    /// variance 1/N: an entry of W is a sum of `terms` products of one entry of each core (the
+    /// product of the sizes of the bonds and the rank), so each core is uniform in ±a with
+    /// `terms * (a^2 / 3)^K = 1/N` for K cores; the bias is uniform in ±1/sqrt(N).
+    pub fn random_cores(cores: &[CoreShape], terms: u64, input: usize, bias_len: Option<usize>, seed: u64) -> Weights {
+        let mut rng = Rng::new(seed);
+        let k = cores.len().max(1) as f64;
+        let scale = 3f64.sqrt() * (1.0 / (input as f64 * terms.max(1) as f64)).powf(0.5 / k);
+        let factors = cores.iter().map(|c| rng.vec_f32(c.len(), scale)).collect();
+        let bias = bias_len.map(|m| rng.vec_f32(m, 1.0 / (input as f64).sqrt()));
+        Weights { factors, bias }
+    }
+
     /// The dense weight `W = sum_r A1[r] (x) ... (x) AD[r]`, `[M, N]` row-major, built one
     /// Kronecker product at a time (R * M * N multiply-adds for the last product of each term).
     pub fn dense(&self, factor_shapes: &[[usize; 3]]) -> Vec<f32> {

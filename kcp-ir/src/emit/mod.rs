@@ -220,39 +220,46 @@ fn cell_layer(compiled: &Compiled, half: Option<&Compiled>, item: &Item, cell: c
     }
 }
 
+/// What a layer's struct holds beyond what every format's has: its own constants, how its
+/// weights are checked, made and read, its constructor from raw weights, and its other items.
+struct Parts {
+    /// Constants after `OUT_SHAPE` (a KCP layer's `RANK` and `FACTOR_SHAPES`).
+    consts: TokenStream,
+    /// The doc of `PARAMS`.
+    params_doc: TokenStream,
+    /// `weights.check...(.., bias_len)?;`
+    check: TokenStream,
+    /// `Weights` with every weight zero.
+    zeros: TokenStream,
+    /// Seeded random `Weights` (with `seed`).
+    random: TokenStream,
+    /// `Weights` read from `path` with `bias_len`.
+    load: TokenStream,
+    /// The doc of `load`: what the file holds.
+    load_doc: TokenStream,
+    /// The constructor from the weights' values (`from_factors`, `from_cores`).
+    constructor: TokenStream,
+    /// The `halves` field of the row kernel and its type.
+    halves: (TokenStream, TokenStream),
+    /// Other items of the impl.
+    items: TokenStream,
+}
+
 fn kcp_layer(compiled: &Compiled, half: Option<&Compiled>, item: &Item) -> TokenStream {
-    let Item { attrs, vis, name, threads, .. } = item;
     let spec = &compiled.spec;
     let nest = &compiled.nest;
     let d = usize_lit(spec.modes());
-    let (n, m, rank) = (usize_lit(spec.input_size()), usize_lit(spec.output_size()), usize_lit(spec.rank()));
-    let in_shape = spec.in_shape().iter().map(|&v| usize_lit(v));
-    let out_shape = spec.out_shape().iter().map(|&v| usize_lit(v));
+    let rank = usize_lit(spec.rank());
     let factor_shapes = nest.factor_shapes().into_iter().map(|[r, m, n]| {
         let (r, m, n) = (usize_lit(r), usize_lit(m), usize_lit(n));
         quote!([#r, #m, #n])
     });
-    let params = spec.params();
-    let dense_params = spec.dense_params();
-    let macs = nest.macs_per_row;
-    let prep_macs = compiled.plan.prep_macs();
-    let plan = compiled.plan.to_string();
-    let scratch = usize_lit(2 * nest.scratch_len);
-    let threads = usize_lit(*threads);
-    let bias = spec.bias();
-    let prep_fn = kernels::prep_fn(nest, "__kcp_prep");
-    let row_fn = kernels::row_fn(nest, "__kcp_row", None);
-    let row_call = kernels::row_call("__kcp_row");
+    let vis = &item.vis;
     let training = item.backward.map(|dx| training(compiled, dx, vis)).unwrap_or_default();
     let split = half.map(|half| split(&half.nest));
     let halves_type = match &split {
         Some(_) => quote!(impl ::kcp::__private::HalfFn + '_),
         None => quote!(::kcp::__private::NoHalves),
-    };
-    let lanes = compiled.lanes.as_ref().map(lanes);
-    let (lanes_type, lanes_field, lanes_fn) = match &lanes {
-        Some(Lanes { field, items }) => (quote!(impl ::kcp::__private::RowFn + '_), field.clone(), items.clone()),
-        None => (quote!(::kcp::__private::NoLanes), quote!(::std::option::Option::None), TokenStream::new()),
     };
     let halves = split.as_ref().map_or_else(|| quote!(::std::option::Option::None), |split| split.halves.clone());
     let split_items = split.as_ref().map_or_else(
@@ -267,7 +274,7 @@ fn kcp_layer(compiled: &Compiled, half: Option<&Compiled>, item: &Item) -> Token
         },
         |split| split.items.clone(),
     );
-    let (from_factors_args, from_factors_bias, from_factors_doc) = if bias {
+    let (from_factors_args, from_factors_bias, from_factors_doc) = if spec.bias() {
         (
             quote!(factors: ::std::vec::Vec<::std::vec::Vec<f32>>, bias: ::std::vec::Vec<f32>),
             quote!(::std::option::Option::Some(bias)),
@@ -279,6 +286,71 @@ fn kcp_layer(compiled: &Compiled, half: Option<&Compiled>, item: &Item) -> Token
             quote!(::std::option::Option::None),
             "The layer from its factor stacks `[R, m_d, n_d]` (row-major).",
         )
+    };
+    let parts = Parts {
+        consts: quote! {
+            /// R, the number of Kronecker terms.
+            #vis const RANK: usize = #rank;
+            /// The shape `[R, m_d, n_d]` of each factor stack.
+            #vis const FACTOR_SHAPES: [[usize; 3]; #d] = [#(#factor_shapes),*];
+        },
+        params_doc: quote! {
+            /// The weight's parameters, R * sum_d m_d n_d (the bias excluded).
+        },
+        check: quote!(weights.check(&Self::FACTOR_SHAPES, bias_len)?;),
+        zeros: quote!(::kcp::__private::Weights::zeros(&Self::FACTOR_SHAPES, Self::HAS_BIAS.then_some(Self::OUT))),
+        random: quote!(::kcp::__private::Weights::random(&Self::FACTOR_SHAPES, Self::HAS_BIAS.then_some(Self::OUT), seed)),
+        load: quote!(::kcp::__private::Weights::load(path.as_ref(), "", &Self::FACTOR_SHAPES, bias_len)?),
+        load_doc: quote! {
+            /// Load the layer from a safetensors file: `factor.0` .. `factor.{D-1}`, and `bias`
+            /// if the layer has one, all f32.
+        },
+        constructor: quote! {
+            #[doc = #from_factors_doc]
+            #vis fn from_factors(#from_factors_args) -> ::std::result::Result<Self, ::kcp::Error> {
+                Self::from_weights(::kcp::__private::Weights { factors, bias: #from_factors_bias })
+            }
+        },
+        halves: (halves, halves_type),
+        items: quote! {
+            #split_items
+
+            #training
+        },
+    };
+    layer_struct(compiled.plan.prep_macs(), &compiled.plan.to_string(), nest, compiled.lanes.as_ref(), spec.bias(), item, parts)
+}
+
+/// The struct of a layer of any format and its impl: constants, constructors, `forward` and
+/// `forward_par` over the generated kernels of `nest` (and of `lanes`), and `parts`.
+fn layer_struct(
+    prep_macs: u64,
+    plan: &str,
+    nest: &crate::LoopNest,
+    lanes: Option<&crate::LoopNest>,
+    bias: bool,
+    item: &Item,
+    parts: Parts,
+) -> TokenStream {
+    let Item { attrs, vis, name, threads, .. } = item;
+    let Parts { consts, params_doc, check, zeros, random, load, load_doc, constructor, halves, items } = parts;
+    let (halves, halves_type) = halves;
+    let d = usize_lit(nest.in_shape.len());
+    let (n, m) = (usize_lit(nest.input_size()), usize_lit(nest.output_size()));
+    let in_shape = nest.in_shape.iter().map(|&v| usize_lit(v));
+    let out_shape = nest.out_shape.iter().map(|&v| usize_lit(v));
+    let params = nest.cores.iter().map(|c| c.len() as u64).sum::<u64>();
+    let dense_params = (nest.input_size() * nest.output_size()) as u64;
+    let macs = nest.macs_per_row;
+    let scratch = usize_lit(2 * nest.scratch_len);
+    let threads = usize_lit(*threads);
+    let prep_fn = kernels::prep_fn(nest, "__kcp_prep");
+    let row_fn = kernels::row_fn(nest, "__kcp_row", None);
+    let row_call = kernels::row_call("__kcp_row");
+    let lanes = lanes.map(self::lanes);
+    let (lanes_type, lanes_field, lanes_fn) = match &lanes {
+        Some(Lanes { field, items }) => (quote!(impl ::kcp::__private::RowFn + '_), field.clone(), items.clone()),
+        None => (quote!(::kcp::__private::NoLanes), quote!(::std::option::Option::None), TokenStream::new()),
     };
     quote! {
         #attrs
@@ -300,13 +372,10 @@ fn kcp_layer(compiled: &Compiled, half: Option<&Compiled>, item: &Item) -> Token
             #vis const IN_SHAPE: [usize; #d] = [#(#in_shape),*];
             /// m_1 .. m_D.
             #vis const OUT_SHAPE: [usize; #d] = [#(#out_shape),*];
-            /// R, the number of Kronecker terms.
-            #vis const RANK: usize = #rank;
-            /// The shape `[R, m_d, n_d]` of each factor stack.
-            #vis const FACTOR_SHAPES: [[usize; 3]; #d] = [#(#factor_shapes),*];
+            #consts
             /// Whether the layer has a bias.
             #vis const HAS_BIAS: bool = #bias;
-            /// The weight's parameters, R * sum_d m_d n_d (the bias excluded).
+            #params_doc
             #vis const PARAMS: u64 = #params;
             /// The parameters of the dense weight it replaces, M * N.
             #vis const DENSE_PARAMS: u64 = #dense_params;
@@ -319,34 +388,30 @@ fn kcp_layer(compiled: &Compiled, half: Option<&Compiled>, item: &Item) -> Token
             const __KCP_SCRATCH: usize = #scratch;
             const __KCP_THREADS: usize = #threads;
 
-            #[doc = #from_factors_doc]
-            #vis fn from_factors(#from_factors_args) -> ::std::result::Result<Self, ::kcp::Error> {
-                Self::from_weights(::kcp::__private::Weights { factors, bias: #from_factors_bias })
-            }
+            #constructor
 
             /// The layer from weights, checked against its shapes.
             #vis fn from_weights(weights: ::kcp::__private::Weights) -> ::std::result::Result<Self, ::kcp::Error> {
                 let bias_len = if Self::HAS_BIAS { ::std::option::Option::Some(Self::OUT) } else { ::std::option::Option::None };
-                weights.check(&Self::FACTOR_SHAPES, bias_len)?;
+                #check
                 ::std::result::Result::Ok(Self::__kcp_trusted(weights))
             }
 
             /// The layer with every weight zero.
             #vis fn zeros() -> Self {
-                Self::__kcp_trusted(::kcp::__private::Weights::zeros(&Self::FACTOR_SHAPES, Self::HAS_BIAS.then_some(Self::OUT)))
+                Self::__kcp_trusted(#zeros)
             }
 
             /// A seeded random layer whose dense weight has entries of variance 1/N, like
             /// PyTorch's default initialisation scale.
             #vis fn random(seed: u64) -> Self {
-                Self::__kcp_trusted(::kcp::__private::Weights::random(&Self::FACTOR_SHAPES, Self::HAS_BIAS.then_some(Self::OUT), seed))
+                Self::__kcp_trusted(#random)
             }
 
-            /// Load the layer from a safetensors file: `factor.0` .. `factor.{D-1}`, and `bias`
-            /// if the layer has one, all f32.
+            #load_doc
             #vis fn load(path: impl ::std::convert::AsRef<::std::path::Path>) -> ::std::result::Result<Self, ::kcp::Error> {
                 let bias_len = if Self::HAS_BIAS { ::std::option::Option::Some(Self::OUT) } else { ::std::option::Option::None };
-                Self::from_weights(::kcp::__private::Weights::load(path.as_ref(), "", &Self::FACTOR_SHAPES, bias_len)?)
+                Self::from_weights(#load)
             }
 
             /// The weights.
@@ -392,9 +457,7 @@ fn kcp_layer(compiled: &Compiled, half: Option<&Compiled>, item: &Item) -> Token
 
             #lanes_fn
 
-            #split_items
-
-            #training
+            #items
         }
     }
 }
