@@ -27,6 +27,23 @@ pub use kcp_runtime::{
 /// (`forward_train`, `backward`, `backward_par`, `zero_grads`, `update_weights`; a cell gets
 /// `gradients`), the second also computing dL/dx.
 ///
+/// `format: cp | tt | tr | bt | ht` declares a layer of another tensor format (docs/formats.md)
+/// with its rank keys in place of `rank`: `cp` and `ht` take `rank: r`, `tt` and `tr` take
+/// `ranks: [..]` (TT's r_0..r_D, which start and end with 1; TR's ring p_0..p_{2D-1}), `bt`
+/// takes `blocks: K` and `ranks: [R_1, .., R_D]`. The layer has the same API (`from_cores` for
+/// `from_factors`, the constants `FORMAT`, `CORE_NAMES` and `CORE_SHAPES` for `RANK` and
+/// `FACTOR_SHAPES`), `cell` works with every format; `backward` is KCP's only so far.
+///
+/// ```
+/// kcp::kcp_layer! {
+///     struct TtInput { in_shape: [8, 20, 20, 18], out_shape: [16, 4, 4, 4], format: tt, ranks: [1, 4, 4, 4, 1] }
+/// }
+/// let layer = TtInput::random(1);
+/// let mut y = vec![0.0f32; TtInput::OUT];
+/// layer.forward(&vec![0.5; TtInput::IN], &mut y).unwrap();
+/// assert_eq!((TtInput::PARAMS, TtInput::CORE_NAMES[0]), (3360, "core.0"));
+/// ```
+///
 /// ```
 /// kcp::kcp_layer! {
 ///     /// The input projection of a small speech model: 256 = 4x8x8 features to 4x64 gates.

@@ -217,7 +217,7 @@ fn hostile_inputs_fail_cleanly() {
                 "--y",
                 &y,
             ]),
-            "out_shape overflows",
+            "overflows usize",
         ),
     ];
     for (name, args, expected) in &cases {

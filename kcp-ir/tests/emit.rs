@@ -121,3 +121,31 @@ fn every_stub_is_a_whole_item() {
         }
     }
 }
+
+/// One emitted layer per format other than KCP (a small layer, in [6, 5] -> out [4, 3], with a
+/// bias): the same struct and kernels as a KCP layer's, the format's cores as its weights.
+#[test]
+fn format_code() {
+    use kcp_ir::network::{Format, Network};
+    let formats = [
+        Format::Cp { rank: 3 },
+        Format::Tt { ranks: vec![1, 3, 1] },
+        Format::Tr { ranks: vec![2, 3, 2, 1] },
+        Format::Bt { blocks: 2, ranks: vec![2, 3] },
+        Format::Ht { rank: 3 },
+    ];
+    for format in formats {
+        let network = Network::new(&[6, 5], &[4, 3], format, kcp_ir::Batch::Symbolic).unwrap();
+        let name = network.format().name();
+        let item = Item {
+            attrs: quote!(#[doc = "A layer of another format."]),
+            vis: quote!(pub),
+            name: Ident::new(&camel(&format!("small_{name}")), Span::call_site()),
+            threads: 0,
+            backward: None,
+        };
+        let lowered = network.compile(&Options::default());
+        let file: syn::File = syn::parse2(kcp_ir::emit_network(&network, &lowered, true, None, &item)).unwrap();
+        insta::assert_snapshot!(format!("format_{name}"), prettyplease::unparse(&file));
+    }
+}

@@ -10,10 +10,21 @@ use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{braced, Attribute, Expr, ExprLit, Ident, Lit, Token, UnOp, Visibility};
 
+use kcp_ir::network::Format;
 use kcp_ir::{CellKind, Location, Side, Spec};
 
 /// The keys a declaration may hold.
-const KEYS: &str = "in_shape, out_shape, rank, bias, threads, cell, hidden, backward";
+const KEYS: &str = "in_shape, out_shape, format, rank, ranks, blocks, bias, threads, cell, hidden, backward";
+
+/// The formats `format:` names, and the rank keys each takes (docs/formats.md).
+const FORMATS: [(&str, &[&str]); 6] = [
+    ("kcp", &["rank"]),
+    ("cp", &["rank"]),
+    ("tt", &["ranks"]),
+    ("tr", &["ranks"]),
+    ("bt", &["blocks", "ranks"]),
+    ("ht", &["rank"]),
+];
 
 /// A parsed declaration.
 pub struct Declaration {
@@ -54,7 +65,16 @@ impl Parse for Entry {
 
 /// What the declaration means, plus where each part came from.
 pub struct Parsed {
+    /// The shapes, bias, cell and (for KCP) rank; another format's layer takes its shapes,
+    /// bias and cell from here.
     pub spec: Spec,
+    /// The format of another format than KCP (with its ranks as given; `None` for KCP or a
+    /// format that is malformed, already reported).
+    pub format: Option<Format>,
+    /// Whether the declaration names another format than KCP (even a malformed one).
+    pub is_network: bool,
+    /// The format's name as declared (`kcp` by default; empty if it is not one).
+    pub format_name: String,
     pub threads: usize,
     /// `backward: weights` (Some(false)) or `backward: dx` (Some(true)): the training path.
     pub backward: Option<bool>,
@@ -125,6 +145,22 @@ fn shape(expr: &Expr, side: Side, origins: &mut BTreeMap<Location, Span>, errors
     Some(dims)
 }
 
+/// A list of ranks like `[1, 4, 4, 1]` (`None`, reported, if it is not a list).
+fn list(expr: &Expr, origins: &mut BTreeMap<Location, Span>, errors: &mut Errors) -> Option<Vec<usize>> {
+    origins.insert(Location::Ranks, expr.span());
+    let Expr::Array(array) = expr else {
+        let found = expr.to_token_stream().to_string();
+        errors.push_at(expr.span(), format!("ranks must be a list like `[1, 4, 4, 1]`, found `{found}`"));
+        return None;
+    };
+    let mut ranks = Vec::new();
+    for (k, elem) in array.elems.iter().enumerate() {
+        origins.insert(Location::RankAt(k), elem.span());
+        ranks.push(integer(elem, &format!("rank {k} of the list"), errors).unwrap_or(1));
+    }
+    Some(ranks)
+}
+
 /// Read the entries into a spec, recording every problem in `errors`.
 pub fn spec(decl: &Declaration, errors: &mut Errors) -> Parsed {
     let mut origins = BTreeMap::new();
@@ -132,6 +168,7 @@ pub fn spec(decl: &Declaration, errors: &mut Errors) -> Parsed {
     let mut seen: BTreeMap<String, Span> = BTreeMap::new();
     let (mut in_shape, mut out_shape, mut rank, mut bias, mut threads) = (None, None, None, false, 0);
     let mut backward = None;
+    let (mut format, mut ranks, mut blocks, mut bad_format) = (None, None, None, false);
     let mut reported = Vec::new();
     let (mut cell, mut hidden, mut bad_cell) = (None, None, false);
     for (key, value) in &decl.entries {
@@ -155,6 +192,21 @@ pub fn spec(decl: &Declaration, errors: &mut Errors) -> Parsed {
                 }
             },
             "threads" => threads = integer(value, "threads", errors).unwrap_or(0),
+            "format" => {
+                let word = value.to_token_stream().to_string();
+                if FORMATS.iter().any(|(f, _)| *f == word) {
+                    format = Some((word, value.span()));
+                } else {
+                    bad_format = true;
+                    let names: Vec<&str> = FORMATS.iter().map(|(f, _)| *f).collect();
+                    errors.push_at(value.span(), format!("format must be one of {}, found `{word}`", names.join(", ")));
+                }
+            }
+            "ranks" => ranks = Some(list(value, &mut origins, errors)),
+            "blocks" => {
+                origins.insert(Location::Blocks, value.span());
+                blocks = Some(integer(value, "blocks", errors).unwrap_or(1));
+            }
             "cell" => {
                 let word = value.to_token_stream().to_string();
                 match word.as_str() {
@@ -181,13 +233,48 @@ pub fn spec(decl: &Declaration, errors: &mut Errors) -> Parsed {
             _ => errors.push_at(key.span(), format!("unknown key `{name}`; expected one of {KEYS}")),
         }
     }
-    for (key, present) in
-        [("in_shape", in_shape.is_some()), ("out_shape", out_shape.is_some()), ("rank", rank.is_some())]
-    {
+    for (key, present) in [("in_shape", in_shape.is_some()), ("out_shape", out_shape.is_some())] {
         if !present {
             errors.push_at(decl.name.span(), format!("missing key `{key}` in the declaration of `{}`", decl.name));
         }
     }
+    // The rank keys of the format: each present, no other.
+    let (format_name, format_span) = format.clone().unwrap_or_else(|| ("kcp".to_string(), decl.name.span()));
+    let takes = FORMATS.iter().find(|(f, _)| *f == format_name).map_or(&[][..], |(_, keys)| *keys);
+    let mut keys_ok = !bad_format;
+    for key in ["rank", "ranks", "blocks"] {
+        let given = seen.get(key).copied();
+        match (given, takes.contains(&key)) {
+            (Some(span), false) if !bad_format => {
+                keys_ok = false;
+                let wants = takes.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(" and ");
+                errors.push_at(span, format!("format {format_name} takes {wants}, not `{key}`"));
+            }
+            (None, true) => {
+                keys_ok = false;
+                let of = if format.is_some() { format!(" (format {format_name} needs it)") } else { String::new() };
+                errors.push_at(
+                    decl.name.span(),
+                    format!("missing key `{key}` in the declaration of `{}`{of}", decl.name),
+                );
+            }
+            _ => {}
+        }
+    }
+    let is_network = bad_format || format_name != "kcp";
+    if let (true, Some(false) | Some(true)) = (is_network, backward) {
+        let span = seen.get("backward").copied().unwrap_or(format_span);
+        errors.push_at(span, format!("`backward` is for format kcp only so far, not {format_name}"));
+    }
+    let (r, list, k) = (rank.unwrap_or(1), ranks.clone().flatten().unwrap_or_default(), blocks.unwrap_or(1));
+    let format = match format_name.as_str() {
+        _ if !keys_ok || !is_network || ranks.as_ref().is_some_and(Option::is_none) => None,
+        "cp" => Some(Format::Cp { rank: r }),
+        "ht" => Some(Format::Ht { rank: r }),
+        "tt" => Some(Format::Tt { ranks: list }),
+        "tr" => Some(Format::Tr { ranks: list }),
+        _ => Some(Format::Bt { blocks: k, ranks: list }),
+    };
     // A missing or malformed shape stands in as empty; its error is already reported.
     let mut resolve = |shape: Option<Option<Vec<usize>>>, side: Side| {
         shape.flatten().unwrap_or_else(|| {
@@ -204,7 +291,8 @@ pub fn spec(decl: &Declaration, errors: &mut Errors) -> Parsed {
         (None, _) => {}
     }
     let is_cell = bad_cell || spec.cell.is_some();
-    Parsed { spec, threads, backward, origins, reported, is_cell }
+    let format_name = if bad_format { String::new() } else { format_name };
+    Parsed { spec, format, is_network, format_name, threads, backward, origins, reported, is_cell }
 }
 
 /// The attributes of the declaration as tokens.

@@ -39,7 +39,8 @@ pub mod __private {
     pub use crate::driver::{rows, with_scratch, HalfFn, Lanes, NoHalves, NoLanes, RowFn, RowKernel};
     pub use crate::training::{BackFn, KeepFn, TrainKernel};
     pub use crate::{
-        kcp_cores, load_recurrent, CellGrads, CellKind, Error, Recurrent, ShapeError, State, TensorFile, Weights,
+        kcp_cores, load_recurrent, CellGrads, CellKind, CoreShape, Error, Recurrent, ShapeError, State, TensorFile,
+        Weights,
     };
     pub use kcp_core::kernels::{axpy, dispatch, dot, gemm, Block, Gemm, Repeat};
 }

@@ -11,6 +11,7 @@ mod kernels;
 use proc_macro2::{Ident, Literal, TokenStream};
 use quote::quote;
 
+use crate::network::{Lowered, Network};
 use crate::Compiled;
 
 /// What the user wrote around the layer: attributes (doc comments), visibility and name.
@@ -43,6 +44,118 @@ pub fn emit_layer(compiled: &Compiled, half: Option<&Compiled>, item: &Item) -> 
     }
 }
 
+/// The item of a layer of another format than KCP (`kcp_layer!` with `format:`): the same
+/// struct, kernels and driver as a KCP layer's, its weights the format's cores (`CORE_NAMES`,
+/// `CORE_SHAPES`); with `cell`, the recurrent cell's struct around it as input projection.
+pub fn emit_network(
+    network: &Network,
+    lowered: &Lowered,
+    bias: bool,
+    cell: Option<crate::Cell>,
+    item: &Item,
+) -> TokenStream {
+    let Some(cell) = cell else {
+        return network_layer(network, lowered, bias, item);
+    };
+    let input = network_layer(network, lowered, bias, &input_item(item));
+    let input_name = input_name(item);
+    let vis = &item.vis;
+    let format = CellInput {
+        consts: quote! {
+            /// The input weight's format, as `kcp plan` prints it.
+            #vis const FORMAT: &'static str = #input_name::FORMAT;
+        },
+        constructor: quote!(from_cores),
+        cores: quote!(&#input_name::__kcp_cores()),
+    };
+    cell_struct(input, format, item, cell)
+}
+
+fn network_layer(network: &Network, lowered: &Lowered, bias: bool, item: &Item) -> TokenStream {
+    let vis = &item.vis;
+    let nest = &lowered.nest;
+    let k = usize_lit(nest.cores.len());
+    let format = network.format().to_string();
+    let names: Vec<&str> = nest.cores.iter().map(|c| c.name.as_str()).collect();
+    let shapes = nest.cores.iter().map(|c| {
+        let dims = c.shape.iter().map(|&v| usize_lit(v));
+        quote!(&[#(#dims),*])
+    });
+    let cores = nest.cores.iter().map(|c| {
+        let (name, tensors) = (&c.name, &c.tensors);
+        let dims = c.shape.iter().map(|&v| usize_lit(v));
+        quote! {
+            ::kcp::__private::CoreShape {
+                name: ::std::string::String::from(#name),
+                shape: ::std::vec![#(#dims),*],
+                tensors: ::std::vec![#(::std::string::String::from(#tensors)),*],
+            }
+        }
+    });
+    // The terms of a sum that gives one entry of W: every value of the rank and the bonds.
+    let mut joins: Vec<crate::Index> = Vec::new();
+    for &index in network.cores().iter().flat_map(|c| &c.indices) {
+        if !matches!(index, crate::Index::In(_) | crate::Index::Out(_)) && !joins.contains(&index) {
+            joins.push(index);
+        }
+    }
+    let terms = joins.iter().map(|&i| network.size(i) as u64).product::<u64>();
+    let (args, bias_value, doc) = if bias {
+        (
+            quote!(cores: ::std::vec::Vec<::std::vec::Vec<f32>>, bias: ::std::vec::Vec<f32>),
+            quote!(::std::option::Option::Some(bias)),
+            "The layer from its cores (in `CORE_NAMES` order, each row-major of its `CORE_SHAPES`) and its bias `[M]`.",
+        )
+    } else {
+        (
+            quote!(cores: ::std::vec::Vec<::std::vec::Vec<f32>>),
+            quote!(::std::option::Option::None),
+            "The layer from its cores (in `CORE_NAMES` order, each row-major of its `CORE_SHAPES`).",
+        )
+    };
+    let no_split = no_split();
+    let parts = Parts {
+        consts: quote! {
+            /// The weight's format, as `kcp plan` prints it.
+            #vis const FORMAT: &'static str = #format;
+            /// The cores' names (safetensors tensor names; a block term's file holds each block's).
+            #vis const CORE_NAMES: [&'static str; #k] = [#(#names),*];
+            /// The cores' shapes, in storage order.
+            #vis const CORE_SHAPES: [&'static [usize]; #k] = [#(#shapes),*];
+        },
+        params_doc: quote! {
+            /// The weight's parameters: every core's elements (the bias excluded).
+        },
+        check: quote!(weights.check_cores(&Self::__kcp_cores(), bias_len)?;),
+        zeros: quote!(::kcp::__private::Weights::zeros_cores(
+            &Self::__kcp_cores(),
+            Self::HAS_BIAS.then_some(Self::OUT)
+        )),
+        random: quote!(::kcp::__private::Weights::random_cores(&Self::__kcp_cores(), #terms, Self::IN, Self::HAS_BIAS.then_some(Self::OUT), seed)),
+        load: quote!(::kcp::__private::Weights::load_cores(path.as_ref(), "", &Self::__kcp_cores(), bias_len)?),
+        load_doc: quote! {
+            /// Load the layer from a safetensors file: its cores under `CORE_NAMES` (a block
+            /// term's as `block.{k}.*`, one per block), and `bias` if the layer has one, all f32.
+        },
+        constructor: quote! {
+            #[doc = #doc]
+            #vis fn from_cores(#args) -> ::std::result::Result<Self, ::kcp::Error> {
+                Self::from_weights(::kcp::__private::Weights { factors: cores, bias: #bias_value })
+            }
+        },
+        halves: (quote!(::std::option::Option::None), quote!(::kcp::__private::NoHalves)),
+        items: quote! {
+            /// The cores as the runtime checks and reads them.
+            fn __kcp_cores() -> ::std::vec::Vec<::kcp::__private::CoreShape> {
+                ::std::vec![#(#cores),*]
+            }
+
+            #no_split
+        },
+    };
+    layer_struct(lowered.plan.prep_macs(), &lowered.plan.to_string(), nest, lowered.lanes.as_ref(), bias, item, parts)
+}
+
 /// The item a declaration with errors expands to, beside its `compile_error!`s: the layer of a
 /// stand-in spec with the declared spec's API (the same modes D, bias and cell kind, where the
 /// declaration got them right; every size 1), emitted by [`emit_layer`] itself, so that the stub
@@ -64,19 +177,52 @@ pub fn emit_stub(spec: &crate::Spec, cell: bool, item: &Item) -> TokenStream {
 }
 
 fn cell_layer(compiled: &Compiled, half: Option<&Compiled>, item: &Item, cell: crate::Cell) -> TokenStream {
-    let Item { attrs, vis, name, .. } = item;
-    let input_name = quote::format_ident!("__Kcp{}Input", name);
-    let input = kcp_layer(
-        compiled,
-        half,
-        &Item {
-            attrs: quote!(#[doc(hidden)]),
-            vis: vis.clone(),
-            name: input_name.clone(),
-            threads: item.threads,
-            backward: item.backward,
+    let input_name = input_name(item);
+    let input = kcp_layer(compiled, half, &input_item(item));
+    let vis = &item.vis;
+    let kcp = CellInput {
+        consts: quote! {
+            /// R, the rank of the KCP input weight.
+            #vis const RANK: usize = #input_name::RANK;
         },
-    );
+        constructor: quote!(from_factors),
+        cores: quote!(&::kcp::__private::kcp_cores(&#input_name::FACTOR_SHAPES)),
+    };
+    cell_struct(input, kcp, item, cell)
+}
+
+/// The hidden name of a cell's input projection.
+fn input_name(item: &Item) -> Ident {
+    quote::format_ident!("__Kcp{}Input", item.name)
+}
+
+/// The item of a cell's input projection.
+fn input_item(item: &Item) -> Item {
+    Item {
+        attrs: quote!(#[doc(hidden)]),
+        vis: item.vis.clone(),
+        name: input_name(item),
+        threads: item.threads,
+        backward: item.backward,
+    }
+}
+
+/// What a cell's struct takes from its input projection's format.
+struct CellInput {
+    /// Constants of the format (a KCP input's `RANK`).
+    consts: TokenStream,
+    /// The input's constructor from its weights' values and a bias.
+    constructor: TokenStream,
+    /// The input's cores (`&[CoreShape]`), for reading a file.
+    cores: TokenStream,
+}
+
+/// A cell's struct beside its input projection `input` (emitted), with the training path if the
+/// item asks for one (a KCP projection's).
+fn cell_struct(input: TokenStream, format: CellInput, item: &Item, cell: crate::Cell) -> TokenStream {
+    let Item { attrs, vis, name, .. } = item;
+    let input_name = input_name(item);
+    let CellInput { consts, constructor, cores } = format;
     let hidden = usize_lit(cell.hidden);
     let (kind, kind_name) = match cell.kind {
         crate::CellKind::Lstm => (quote!(::kcp::__private::CellKind::Lstm), "LSTM"),
@@ -145,9 +291,8 @@ fn cell_layer(compiled: &Compiled, half: Option<&Compiled>, item: &Item, cell: c
             #vis const HIDDEN: usize = #hidden;
             /// G, the number of gates.
             #vis const GATES: usize = #gates;
-            /// R, the rank of the KCP input weight.
-            #vis const RANK: usize = #input_name::RANK;
-            /// Parameters of the KCP input weight (bias excluded).
+            #consts
+            /// Parameters of the input weight (bias excluded).
             #vis const PARAMS: u64 = #input_name::PARAMS;
             /// Parameters of the dense input weight it replaces, G*H * N.
             #vis const DENSE_PARAMS: u64 = #input_name::DENSE_PARAMS;
@@ -158,7 +303,7 @@ fn cell_layer(compiled: &Compiled, half: Option<&Compiled>, item: &Item, cell: c
             /// The input projection's compiled plan.
             #vis const PLAN: &'static str = #input_name::PLAN;
 
-            /// The layer from its parts, PyTorch's layout: the KCP factors of `weight_ih`,
+            /// The layer from its parts, PyTorch's layout: the factors (or cores) of `weight_ih`,
             /// `bias_ih` `[G*H]`, `weight_hh` `[G*H, H]`, `bias_hh` `[G*H]`.
             #vis fn from_parts(
                 factors: ::std::vec::Vec<::std::vec::Vec<f32>>,
@@ -167,7 +312,7 @@ fn cell_layer(compiled: &Compiled, half: Option<&Compiled>, item: &Item, cell: c
                 bias_hh: ::std::vec::Vec<f32>,
             ) -> ::std::result::Result<Self, ::kcp::Error> {
                 ::std::result::Result::Ok(Self {
-                    __kcp_input: #input_name::from_factors(factors, bias_ih)?,
+                    __kcp_input: #input_name::#constructor(factors, bias_ih)?,
                     __kcp_cell: ::kcp::__private::Recurrent::new(#kind, #hidden, weight_hh, bias_hh)?,
                 })
             }
@@ -180,14 +325,14 @@ fn cell_layer(compiled: &Compiled, half: Option<&Compiled>, item: &Item, cell: c
                 }
             }
 
-            /// Load from a safetensors file with the names `weight_ih.factor.{d}`, `bias_ih`,
-            /// `weight_hh` and `bias_hh`.
+            /// Load from a safetensors file with the names `weight_ih.` and the input weight's
+            /// cores (`weight_ih.factor.{d}` for KCP), `bias_ih`, `weight_hh` and `bias_hh`.
             #vis fn load(path: impl ::std::convert::AsRef<::std::path::Path>) -> ::std::result::Result<Self, ::kcp::Error> {
-                let (weights, cell) = ::kcp::__private::load_recurrent(path.as_ref(), &::kcp::__private::kcp_cores(&#input_name::FACTOR_SHAPES), #kind, #hidden)?;
+                let (weights, cell) = ::kcp::__private::load_recurrent(path.as_ref(), #cores, #kind, #hidden)?;
                 ::std::result::Result::Ok(Self { __kcp_input: #input_name::from_weights(weights)?, __kcp_cell: cell })
             }
 
-            /// The KCP input projection.
+            /// The input projection.
             #vis fn input(&self) -> &#input_name {
                 &self.__kcp_input
             }
@@ -262,18 +407,7 @@ fn kcp_layer(compiled: &Compiled, half: Option<&Compiled>, item: &Item) -> Token
         None => quote!(::kcp::__private::NoHalves),
     };
     let halves = split.as_ref().map_or_else(|| quote!(::std::option::Option::None), |split| split.halves.clone());
-    let split_items = split.as_ref().map_or_else(
-        || {
-            quote! {
-                fn __kcp_split(
-                    factors: &[::std::vec::Vec<f32>],
-                ) -> ::std::vec::Vec<(::std::vec::Vec<::std::vec::Vec<f32>>, ::std::vec::Vec<::std::vec::Vec<f32>>)> {
-                    ::std::vec::Vec::new()
-                }
-            }
-        },
-        |split| split.items.clone(),
-    );
+    let split_items = split.as_ref().map_or_else(no_split, |split| split.items.clone());
     let (from_factors_args, from_factors_bias, from_factors_doc) = if spec.bias() {
         (
             quote!(factors: ::std::vec::Vec<::std::vec::Vec<f32>>, bias: ::std::vec::Vec<f32>),
@@ -299,7 +433,11 @@ fn kcp_layer(compiled: &Compiled, half: Option<&Compiled>, item: &Item) -> Token
         },
         check: quote!(weights.check(&Self::FACTOR_SHAPES, bias_len)?;),
         zeros: quote!(::kcp::__private::Weights::zeros(&Self::FACTOR_SHAPES, Self::HAS_BIAS.then_some(Self::OUT))),
-        random: quote!(::kcp::__private::Weights::random(&Self::FACTOR_SHAPES, Self::HAS_BIAS.then_some(Self::OUT), seed)),
+        random: quote!(::kcp::__private::Weights::random(
+            &Self::FACTOR_SHAPES,
+            Self::HAS_BIAS.then_some(Self::OUT),
+            seed
+        )),
         load: quote!(::kcp::__private::Weights::load(path.as_ref(), "", &Self::FACTOR_SHAPES, bias_len)?),
         load_doc: quote! {
             /// Load the layer from a safetensors file: `factor.0` .. `factor.{D-1}`, and `bias`
@@ -318,7 +456,15 @@ fn kcp_layer(compiled: &Compiled, half: Option<&Compiled>, item: &Item) -> Token
             #training
         },
     };
-    layer_struct(compiled.plan.prep_macs(), &compiled.plan.to_string(), nest, compiled.lanes.as_ref(), spec.bias(), item, parts)
+    layer_struct(
+        compiled.plan.prep_macs(),
+        &compiled.plan.to_string(),
+        nest,
+        compiled.lanes.as_ref(),
+        spec.bias(),
+        item,
+        parts,
+    )
 }
 
 /// The struct of a layer of any format and its impl: constants, constructors, `forward` and
@@ -601,6 +747,17 @@ fn lanes(nest: &crate::LoopNest) -> Lanes {
         })
     };
     Lanes { field, items: row_fn }
+}
+
+/// `__kcp_split` of a layer that does not split: no halves.
+fn no_split() -> TokenStream {
+    quote! {
+        fn __kcp_split(
+            factors: &[::std::vec::Vec<f32>],
+        ) -> ::std::vec::Vec<(::std::vec::Vec<::std::vec::Vec<f32>>, ::std::vec::Vec<::std::vec::Vec<f32>>)> {
+            ::std::vec::Vec::new()
+        }
+    }
 }
 
 /// The parts of a layer whose rank splits in two halves.

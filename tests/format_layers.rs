@@ -1,0 +1,143 @@
+//! Layers of every format declared through `kcp_layer!` (`format:` with its rank keys): the
+//! generated `forward` and `forward_par` against the dense f64 reference of the same cores,
+//! the constants against the planner, `random`'s scale, a file round trip (a block term's per
+//! block), and an LSTM whose input weight is a tensor train against the generic executor.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+
+use kcp::ir::network::{eval, Format, Network};
+use kcp::ir::test::{relative_error, Rng};
+use kcp::ir::{Batch, Options};
+use kcp::{kcp_layer, save, Executor, RecurrentExecutor, State, Weights};
+
+kcp_layer! { struct Tt3 { in_shape: [3, 4, 5], out_shape: [2, 3, 4], format: tt, ranks: [1, 3, 2, 1], bias: true } }
+kcp_layer! { struct Cp2 { in_shape: [6, 5], out_shape: [4, 3], format: cp, rank: 5 } }
+kcp_layer! { struct Tr2 { in_shape: [6, 5], out_shape: [4, 3], format: tr, ranks: [2, 3, 1, 2], threads: 2 } }
+kcp_layer! { struct Bt3 { in_shape: [2, 3, 4], out_shape: [3, 1, 2], format: bt, blocks: 2, ranks: [2, 1, 3], bias: true } }
+kcp_layer! { struct Ht4 { in_shape: [2, 3, 2, 2], out_shape: [2, 2, 3, 1], format: ht, rank: 3 } }
+kcp_layer! { struct Ht1 { in_shape: [7], out_shape: [5], format: ht, rank: 2 } }
+kcp_layer! { struct TtUcf11 { in_shape: [8, 20, 20, 18], out_shape: [16, 4, 4, 4], format: tt, ranks: [1, 4, 4, 4, 1] } }
+kcp_layer! {
+    /// A GRU-sized cell whose input weight is a tensor train.
+    struct TtLstm { in_shape: [4, 6], out_shape: [8, 2], format: tt, ranks: [1, 3, 1], cell: lstm, hidden: 4 }
+}
+
+/// The checks every layer goes through, written once over the generated API.
+macro_rules! check_layer {
+    ($layer:ty, $format:expr, $seed:expr) => {{
+        let network = Network::new(&<$layer>::IN_SHAPE, &<$layer>::OUT_SHAPE, $format, Batch::Symbolic).unwrap();
+        let lowered = network.compile(&Options::default());
+        assert_eq!(<$layer>::FORMAT, network.format().to_string());
+        assert_eq!(<$layer>::PLAN, lowered.plan.to_string());
+        assert_eq!(<$layer>::MACS_PER_SAMPLE, lowered.plan.macs());
+        assert_eq!(<$layer>::PARAMS, network.params());
+        let names: Vec<&str> = network.cores().iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(<$layer>::CORE_NAMES.to_vec(), names);
+        for (k, shape) in <$layer>::CORE_SHAPES.iter().enumerate() {
+            assert_eq!(shape.to_vec(), network.shape(k));
+        }
+        let mut rng = Rng::new($seed);
+        let cores = eval::random_cores(&network, &mut rng);
+        let bias: Vec<f64> = if <$layer>::HAS_BIAS { rng.vec(<$layer>::OUT) } else { Vec::new() };
+        let to32 = |v: &[f64]| v.iter().map(|&v| v as f32).collect::<Vec<f32>>();
+        let weights =
+            Weights { factors: cores.iter().map(|c| to32(c)).collect(), bias: <$layer>::HAS_BIAS.then(|| to32(&bias)) };
+        let layer = <$layer>::from_weights(weights.clone()).unwrap();
+        let executor = Executor::new(lowered.nest.clone(), weights).unwrap().interleaved(lowered.lanes.clone());
+        for batch in [1, 3, 17, 64] {
+            let x = rng.vec(batch * <$layer>::IN);
+            let mut want = eval::dense_forward(&network, &cores, &x, batch);
+            if <$layer>::HAS_BIAS {
+                want.iter_mut().enumerate().for_each(|(k, y)| *y += bias[k % <$layer>::OUT]);
+            }
+            let x32 = to32(&x);
+            let mut y = vec![f32::NAN; batch * <$layer>::OUT];
+            layer.forward(&x32, &mut y).unwrap();
+            let as64 = |y: &[f32]| y.iter().map(|&v| f64::from(v)).collect::<Vec<f64>>();
+            let error = relative_error(&as64(&y), &want);
+            assert!(error < 1e-5, "{} batch {batch}: forward {error}", stringify!($layer));
+            let mut y_par = vec![f32::NAN; batch * <$layer>::OUT];
+            layer.forward_par(&x32, &mut y_par).unwrap();
+            assert_eq!(y, y_par, "{} batch {batch}: forward_par", stringify!($layer));
+            let mut y_exec = vec![f32::NAN; batch * <$layer>::OUT];
+            executor.forward(&x32, &mut y_exec).unwrap();
+            assert!(relative_error(&as64(&y_exec), &want) < 1e-5, "{} batch {batch}: executor", stringify!($layer));
+        }
+    }};
+}
+
+#[test]
+fn every_format_matches_the_dense_reference() {
+    check_layer!(Tt3, Format::Tt { ranks: vec![1, 3, 2, 1] }, 1);
+    check_layer!(Cp2, Format::Cp { rank: 5 }, 2);
+    check_layer!(Tr2, Format::Tr { ranks: vec![2, 3, 1, 2] }, 3);
+    check_layer!(Bt3, Format::Bt { blocks: 2, ranks: vec![2, 1, 3] }, 4);
+    check_layer!(Ht4, Format::Ht { rank: 3 }, 5);
+    check_layer!(Ht1, Format::Ht { rank: 2 }, 6);
+}
+
+/// `random` scales the cores so that the dense weight's entries have variance about 1/N.
+#[test]
+fn random_layers_have_the_default_scale() {
+    let layer = TtUcf11::random(3);
+    let network = Network::new(
+        &TtUcf11::IN_SHAPE,
+        &TtUcf11::OUT_SHAPE,
+        Format::Tt { ranks: vec![1, 4, 4, 4, 1] },
+        Batch::Symbolic,
+    )
+    .unwrap();
+    // Columns of W: y for a few unit rows of x.
+    let rows = 64;
+    let mut x = vec![0.0f32; rows * TtUcf11::IN];
+    for r in 0..rows {
+        x[r * TtUcf11::IN + r * 797] = 1.0;
+    }
+    let mut y = vec![0.0f32; rows * TtUcf11::OUT];
+    layer.forward(&x, &mut y).unwrap();
+    let variance = y.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / y.len() as f64;
+    let want = 1.0 / network.input_size() as f64;
+    assert!(variance > want / 3.0 && variance < want * 3.0, "variance {variance:e}, want about {want:e}");
+}
+
+/// A block term's layer saved under its per-block names and loaded back.
+#[test]
+fn files_round_trip_under_the_format_names() {
+    let layer = Bt3::random(9);
+    let network =
+        Network::new(&Bt3::IN_SHAPE, &Bt3::OUT_SHAPE, Format::Bt { blocks: 2, ranks: vec![2, 1, 3] }, Batch::Symbolic)
+            .unwrap();
+    let path = std::env::temp_dir().join(format!("kcp-bt3-{}.safetensors", std::process::id()));
+    save(&path, &layer.weights().tensors_of("", &network.core_shapes())).unwrap();
+    let names = kcp::TensorFile::read(&path).unwrap().names();
+    assert!(
+        names.contains(&"block.1.core".to_string()) && names.contains(&"block.0.factor.2".to_string()),
+        "{names:?}"
+    );
+    let loaded = Bt3::load(&path).unwrap();
+    assert_eq!(loaded.weights(), layer.weights());
+    std::fs::remove_file(&path).unwrap();
+    let error = Bt3::load(Path::new("/nonexistent/bt3.safetensors")).unwrap_err();
+    assert!(error.to_string().contains("cannot"), "{error}");
+}
+
+/// An LSTM whose input weight is a tensor train: the generated cell against the generic
+/// recurrent executor on the same weights.
+#[test]
+fn a_tensor_train_lstm_runs_as_the_executor_does() {
+    let cell = TtLstm::random(5);
+    let network = Network::new(&[4, 6], &[8, 2], Format::Tt { ranks: vec![1, 3, 1] }, Batch::Symbolic).unwrap();
+    let lowered = network.compile(&Options::default());
+    let input = Executor::new(lowered.nest, cell.input().weights().clone()).unwrap();
+    let executor = RecurrentExecutor::new(input, cell.cell().clone()).unwrap();
+    let (steps, batch) = (5, 3);
+    let x: Vec<f32> = Rng::new(8).vec(steps * batch * TtLstm::IN).iter().map(|&v| v as f32).collect();
+    let (mut hs, mut want) = (vec![0.0; steps * batch * 4], vec![0.0; steps * batch * 4]);
+    let (mut state, mut state2) = (TtLstm::zero_state(batch), State::zeros(kcp::CellKind::Lstm, batch, 4));
+    cell.forward(&x, batch, &mut hs, &mut state).unwrap();
+    executor.forward(&x, batch, &mut want, &mut state2).unwrap();
+    assert_eq!(hs, want);
+    assert!(TtLstm::FORMAT.starts_with("tt"));
+}
