@@ -387,7 +387,10 @@ fn bad_input_gives_one_line_and_exit_code_2() {
         (&["plan"], "--format kcp needs --rank"),
         (&["plan", "--format", "tt", "--ranks", "2x3x1"], "tt ranks must start and end with 1"),
         (&["plan", "--format", "tr", "--ranks", "2x2x2"], "tr needs 4 ranks"),
-        (&["emit", "--format", "cp", "--rank", "2"], "kcp emit takes --format kcp only, not cp"),
+        (
+            &["grad", "--format", "cp", "--rank", "2", "--weights", "w", "--x", "x", "--dy", "d", "--grads-out", "g"],
+            "kcp grad takes --format kcp only, not cp",
+        ),
         (
             &["compress", "--format", "ht", "--rank", "2", "--dense", "w.npy", "--weights-out", "o.safetensors"],
             "not ht",
@@ -428,6 +431,25 @@ fn every_format_plans_and_runs_from_its_flags() {
         v["references"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
     assert_eq!(references, ["TT-RNN", "tednet"]);
     assert!(v.get("candidates").is_none());
+    // emit prints the layer kcp_layer! generates for the format.
+    let code = stdout(&kcp(&[
+        "emit",
+        "--format",
+        "tt",
+        "--ranks",
+        "1x2x1",
+        "--in-shape",
+        "4x5",
+        "--out-shape",
+        "3x2",
+        "--name",
+        "SmallTt",
+    ]));
+    assert!(
+        code.contains("pub struct SmallTt") && code.contains(r#"pub const FORMAT: &'static str = "tt ranks 1x2x1";"#),
+        "{code}"
+    );
+    syn::parse_file(&code).unwrap();
 
     let (in_shape, out_shape) = ([3usize, 1, 4], [2usize, 3, 2]);
     let cases: [(&[&str], Format); 6] = [

@@ -11,7 +11,7 @@ use serde_json::json;
 use kcp::compress::{compress, tt_svd, Options as FitOptions};
 use kcp::ir::network::{orders, Format, Network};
 use kcp::ir::{compile, Compiled, LoopNest, Options, Spec};
-use kcp::ir::{emit_layer, Item};
+use kcp::ir::{emit_layer, emit_network, Item};
 use kcp::npy;
 use kcp::{save, CellKind, Executor, NamedTensor, RecurrentExecutor, State, TensorFile, Weights};
 
@@ -21,8 +21,8 @@ use kcp::{save, CellKind, Executor, NamedTensor, RecurrentExecutor, State, Tenso
 A KCP layer replaces a dense weight W [M, N] by rank-R factor stacks A_d [R, m_d, n_d] with \
 W = sum_r A_1[r] (x) ... (x) A_D[r]; shapes are written like 8x20x20x18 (N = 57600). \
 `plan` and `run` also take the other formats of the comparison (--format cp, tt, tr, bt, ht, \
-with their rank flags); `compress` fits KCP (ALS) and TT (TT-SVD) layers; `emit` and `grad` take \
-KCP layers only.")]
+with their rank flags), as does `emit`; `compress` fits KCP (ALS) and TT (TT-SVD) layers; `grad` \
+takes KCP layers only.")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -131,8 +131,8 @@ struct LayerArgs {
     /// Output shape m_1 x ... x m_D, e.g. 4x4x4x16
     #[arg(long, value_parser = parse_shape)]
     out_shape: Shape,
-    /// The weight's tensor format: kcp, or cp, tt, tr, bt, ht (docs/formats.md; plan and run
-    /// take every format, compress kcp and tt, emit and grad kcp only)
+    /// The weight's tensor format: kcp, or cp, tt, tr, bt, ht (docs/formats.md; plan, emit and
+    /// run take every format, compress kcp and tt, grad kcp only)
     #[arg(long, value_enum, default_value_t = FormatArg::Kcp)]
     format: FormatArg,
     /// Rank R: the number of Kronecker terms (kcp), of rank-1 terms (cp), every tree edge's rank (ht)
@@ -394,12 +394,16 @@ fn plan_network(layer: &LayerArgs, as_json: bool) -> Result<String> {
 }
 
 fn emit(layer: &LayerArgs, name: &str) -> Result<String> {
-    let c = compile_layer(layer, None, "emit")?;
     let ident = syn::parse_str::<proc_macro2::Ident>(name).map_err(|_| format!("`{name}` is not a Rust identifier"))?;
     let item = Item { attrs: quote::quote!(), vis: quote::quote!(pub), name: ident, threads: 0, backward: None };
-    let half = c.half_rank(&Options::default());
-    let file: syn::File =
-        syn::parse2(emit_layer(&c, half.as_ref(), &item)).map_err(|e| format!("internal error: {e}"))?;
+    let tokens = if layer.format == FormatArg::Kcp {
+        let c = compile_layer(layer, None, "emit")?;
+        emit_layer(&c, c.half_rank(&Options::default()).as_ref(), &item)
+    } else {
+        let network = layer.network()?;
+        emit_network(&network, &network.compile(&Options::default()), false, None, &item)
+    };
+    let file: syn::File = syn::parse2(tokens).map_err(|e| format!("internal error: {e}"))?;
     Ok(prettyplease::unparse(&file))
 }
 
