@@ -297,26 +297,37 @@ impl Program {
         let (s0, s1) = scratch.split_at_mut(self.scratch_len);
         let mut s = [s0, s1];
         for (number, kernel) in self.call.iter().enumerate() {
-            let w: &[T] = match kernel.w {
-                Buffer::Factor(d) => &factors[d],
-                Buffer::Prep(k) => &prep[k],
-                _ => &[],
-            };
-            match (kernel.a, kernel.out) {
-                (Buffer::X, Buffer::Y) => kernel.run(y, x, w),
-                (Buffer::X, Buffer::Scratch(o)) => kernel.run(s[o], x, w),
-                (Buffer::Scratch(i), Buffer::Y) => kernel.run(y, s[i], w),
-                (Buffer::Scratch(i), Buffer::Scratch(o)) if i != o => {
+            match kernel.out {
+                Buffer::Y => {
+                    let other: &[T] = match (kernel.a, kernel.w) {
+                        (Buffer::Scratch(i), _) | (_, Buffer::Scratch(i)) => &s[i][..],
+                        _ => &[],
+                    };
+                    let read = |b| source(b, x, factors, prep, other);
+                    kernel.run(y, read(kernel.a), read(kernel.w));
+                }
+                Buffer::Scratch(o) => {
                     let [s0, s1] = &mut s;
-                    let (a, out) = if i == 0 { (&**s0, &mut **s1) } else { (&**s1, &mut **s0) };
-                    kernel.run(out, a, w);
+                    let (out, other) = if o == 0 { (&mut **s0, &**s1) } else { (&mut **s1, &**s0) };
+                    let read = |b| source(b, x, factors, prep, other);
+                    kernel.run(out, read(kernel.a), read(kernel.w));
+                    keep(number, &out[..kernel.out_len]);
                 }
                 _ => {}
             }
-            if let Buffer::Scratch(o) = kernel.out {
-                keep(number, &s[o][..kernel.out_len]);
-            }
         }
+    }
+}
+
+/// What a call kernel reads from `buffer`, in either slot: x, a weight, a pre-product, or the
+/// scratch buffer it does not write (`other`).
+fn source<'a, T>(buffer: Buffer, x: &'a [T], factors: &'a [Vec<T>], prep: &'a [Vec<T>], other: &'a [T]) -> &'a [T] {
+    match buffer {
+        Buffer::X => x,
+        Buffer::Factor(d) => &factors[d],
+        Buffer::Prep(k) => &prep[k],
+        Buffer::Scratch(_) => other,
+        _ => &[],
     }
 }
 

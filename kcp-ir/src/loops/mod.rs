@@ -110,16 +110,23 @@ pub fn lower_lanes(plan: &Plan, graph: &ContractionGraph, lanes: usize) -> LoopN
         if let Some((_, summed)) = step.inputs.iter().find(|(v, _)| *v == Value::Ones) {
             ones = ones.max(summed.iter().map(size).product());
         }
-        // a carries x in a per-call step; a load-time step takes its inputs in order.
+        // a carries x in a per-call step; a load-time step takes its inputs in order; the
+        // other order where its inner operation runs longer (y and a pre-product may share the
+        // contiguous run that y and x's side do not).
         let [first, second] = step.inputs;
         let (a, w) = if second.1.contains(Index::Batch) { (second, first) } else { (first, second) };
-        let mut kernel = kernel(
-            [(out, layout(step.indices).collect()), tensor(a), tensor(w)],
-            out_len,
-            out != Buffer::Y,
-            &size,
-            plan.describe_step(step),
-        );
+        let out_layout: Vec<Index> = layout(step.indices).collect();
+        let lower = |(a, w)| {
+            kernel(
+                [(out, out_layout.clone()), tensor(a), tensor(w)],
+                out_len,
+                out != Buffer::Y,
+                &size,
+                plan.describe_step(step),
+            )
+        };
+        let (usual, swapped) = (lower((a, w)), lower((w, a)));
+        let mut kernel = if run_score(&swapped) > run_score(&usual) { swapped } else { usual };
         // A product on x row by row: the next row of the batch is N elements on.
         if let (Buffer::X, 1, Inner::Gemm { shape: g, .. }) = (kernel.a, lanes, &mut kernel.inner) {
             g.stream = (0..graph.modes()).map(|d| size(Index::In(d))).product();
