@@ -195,7 +195,7 @@ pub fn spec(decl: &Declaration, errors: &mut Errors) -> Parsed {
             "format" => {
                 let word = value.to_token_stream().to_string();
                 if FORMATS.iter().any(|(f, _)| *f == word) {
-                    format = Some((word, value.span()));
+                    format = Some(word);
                 } else {
                     bad_format = true;
                     let names: Vec<&str> = FORMATS.iter().map(|(f, _)| *f).collect();
@@ -239,7 +239,7 @@ pub fn spec(decl: &Declaration, errors: &mut Errors) -> Parsed {
         }
     }
     // The rank keys of the format: each present, no other.
-    let (format_name, format_span) = format.clone().unwrap_or_else(|| ("kcp".to_string(), decl.name.span()));
+    let format_name = format.clone().unwrap_or_else(|| "kcp".to_string());
     let takes = FORMATS.iter().find(|(f, _)| *f == format_name).map_or(&[][..], |(_, keys)| *keys);
     let mut keys_ok = !bad_format;
     for key in ["rank", "ranks", "blocks"] {
@@ -262,8 +262,8 @@ pub fn spec(decl: &Declaration, errors: &mut Errors) -> Parsed {
         }
     }
     let is_network = bad_format || format_name != "kcp";
-    if let (true, Some(false) | Some(true)) = (is_network, backward) {
-        let span = seen.get("backward").copied().unwrap_or(format_span);
+    if is_network && !bad_format && backward.is_some() {
+        let span = seen.get("backward").copied().unwrap_or_else(|| decl.name.span());
         errors.push_at(span, format!("`backward` is for format kcp only so far, not {format_name}"));
     }
     let (r, list, k) = (rank.unwrap_or(1), ranks.clone().flatten().unwrap_or_default(), blocks.unwrap_or(1));

@@ -1,8 +1,10 @@
 //! Lowering: `Plan` -> loop nest ([`LoopNest`], the runtime's [`Program`] format).
 //!
 //! The nest runs one batch row at a time (b is the driver's loop; threads split it). Every step
-//! becomes a kernel `out[o] += a[ia] * w[iw]`, where `a` carries x (or is the first weight of a
-//! load-time step) and `w` is a weight. Tensors keep the global index layout of the plan, so:
+//! becomes a kernel `out[o] += a[ia] * w[iw]`, where `a` usually carries x (or is the first
+//! weight of a load-time step) and `w` is a weight, unless the other order gives the longer
+//! inner run (`longer_run`: y may share its contiguous run with a pre-product). Cores keep
+//! their own storage order, results the global index layout of the plan, so:
 //!
 //! 1. the innermost operation is an `axpy` over the longest run of trailing indices that `out`
 //!    and `a` share and `w` lacks (one contiguous block in both: the modes after the contracted
@@ -125,8 +127,7 @@ pub fn lower_lanes(plan: &Plan, graph: &ContractionGraph, lanes: usize) -> LoopN
                 plan.describe_step(step),
             )
         };
-        let (usual, swapped) = (lower((a, w)), lower((w, a)));
-        let mut kernel = if run_score(&swapped) > run_score(&usual) { swapped } else { usual };
+        let mut kernel = longer_run(lower((a, w)), lower((w, a)));
         // A product on x row by row: the next row of the batch is N elements on.
         if let (Buffer::X, 1, Inner::Gemm { shape: g, .. }) = (kernel.a, lanes, &mut kernel.inner) {
             g.stream = (0..graph.modes()).map(|d| size(Index::In(d))).product();
@@ -200,7 +201,7 @@ pub fn lower_backward(plan: &BackwardPlan, graph: &ContractionGraph) -> Backward
         };
         let [one, other] = [(first, second), (second, first)]
             .map(|(a, w)| kernel([out.clone(), tensor(a), tensor(w)], out_len, zero, &size, comment.clone()));
-        let kernel = if run_score(&other) > run_score(&one) { other } else { one };
+        let kernel = longer_run(one, other);
         steps.push(BackwardKernel { kernel, broadcast });
     }
     let kept = plan.kept_indices.iter().map(|&(k, set)| (k, volume(set), k - 1)).collect();
@@ -213,6 +214,16 @@ pub fn lower_backward(plan: &BackwardPlan, graph: &ContractionGraph) -> Backward
         kept,
         dx: plan.dx,
         macs_per_row: plan.macs / graph.size(Index::Batch).max(1),
+    }
+}
+
+/// Of the same product lowered with its operands in either order, the one whose inner
+/// operation uses the vector units better (`one` on a tie).
+fn longer_run(one: Kernel, other: Kernel) -> Kernel {
+    if run_score(&other) > run_score(&one) {
+        other
+    } else {
+        one
     }
 }
 
