@@ -152,7 +152,10 @@ pub fn plan_backward(graph: &ContractionGraph, forward: &Plan, dx: bool, max_sav
         separate_macs,
         forward_macs: forward.macs(),
     };
-    for order in permutations(modes) {
+    // Sweeps contract one factor [r, i_d, j_d] per mode: a KCP layer's; another format's
+    // gradients are planned separately.
+    let sweeps = if is_kcp(graph) { permutations(modes) } else { Vec::new() };
+    for order in sweeps {
         // The f_k a forward pass in this order leaves behind (none for another order).
         let keepable: Vec<usize> = if forward_order.as_ref() == Some(&order) { (1..modes).collect() } else { vec![] };
         for mask in 0..1usize << keepable.len() {
@@ -168,6 +171,14 @@ pub fn plan_backward(graph: &ContractionGraph, forward: &Plan, dx: bool, max_sav
         }
     }
     best
+}
+
+/// Whether the network is a KCP layer's: core d is the factor stack `[r, i_d, j_d]`.
+fn is_kcp(graph: &ContractionGraph) -> bool {
+    graph.cores() == graph.modes()
+        && (0..graph.modes()).all(|d| {
+            factor_indices(graph, d) == IndexSet::EMPTY.with(Index::Rank).with(Index::Out(d)).with(Index::In(d))
+        })
 }
 
 /// Every permutation of `0..n`, in lexicographic order.
@@ -269,19 +280,19 @@ fn sweep(graph: &ContractionGraph, order: &[usize], kept: &[usize], dx: bool) ->
 }
 
 /// The networks of the gradients planned on their own: dA_d from x, dy and the other
-/// factors; dx from dy and every factor.
+/// factors (cores, for any format); dx from dy and every core.
 fn networks(graph: &ContractionGraph, dx: bool) -> Vec<(Network, Tensor)> {
-    let modes = graph.modes();
-    let mut networks: Vec<(Network, Tensor)> = (0..modes)
+    let cores = graph.cores();
+    let mut networks: Vec<(Network, Tensor)> = (0..cores)
         .map(|d| {
             let mut operands = vec![(Tensor::X, x_indices(graph)), (Tensor::Dy, dy_indices(graph))];
-            operands.extend((0..modes).filter(|&e| e != d).map(|e| (Tensor::Factor(e), factor_indices(graph, e))));
+            operands.extend((0..cores).filter(|&e| e != d).map(|e| (Tensor::Factor(e), factor_indices(graph, e))));
             (Network { operands, result: grad_indices(graph, d) }, Tensor::Grad(d))
         })
         .collect();
     if dx {
         let mut operands = vec![(Tensor::Dy, dy_indices(graph))];
-        operands.extend((0..modes).map(|e| (Tensor::Factor(e), factor_indices(graph, e))));
+        operands.extend((0..cores).map(|e| (Tensor::Factor(e), factor_indices(graph, e))));
         networks.push((Network { operands, result: x_indices(graph) }, Tensor::Dx));
     }
     networks
