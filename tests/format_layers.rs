@@ -141,3 +141,19 @@ fn a_tensor_train_lstm_runs_as_the_executor_does() {
     assert_eq!(hs, want);
     assert!(TtLstm::FORMAT.starts_with("tt"));
 }
+
+/// Training a layer of another format through the executor is a typed error, not a wrong
+/// gradient: its backward program is planned (kcp-ir/tests/format_gradients.rs checks it), its
+/// training kernels are KCP's only so far.
+#[test]
+fn training_another_format_is_a_typed_error() {
+    let network = Network::new(&[4, 6], &[8, 2], Format::Tt { ranks: vec![1, 3, 1] }, Batch::Symbolic).unwrap();
+    let lowered = network.compile(&Options::default());
+    let backward =
+        kcp::ir::lower_backward(&kcp::ir::plan_backward(&lowered.graph, &lowered.plan, false, 1 << 16), &lowered.graph);
+    let weights = Weights::random_cores(&lowered.nest.cores, 3, 24, None, 1);
+    let executor = Executor::new(lowered.nest, weights).unwrap();
+    let (x, dy) = (vec![0.5f32; 2 * 24], vec![1.0f32; 2 * 16]);
+    let error = executor.gradients(&backward, &x, &dy, None, 1).unwrap_err();
+    assert_eq!(error.to_string(), "training runs KCP layers only so far; this layer's cores are core.0, core.1");
+}

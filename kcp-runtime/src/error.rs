@@ -45,6 +45,13 @@ pub enum ShapeError {
         /// What was expected.
         expected: usize,
     },
+    /// A training pass asked of a layer of another format than KCP (its backward programs
+    /// are planned and checked, its training kernels not yet built).
+    #[error("training runs KCP layers only so far; this layer's cores are {cores}")]
+    NotKcp {
+        /// The layer's cores, by name.
+        cores: String,
+    },
 }
 
 /// Something wrong with weights or a weight file.

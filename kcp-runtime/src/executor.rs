@@ -91,6 +91,10 @@ impl Executor {
         shapes: &'a [[usize; 3]],
     ) -> Result<TrainKernel<'a, impl KeepFn + 'a, impl BackFn + 'a>, ShapeError> {
         let p = &self.program;
+        if p.cores != crate::kcp_cores(&p.factor_shapes()) {
+            let cores = p.cores.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ");
+            return Err(ShapeError::NotKcp { cores });
+        }
         if backward.in_shape != p.in_shape || backward.out_shape != p.out_shape || backward.rank != p.rank {
             return Err(ShapeError::Buffer { name: "backward program (rank)", len: backward.rank, expected: p.rank });
         }
