@@ -71,7 +71,7 @@ fn main() {
         };
         let lowered = network.compile(&Options::default());
         let references = orders::references(&network);
-        let weights = random_weights(&lowered.nest);
+        let weights = random_weights(&network, &lowered.nest);
         let executor = |nest: LoopNest, lanes| {
             Executor::new(nest, weights.clone()).expect("the cores fit their program").interleaved(lanes)
         };
@@ -119,12 +119,9 @@ fn main() {
     }
 }
 
-/// Random cores for a program, each uniform in ±1/sqrt(its elements) (the values do not change
-/// the time), and no bias.
-fn random_weights(nest: &LoopNest) -> Weights {
-    let mut rng = kcp::Rng::new(16);
-    let factors = nest.cores.iter().map(|core| rng.vec_f32(core.len(), 1.0 / (core.len() as f64).sqrt())).collect();
-    Weights { factors, bias: None }
+/// Seeded random cores for the network (the values do not change the time), and no bias.
+fn random_weights(network: &Network, nest: &LoopNest) -> Weights {
+    Weights::random_cores(&nest.cores, network.terms(), network.input_size(), None, 16)
 }
 
 /// The median time of one call of `f`, in nanoseconds: calls in chunks of about 2 ms, the median

@@ -151,7 +151,7 @@ fn training_another_format_is_a_typed_error() {
     let lowered = network.compile(&Options::default());
     let backward =
         kcp::ir::lower_backward(&kcp::ir::plan_backward(&lowered.graph, &lowered.plan, false, 1 << 16), &lowered.graph);
-    let weights = Weights::random_cores(&lowered.nest.cores, 3, 24, None, 1);
+    let weights = Weights::random_cores(&lowered.nest.cores, network.terms(), 24, None, 1);
     let executor = Executor::new(lowered.nest, weights).unwrap();
     let (x, dy) = (vec![0.5f32; 2 * 24], vec![1.0f32; 2 * 16]);
     let error = executor.gradients(&backward, &x, &dy, None, 1).unwrap_err();

@@ -26,10 +26,7 @@ pub struct Weights {
 impl Weights {
     /// Every weight zero.
     pub fn zeros(factor_shapes: &[[usize; 3]], bias_len: Option<usize>) -> Weights {
-        Weights {
-            factors: factor_shapes.iter().map(|s| vec![0.0; s.iter().product()]).collect(),
-            bias: bias_len.map(|m| vec![0.0; m]),
-        }
+        Weights::zeros_cores(&kcp_cores(factor_shapes), bias_len)
     }
 
     /// Seeded uniform weights scaled so that the dense weight's entries have variance 1/N:

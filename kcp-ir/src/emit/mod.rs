@@ -92,14 +92,7 @@ fn network_layer(network: &Network, lowered: &Lowered, bias: bool, item: &Item) 
             }
         }
     });
-    // The terms of a sum that gives one entry of W: every value of the rank and the bonds.
-    let mut joins: Vec<crate::Index> = Vec::new();
-    for &index in network.cores().iter().flat_map(|c| &c.indices) {
-        if !matches!(index, crate::Index::In(_) | crate::Index::Out(_)) && !joins.contains(&index) {
-            joins.push(index);
-        }
-    }
-    let terms = joins.iter().map(|&i| network.size(i) as u64).product::<u64>();
+    let terms = network.terms();
     let (args, bias_value, doc) = if bias {
         (
             quote!(cores: ::std::vec::Vec<::std::vec::Vec<f32>>, bias: ::std::vec::Vec<f32>),

@@ -304,6 +304,19 @@ impl Network {
         (0..self.cores.len()).map(|k| self.shape(k).iter().product::<usize>() as u64).sum()
     }
 
+    /// The terms of the sum that gives one entry of W: every value of the indices that are
+    /// not modes (the rank, the blocks, the bonds) together: what random cores are scaled by
+    /// (`Weights::random_cores`).
+    pub fn terms(&self) -> u64 {
+        let mut joins: Vec<Index> = Vec::new();
+        for &index in self.cores.iter().flat_map(|c| &c.indices) {
+            if !matches!(index, Index::In(_) | Index::Out(_)) && !joins.contains(&index) {
+                joins.push(index);
+            }
+        }
+        joins.iter().map(|&i| self.size(i) as u64).product()
+    }
+
     /// The dense weight's parameters, M * N.
     pub fn dense_params(&self) -> u64 {
         self.output_size() as u64 * self.input_size() as u64
