@@ -380,17 +380,13 @@ fn bad_input_gives_one_line_and_exit_code_2() {
     }
     // Each format takes its own rank flags, and the KCP-only commands say so.
     let layer = ["--in-shape", "6x5", "--out-shape", "4x3"];
-    let format_cases: [(&[&str], &str); 8] = [
+    let format_cases: [(&[&str], &str); 7] = [
         (&["plan", "--format", "tt", "--rank", "2"], "--format tt takes no --rank"),
         (&["plan", "--format", "tt"], "--format tt needs --ranks"),
         (&["plan", "--format", "bt", "--ranks", "2x2"], "--format bt needs --blocks"),
         (&["plan"], "--format kcp needs --rank"),
         (&["plan", "--format", "tt", "--ranks", "2x3x1"], "tt ranks must start and end with 1"),
         (&["plan", "--format", "tr", "--ranks", "2x2x2"], "tr needs 4 ranks"),
-        (
-            &["grad", "--format", "cp", "--rank", "2", "--weights", "w", "--x", "x", "--dy", "d", "--grads-out", "g"],
-            "kcp grad takes --format kcp only, not cp",
-        ),
         (
             &["compress", "--format", "ht", "--rank", "2", "--dense", "w.npy", "--weights-out", "o.safetensors"],
             "not ht",
@@ -402,9 +398,11 @@ fn bad_input_gives_one_line_and_exit_code_2() {
     }
 }
 
-/// `kcp plan` and `kcp run` take every format of docs/formats.md: the plan's JSON names the
-/// format and the reference implementations' orders, and `run` reads each format's cores
-/// under their file names (a block term's per block) and reproduces the dense f64 reference.
+/// `kcp plan`, `run` and `grad` take every format of docs/formats.md: the plan's JSON names the
+/// format and the reference implementations' orders (and the backward plan), `run` reads each
+/// format's cores under their file names (a block term's per block) and reproduces the dense
+/// f64 reference, and `grad` writes every core's gradient under its name, the bias's and dx,
+/// as the brute-force reference computes them.
 #[test]
 fn every_format_plans_and_runs_from_its_flags() {
     use kcp::ir::network::{eval, Format, Network};
@@ -430,7 +428,16 @@ fn every_format_plans_and_runs_from_its_flags() {
     let references: Vec<&str> =
         v["references"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
     assert_eq!(references, ["TT-RNN", "tednet"]);
-    assert!(v.get("candidates").is_none());
+    assert!(v.get("candidates").is_none() && v.get("backward").is_none());
+    let args =
+        ["plan", "--format", "tt", "--ranks", "1x4x4x4x1", "--in-shape", "8x20x20x18", "--out-shape", "16x4x4x4"];
+    let v: serde_json::Value =
+        serde_json::from_str(&stdout(&kcp(&[&args[..], &["--backward", "--json"]].concat()))).unwrap();
+    let (plan, _) = network.plan(&Options::default());
+    let backward = kcp::ir::plan_backward(&network.graph(), &plan, true, Options::default().max_saved_elems);
+    assert_eq!(v["backward"]["macs"], backward.macs);
+    assert_eq!(v["backward"]["plan"], backward.to_string());
+    assert!(stdout(&kcp(&[&args[..], &["--backward"]].concat())).contains(&backward.to_string()));
     // emit prints the layer kcp_layer! generates for the format.
     let code = stdout(&kcp(&[
         "emit",
@@ -465,6 +472,7 @@ fn every_format_plans_and_runs_from_its_flags() {
     let x = rng.vec(batch * 12);
     let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
     let (x_file, y_file) = (path("xf.npy"), path("yf.npy"));
+    let (dy_file, dx_file, grads_file) = (path("dyf.npy"), path("dxf.npy"), path("gradsf.safetensors"));
     npy::write(Path::new(&x_file), &[batch, 12], &x32).unwrap();
     for (flags, format) in cases {
         let network = Network::new(&in_shape, &out_shape, format.clone(), Batch::Symbolic).unwrap();
@@ -482,6 +490,24 @@ fn every_format_plans_and_runs_from_its_flags() {
         stdout(&kcp(&args));
         let y: Vec<f64> = npy::read(Path::new(&y_file)).unwrap().data.iter().map(|&v| v as f64).collect();
         assert!(relative_error(&y, &want) < 1e-5, "{format}: {}", relative_error(&y, &want));
+        // The gradients of L = sum(dy * y), written under the cores' names.
+        let dy = rng.vec(batch * 12);
+        npy::write(Path::new(&dy_file), &[batch, 12], &to32(&dy)).unwrap();
+        let (want_cores, want_dx) = eval::dense_gradients(&network, &cores, &x, &dy, batch);
+        let mut args = vec!["grad", "--in-shape", "3x1x4", "--out-shape", "2x3x2"];
+        args.extend(flags);
+        args.extend(["--weights", &file, "--x", &x_file, "--dy", &dy_file, "--grads-out", &grads_file]);
+        stdout(&kcp(&[&args[..], &["--dx", &dx_file, "--threads", "2"]].concat()));
+        let f64s = |v: &[f32]| v.iter().map(|&v| f64::from(v)).collect::<Vec<f64>>();
+        let lowered = network.compile(&Options::default());
+        let grads = Weights::load_cores(Path::new(&grads_file), "", &lowered.nest.cores, Some(12)).unwrap();
+        for (k, (got, want)) in grads.factors.iter().zip(&want_cores).enumerate() {
+            assert!(relative_error(&f64s(got), want) < 1e-5, "{format}: core {k}");
+        }
+        let want_db: Vec<f64> = (0..12).map(|i| (0..batch).map(|b| dy[b * 12 + i]).sum()).collect();
+        assert!(relative_error(&f64s(grads.bias.as_ref().unwrap()), &want_db) < 1e-5, "{format}: bias");
+        let dx = npy::read(Path::new(&dx_file)).unwrap();
+        assert!(relative_error(&f64s(&dx.data), &want_dx) < 1e-5, "{format}: dx");
     }
     let names = kcp::TensorFile::read(Path::new(&path("bt.safetensors"))).unwrap().names();
     assert!(

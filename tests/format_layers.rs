@@ -1,7 +1,9 @@
 //! Layers of every format declared through `kcp_layer!` (`format:` with its rank keys): the
 //! generated `forward` and `forward_par` against the dense f64 reference of the same cores,
 //! the constants against the planner, `random`'s scale, a file round trip (a block term's per
-//! block), and an LSTM whose input weight is a tensor train against the generic executor.
+//! block), and an LSTM whose input weight is a tensor train against the generic executor; the
+//! training path of every format (generated and executor, threaded or not, dx) against the
+//! brute-force gradients of the same cores, and a TT-LSTM's gradients against the executor's.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -12,16 +14,18 @@ use kcp::ir::test::{relative_error, Rng};
 use kcp::ir::{Batch, Options};
 use kcp::{kcp_layer, save, Executor, RecurrentExecutor, State, Weights};
 
-kcp_layer! { struct Tt3 { in_shape: [3, 4, 5], out_shape: [2, 3, 4], format: tt, ranks: [1, 3, 2, 1], bias: true } }
-kcp_layer! { struct Cp2 { in_shape: [6, 5], out_shape: [4, 3], format: cp, rank: 5 } }
-kcp_layer! { struct Tr2 { in_shape: [6, 5], out_shape: [4, 3], format: tr, ranks: [2, 3, 1, 2], threads: 2 } }
-kcp_layer! { struct Bt3 { in_shape: [2, 3, 4], out_shape: [3, 1, 2], format: bt, blocks: 2, ranks: [2, 1, 3], bias: true } }
-kcp_layer! { struct Ht4 { in_shape: [2, 3, 2, 2], out_shape: [2, 2, 3, 1], format: ht, rank: 3 } }
-kcp_layer! { struct Ht1 { in_shape: [7], out_shape: [5], format: ht, rank: 2 } }
+kcp_layer! { struct Tt3 { in_shape: [3, 4, 5], out_shape: [2, 3, 4], format: tt, ranks: [1, 3, 2, 1], bias: true, backward: dx } }
+kcp_layer! { struct Cp2 { in_shape: [6, 5], out_shape: [4, 3], format: cp, rank: 5, backward: weights } }
+kcp_layer! { struct Tr2 { in_shape: [6, 5], out_shape: [4, 3], format: tr, ranks: [2, 3, 1, 2], threads: 2, backward: dx } }
+kcp_layer! { struct Bt3 { in_shape: [2, 3, 4], out_shape: [3, 1, 2], format: bt, blocks: 2, ranks: [2, 1, 3], bias: true, backward: dx } }
+kcp_layer! { struct Ht4 { in_shape: [2, 3, 2, 2], out_shape: [2, 2, 3, 1], format: ht, rank: 3, backward: weights } }
+kcp_layer! { struct Ht1 { in_shape: [7], out_shape: [5], format: ht, rank: 2, backward: dx } }
+// Large enough for the training passes to split the batch over threads.
+kcp_layer! { struct TtWide { in_shape: [8, 10, 10], out_shape: [4, 4, 8], format: tt, ranks: [1, 4, 4, 1], bias: true, threads: 2, backward: dx } }
 kcp_layer! { struct TtUcf11 { in_shape: [8, 20, 20, 18], out_shape: [16, 4, 4, 4], format: tt, ranks: [1, 4, 4, 4, 1] } }
 kcp_layer! {
     /// A GRU-sized cell whose input weight is a tensor train.
-    struct TtLstm { in_shape: [4, 6], out_shape: [8, 2], format: tt, ranks: [1, 3, 1], cell: lstm, hidden: 4 }
+    struct TtLstm { in_shape: [4, 6], out_shape: [8, 2], format: tt, ranks: [1, 3, 1], cell: lstm, hidden: 4, backward: dx }
 }
 
 /// The checks every layer goes through, written once over the generated API.
@@ -142,18 +146,128 @@ fn a_tensor_train_lstm_runs_as_the_executor_does() {
     assert!(TtLstm::FORMAT.starts_with("tt"));
 }
 
-/// Training a layer of another format through the executor is a typed error, not a wrong
-/// gradient: its backward program is planned (kcp-ir/tests/format_gradients.rs checks it), its
-/// training kernels are KCP's only so far.
+/// The training path of a layer: `forward_train` + `backward` (on this thread and split over
+/// threads) and the executor's `gradients` on the same cores, against the brute-force gradients
+/// (dL/dcore for L = sum(dy * y), the bias's = dy's column sums, dx = dy W).
+macro_rules! check_training {
+    ($layer:ty, $format:expr, $seed:expr) => {{
+        let name = stringify!($layer);
+        let network = Network::new(&<$layer>::IN_SHAPE, &<$layer>::OUT_SHAPE, $format, Batch::Symbolic).unwrap();
+        let lowered = network.compile(&Options::default());
+        let dx_asked = <$layer>::BACKWARD_DX;
+        let plan = kcp::ir::plan_backward(&lowered.graph, &lowered.plan, dx_asked, Options::default().max_saved_elems);
+        let backward = kcp::ir::lower_backward(&plan, &lowered.graph);
+        assert_eq!(<$layer>::BACKWARD_MACS_PER_SAMPLE, backward.macs_per_row, "{name}");
+        assert_eq!(<$layer>::BACKWARD_PLAN, plan.to_string(), "{name}");
+        let mut rng = Rng::new($seed);
+        let cores = eval::random_cores(&network, &mut rng);
+        let to32 = |v: &[f64]| v.iter().map(|&v| v as f32).collect::<Vec<f32>>();
+        let bias = <$layer>::HAS_BIAS.then(|| to32(&rng.vec(<$layer>::OUT)));
+        let weights = Weights { factors: cores.iter().map(|c| to32(c)).collect(), bias };
+        let layer = <$layer>::from_weights(weights.clone()).unwrap();
+        let executor = Executor::new(lowered.nest.clone(), weights).unwrap();
+        let as64 = |y: &[f32]| y.iter().map(|&v| f64::from(v)).collect::<Vec<f64>>();
+        for batch in [1, 5, 40] {
+            let (x, dy) = (rng.vec(batch * <$layer>::IN), rng.vec(batch * <$layer>::OUT));
+            let (want, want_dx) = eval::dense_gradients(&network, &cores, &x, &dy, batch);
+            let want_db: Vec<f64> =
+                (0..<$layer>::OUT).map(|i| (0..batch).map(|b| dy[b * <$layer>::OUT + i]).sum()).collect();
+            let (x32, dy32) = (to32(&x), to32(&dy));
+            let check = |what: &str, grads: &Weights, dx: &[f32]| {
+                for (k, (got, want)) in grads.factors.iter().zip(&want).enumerate() {
+                    let error = relative_error(&as64(got), want);
+                    assert!(error < 1e-5, "{name} batch {batch} {what}: core {k} error {error}");
+                }
+                if let Some(db) = &grads.bias {
+                    assert!(relative_error(&as64(db), &want_db) < 1e-5, "{name} batch {batch} {what}: bias");
+                }
+                if dx_asked {
+                    assert!(relative_error(&as64(dx), &want_dx) < 1e-5, "{name} batch {batch} {what}: dx");
+                }
+            };
+            let mut y = vec![0.0f32; batch * <$layer>::OUT];
+            let mut dx = vec![f32::NAN; if dx_asked { x.len() } else { 0 }];
+            for par in [false, true] {
+                let (mut trace, mut grads) = (kcp::Trace::new(), <$layer>::zero_grads());
+                let dx_slot = dx_asked.then_some(&mut dx[..]);
+                if par {
+                    layer.forward_train_par(&x32, &mut y, &mut trace).unwrap();
+                    layer.backward_par(&x32, &dy32, &mut trace, dx_slot, &mut grads).unwrap();
+                } else {
+                    layer.forward_train(&x32, &mut y, &mut trace).unwrap();
+                    layer.backward(&x32, &dy32, &mut trace, dx_slot, &mut grads).unwrap();
+                }
+                check(if par { "generated, threaded" } else { "generated" }, &grads, &dx);
+            }
+            for threads in [1, 2] {
+                let grads =
+                    executor.gradients(&backward, &x32, &dy32, dx_asked.then_some(&mut dx[..]), threads).unwrap();
+                check("executor", &grads, &dx);
+            }
+        }
+    }};
+}
+
 #[test]
-fn training_another_format_is_a_typed_error() {
+fn every_format_trains_with_the_dense_gradients() {
+    check_training!(Tt3, Format::Tt { ranks: vec![1, 3, 2, 1] }, 11);
+    check_training!(Cp2, Format::Cp { rank: 5 }, 12);
+    check_training!(Tr2, Format::Tr { ranks: vec![2, 3, 1, 2] }, 13);
+    check_training!(Bt3, Format::Bt { blocks: 2, ranks: vec![2, 1, 3] }, 14);
+    check_training!(Ht4, Format::Ht { rank: 3 }, 15);
+    check_training!(Ht1, Format::Ht { rank: 2 }, 16);
+    const { assert!(40 * TtWide::BACKWARD_MACS_PER_SAMPLE >= kcp::PAR_MIN_MACS) };
+    check_training!(TtWide, Format::Tt { ranks: vec![1, 4, 4, 1] }, 17);
+}
+
+/// A TT-LSTM's gradients (its projection's training path, BPTT) against the generic recurrent
+/// executor's, dx included.
+#[test]
+fn a_tensor_train_lstm_trains_as_the_executor_does() {
+    let cell = TtLstm::random(6);
     let network = Network::new(&[4, 6], &[8, 2], Format::Tt { ranks: vec![1, 3, 1] }, Batch::Symbolic).unwrap();
     let lowered = network.compile(&Options::default());
-    let backward =
-        kcp::ir::lower_backward(&kcp::ir::plan_backward(&lowered.graph, &lowered.plan, false, 1 << 16), &lowered.graph);
-    let weights = Weights::random_cores(&lowered.nest.cores, network.terms(), 24, None, 1);
-    let executor = Executor::new(lowered.nest, weights).unwrap();
+    let plan = kcp::ir::plan_backward(&lowered.graph, &lowered.plan, true, Options::default().max_saved_elems);
+    let backward = kcp::ir::lower_backward(&plan, &lowered.graph);
+    let input = Executor::new(lowered.nest, cell.input().weights().clone()).unwrap();
+    let executor = RecurrentExecutor::new(input, cell.cell().clone()).unwrap();
+    let (steps, batch) = (5, 3);
+    let mut rng = Rng::new(7);
+    let x: Vec<f32> = rng.vec(steps * batch * TtLstm::IN).iter().map(|&v| v as f32).collect();
+    let dh: Vec<f32> = rng.vec(steps * batch * 4).iter().map(|&v| v as f32).collect();
+    let (mut dx, mut want_dx) = (vec![0.0f32; x.len()], vec![0.0f32; x.len()]);
+    let (input, cell_grads) = cell.gradients(&x, batch, &dh, Some(&mut dx)).unwrap();
+    let (want_input, want_cell) = executor.gradients(&backward, &x, batch, &dh, Some(&mut want_dx), 1).unwrap();
+    let close = |got: &[f32], want: &[f32]| {
+        let as64 = |v: &[f32]| v.iter().map(|&v| f64::from(v)).collect::<Vec<f64>>();
+        relative_error(&as64(got), &as64(want)) < 1e-5
+    };
+    for (got, want) in input.factors.iter().zip(&want_input.factors) {
+        assert!(close(got, want));
+    }
+    assert!(close(input.bias.as_ref().unwrap(), want_input.bias.as_ref().unwrap()));
+    assert!(close(&cell_grads.weight_hh, &want_cell.weight_hh) && close(&cell_grads.bias_hh, &want_cell.bias_hh));
+    assert!(close(&dx, &want_dx));
+}
+
+/// The executor refuses a backward program lowered for another layer (other cores or other
+/// shapes) with a typed error instead of reading past its buffers.
+#[test]
+fn a_backward_program_of_another_layer_is_a_typed_error() {
+    let lowered = |format: Format, out: &[usize]| {
+        let network = Network::new(&[4, 6], out, format, Batch::Symbolic).unwrap();
+        let lowered = network.compile(&Options::default());
+        let plan = kcp::ir::plan_backward(&lowered.graph, &lowered.plan, false, 1 << 16);
+        let backward = kcp::ir::lower_backward(&plan, &lowered.graph);
+        let weights = Weights::random_cores(&lowered.nest.cores, network.terms(), 24, None, 1);
+        (Executor::new(lowered.nest, weights).unwrap(), backward)
+    };
+    let (executor, _) = lowered(Format::Tt { ranks: vec![1, 3, 1] }, &[8, 2]);
+    let (_, other_ranks) = lowered(Format::Tt { ranks: vec![1, 2, 1] }, &[8, 2]);
+    let (_, other_shapes) = lowered(Format::Tt { ranks: vec![1, 3, 1] }, &[4, 4]);
     let (x, dy) = (vec![0.5f32; 2 * 24], vec![1.0f32; 2 * 16]);
-    let error = executor.gradients(&backward, &x, &dy, None, 1).unwrap_err();
-    assert_eq!(error.to_string(), "training runs KCP layers only so far; this layer's cores are core.0, core.1");
+    let error = executor.gradients(&other_ranks, &x, &dy, None, 1).unwrap_err();
+    assert_eq!(error.to_string(), "the backward program is of another layer: its cores differ from the layer's");
+    let error = executor.gradients(&other_shapes, &x, &dy, None, 1).unwrap_err();
+    assert_eq!(error.to_string(), "the backward program is of another layer: its shapes differ from the layer's");
 }

@@ -8,7 +8,7 @@
 use std::fmt;
 
 use crate::kernels::Real;
-use crate::program::{Buffer, Kernel};
+use crate::program::{Buffer, CoreShape, Kernel};
 
 /// One step of a backward program.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -29,6 +29,8 @@ pub struct BackwardProgram {
     pub out_shape: Vec<usize>,
     /// R.
     pub rank: usize,
+    /// The cores, as the forward program lists them: the gradients' shapes.
+    pub cores: Vec<CoreShape>,
     /// The steps, in order.
     pub steps: Vec<BackwardKernel>,
     /// The length of each step's temporary (0 for a step that writes dx or a dA).

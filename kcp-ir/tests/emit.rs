@@ -149,3 +149,21 @@ fn format_code() {
         insta::assert_snapshot!(format!("format_{name}"), prettyplease::unparse(&file));
     }
 }
+
+/// A tensor train's training path (`backward: dx`): its backward rows over the cores in their
+/// storage layouts, zero gradients of the cores' shapes.
+#[test]
+fn format_training_code() {
+    use kcp_ir::network::{Format, Network};
+    let network = Network::new(&[6, 5], &[4, 3], Format::Tt { ranks: vec![1, 3, 1] }, kcp_ir::Batch::Symbolic).unwrap();
+    let item = Item {
+        attrs: quote!(#[doc = "A trainable tensor train."]),
+        vis: quote!(pub),
+        name: Ident::new("SmallTtTrained", Span::call_site()),
+        threads: 0,
+        backward: Some(true),
+    };
+    let lowered = network.compile(&Options::default());
+    let file: syn::File = syn::parse2(kcp_ir::emit_network(&network, &lowered, true, None, &item)).unwrap();
+    insta::assert_snapshot!("format_tt_backward_dx", prettyplease::unparse(&file));
+}

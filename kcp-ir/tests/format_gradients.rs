@@ -1,57 +1,12 @@
 //! The backward pass of every format: `plan_backward` on a network's graph and plan, lowered
-//! by `lower_backward` and run row by row, against an independent oracle: L = sum(dy * y) is
-//! linear in each core, so dL/dcore_k sums `G[i, j] = sum_b dy[b, i] x[b, j]` times the product
-//! of the other cores over every assignment of every index (brute force), and dx = dy W.
+//! by `lower_backward` and run row by row, against the brute-force oracle
+//! `eval::dense_gradients` (L = sum(dy * y) is linear in each core; dx = dy W).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use kcp_ir::network::{eval, Format, Network};
 use kcp_ir::test::{relative_error, run_backward_nest, Rng};
-use kcp_ir::{lower, lower_backward, plan_backward, Batch, Index, Options};
-
-/// dL/dcore_k for every core, by brute force over every index assignment.
-fn dense_core_gradients(network: &Network, cores: &[Vec<f64>], x: &[f64], dy: &[f64], batch: usize) -> Vec<Vec<f64>> {
-    let (m, n) = (network.output_size(), network.input_size());
-    let mut g = vec![0.0; m * n];
-    for b in 0..batch {
-        for i in 0..m {
-            for j in 0..n {
-                g[i * n + j] += dy[b * m + i] * x[b * n + j];
-            }
-        }
-    }
-    let mut all: Vec<Index> = (0..network.modes()).flat_map(|d| [Index::Out(d), Index::In(d)]).collect();
-    for &index in network.cores().iter().flat_map(|c| &c.indices) {
-        if !all.contains(&index) {
-            all.push(index);
-        }
-    }
-    let offset = |indices: &[Index], digits: &[usize]| {
-        indices.iter().fold(0, |at, i| at * network.size(*i) + digits[all.iter().position(|a| a == i).unwrap()])
-    };
-    let rows: Vec<Index> = (0..network.modes()).map(Index::Out).collect();
-    let columns: Vec<Index> = (0..network.modes()).map(Index::In).collect();
-    let mut grads: Vec<Vec<f64>> = cores.iter().map(|c| vec![0.0; c.len()]).collect();
-    let mut digits = vec![0usize; all.len()];
-    let volume: usize = all.iter().map(|&i| network.size(i)).product();
-    for _ in 0..volume {
-        let weight = g[offset(&rows, &digits) * n + offset(&columns, &digits)];
-        let values: Vec<f64> =
-            network.cores().iter().zip(cores).map(|(c, data)| data[offset(&c.indices, &digits)]).collect();
-        for (k, core) in network.cores().iter().enumerate() {
-            let others: f64 = values.iter().enumerate().filter(|&(l, _)| l != k).map(|(_, v)| v).product();
-            grads[k][offset(&core.indices, &digits)] += weight * others;
-        }
-        for (k, digit) in digits.iter_mut().enumerate().rev() {
-            *digit += 1;
-            if *digit < network.size(all[k]) {
-                break;
-            }
-            *digit = 0;
-        }
-    }
-    grads
-}
+use kcp_ir::{lower, lower_backward, plan_backward, Batch, Options};
 
 #[test]
 fn every_format_backward_matches_the_oracle() {
@@ -79,7 +34,7 @@ fn every_format_backward_matches_the_oracle() {
                 let cores = eval::random_cores(&network, &mut rng);
                 let batch = 3;
                 let (x, dy) = (rng.vec(batch * network.input_size()), rng.vec(batch * network.output_size()));
-                let want = dense_core_gradients(&network, &cores, &x, &dy, batch);
+                let (want, dx_want) = eval::dense_gradients(&network, &cores, &x, &dy, batch);
                 for max_saved in [0, 1 << 16] {
                     let backward = plan_backward(&graph, &plan, true, max_saved);
                     let program = lower_backward(&backward, &graph);
@@ -88,11 +43,6 @@ fn every_format_backward_matches_the_oracle() {
                         let error = relative_error(got, want);
                         assert!(error < 1e-10, "{name}, max_saved {max_saved}: core {k} error {error}\n{backward}");
                     }
-                    // dx = dy W.
-                    let w = eval::dense_weight(&network, &cores);
-                    let (m, n) = (network.output_size(), network.input_size());
-                    let dx_want: Vec<f64> =
-                        (0..batch * n).map(|at| (0..m).map(|i| dy[at / n * m + i] * w[i * n + at % n]).sum()).collect();
                     assert!(relative_error(&dx.unwrap(), &dx_want) < 1e-10, "{name}: dx");
                 }
             }

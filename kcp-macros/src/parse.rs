@@ -262,10 +262,6 @@ pub fn spec(decl: &Declaration, errors: &mut Errors) -> Parsed {
         }
     }
     let is_network = bad_format || format_name != "kcp";
-    if is_network && !bad_format && backward.is_some() {
-        let span = seen.get("backward").copied().unwrap_or_else(|| decl.name.span());
-        errors.push_at(span, format!("`backward` is for format kcp only so far, not {format_name}"));
-    }
     let (r, list, k) = (rank.unwrap_or(1), ranks.clone().flatten().unwrap_or_default(), blocks.unwrap_or(1));
     let format = match format_name.as_str() {
         _ if !keys_ok || !is_network || ranks.as_ref().is_some_and(Option::is_none) => None,

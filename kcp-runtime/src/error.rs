@@ -45,12 +45,11 @@ pub enum ShapeError {
         /// What was expected.
         expected: usize,
     },
-    /// A training pass asked of a layer of another format than KCP (its backward programs
-    /// are planned and checked, its training kernels not yet built).
-    #[error("training runs KCP layers only so far; this layer's cores are {cores}")]
-    NotKcp {
-        /// The layer's cores, by name.
-        cores: String,
+    /// A backward program run with another layer than the one it was lowered for.
+    #[error("the backward program is of another layer: its {what} differ from the layer's")]
+    OtherLayer {
+        /// What differs: "shapes" (of x and y) or "cores" (their shapes).
+        what: &'static str,
     },
 }
 

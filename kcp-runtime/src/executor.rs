@@ -52,6 +52,11 @@ impl Executor {
         &self.weights
     }
 
+    /// The elements of each core.
+    fn core_lens(&self) -> Vec<usize> {
+        self.program.cores.iter().map(|c| c.len()).collect()
+    }
+
     fn kernel(&self) -> RowKernel<'_, impl RowFn + '_, NoHalves, impl RowFn + '_> {
         RowKernel {
             input: self.program.input_size(),
@@ -84,19 +89,18 @@ impl Executor {
     }
 
     /// The training kernels of this layer with `backward` (its backward program,
-    /// `kcp_ir::lower_backward`), whose gradients have the shapes `shapes`.
+    /// `kcp_ir::lower_backward`); `core_lens` the lengths of its cores.
     fn train_kernel<'a>(
         &'a self,
         backward: &'a BackwardProgram,
-        shapes: &'a [[usize; 3]],
+        core_lens: &'a [usize],
     ) -> Result<TrainKernel<'a, impl KeepFn + 'a, impl BackFn + 'a>, ShapeError> {
         let p = &self.program;
-        if p.cores != crate::kcp_cores(&p.factor_shapes()) {
-            let cores = p.cores.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ");
-            return Err(ShapeError::NotKcp { cores });
+        if backward.in_shape != p.in_shape || backward.out_shape != p.out_shape {
+            return Err(ShapeError::OtherLayer { what: "shapes" });
         }
-        if backward.in_shape != p.in_shape || backward.out_shape != p.out_shape || backward.rank != p.rank {
-            return Err(ShapeError::Buffer { name: "backward program (rank)", len: backward.rank, expected: p.rank });
+        if backward.cores != p.cores {
+            return Err(ShapeError::OtherLayer { what: "cores" });
         }
         let factors = &self.weights.factors;
         Ok(TrainKernel {
@@ -106,7 +110,7 @@ impl Executor {
             kept: backward.kept_len(),
             temps: backward.temps_len(),
             dx: backward.dx,
-            shapes,
+            core_lens,
             bias: self.weights.bias.as_deref(),
             macs_per_row: [p.macs_per_row, backward.macs_per_row],
             keep: move |x: &[f32], y: &mut [f32], s: &mut [f32], kept: &mut [f32]| {
@@ -129,14 +133,14 @@ impl Executor {
         trace: &mut Trace,
         threads: usize,
     ) -> Result<(), ShapeError> {
-        let shapes = self.program.factor_shapes();
-        let kernel = self.train_kernel(backward, &shapes)?;
+        let core_lens = self.core_lens();
+        let kernel = self.train_kernel(backward, &core_lens)?;
         kernel.forward(x, y, trace, threads)
     }
 
     /// The backward pass of the last [`Executor::forward_train`] over x (`trace`) for dy
     /// `[B, M]` = dL/dy: dx `[B, N]` written if given (`backward` must compute it), the
-    /// gradients of the factors and the bias accumulated into `grads` (shaped like the
+    /// gradients of the cores and the bias accumulated into `grads` (shaped like the
     /// weights). `threads` as in `forward_train`; each thread part sums its own gradients.
     #[allow(clippy::too_many_arguments)]
     pub fn backward(
@@ -149,8 +153,8 @@ impl Executor {
         grads: &mut Weights,
         threads: usize,
     ) -> Result<(), Error> {
-        let shapes = self.program.factor_shapes();
-        let kernel = self.train_kernel(backward, &shapes)?;
+        let core_lens = self.core_lens();
+        let kernel = self.train_kernel(backward, &core_lens)?;
         kernel.backward(x, dy, trace, dx, grads, threads)
     }
 
@@ -174,7 +178,7 @@ impl Executor {
         let mut y = vec![0.0f32; x.len() / n * m];
         self.forward_train(backward, x, &mut y, &mut trace, threads)?;
         let bias = self.weights.bias.as_ref().map(|b| b.len());
-        let mut grads = Weights::zeros(&self.program.factor_shapes(), bias);
+        let mut grads = Weights::zeros_cores(&self.program.cores, bias);
         self.backward(backward, x, dy, &mut trace, dx, &mut grads, threads)?;
         Ok(grads)
     }
@@ -266,7 +270,7 @@ impl RecurrentExecutor {
             dh,
             |x, proj| Ok(self.input.forward_train(backward, x, proj, &mut trace.borrow_mut(), threads)?),
             |dproj| {
-                let mut input = Weights::zeros(&self.input.program.factor_shapes(), Some(g));
+                let mut input = Weights::zeros_cores(&self.input.program.cores, Some(g));
                 self.input.backward(backward, x, dproj, &mut trace.borrow_mut(), dx, &mut input, threads)?;
                 Ok(input)
             },

@@ -1,7 +1,7 @@
 //! The training driver shared by generated layers and the generic executor: a forward pass that
 //! keeps, row by row, the forward intermediates a backward program reads (in a [`Trace`]), and
 //! the backward pass over the same rows, which writes dx if asked and accumulates the gradients
-//! of the factors and the bias into a [`Weights`] (the weights' own shapes and names).
+//! of the cores and the bias into a [`Weights`] (the weights' own shapes and names).
 //!
 //! Both run on this thread or with the batch split over rayon's pool. The trace holds every
 //! buffer they need (kept intermediates, temporaries, each thread part's own gradients) and
@@ -91,8 +91,9 @@ pub struct TrainKernel<'a, K, G> {
     pub temps: usize,
     /// Whether the backward row writes dx.
     pub dx: bool,
-    /// The factor stacks' shapes `[R, m_d, n_d]`: the gradients' shapes.
-    pub shapes: &'a [[usize; 3]],
+    /// The elements of each core (a KCP layer's factor stack `[R, m_d, n_d]`): the lengths of
+    /// its gradients.
+    pub core_lens: &'a [usize],
     /// The bias, if the layer has one (its gradient is dy's column sums).
     pub bias: Option<&'a [f32]>,
     /// MACs per row of the forward and of the backward pass (threads only where they pay).
@@ -118,7 +119,7 @@ impl<K: KeepFn, G: BackFn> TrainKernel<'_, K, G> {
     /// Gradients of the layer's shapes (their values are not checked: they may be anything).
     fn check_grads(&self, grads: &Weights) -> Result<(), ShapeError> {
         let lens = grads.factors.iter().map(Vec::len).chain(grads.bias.as_ref().map(Vec::len));
-        let want = self.shapes.iter().map(|s| s.iter().product()).chain(self.bias.map(<[f32]>::len));
+        let want = self.core_lens.iter().copied().chain(self.bias.map(<[f32]>::len));
         let (count, expected) = (lens.clone().count(), want.clone().count());
         if count != expected {
             return Err(ShapeError::Buffer { name: "grads (tensors)", len: count, expected });
@@ -167,7 +168,7 @@ impl<K: KeepFn, G: BackFn> TrainKernel<'_, K, G> {
     }
 
     /// The backward pass of the last forward pass over x (`trace`): dy `[B, M]`; dx `[B, N]`
-    /// overwritten if given (the layer must have been built to compute it); every factor's
+    /// overwritten if given (the layer must have been built to compute it); every core's
     /// gradient and the bias's accumulated into `grads`. `threads`: 1 runs on this thread, 0 on
     /// all of rayon's pool, otherwise at most that many (sequential when too small to pay).
     pub fn backward(
@@ -218,8 +219,8 @@ impl<K: KeepFn, G: BackFn> TrainKernel<'_, K, G> {
                 part.y_row.resize(m, 0.0);
             }
             // The first part accumulates into `grads` itself.
-            if number > 0 && part.grads.len() != self.shapes.len() {
-                part.grads = self.shapes.iter().map(|s| vec![0.0; s.iter().product()]).collect();
+            if number > 0 && !part.grads.iter().map(Vec::len).eq(self.core_lens.iter().copied()) {
+                part.grads = self.core_lens.iter().map(|&len| vec![0.0; len]).collect();
             }
         }
         let run = |x: &[f32], dy: &[f32], kept: &[f32], dx: &mut [f32], part: PartMut<'_>| {

@@ -271,10 +271,7 @@ fn hidden(layer: &LayerArgs, kind: CellKind) -> Result<usize> {
 
 fn plan(layer: &LayerArgs, as_json: bool, backward: bool) -> Result<String> {
     if layer.format != FormatArg::Kcp {
-        if backward {
-            return Err(format!("kcp plan --backward takes --format kcp only, not {}", layer.format_name()));
-        }
-        return plan_network(layer, as_json);
+        return plan_network(layer, as_json, backward);
     }
     use std::fmt::Write;
     let c = compile_layer(layer, None, "plan")?;
@@ -335,11 +332,12 @@ fn plan(layer: &LayerArgs, as_json: bool, backward: bool) -> Result<String> {
 }
 
 /// `kcp plan` for a layer of another format than KCP: its costs, the reference
-/// implementations' orders, the plan.
-fn plan_network(layer: &LayerArgs, as_json: bool) -> Result<String> {
+/// implementations' orders, the plan (and the backward plan).
+fn plan_network(layer: &LayerArgs, as_json: bool, backward: bool) -> Result<String> {
     let network = layer.network()?;
     let lowered = network.compile(&Options::default());
     let plan = &lowered.plan;
+    let back = backward.then(|| kcp::ir::plan_backward(&lowered.graph, plan, true, Options::default().max_saved_elems));
     let dense_macs = layer.batch as u64 * network.dense_params();
     let references: Vec<(&str, u64)> =
         orders::references(&network).iter().map(|r| (r.name, r.macs(&network))).collect();
@@ -366,6 +364,9 @@ fn plan_network(layer: &LayerArgs, as_json: bool) -> Result<String> {
             Format::Tt { ranks } | Format::Tr { ranks } => value["ranks"] = json!(ranks),
             Format::Bt { blocks, ranks } => (value["blocks"], value["ranks"]) = (json!(blocks), json!(ranks)),
         }
+        if let Some(back) = &back {
+            value["backward"] = json!({ "macs": back.macs, "saved_elems": back.saved_elems, "plan": back.to_string() });
+        }
         return Ok(format!("{value}\n"));
     }
     let shape = |s: &[usize]| s.iter().map(usize::to_string).collect::<Vec<_>>().join("x");
@@ -389,6 +390,9 @@ fn plan_network(layer: &LayerArgs, as_json: bool) -> Result<String> {
     out += &format!("MACs per call: dense {dense_macs}{refs}, planned {}\n{plan}\n", plan.macs());
     if lanes > 1 {
         out += &format!("runs whole blocks of {lanes} batch rows interleaved (the batch index innermost)\n");
+    }
+    if let Some(back) = &back {
+        out += &format!("backward (every core's gradient and dx, per call of batch {}):\n{back}\n", layer.batch);
     }
     Ok(out)
 }
@@ -487,43 +491,45 @@ fn grad(
             return Err(format!("cannot write {}: no such directory, or it is one", out.display()));
         }
     }
+    // Every format, KCP too, runs the network's backward plan through the generic executor.
+    let lowered = layer.network()?.compile(&Options::default());
+    let plan =
+        kcp::ir::plan_backward(&lowered.graph, &lowered.plan, dx_out.is_some(), Options::default().max_saved_elems);
+    let backward = kcp::ir::lower_backward(&plan, &lowered.graph);
+    let nest = lowered.nest;
+    let (n, m) = (nest.input_size(), nest.output_size());
     let (tensors, dx, x_shape) = match (cell, dy, dh) {
         (None, Some(dy), None) => {
-            let c = compile_layer(layer, None, "grad")?;
-            let (shapes, m, n) = (c.nest.factor_shapes(), c.spec.output_size(), c.spec.input_size());
             let file = TensorFile::read(weights).map_err(|e| e.to_string())?;
             let bias = file.contains("bias").then_some(m);
-            let loaded = Weights::from_file(&file, "", &shapes, bias).map_err(|e| e.to_string())?;
+            let loaded = Weights::from_file_cores(&file, "", &nest.cores, bias).map_err(|e| e.to_string())?;
             let input = read_npy(x, 2, n, "[B, N]")?;
             let grad_y = read_npy(dy, 2, m, "[B, M]")?;
             if grad_y.shape[0] != input.shape[0] {
                 return Err(format!("{} has {} rows, x has {}", dy.display(), grad_y.shape[0], input.shape[0]));
             }
-            fits_in_memory(&c.nest, c.lanes.as_ref(), input.shape[0].saturating_mul(2), threads)?;
-            let backward = kcp::ir::lower_backward(&c.backward(&Options::default(), dx_out.is_some()), &c.graph);
-            let executor = Executor::new(c.nest.clone(), loaded).map_err(|e| e.to_string())?;
+            fits_in_memory(&nest, None, input.shape[0].saturating_mul(2), threads)?;
+            let cores = nest.cores.clone();
+            let executor = Executor::new(nest, loaded).map_err(|e| e.to_string())?;
             let mut dx = zeros(if dx_out.is_some() { &input.shape } else { &[0] }, "dx")?;
             let dx_slice = dx_out.is_some().then_some(&mut dx[..]);
             let grads =
                 in_pool(threads, || executor.gradients(&backward, &input.data, &grad_y.data, dx_slice, threads))
                     .and_then(|r| r.map_err(|e| e.to_string()))?;
-            (grads.tensors("", &shapes), dx, input.shape)
+            (grads.tensors_of("", &cores), dx, input.shape)
         }
         (Some(cell), None, Some(dh)) => {
             let kind = cell.kind();
             let hidden = hidden(layer, kind)?;
-            let c = compile_layer(layer, Some((kind, hidden)), "grad")?;
-            let shapes = c.nest.factor_shapes();
-            let recurrent =
-                RecurrentExecutor::load(weights, c.nest.clone(), kind, hidden).map_err(|e| e.to_string())?;
-            let input = read_npy(x, 3, c.spec.input_size(), "[T, B, N]")?;
+            let cores = nest.cores.clone();
+            let input = read_npy(x, 3, n, "[T, B, N]")?;
             let grad_h = read_npy(dh, 3, hidden, "[T, B, H]")?;
             if grad_h.shape[..2] != input.shape[..2] {
                 return Err(format!("{} has shape {:?}, x has {:?}", dh.display(), grad_h.shape, input.shape));
             }
             let (steps, batch) = (input.shape[0], input.shape[1]);
-            fits_in_memory(&c.nest, c.lanes.as_ref(), steps.saturating_mul(batch).saturating_mul(3), threads)?;
-            let backward = kcp::ir::lower_backward(&c.backward(&Options::default(), dx_out.is_some()), &c.graph);
+            fits_in_memory(&nest, None, steps.saturating_mul(batch).saturating_mul(3), threads)?;
+            let recurrent = RecurrentExecutor::load(weights, nest, kind, hidden).map_err(|e| e.to_string())?;
             let mut dx = zeros(if dx_out.is_some() { &input.shape } else { &[0] }, "dx")?;
             let dx_slice = dx_out.is_some().then_some(&mut dx[..]);
             let (input_grads, cell_grads) = in_pool(threads, || {
@@ -531,7 +537,7 @@ fn grad(
             })
             .and_then(|r| r.map_err(|e| e.to_string()))?;
             let g = kind.gates() * hidden;
-            let mut tensors = Weights { bias: None, ..input_grads.clone() }.tensors("weight_ih.", &shapes);
+            let mut tensors = Weights { bias: None, ..input_grads.clone() }.tensors_of("weight_ih.", &cores);
             tensors.push(("weight_hh".into(), vec![g, hidden], cell_grads.weight_hh));
             tensors.push(("bias_ih".into(), vec![g], input_grads.bias.unwrap_or_default()));
             tensors.push(("bias_hh".into(), vec![g], cell_grads.bias_hh));

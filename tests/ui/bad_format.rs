@@ -7,7 +7,7 @@ kcp::kcp_layer! { struct Missing { in_shape: [4, 3], out_shape: [2, 2], format: 
 kcp::kcp_layer! { struct TtEnds { in_shape: [4, 3], out_shape: [2, 2], format: tt, ranks: [2, 3, 1] } }
 kcp::kcp_layer! { struct Ring { in_shape: [4, 3], out_shape: [2, 2], format: tr, ranks: [2, 3, 1] } }
 kcp::kcp_layer! { struct ZeroRank { in_shape: [4, 3], out_shape: [2, 2], format: tr, ranks: [2, 0, 1, 1] } }
-kcp::kcp_layer! { struct Training { in_shape: [4, 3], out_shape: [2, 2], format: cp, rank: 2, backward: weights } }
+kcp::kcp_layer! { struct Training { in_shape: [4, 3], out_shape: [2, 2], format: cp, rank: 2, backward: everything } }
 kcp::kcp_layer! { struct KcpRanks { in_shape: [4, 3], out_shape: [2, 2], rank: 2, ranks: [1, 1, 1] } }
 kcp::kcp_layer! { struct NotAList { in_shape: [4, 3], out_shape: [2, 2], format: tt, ranks: 4 } }
 

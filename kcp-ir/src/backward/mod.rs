@@ -12,7 +12,10 @@
 //!   e_D = dy and e_(k-1) = e_k * A_sk; then dA_sk = f_(k-1) * e_k for every k, and dx = e_1 *
 //!   A_s1 summed over the rank. Every order and every choice of kept intermediates is costed;
 //! - the gradients **separately**, each planned on its own by exhaustive search
-//!   ([`network`]): the bound no backward plan may exceed, and a candidate too.
+//!   ([`network`]), one after another, each search taking the intermediates the earlier ones
+//!   computed for free: planned with nothing shared, their total is the bound no backward plan
+//!   may exceed; with the shared intermediates computed once, a candidate (the only one for
+//!   another format than KCP).
 //!
 //! The cheapest candidate wins (per-call MACs, then the elements kept per call).
 
@@ -143,11 +146,11 @@ pub fn plan_backward(graph: &ContractionGraph, forward: &Plan, dx: bool, max_sav
     let forward_order = chain_order(forward, modes);
     let (separate_steps, separate_macs) = separate(graph, dx);
     let mut best = BackwardPlan {
+        macs: separate_steps.iter().map(|s| s.macs).sum(),
         steps: separate_steps,
         strategy: BackwardStrategy::Separate,
         dx,
         kept_indices: Vec::new(),
-        macs: separate_macs,
         saved_elems: 0,
         separate_macs,
         forward_macs: forward.macs(),
@@ -304,23 +307,45 @@ pub fn brute_force_macs(graph: &ContractionGraph, dx: bool) -> u64 {
     networks(graph, dx).iter().map(|(n, _)| n.brute_force(graph)).sum()
 }
 
-/// Every gradient planned on its own, each by exhaustive search: its steps and their total
-/// MACs.
+/// Every gradient planned on its own, each by exhaustive search, one after another: a later
+/// gradient's search takes the intermediates an earlier one computed for free (the same
+/// operands contracted to the same indices), and its steps reuse them. Returns the steps and
+/// the total MACs of the gradients planned each on its own, with nothing shared (the bound a
+/// backward plan is held to; the steps' own MACs are at most that).
 pub fn separate(graph: &ContractionGraph, dx: bool) -> (Vec<BackwardStep>, u64) {
     let mut s = Steps { graph, steps: Vec::new() };
     let mut total = 0u64;
+    // Every temporary so far: the operands it contracts, and the tensor with its indices.
+    let mut shared: Vec<(Vec<Tensor>, (Tensor, IndexSet))> = Vec::new();
     for (network, output) in networks(graph, dx) {
-        let (pairs, macs) = network.optimal(graph);
-        total = total.saturating_add(macs);
-        // Each subset's tensor, as the pairs produce it.
+        total = total.saturating_add(network.optimal(graph).1);
+        // Every network lists its operands in the same relative order (x, dy, cores by
+        // number): the operands of a subset name it across networks.
+        let operands = |set: usize| -> Vec<Tensor> {
+            network.operands.iter().enumerate().filter(|&(k, _)| set & (1 << k) != 0).map(|(_, &(t, _))| t).collect()
+        };
+        let reused = |shared: &[(Vec<Tensor>, (Tensor, IndexSet))], set: usize, indices: IndexSet| {
+            let key = operands(set);
+            shared.iter().find(|(k, (_, i))| *k == key && *i == indices).map(|&(_, t)| t)
+        };
+        let (pairs, _) = network.optimal_reusing(graph, |set, indices| reused(&shared, set, indices).is_some());
+        // Each subset's tensor, as the pairs produce it or an earlier network did.
         let mut made: Vec<(usize, (Tensor, IndexSet))> =
             network.operands.iter().enumerate().map(|(k, &op)| (1 << k, op)).collect();
         let last = pairs.len().saturating_sub(1);
         for (n, pair) in pairs.iter().enumerate() {
-            let find = |set: usize| made.iter().find(|(s, _)| *s == set).map(|&(_, t)| t);
+            let find = |set: usize| {
+                made.iter()
+                    .find(|(s, _)| *s == set)
+                    .map(|&(_, t)| t)
+                    .or_else(|| reused(&shared, set, network.open(set)))
+            };
             let (Some(a), Some(b)) = (find(pair.a), find(pair.b)) else { continue };
             let out = s.push(a, b, pair.indices, (n == last).then_some(output));
             made.push((pair.a | pair.b, out));
+            if n != last {
+                shared.push((operands(pair.a | pair.b), out));
+            }
         }
     }
     (s.steps, total)

@@ -28,7 +28,7 @@ pub struct Pair {
 impl Network {
     /// The indices a contraction of the operands in `set` keeps: those some other operand or the
     /// result still needs.
-    fn open(&self, set: usize) -> IndexSet {
+    pub(super) fn open(&self, set: usize) -> IndexSet {
         let (mut own, mut rest) = (IndexSet::EMPTY, self.result);
         for (k, &(_, indices)) in self.operands.iter().enumerate() {
             if set & (1 << k) != 0 {
@@ -47,10 +47,22 @@ impl Network {
     /// The cheapest order: its pairwise contractions in execution order (the last produces the
     /// result, restricted to the result's indices), and their total MACs.
     pub fn optimal(&self, graph: &ContractionGraph) -> (Vec<Pair>, u64) {
+        self.optimal_reusing(graph, |_, _| false)
+    }
+
+    /// The cheapest order when the operand subsets for which `made(subset, indices)` holds
+    /// (indices: what the subset's tensor keeps) are there already and cost nothing: another
+    /// gradient's plan computed the same tensor. The pairs skip those subsets' own steps.
+    pub fn optimal_reusing(
+        &self,
+        graph: &ContractionGraph,
+        made: impl Fn(usize, IndexSet) -> bool,
+    ) -> (Vec<Pair>, u64) {
         let all = (1usize << self.operands.len()) - 1;
+        // (cost, split); split 0: a leaf or a reused tensor.
         let mut best: Vec<(u64, usize)> = vec![(u64::MAX, 0); all + 1];
         for s in 1..=all {
-            if s.count_ones() == 1 {
+            if s.count_ones() == 1 || (s != all && made(s, self.open(s))) {
                 best[s] = (0, 0);
                 continue;
             }
@@ -95,10 +107,10 @@ impl Network {
     }
 
     fn collect(&self, best: &[(u64, usize)], s: usize, out: &mut Vec<Pair>) {
-        if s.count_ones() == 1 {
+        let a = best[s].1;
+        if a == 0 {
             return;
         }
-        let a = best[s].1;
         let b = s & !a;
         self.collect(best, a, out);
         self.collect(best, b, out);

@@ -49,6 +49,9 @@ impl fmt::Display for BackwardPlan {
                     writeln!(f, ", keeping {} of the forward pass ({} elements)", kept.join(", "), self.saved_elems)?;
                 }
             }
+            BackwardStrategy::Separate if self.macs < self.separate_macs => {
+                writeln!(f, "every gradient planned on its own, reusing what an earlier one computed")?;
+            }
             BackwardStrategy::Separate => writeln!(f, "every gradient planned on its own")?,
         }
         for step in &self.steps {

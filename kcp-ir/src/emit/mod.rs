@@ -107,6 +107,10 @@ fn network_layer(network: &Network, lowered: &Lowered, bias: bool, item: &Item) 
         )
     };
     let no_split = no_split();
+    let zeros =
+        quote!(::kcp::__private::Weights::zeros_cores(&Self::__kcp_cores(), Self::HAS_BIAS.then_some(Self::OUT)));
+    let training =
+        item.backward.map(|dx| training(&lowered.graph, &lowered.plan, nest, dx, &zeros, vis)).unwrap_or_default();
     let parts = Parts {
         consts: quote! {
             /// The weight's format, as `kcp plan` prints it.
@@ -120,10 +124,7 @@ fn network_layer(network: &Network, lowered: &Lowered, bias: bool, item: &Item) 
             /// The weight's parameters: every core's elements (the bias excluded).
         },
         check: quote!(weights.check_cores(&Self::__kcp_cores(), bias_len)?;),
-        zeros: quote!(::kcp::__private::Weights::zeros_cores(
-            &Self::__kcp_cores(),
-            Self::HAS_BIAS.then_some(Self::OUT)
-        )),
+        zeros,
         random: quote!(::kcp::__private::Weights::random_cores(&Self::__kcp_cores(), #terms, Self::IN, Self::HAS_BIAS.then_some(Self::OUT), seed)),
         load: quote!(::kcp::__private::Weights::load_cores(path.as_ref(), "", &Self::__kcp_cores(), bias_len)?),
         load_doc: quote! {
@@ -144,6 +145,8 @@ fn network_layer(network: &Network, lowered: &Lowered, bias: bool, item: &Item) 
             }
 
             #no_split
+
+            #training
         },
     };
     layer_struct(lowered.plan.prep_macs(), &lowered.plan.to_string(), nest, lowered.lanes.as_ref(), bias, item, parts)
@@ -393,7 +396,9 @@ fn kcp_layer(compiled: &Compiled, half: Option<&Compiled>, item: &Item) -> Token
         quote!([#r, #m, #n])
     });
     let vis = &item.vis;
-    let training = item.backward.map(|dx| training(compiled, dx, vis)).unwrap_or_default();
+    let zeros = quote!(::kcp::__private::Weights::zeros(&Self::FACTOR_SHAPES, Self::HAS_BIAS.then_some(Self::OUT)));
+    let training =
+        item.backward.map(|dx| training(&compiled.graph, &compiled.plan, nest, dx, &zeros, vis)).unwrap_or_default();
     let split = half.map(|half| split(&half.nest));
     let halves_type = match &split {
         Some(_) => quote!(impl ::kcp::__private::HalfFn + '_),
@@ -425,7 +430,7 @@ fn kcp_layer(compiled: &Compiled, half: Option<&Compiled>, item: &Item) -> Token
             /// The weight's parameters, R * sum_d m_d n_d (the bias excluded).
         },
         check: quote!(weights.check(&Self::FACTOR_SHAPES, bias_len)?;),
-        zeros: quote!(::kcp::__private::Weights::zeros(&Self::FACTOR_SHAPES, Self::HAS_BIAS.then_some(Self::OUT))),
+        zeros,
         random: quote!(::kcp::__private::Weights::random(
             &Self::FACTOR_SHAPES,
             Self::HAS_BIAS.then_some(Self::OUT),
@@ -601,20 +606,25 @@ fn layer_struct(
     }
 }
 
-/// The training path of a layer: its backward plan (with dx or without), the forward row that
-/// keeps what the plan reads, the backward row, and the methods that run them.
-fn training(compiled: &Compiled, dx: bool, vis: &TokenStream) -> TokenStream {
-    let options = crate::Options::default();
-    let plan = compiled.backward(&options, dx);
-    let program = crate::lower_backward(&plan, &compiled.graph);
+/// The training path of a layer of any format (graph, forward plan and its loop nest): its
+/// backward plan (with dx or without), the forward row that keeps what the plan reads, the
+/// backward row, and the methods that run them; `zeros` the expression of all-zero weights.
+fn training(
+    graph: &crate::ContractionGraph,
+    forward: &crate::Plan,
+    nest: &crate::LoopNest,
+    dx: bool,
+    zeros: &TokenStream,
+    vis: &TokenStream,
+) -> TokenStream {
+    let plan = crate::plan_backward(graph, forward, dx, crate::Options::default().max_saved_elems);
+    let program = crate::lower_backward(&plan, graph);
+    let core_lens = nest.cores.iter().map(|c| usize_lit(c.len()));
     // With nothing kept, the training forward row is the forward row.
     let (keep_fn, keep_call) = if program.kept.is_empty() {
         (TokenStream::new(), quote!(Self::__kcp_row(x, y, s, f, p)))
     } else {
-        (
-            kernels::row_fn(&compiled.nest, "__kcp_keep_row", Some(&program)),
-            quote!(Self::__kcp_keep_row(x, y, s, f, p, k)),
-        )
+        (kernels::row_fn(nest, "__kcp_keep_row", Some(&program)), quote!(Self::__kcp_keep_row(x, y, s, f, p, k)))
     };
     let back_fn = kernels::backward_fn(&program, "__kcp_backward_row");
     let macs = program.macs_per_row;
@@ -627,7 +637,7 @@ fn training(compiled: &Compiled, dx: bool, vis: &TokenStream) -> TokenStream {
     };
     let backward_doc = format!(
         "The backward pass of the last `forward_train` over x (`trace`) for dy `[B, OUT]` = dL/dy: \
-         the gradients of the factors and the bias accumulated into `grads` (shaped like the weights: \
+         the gradients of the cores and the bias accumulated into `grads` (shaped like the weights: \
          see `zero_grads`). {dx_doc}"
     );
     quote! {
@@ -642,7 +652,7 @@ fn training(compiled: &Compiled, dx: bool, vis: &TokenStream) -> TokenStream {
 
         /// Gradients of this layer's shapes, all zero: what `backward` accumulates into.
         #vis fn zero_grads() -> ::kcp::__private::Weights {
-            ::kcp::__private::Weights::zeros(&Self::FACTOR_SHAPES, Self::HAS_BIAS.then_some(Self::OUT))
+            #zeros
         }
 
         /// Change the weights (an optimiser's step) and re-derive what the kernels read from
@@ -697,7 +707,7 @@ fn training(compiled: &Compiled, dx: bool, vis: &TokenStream) -> TokenStream {
                 kept: Self::KEPT_PER_SAMPLE,
                 temps: #temps,
                 dx: Self::BACKWARD_DX,
-                shapes: &Self::FACTOR_SHAPES,
+                core_lens: &[#(#core_lens),*],
                 bias: self.__kcp_weights.bias.as_deref(),
                 macs_per_row: [Self::MACS_PER_SAMPLE, Self::BACKWARD_MACS_PER_SAMPLE],
                 keep: move |x: &[f32], y: &mut [f32], s: &mut [f32], k: &mut [f32]| {

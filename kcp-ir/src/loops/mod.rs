@@ -209,6 +209,7 @@ pub fn lower_backward(plan: &BackwardPlan, graph: &ContractionGraph) -> Backward
         in_shape: (0..graph.modes()).map(|d| size(Index::In(d))).collect(),
         out_shape: (0..graph.modes()).map(|d| size(Index::Out(d))).collect(),
         rank: size(Index::Rank),
+        cores: cores(graph),
         steps,
         temp_lens,
         kept,

@@ -1,6 +1,7 @@
 //! The independent references for a network of any format, in f64: the dense weight (every
 //! core contracted at once, by brute force over every value of every index), its forward pass,
-//! and a contraction tree evaluated pairwise with each core in its own storage layout.
+//! the gradients of its cores and of x, and a contraction tree evaluated pairwise with each core
+//! in its own storage layout.
 
 use kcp_core::Rng;
 
@@ -91,6 +92,50 @@ pub fn dense_forward(network: &Network, cores: &[Vec<f64>], x: &[f64], batch: us
         }
     }
     y
+}
+
+/// The gradients of `L = sum(dy * y)` for x `[B, N]` and dy `[B, M]`: every core's (each in its
+/// storage layout) and dx `[B, N]` = dy W. L is linear in each core, so dL/dcore_k sums
+/// `G[i, j] = sum_b dy[b, i] x[b, j]` times the product of the other cores, over every value of
+/// every index (brute force: small networks only).
+pub fn dense_gradients(
+    network: &Network,
+    cores: &[Vec<f64>],
+    x: &[f64],
+    dy: &[f64],
+    batch: usize,
+) -> (Vec<Vec<f64>>, Vec<f64>) {
+    let sizes = Sizes { network, batch: 1 };
+    let (m, n) = (network.output_size(), network.input_size());
+    let mut g = vec![0.0; m * n];
+    for b in 0..batch {
+        for i in 0..m {
+            for j in 0..n {
+                g[i * n + j] += dy[b * m + i] * x[b * n + j];
+            }
+        }
+    }
+    let mut all: Vec<Index> = Vec::new();
+    for &index in network.cores().iter().flat_map(|core| &core.indices) {
+        if !all.contains(&index) {
+            all.push(index);
+        }
+    }
+    let rows: Vec<Index> = (0..network.modes()).map(Index::Out).collect();
+    let columns: Vec<Index> = (0..network.modes()).map(Index::In).collect();
+    let mut grads: Vec<Vec<f64>> = cores.iter().map(|c| vec![0.0; c.len()]).collect();
+    sizes.for_each(&all, |value| {
+        let weight = g[sizes.offset(&rows, value) * n + sizes.offset(&columns, value)];
+        let values: Vec<f64> =
+            network.cores().iter().zip(cores).map(|(core, data)| data[sizes.offset(&core.indices, value)]).collect();
+        for (k, core) in network.cores().iter().enumerate() {
+            let others: f64 = values.iter().enumerate().filter(|&(l, _)| l != k).map(|(_, v)| v).product();
+            grads[k][sizes.offset(&core.indices, value)] += weight * others;
+        }
+    });
+    let w = dense_weight(network, cores);
+    let dx = (0..batch * n).map(|at| (0..m).map(|i| dy[at / n * m + i] * w[i * n + at % n]).sum()).collect();
+    (grads, dx)
 }
 
 /// The tree evaluated pairwise on x `[B, N]`: x and the cores at the leaves in their own
