@@ -3,26 +3,41 @@
 //! parameters, compression, the MACs per frame of kcp's plan, the MACs of the orders the
 //! reference implementations of each format use (docs/formats.md says whose), and the measured
 //! time per frame of kcp's plan at batch 1, 16 and 256 on one thread and on two, with the time
-//! of the first reference order run through the same kernels beside it (batch 1 and 16).
+//! of the first reference order run through the same kernels beside it (batch 1 and 16); the
+//! MACs per frame of the planned backward pass; with `--train`, the test accuracy of an LSTM
+//! classifier with each format's input weight on the synthetic UCF11-shaped set (`kcp::data`)
+//! after the same training budget, and its training time per epoch.
 //!
 //! ```sh
 //! cargo run --release --example formats                 # a Markdown table; target/formats.csv
 //! cargo run --release --example formats -- --json       # the same rows as JSON
 //! cargo run --release --example formats -- --quick      # fewer samples
 //! cargo run --release --example formats -- --csv F.csv  # the CSV elsewhere
+//! cargo run --release --example formats -- --train      # and train each format (12 epochs of
+//!                                                       # 1,100 clips each; --epochs N)
+//! cargo run --release --example formats -- --quick --train   # 3 epochs of 330 clips
 //! ```
 //!
 //! Every format runs through the same generic executor (`kcp::Executor`: the lowered plan, the
 //! same micro-kernels; the `kcp_layer!` kernels of a KCP layer are faster still). Times are
 //! medians over chunks of calls of about 2 ms each, for about 0.4 s per cell (0.1 s with
 //! `--quick`), the formats measured one after another in one run; GFLOP/s count 2 FLOP per MAC
-//! of the plan.
+//! of the plan. Training is `examples/train_ucf11.rs`'s (the same module): every model starts
+//! from the same seeds, sees the same clips in the same order, with Adam (lr 2e-3), clipping,
+//! batch 16, hidden 256; the input weight's cores start as its `kcp_layer!`'s `random` would.
+
+// The training of examples/train_ucf11.rs, of which this example uses the compressed models.
+#[allow(dead_code)]
+#[path = "common/classifier.rs"]
+mod classifier;
 
 use std::time::{Duration, Instant};
 
+use classifier::{median_seconds, train, Budget, Clips, Input, Model};
+use kcp::data::Split;
 use kcp::ir::network::{orders, Format, Network};
-use kcp::ir::{lower, Batch, LoopNest, Options};
-use kcp::{Executor, Weights};
+use kcp::ir::{lower, plan_backward, Batch, LoopNest, Options};
+use kcp::{CellKind, Executor, Weights};
 
 const IN_SHAPE: [usize; 4] = [8, 20, 20, 18];
 const OUT_SHAPE: [usize; 4] = [16, 4, 4, 4];
@@ -43,6 +58,10 @@ struct Row {
     us_per_frame: Vec<(usize, usize, f64)>,
     /// Per batch, one thread: microseconds per frame of the first reference order, if any.
     reference_us_per_frame: Vec<(usize, f64)>,
+    /// MACs per frame of the planned backward pass (the cores' gradients, no dx).
+    backward_macs: u64,
+    /// With `--train`: the test accuracy after the budget and the median seconds per epoch.
+    trained: Option<(f32, f64)>,
 }
 
 fn main() {
@@ -50,6 +69,16 @@ fn main() {
     let json = args.iter().any(|a| a == "--json");
     let quick = args.iter().any(|a| a == "--quick");
     let csv = args.iter().position(|a| a == "--csv").and_then(|k| args.get(k + 1)).map_or(DEFAULT_CSV, |s| s);
+    let epochs = args.iter().position(|a| a == "--epochs").and_then(|k| args.get(k + 1)).and_then(|v| v.parse().ok());
+    let budget = args.iter().any(|a| a == "--train").then(|| Budget {
+        epochs: epochs.unwrap_or(if quick { 3 } else { 12 }),
+        batch: 16,
+        lr: 2e-3,
+    });
+    let clips = budget.as_ref().map(|_| {
+        let (train_len, test_len) = if quick { (330, 110) } else { (Split::TRAIN.len, Split::TEST.len) };
+        (Clips::generate(Split::TRAIN, train_len, "train set"), Clips::generate(Split::TEST, test_len, "test set"))
+    });
     let formats = [
         Format::Kcp { rank: 9 },
         Format::Kcp { rank: 1 },
@@ -95,7 +124,16 @@ fn main() {
             }
             eprint!(".");
         }
+        let backward = plan_backward(&lowered.graph, &lowered.plan, false, Options::default().max_saved_elems);
+        let trained = budget.as_ref().zip(clips.as_ref()).map(|(budget, (train_set, test_set))| {
+            let mut model =
+                Model::new(&format.to_string(), Input::compressed(format.clone(), &OUT_SHAPE, 1), CellKind::Lstm);
+            let curve = train(&mut model, train_set, test_set, budget);
+            (curve.last().map_or(f32::NAN, |e| e.accuracy), median_seconds(&curve))
+        });
         rows.push(Row {
+            backward_macs: backward.macs,
+            trained,
             params: network.params(),
             compression: network.compression_ratio(),
             planned_macs: lowered.plan.macs(),
@@ -114,7 +152,7 @@ fn main() {
     if json {
         println!("{}", to_json(&rows));
     } else {
-        print_table(&rows);
+        print_table(&rows, budget.as_ref().zip(clips.as_ref().map(|c| c.0.len())));
         println!("\n(CSV: {csv})");
     }
 }
@@ -153,7 +191,8 @@ fn gflops(macs: u64, us: f64) -> f64 {
     2.0 * macs as f64 / us / 1e3
 }
 
-fn print_table(rows: &[Row]) {
+/// The tables; `trained`: the budget and the training clips, if the formats were trained.
+fn print_table(rows: &[Row], trained: Option<(&Budget, usize)>) {
     println!("| format | parameters | compression | kcp's plan, MACs per frame | reference orders, MACs per frame |");
     println!("|---|---:|---:|---:|---|");
     for row in rows {
@@ -187,18 +226,46 @@ fn print_table(rows: &[Row]) {
         };
         println!("| {} | {} | {reference} |", row.format, cells.join(" | "));
     }
+    println!();
+    match trained {
+        Some((budget, clips)) => println!(
+            "Training: an LSTM (hidden 256) on each input weight, {} epochs of {clips} clips, batch {}, Adam lr {}:",
+            budget.epochs, budget.batch, budget.lr
+        ),
+        None => println!("Training (accuracy with --train):"),
+    }
+    println!();
+    println!("| format | backward MACs per frame | x forward | test accuracy | s per epoch |");
+    println!("|---|---:|---:|---:|---:|");
+    for row in rows {
+        let (accuracy, seconds) = match row.trained {
+            Some((accuracy, seconds)) => (format!("{:.1}%", 100.0 * accuracy), format!("{seconds:.1}")),
+            None => ("-".into(), "-".into()),
+        };
+        println!(
+            "| {} | {:.3}M | {:.2} | {accuracy} | {seconds} |",
+            row.format,
+            row.backward_macs as f64 / 1e6,
+            row.backward_macs as f64 / row.planned_macs as f64
+        );
+    }
 }
 
 fn to_csv(rows: &[Row]) -> String {
-    let mut out = String::from("format,params,compression,planned_macs,batch,threads,us_per_frame,gflops\n");
+    let mut out = String::from(
+        "format,params,compression,planned_macs,backward_macs,test_accuracy,s_per_epoch,batch,threads,us_per_frame,gflops\n",
+    );
     for row in rows {
+        let (accuracy, seconds) =
+            row.trained.map_or((String::new(), String::new()), |(a, s)| (format!("{a:.4}"), format!("{s:.2}")));
         for &(batch, threads, us) in &row.us_per_frame {
             out += &format!(
-                "{},{},{:.1},{},{batch},{threads},{us:.3},{:.2}\n",
+                "{},{},{:.1},{},{},{accuracy},{seconds},{batch},{threads},{us:.3},{:.2}\n",
                 row.format,
                 row.params,
                 row.compression,
                 row.planned_macs,
+                row.backward_macs,
                 gflops(row.planned_macs, us)
             );
         }
@@ -227,6 +294,9 @@ fn to_json(rows: &[Row]) -> serde_json::Value {
             "planned_macs": row.planned_macs,
             "optimal": row.optimal,
             "references": refs,
+            "backward_macs": row.backward_macs,
+            "test_accuracy": row.trained.map(|(a, _)| a),
+            "s_per_epoch": row.trained.map(|(_, s)| s),
             "times": times,
             "reference_times": reference_times,
         })

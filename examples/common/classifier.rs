@@ -1,0 +1,376 @@
+//! What the examples that train on the synthetic UCF11-shaped set (`kcp::data`) share: the
+//! clips, generated once and stored as bytes; a video classifier (an input projection of any
+//! tensor format, or dense; a recurrent cell; a linear head on the last hidden state); its
+//! training loop (Adam, clipping by global norm, one shuffle per epoch shared by every model)
+//! and its evaluation.
+//!
+//! A compressed projection runs through the generic executor: the network's forward plan and
+//! its backward plan (`kcp::ir::plan_backward`), whatever the format.
+
+use std::time::Instant;
+
+use faer::linalg::matmul::matmul;
+use faer::{Accum, MatMut, MatRef, Par};
+use indicatif::{ProgressBar, ProgressStyle};
+use kcp::data::{mean_frame, Split, CLASSES, CLIP, FRAME, FRAMES};
+use kcp::ir::network::{Format, Network};
+use kcp::ir::{lower_backward, plan_backward, Batch, Options};
+use kcp::train::{accuracy, clip_grad_norm, softmax_cross_entropy, Adam, Linear, Parameters};
+use kcp::{BackwardProgram, CellGrads, CellKind, Executor, Program, Recurrent, Rng, State, Trace, Weights};
+use rayon::prelude::*;
+
+/// The frame's shape, as the input modes of every projection.
+pub const IN_SHAPE: [usize; 4] = [8, 20, 20, 18];
+/// The recurrent cell's hidden size.
+pub const HIDDEN: usize = 256;
+
+/// A split generated once, stored as bytes (a clip is 921,600 values in [0, 1]; 8 bits keep
+/// the set at 1 GB instead of 4), with each clip's mean frame (of those bytes' values).
+pub struct Clips {
+    data: Vec<u8>,
+    means: Vec<f32>,
+    labels: Vec<usize>,
+}
+
+impl Clips {
+    pub fn generate(split: Split, len: usize, what: &str) -> Clips {
+        let bar = bar(len as u64, what);
+        let clips: Vec<(Vec<u8>, Vec<f32>, usize)> = (0..len)
+            .into_par_iter()
+            .map(|k| {
+                let (clip, label) = split.clip(k);
+                let bytes: Vec<u8> = clip.iter().map(|&v| (v * 255.0).round() as u8).collect();
+                let stored: Vec<f32> = bytes.iter().map(|&p| f32::from(p) / 255.0).collect();
+                bar.inc(1);
+                (bytes, mean_frame(&stored), label)
+            })
+            .collect();
+        bar.finish_and_clear();
+        let labels = clips.iter().map(|c| c.2).collect();
+        let means = clips.iter().flat_map(|c| c.1.iter().copied()).collect();
+        Clips { data: clips.into_iter().flat_map(|c| c.0).collect(), means, labels }
+    }
+
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Clips `ids` as x `[T, B, N]`, time major, each clip's mean frame subtracted (as
+    /// [`kcp::data::subtract_mean_frame`] does, from the mean kept at generation): one pass,
+    /// frame by frame in parallel, into `x` (reused from batch to batch: a fresh 59 MB buffer
+    /// costs more in page faults than filling it).
+    pub fn batch<'a>(&self, ids: &[usize], x: &'a mut Vec<f32>) -> &'a [f32] {
+        let b = ids.len();
+        x.resize(FRAMES * b * FRAME, 0.0);
+        x.par_chunks_mut(b * FRAME).enumerate().for_each(|(t, rows)| {
+            for (row, &k) in rows.chunks_exact_mut(FRAME).zip(ids) {
+                let pixels = &self.data[k * CLIP + t * FRAME..][..FRAME];
+                let mean = &self.means[k * FRAME..][..FRAME];
+                row.iter_mut().zip(pixels).zip(mean).for_each(|((v, &p), m)| *v = f32::from(p) / 255.0 - m);
+            }
+        });
+        x
+    }
+}
+
+pub fn bar(len: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template("  {prefix:>12} [{bar:30}] {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_prefix(what.to_string());
+    bar
+}
+
+/// The input projection of a model.
+pub enum Input {
+    /// A weight of any format: its forward program, its backward program, its cores and bias.
+    Compressed {
+        program: Box<Program>,
+        backward: Box<BackwardProgram>,
+        weights: Weights,
+    },
+    Dense {
+        weight: Vec<f32>,
+        bias: Vec<f32>,
+    },
+}
+
+impl Input {
+    /// A projection of `format` from the frame to `out_shape` (the cell's gates), planned
+    /// forward and backward (without dx: it is the network's first layer), its cores
+    /// initialised as its `kcp_layer!` would be (`random`: W's entries of variance about 1/N),
+    /// from `seed`.
+    pub fn compressed(format: Format, out_shape: &[usize], seed: u64) -> Input {
+        let network = Network::new(&IN_SHAPE, out_shape, format, Batch::Symbolic).expect("a valid layer");
+        let lowered = network.compile(&Options::default());
+        let plan = plan_backward(&lowered.graph, &lowered.plan, false, Options::default().max_saved_elems);
+        let backward = lower_backward(&plan, &lowered.graph);
+        let (n, g) = (network.input_size(), network.output_size());
+        let nest = lowered.nest;
+        let weights = match network.format() {
+            Format::Kcp { .. } => Weights::random(&nest.factor_shapes(), Some(g), seed),
+            _ => Weights::random_cores(&nest.cores, network.terms(), n, Some(g), seed),
+        };
+        Input::Compressed { program: Box::new(nest), backward: Box::new(backward), weights }
+    }
+
+    /// A dense projection to `g` gates, initialised as PyTorch's nn.LSTM is (uniform in
+    /// +-1/sqrt(N)).
+    pub fn dense(g: usize, seed: u64) -> Input {
+        let bound = 1.0 / (FRAME as f64).sqrt();
+        let mut rng = Rng::new(seed);
+        Input::Dense { weight: rng.vec_f32(g * FRAME, bound), bias: rng.vec_f32(g, bound) }
+    }
+
+    /// proj = x W^T + b for x `[rows, N]`; with a trace, a training forward pass (a compressed
+    /// projection keeps what its backward pass reads).
+    fn forward(&self, x: &[f32], proj: &mut [f32], g: usize, trace: Option<&mut Trace>) {
+        match self {
+            Input::Compressed { program, weights, backward } => {
+                let executor = Executor::new((**program).clone(), weights.clone()).expect("weights fit");
+                match trace {
+                    Some(trace) => executor.forward_train(backward, x, proj, trace, 0).expect("shapes"),
+                    None => executor.forward_par(x, proj, 0).expect("shapes"),
+                }
+            }
+            Input::Dense { weight, bias } => {
+                let rows = x.len() / FRAME;
+                let lhs = MatRef::from_row_major_slice(x, rows, FRAME);
+                let rhs = MatRef::from_row_major_slice(weight, g, FRAME).transpose();
+                matmul(MatMut::from_row_major_slice_mut(proj, rows, g), Accum::Replace, lhs, rhs, 1.0, Par::rayon(0));
+                proj.chunks_exact_mut(g).for_each(|row| row.iter_mut().zip(bias).for_each(|(p, b)| *p += b));
+            }
+        }
+    }
+
+    /// The gradient of the projection's parameters given dproj `[rows, G]`, after the training
+    /// forward pass that filled `trace`.
+    fn backward(&self, x: &[f32], dproj: &[f32], g: usize, trace: &mut Trace) -> Input {
+        match self {
+            Input::Compressed { program, backward, weights } => {
+                let executor = Executor::new((**program).clone(), weights.clone()).expect("weights fit");
+                let mut grads = Weights::zeros_cores(&program.cores, Some(g));
+                executor.backward(backward, x, dproj, trace, None, &mut grads, 0).expect("shapes");
+                Input::Compressed { program: program.clone(), backward: backward.clone(), weights: grads }
+            }
+            Input::Dense { .. } => {
+                let rows = x.len() / FRAME;
+                let mut dw = vec![0.0f32; g * FRAME];
+                let lhs = MatRef::from_row_major_slice(dproj, rows, g).transpose();
+                let rhs = MatRef::from_row_major_slice(x, rows, FRAME);
+                matmul(
+                    MatMut::from_row_major_slice_mut(&mut dw, g, FRAME),
+                    Accum::Replace,
+                    lhs,
+                    rhs,
+                    1.0,
+                    Par::rayon(0),
+                );
+                let mut db = vec![0.0f32; g];
+                dproj.chunks_exact(g).for_each(|row| db.iter_mut().zip(row).for_each(|(d, v)| *d += v));
+                Input::Dense { weight: dw, bias: db }
+            }
+        }
+    }
+
+    /// The weight's parameters (the bias excluded).
+    pub fn params(&self) -> u64 {
+        match self {
+            Input::Compressed { weights, .. } => weights.factors.iter().map(|f| f.len() as u64).sum(),
+            Input::Dense { weight, .. } => weight.len() as u64,
+        }
+    }
+}
+
+impl Parameters for Input {
+    fn values(&self) -> Vec<&[f32]> {
+        match self {
+            Input::Compressed { weights, .. } => weights.values(),
+            Input::Dense { weight, bias } => vec![weight, bias],
+        }
+    }
+
+    fn values_mut(&mut self) -> Vec<&mut [f32]> {
+        match self {
+            Input::Compressed { weights, .. } => weights.values_mut(),
+            Input::Dense { weight, bias } => vec![weight, bias],
+        }
+    }
+}
+
+/// A classifier: input projection, recurrent cell, linear head on the last hidden state.
+pub struct Model {
+    pub name: String,
+    pub input: Input,
+    pub cell: Recurrent,
+    pub head: Linear,
+}
+
+impl Model {
+    /// A model around `input`, its cell and head from the seeds every model shares.
+    pub fn new(name: &str, input: Input, kind: CellKind) -> Model {
+        Model {
+            name: name.to_string(),
+            input,
+            cell: Recurrent::random(kind, HIDDEN, 2),
+            head: Linear::new(HIDDEN, CLASSES, 3),
+        }
+    }
+
+    fn gates(&self) -> usize {
+        self.cell.kind().gates() * HIDDEN
+    }
+
+    /// Logits `[B, classes]` of x `[T, B, N]`.
+    fn logits(&self, x: &[f32], batch: usize) -> Vec<f32> {
+        let g = self.gates();
+        let mut proj = vec![0.0; FRAMES * batch * g];
+        self.input.forward(x, &mut proj, g, None);
+        let mut hs = vec![0.0; FRAMES * batch * HIDDEN];
+        let mut state = State::zeros(self.cell.kind(), batch, HIDDEN);
+        self.cell.run(&proj, batch, &mut hs, &mut state, true).expect("shapes");
+        let mut logits = vec![0.0; batch * CLASSES];
+        self.head.forward(&hs[(FRAMES - 1) * batch * HIDDEN..], &mut logits).expect("shapes");
+        logits
+    }
+
+    /// One training step's loss and gradients.
+    fn gradients(&self, x: &[f32], labels: &[usize]) -> (f32, (Input, (CellGrads, Linear))) {
+        let (batch, g) = (labels.len(), self.gates());
+        let mut proj = vec![0.0; FRAMES * batch * g];
+        // T*B rows of kept intermediates would spill to memory: each row's forward pass runs
+        // again just before its backward row instead (BENCHMARKS.md measures both).
+        let mut trace = Trace::recomputing();
+        self.input.forward(x, &mut proj, g, Some(&mut trace));
+        let mut hs = vec![0.0; FRAMES * batch * HIDDEN];
+        let mut state = State::zeros(self.cell.kind(), batch, HIDDEN);
+        let tape = self.cell.run_taped(&proj, batch, &mut hs, &mut state).expect("shapes");
+        let last = &hs[(FRAMES - 1) * batch * HIDDEN..];
+        let mut logits = vec![0.0; batch * CLASSES];
+        self.head.forward(last, &mut logits).expect("shapes");
+        let mut dlogits = vec![0.0; logits.len()];
+        let loss = softmax_cross_entropy(&logits, labels, CLASSES, &mut dlogits).expect("labels");
+        let mut head = Linear::zeros(HIDDEN, CLASSES);
+        let mut dh = vec![0.0; hs.len()];
+        self.head.backward(last, &dlogits, Some(&mut dh[(FRAMES - 1) * batch * HIDDEN..]), &mut head).expect("shapes");
+        let mut cell = CellGrads::zeros(&self.cell);
+        let mut dproj = vec![0.0; proj.len()];
+        self.cell.backward(&tape, &hs, &dh, &mut dproj, &mut cell).expect("shapes");
+        let input = self.input.backward(x, &dproj, g, &mut trace);
+        (loss, (input, (cell, head)))
+    }
+
+    /// The input weight's parameters, and the whole model's.
+    pub fn params(&self) -> (u64, u64) {
+        let cell: u64 = self.cell.values().iter().map(|t| t.len() as u64).sum();
+        let head: u64 = self.head.values().iter().map(|t| t.len() as u64).sum();
+        let bias = self.gates() as u64;
+        (self.input.params(), self.input.params() + bias + cell + head)
+    }
+}
+
+/// The parameters of a model as one structure (input, then cell and head).
+struct Params<'a>(&'a mut Model);
+
+impl Parameters for Params<'_> {
+    fn values(&self) -> Vec<&[f32]> {
+        let mut v = self.0.input.values();
+        v.extend(self.0.cell.values());
+        v.extend(self.0.head.values());
+        v
+    }
+
+    fn values_mut(&mut self) -> Vec<&mut [f32]> {
+        let m = &mut *self.0;
+        let mut v = m.input.values_mut();
+        v.extend(m.cell.values_mut());
+        v.extend(m.head.values_mut());
+        v
+    }
+}
+
+/// The training budget.
+pub struct Budget {
+    pub epochs: usize,
+    pub batch: usize,
+    pub lr: f32,
+}
+
+/// One epoch's mean training loss, test accuracy after it, and its training time.
+pub struct Epoch {
+    pub loss: f32,
+    pub accuracy: f32,
+    pub seconds: f64,
+}
+
+pub fn evaluate(model: &Model, clips: &Clips, batch: usize) -> f32 {
+    let (mut hits, mut x) = (0.0, Vec::new());
+    for ids in (0..clips.len()).collect::<Vec<_>>().chunks(batch) {
+        let logits = model.logits(clips.batch(ids, &mut x), ids.len());
+        let labels: Vec<usize> = ids.iter().map(|&k| clips.labels[k]).collect();
+        hits += accuracy(&logits, &labels, CLASSES) * ids.len() as f32;
+    }
+    hits / clips.len() as f32
+}
+
+/// Train `model` with Adam and clipping (global norm 5), the clips shuffled by a seed per epoch
+/// (the same order for every model), testing after every epoch.
+pub fn train(model: &mut Model, train: &Clips, test: &Clips, budget: &Budget) -> Vec<Epoch> {
+    let mut adam = Adam::new(budget.lr);
+    let (mut epochs, mut x) = (Vec::new(), Vec::new());
+    for epoch in 0..budget.epochs {
+        let mut order: Vec<usize> = (0..train.len()).collect();
+        let mut rng = Rng::new(0xE90C + epoch as u64);
+        for k in (1..order.len()).rev() {
+            order.swap(k, (rng.next_u64() % (k as u64 + 1)) as usize);
+        }
+        let bar = bar(train.len() as u64, &model.name);
+        let start = Instant::now();
+        let mut total = 0.0;
+        for ids in order.chunks(budget.batch) {
+            let labels: Vec<usize> = ids.iter().map(|&k| train.labels[k]).collect();
+            let (loss, mut grads) = model.gradients(train.batch(ids, &mut x), &labels);
+            clip_grad_norm(&mut grads, 5.0);
+            adam.step(&mut Params(model), &grads).expect("gradients of the model's shapes");
+            total += loss * ids.len() as f32;
+            bar.inc(ids.len() as u64);
+            bar.set_message(format!("loss {:.3}", total / bar.position() as f32));
+        }
+        let seconds = start.elapsed().as_secs_f64();
+        bar.finish_and_clear();
+        let acc = evaluate(model, test, budget.batch);
+        let loss = total / train.len() as f32;
+        println!(
+            "  {:>12} epoch {:>2}: train loss {loss:.4}, test accuracy {:.1}%, {seconds:.1} s",
+            model.name,
+            epoch + 1,
+            100.0 * acc
+        );
+        epochs.push(Epoch { loss, accuracy: acc, seconds });
+    }
+    epochs
+}
+
+/// The median of nine inference runs of one test clip, per frame (batch 1, all threads).
+pub fn frame_time_us(model: &Model, test: &Clips) -> f64 {
+    let mut x = Vec::new();
+    let x = test.batch(&[0], &mut x);
+    let mut times: Vec<f64> = (0..9)
+        .map(|_| {
+            let t = Instant::now();
+            std::hint::black_box(model.logits(x, 1));
+            t.elapsed().as_secs_f64() * 1e6 / FRAMES as f64
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[4]
+}
+
+/// The median of the epochs' training times.
+pub fn median_seconds(curve: &[Epoch]) -> f64 {
+    let mut s: Vec<f64> = curve.iter().map(|e| e.seconds).collect();
+    s.sort_by(f64::total_cmp);
+    s.get(s.len() / 2).copied().unwrap_or(f64::NAN)
+}
