@@ -16,7 +16,13 @@
 //! cargo run --release --example formats -- --train      # and train each format (12 epochs of
 //!                                                       # 1,100 clips each; --epochs N)
 //! cargo run --release --example formats -- --quick --train   # 3 epochs of 330 clips
+//! cargo run --release --example formats -- --train --seeds 3 --only kcp,tt
 //! ```
+//!
+//! `--seeds K` trains each format from K initialisations (seed s: the input weight from 1 + 3s,
+//! the cell from 2 + 3s, the head from 3 + 3s; the clips' order stays) and reports the mean
+//! test accuracy with its range; `--only F,G` keeps the formats of those names (kcp, cp, tt,
+//! tr, bt, ht).
 //!
 //! Every format runs through the same generic executor (`kcp::Executor`: the lowered plan, the
 //! same micro-kernels; the `kcp_layer!` kernels of a KCP layer are faster still). Times are
@@ -60,8 +66,9 @@ struct Row {
     reference_us_per_frame: Vec<(usize, f64)>,
     /// MACs per frame of the planned backward pass (the cores' gradients, no dx).
     backward_macs: u64,
-    /// With `--train`: the test accuracy after the budget and the median seconds per epoch.
-    trained: Option<(f32, f64)>,
+    /// With `--train`: the test accuracy after the budget from each seed, and the median
+    /// seconds per epoch (of the first seed's run).
+    trained: Option<(Vec<f32>, f64)>,
 }
 
 fn main() {
@@ -69,7 +76,10 @@ fn main() {
     let json = args.iter().any(|a| a == "--json");
     let quick = args.iter().any(|a| a == "--quick");
     let csv = args.iter().position(|a| a == "--csv").and_then(|k| args.get(k + 1)).map_or(DEFAULT_CSV, |s| s);
-    let epochs = args.iter().position(|a| a == "--epochs").and_then(|k| args.get(k + 1)).and_then(|v| v.parse().ok());
+    let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|k| args.get(k + 1));
+    let epochs = value("--epochs").and_then(|v| v.parse().ok());
+    let seeds: u64 = value("--seeds").and_then(|v| v.parse().ok()).unwrap_or(1).max(1);
+    let only: Option<Vec<&str>> = value("--only").map(|v| v.split(',').collect());
     let budget = args.iter().any(|a| a == "--train").then(|| Budget {
         epochs: epochs.unwrap_or(if quick { 3 } else { 12 }),
         batch: 16,
@@ -90,7 +100,7 @@ fn main() {
     ];
     let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().expect("a pool of two threads");
     let mut rows = Vec::new();
-    for format in formats {
+    for format in formats.into_iter().filter(|f| only.as_ref().is_none_or(|names| names.contains(&f.name()))) {
         let network = match Network::new(&IN_SHAPE, &OUT_SHAPE, format.clone(), Batch::Symbolic) {
             Ok(network) => network,
             Err(e) => {
@@ -126,10 +136,15 @@ fn main() {
         }
         let backward = plan_backward(&lowered.graph, &lowered.plan, false, Options::default().max_saved_elems);
         let trained = budget.as_ref().zip(clips.as_ref()).map(|(budget, (train_set, test_set))| {
-            let mut model =
-                Model::new(&format.to_string(), Input::compressed(format.clone(), &OUT_SHAPE, 1), CellKind::Lstm);
-            let curve = train(&mut model, train_set, test_set, budget);
-            (curve.last().map_or(f32::NAN, |e| e.accuracy), median_seconds(&curve))
+            let curves: Vec<_> = (0..seeds)
+                .map(|seed| {
+                    let input = Input::compressed(format.clone(), &OUT_SHAPE, 1 + 3 * seed);
+                    let mut model = Model::new(&format.to_string(), input, CellKind::Lstm, seed);
+                    train(&mut model, train_set, test_set, budget)
+                })
+                .collect();
+            let accuracies = curves.iter().map(|c| c.last().map_or(f32::NAN, |e| e.accuracy)).collect();
+            (accuracies, median_seconds(&curves[0]))
         });
         rows.push(Row {
             backward_macs: backward.macs,
@@ -152,7 +167,7 @@ fn main() {
     if json {
         println!("{}", to_json(&rows));
     } else {
-        print_table(&rows, budget.as_ref().zip(clips.as_ref().map(|c| c.0.len())));
+        print_table(&rows, budget.as_ref().zip(clips.as_ref().map(|c| c.0.len())), seeds);
         println!("\n(CSV: {csv})");
     }
 }
@@ -183,6 +198,16 @@ fn median_ns(quick: bool, mut f: impl FnMut()) -> f64 {
     chunks[chunks.len() / 2]
 }
 
+/// Test accuracies as a percentage: one seed's, or the mean of several and their range.
+fn percent(accuracies: &[f32]) -> String {
+    let mean = accuracies.iter().sum::<f32>() / accuracies.len().max(1) as f32;
+    let (lo, hi) = accuracies.iter().fold((f32::MAX, f32::MIN), |(lo, hi), &a| (lo.min(a), hi.max(a)));
+    match accuracies.len() {
+        1 => format!("{:.1}%", 100.0 * mean),
+        _ => format!("{:.1}% ({:.1}-{:.1})", 100.0 * mean, 100.0 * lo, 100.0 * hi),
+    }
+}
+
 fn us(row: &Row, batch: usize, threads: usize) -> f64 {
     row.us_per_frame.iter().find(|&&(b, t, _)| b == batch && t == threads).map_or(f64::NAN, |&(_, _, us)| us)
 }
@@ -192,7 +217,7 @@ fn gflops(macs: u64, us: f64) -> f64 {
 }
 
 /// The tables; `trained`: the budget and the training clips, if the formats were trained.
-fn print_table(rows: &[Row], trained: Option<(&Budget, usize)>) {
+fn print_table(rows: &[Row], trained: Option<(&Budget, usize)>, seeds: u64) {
     println!("| format | parameters | compression | kcp's plan, MACs per frame | reference orders, MACs per frame |");
     println!("|---|---:|---:|---:|---|");
     for row in rows {
@@ -229,7 +254,7 @@ fn print_table(rows: &[Row], trained: Option<(&Budget, usize)>) {
     println!();
     match trained {
         Some((budget, clips)) => println!(
-            "Training: an LSTM (hidden 256) on each input weight, {} epochs of {clips} clips, batch {}, Adam lr {}:",
+            "Training: an LSTM (hidden 256) on each input weight, {} epochs of {clips} clips, batch {}, Adam lr {}, {seeds} seed(s):",
             budget.epochs, budget.batch, budget.lr
         ),
         None => println!("Training (accuracy with --train):"),
@@ -238,8 +263,8 @@ fn print_table(rows: &[Row], trained: Option<(&Budget, usize)>) {
     println!("| format | backward MACs per frame | x forward | test accuracy | s per epoch |");
     println!("|---|---:|---:|---:|---:|");
     for row in rows {
-        let (accuracy, seconds) = match row.trained {
-            Some((accuracy, seconds)) => (format!("{:.1}%", 100.0 * accuracy), format!("{seconds:.1}")),
+        let (accuracy, seconds) = match &row.trained {
+            Some((accuracies, seconds)) => (percent(accuracies), format!("{seconds:.1}")),
             None => ("-".into(), "-".into()),
         };
         println!(
@@ -256,8 +281,9 @@ fn to_csv(rows: &[Row]) -> String {
         "format,params,compression,planned_macs,backward_macs,test_accuracy,s_per_epoch,batch,threads,us_per_frame,gflops\n",
     );
     for row in rows {
-        let (accuracy, seconds) =
-            row.trained.map_or((String::new(), String::new()), |(a, s)| (format!("{a:.4}"), format!("{s:.2}")));
+        let (accuracy, seconds) = row.trained.as_ref().map_or((String::new(), String::new()), |(a, s)| {
+            (a.iter().map(|a| format!("{a:.4}")).collect::<Vec<_>>().join(";"), format!("{s:.2}"))
+        });
         for &(batch, threads, us) in &row.us_per_frame {
             out += &format!(
                 "{},{},{:.1},{},{},{accuracy},{seconds},{batch},{threads},{us:.3},{:.2}\n",
@@ -295,8 +321,8 @@ fn to_json(rows: &[Row]) -> serde_json::Value {
             "optimal": row.optimal,
             "references": refs,
             "backward_macs": row.backward_macs,
-            "test_accuracy": row.trained.map(|(a, _)| a),
-            "s_per_epoch": row.trained.map(|(_, s)| s),
+            "test_accuracy": row.trained.as_ref().map(|(a, _)| a),
+            "s_per_epoch": row.trained.as_ref().map(|(_, s)| s),
             "times": times,
             "reference_times": reference_times,
         })

@@ -150,8 +150,8 @@ fn main() {
         );
     }
     let name = args.format.name().to_uppercase();
-    let mut compressed = Model::new(&name, input, args.kind);
-    let mut dense = Model::new("dense", Input::dense(g, 1), args.kind);
+    let mut compressed = Model::new(&name, input, args.kind, 0);
+    let mut dense = Model::new("dense", Input::dense(g, 1), args.kind, 0);
     let compressed_curve = train(&mut compressed, &train_set, &test_set, budget);
     let dense_curve = if args.kcp_only { Vec::new() } else { train(&mut dense, &train_set, &test_set, budget) };
 

@@ -209,14 +209,11 @@ pub struct Model {
 }
 
 impl Model {
-    /// A model around `input`, its cell and head from the seeds every model shares.
-    pub fn new(name: &str, input: Input, kind: CellKind) -> Model {
-        Model {
-            name: name.to_string(),
-            input,
-            cell: Recurrent::random(kind, HIDDEN, 2),
-            head: Linear::new(HIDDEN, CLASSES, 3),
-        }
+    /// A model around `input`, its cell and head from seeds every model of the same `seed`
+    /// shares (seed 0: 2 and 3; seed s: 2 + 3s and 3 + 3s, beside the input's 1 + 3s).
+    pub fn new(name: &str, input: Input, kind: CellKind, seed: u64) -> Model {
+        let (cell, head) = (Recurrent::random(kind, HIDDEN, 2 + 3 * seed), Linear::new(HIDDEN, CLASSES, 3 + 3 * seed));
+        Model { name: name.to_string(), input, cell, head }
     }
 
     fn gates(&self) -> usize {
