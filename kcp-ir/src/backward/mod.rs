@@ -177,7 +177,7 @@ pub fn plan_backward(graph: &ContractionGraph, forward: &Plan, dx: bool, max_sav
 }
 
 /// Whether the network is a KCP layer's: core d is the factor stack `[r, i_d, j_d]`.
-fn is_kcp(graph: &ContractionGraph) -> bool {
+pub(crate) fn is_kcp(graph: &ContractionGraph) -> bool {
     graph.cores() == graph.modes()
         && (0..graph.modes()).all(|d| {
             factor_indices(graph, d) == IndexSet::EMPTY.with(Index::Rank).with(Index::Out(d)).with(Index::In(d))
@@ -185,7 +185,7 @@ fn is_kcp(graph: &ContractionGraph) -> bool {
 }
 
 /// Every permutation of `0..n`, in lexicographic order.
-fn permutations(n: usize) -> Vec<Vec<usize>> {
+pub(crate) fn permutations(n: usize) -> Vec<Vec<usize>> {
     if n == 0 {
         return vec![Vec::new()];
     }

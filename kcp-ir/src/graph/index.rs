@@ -32,7 +32,7 @@ impl Index {
     /// The first bit of the modes, past the bonds'.
     const FIRST_MODE: u32 = 2 + Index::MAX_BONDS as u32;
 
-    fn bit(self) -> u32 {
+    pub(crate) fn bit(self) -> u32 {
         match self {
             Index::Batch => 0,
             Index::Rank => 1,

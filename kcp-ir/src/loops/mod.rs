@@ -4,7 +4,8 @@
 //! becomes a kernel `out[o] += a[ia] * w[iw]`, where `a` usually carries x (or is the first
 //! weight of a load-time step) and `w` is a weight, unless the other order gives the longer
 //! inner run (`longer_run`: y may share its contiguous run with a pre-product). Cores keep
-//! their own storage order, results the global index layout of the plan, so:
+//! their own storage order, y the global one, and each intermediate the layout [`layout`]
+//! chooses for it (the global order unless another runs its producer and consumer faster), so:
 //!
 //! 1. the innermost operation is an `axpy` over the longest run of trailing indices that `out`
 //!    and `a` share and `w` lacks (one contiguous block in both: the modes after the contracted
@@ -46,7 +47,9 @@ use kcp_core::{
 
 use crate::backward::{BackwardPlan, Tensor};
 use crate::graph::{ContractionGraph, Index, IndexSet, Operand};
-use crate::plan::{Phase, Plan, Value};
+use crate::plan::{Phase, Plan, Step, Value};
+
+mod layout;
 
 /// The loop-nest IR: the runtime's program format.
 pub type LoopNest = Program;
@@ -82,7 +85,10 @@ pub fn lower_lanes(plan: &Plan, graph: &ContractionGraph, lanes: usize) -> LoopN
     let mut buffers: Vec<Buffer> = Vec::new();
     let (mut prep, mut call, mut prep_lens) = (Vec::new(), Vec::new(), Vec::new());
     let (mut scratch_len, mut ones) = (0, 0);
-    for step in plan.steps() {
+    // Chosen for one row: the interleaved nest shares the row nest's pre-products.
+    let layouts =
+        layout::choose(plan, graph, &|index| if index == Index::Batch { 1 } else { graph.size(index) as usize });
+    for (n, step) in plan.steps().iter().enumerate() {
         let out_len: usize = step.indices.iter().map(size).product();
         let out = match (step.output, step.phase) {
             (Value::Output, _) => Buffer::Y,
@@ -96,7 +102,7 @@ pub fn lower_lanes(plan: &Plan, graph: &ContractionGraph, lanes: usize) -> LoopN
             }
         };
         buffers.push(out);
-        // Each value in its layout: an operand in its own, a result in the global order.
+        // Each value in its layout: an operand in its own, a result in the one chosen for it.
         let tensor = |(value, indices): (Value, IndexSet)| match value {
             Value::Operand(operand) => (
                 match operand {
@@ -105,29 +111,24 @@ pub fn lower_lanes(plan: &Plan, graph: &ContractionGraph, lanes: usize) -> LoopN
                 },
                 graph.layout(operand),
             ),
-            Value::Temp(k) => (buffers[k], layout(indices).collect()),
+            Value::Temp(k) => (buffers[k], layouts[k].clone()),
             Value::Output => (Buffer::Y, layout(indices).collect()),
             Value::Ones => (Buffer::Ones, layout(indices).collect()),
         };
         if let Some((_, summed)) = step.inputs.iter().find(|(v, _)| *v == Value::Ones) {
             ones = ones.max(summed.iter().map(size).product());
         }
-        // a carries x in a per-call step; a load-time step takes its inputs in order; the
-        // other order where its inner operation runs longer (y and a pre-product may share the
-        // contiguous run that y and x's side do not).
-        let [first, second] = step.inputs;
-        let (a, w) = if second.1.contains(Index::Batch) { (second, first) } else { (first, second) };
-        let out_layout: Vec<Index> = layout(step.indices).collect();
-        let lower = |(a, w)| {
-            kernel(
-                [(out, out_layout.clone()), tensor(a), tensor(w)],
-                out_len,
-                out != Buffer::Y,
-                &size,
-                plan.describe_step(step),
-            )
-        };
-        let mut kernel = longer_run(lower((a, w)), lower((w, a)));
+        let mut comment = plan.describe_step(step);
+        if layouts[n] != layout(step.indices).collect::<Vec<_>>() {
+            let order: Vec<String> = layouts[n].iter().map(Index::to_string).collect();
+            comment += &format!("  ({} laid out [{}])", step.output, order.join(","));
+        }
+        let mut kernel = step_kernel(
+            step,
+            [(out, layouts[n].clone()), tensor(step.inputs[0]), tensor(step.inputs[1])],
+            &size,
+            comment,
+        );
         // A product on x row by row: the next row of the batch is N elements on.
         if let (Buffer::X, 1, Inner::Gemm { shape: g, .. }) = (kernel.a, lanes, &mut kernel.inner) {
             g.stream = (0..graph.modes()).map(|d| size(Index::In(d))).product();
@@ -151,6 +152,23 @@ pub fn lower_lanes(plan: &Plan, graph: &ContractionGraph, lanes: usize) -> LoopN
         macs_per_row: plan.macs() / rows,
         lanes,
     }
+}
+
+/// One step of a plan lowered with its tensors in these buffers and layouts (its result, its
+/// first input, its second). `a` carries x in a per-call step, and a load-time step takes its
+/// inputs in order; the other order wins where its inner operation runs longer (y and a
+/// pre-product may share the contiguous run that y and x's side do not).
+fn step_kernel(
+    step: &Step,
+    [out, first, second]: [(Buffer, Vec<Index>); 3],
+    size: &dyn Fn(Index) -> usize,
+    comment: String,
+) -> Kernel {
+    let out_len: usize = step.indices.iter().map(size).product();
+    let (a, w) = if step.inputs[1].1.contains(Index::Batch) { (second, first) } else { (first, second) };
+    let zero = out.0 != Buffer::Y;
+    let one = kernel([out.clone(), a.clone(), w.clone()], out_len, zero, size, comment.clone());
+    longer_run(one, kernel([out, w, a], out_len, zero, size, comment))
 }
 
 /// Lower a backward plan to its loop nests, one batch row at a time, with the same lowering
