@@ -131,8 +131,8 @@ struct LayerArgs {
     /// Output shape m_1 x ... x m_D, e.g. 4x4x4x16
     #[arg(long, value_parser = parse_shape)]
     out_shape: Shape,
-    /// The weight's tensor format: kcp, or cp, tt, tr, bt, ht (docs/formats.md; plan, emit and
-    /// run take every format, compress kcp and tt, grad kcp only)
+    /// The weight's tensor format: kcp, or cp, tt, tr, bt, ht (docs/formats.md; plan, emit,
+    /// run and grad take every format, compress kcp and tt)
     #[arg(long, value_enum, default_value_t = FormatArg::Kcp)]
     format: FormatArg,
     /// Rank R: the number of Kronecker terms (kcp), of rank-1 terms (cp), every tree edge's rank (ht)
