@@ -3,20 +3,24 @@
 //! The global order (rank and bonds first, then the modes) suits a KCP layer, whose steps each
 //! contract x's side with one `[r, i_d, j_d]` factor. The other formats' intermediates carry
 //! bonds that the next step sums together with a mode, and modes that a step only passes on;
-//! in the global order those runs are split, and a step of 920k MACs becomes 160 calls of a
+//! in the global order those runs are split, and a step of 820k MACs becomes 160 calls of a
 //! 4-float-wide product (the tensor train's second step). So each intermediate gets the layout
-//! under which its producer and its consumer lower best, searched over the plan as a whole:
+//! under which the steps that write and read it lower best, searched over the plan as a whole:
 //!
-//! - **Candidates.** An intermediate's indices fall into classes by where they come from (the
-//!   producer's first input, its second, or both) and what the consumer does with them (sums
-//!   them, shares them with its other input, or passes them to its result). A candidate lays
-//!   the classes out in some order, each class in the order its indices have in a tensor of
-//!   fixed layout (a core, x or y) next to it, so that they coalesce there.
-//! - **Cost.** Each step is lowered as the loop nest would lower it ([`super::step_kernel`])
-//!   and costed by [`estimate`]: its MACs at the efficiency of its inner operation, plus what
-//!   its calls and inner operations cost beyond that. Load-time steps cost nothing.
-//! - **Search.** Every intermediate is read by exactly one later step, so the plan is a tree
-//!   and dynamic programming over it finds the cheapest assignment exactly (for the estimate).
+//! - **Candidates.** Every order of an intermediate's indices (of at most [`MAX_FREE`] indices
+//!   of more than one value); with more, the indices fall into classes by where they come from
+//!   (the producer's first input, its second, or both) and what the first step reading them
+//!   does with them (sums them, shares them with its other input, or passes them on), and a
+//!   candidate orders the classes, each class in the order its indices have in a tensor of
+//!   fixed layout (a core, x, y, a gradient) next to it, so that they coalesce there.
+//! - **Cost.** Each step is lowered as the loop nest would lower it and costed by
+//!   [`estimate`]: its MACs at the efficiency of its inner operation, plus what its calls and
+//!   inner operations cost beyond that. Load-time steps cost nothing.
+//! - **Search.** In a forward plan every intermediate is read by exactly one later step: the
+//!   plan is a tree, and dynamic programming over it finds the cheapest assignment exactly
+//!   (for the estimate). A backward plan reuses intermediates between gradients; there a local
+//!   search from the global order moves one intermediate's layout, then the layouts of an
+//!   intermediate and of one it is read into together, while that lowers the estimate.
 //!
 //! The search keeps the global order unless it saves at least [`MIN_SAVING`] of the estimated
 //! time: the estimate is coarse, and the global order's nests are the measured ones. A KCP
@@ -27,167 +31,363 @@
 
 use kcp_core::{Buffer, Inner, Kernel};
 
+use crate::backward::{BackwardPlan, Tensor};
 use crate::graph::{ContractionGraph, Index, IndexSet, Operand};
-use crate::plan::{Phase, Plan, Step, Value};
+use crate::plan::{Phase, Plan, Value};
 
 /// The share of the estimated time a layout search must save for its layouts to replace the
 /// global order's.
 pub const MIN_SAVING: f64 = 0.1;
 
-/// The most indices whose every order is tried (120 layouts); a result with more indices, or
+/// The most indices whose every order is tried (720 layouts); a result with more indices, or
 /// one whose step would try more than [`MAX_TRIALS`] combinations, is laid out by classes.
 const MAX_FREE: usize = 6;
 /// The most classes whose every order is tried (24 layouts); with more, the indices are
 /// classed by what the consumer does with them only.
 const MAX_CLASSES: usize = 4;
-/// The most combinations of layouts (its result's and its inputs') tried for one step.
+/// The most combinations of layouts (a step's result's and its inputs', or a pair of
+/// intermediates') tried at once.
 const MAX_TRIALS: usize = 100_000;
+/// The most rounds of the local search.
+const MAX_ROUNDS: usize = 4;
+/// The most combinations of layouts a move of the local search tries for a pair of results.
+const MAX_PAIR_TRIALS: usize = 10_000;
 
-/// Each step's result's memory layout (the batch index last, where it has one), by step.
-pub(super) fn choose(plan: &Plan, graph: &ContractionGraph, size: &dyn Fn(Index) -> usize) -> Vec<Vec<Index>> {
-    // The sizes as a table: the search lowers each step thousands of times.
-    let mut table = [1; 64];
-    for index in plan.steps().iter().flat_map(|s| s.loops.iter()) {
-        table[index.bit() as usize] = size(index);
-    }
-    let size = &|index: Index| table[index.bit() as usize];
-    let steps = plan.steps();
-    let global: Vec<Vec<Index>> = steps.iter().map(|s| super::layout(s.indices).collect()).collect();
-    if crate::backward::is_kcp(graph) || may_interleave(plan, graph, size) {
-        return global;
-    }
-    let mut candidates: Vec<Vec<Vec<Index>>> =
-        (0..steps.len()).map(|k| layouts_of(plan, graph, k, &global[k], size, true)).collect();
-    // Within the budget of trials per step: the largest lists go over to classes first.
-    for (k, step) in steps.iter().enumerate() {
-        let mut tensors = vec![k];
-        tensors.extend(step.inputs.iter().filter_map(|&(v, _)| if let Value::Temp(t) = v { Some(t) } else { None }));
-        while tensors.iter().map(|&t| candidates[t].len()).product::<usize>() > MAX_TRIALS {
-            let coarse = tensors.iter().map(|&t| (t, layouts_of(plan, graph, t, &global[t], size, false)));
-            let Some((t, list)) =
-                coarse.filter(|(t, list)| list.len() < candidates[*t].len()).max_by_key(|(t, _)| candidates[*t].len())
-            else {
-                break;
-            };
-            candidates[t] = list;
-        }
-    }
-    // best[k][c]: the least estimated time of step k's subtree with its result in layout c,
-    // and the candidates of its inputs that give it.
-    let mut best: Vec<Vec<(f64, [usize; 2])>> = Vec::with_capacity(steps.len());
-    for (k, step) in steps.iter().enumerate() {
-        let choices = |v: Value| match v {
-            Value::Temp(t) => candidates[t].len(),
-            _ => 1,
-        };
-        let [n0, n1] = step.inputs.map(|(v, _)| choices(v));
-        let mut row = Vec::with_capacity(candidates[k].len());
-        for out in &candidates[k] {
-            let mut least = (f64::INFINITY, [0, 0]);
-            for c0 in 0..n0 {
-                for c1 in 0..n1 {
-                    let [l0, l1] = [(step.inputs[0], c0), (step.inputs[1], c1)]
-                        .map(|((v, indices), c)| layout_of(graph, &candidates, v, indices, c));
-                    let below: f64 = [(step.inputs[0].0, c0), (step.inputs[1].0, c1)]
-                        .iter()
-                        .map(|&(v, c)| if let Value::Temp(t) = v { best[t][c].0 } else { 0.0 })
-                        .sum();
-                    let cost = below + step_cost(step, [out.clone(), l0, l1], size);
-                    if cost < least.0 {
-                        least = (cost, [c0, c1]);
-                    }
-                }
-            }
-            row.push(least);
-        }
-        best.push(row);
-    }
-    let Some(root) = steps.len().checked_sub(1) else { return global };
-    // Candidate 0 is the global order: the cost of keeping it everywhere.
-    let kept = global_cost(plan, &global, size);
-    let (found, _) = best[root].iter().enumerate().fold(
-        (f64::INFINITY, 0),
-        |acc, (c, &(cost, _))| {
-            if cost < acc.0 {
-                (cost, c)
-            } else {
-                acc
-            }
-        },
-    );
-    if found > (1.0 - MIN_SAVING) * kept {
-        return global;
-    }
-    let mut chosen = global;
-    let mut stack = vec![(root, best[root].iter().position(|&(cost, _)| cost == found).unwrap_or(0))];
-    while let Some((k, c)) = stack.pop() {
-        chosen[k] = candidates[k][c].clone();
-        for (input, pick) in steps[k].inputs.iter().zip(best[k][c].1) {
-            if let Value::Temp(t) = input.0 {
-                stack.push((t, pick));
-            }
-        }
-    }
-    chosen
+/// A tensor a step reads or writes, as the search sees it.
+#[derive(Clone, Debug)]
+pub(super) enum Slot {
+    /// A tensor of fixed layout: an operand, y, a gradient, dx.
+    Fixed(Vec<Index>),
+    /// The result of step k, whose layout the search chooses.
+    Result(usize),
 }
 
-/// Whether the layer is small enough for [`super::interleave`] to run its rows interleaved
-/// (a block of [`super::LANES`] rows within [`super::LANES_MAX_ELEMS`]): such a layer is bound
-/// by its statements, which the estimate does not model, and keeps the global order.
-fn may_interleave(plan: &Plan, graph: &ContractionGraph, size: &dyn Fn(Index) -> usize) -> bool {
-    let volume = |set: IndexSet| set.iter().filter(|&i| i != Index::Batch).map(size).product::<usize>();
-    let scratch = plan
-        .steps()
+/// A step as the search sees it: its inputs (with their indices), its result, the indices it
+/// loops over, and whether it runs at load time (and so costs nothing per call).
+#[derive(Clone, Debug)]
+pub(super) struct Node {
+    pub inputs: [(Slot, IndexSet); 2],
+    pub output: (Slot, IndexSet),
+    pub loops: IndexSet,
+    pub free: bool,
+}
+
+/// The estimated time of step k with its result and inputs in these layouts.
+pub(super) type StepCost<'a> = dyn Fn(usize, [&[Index]; 3]) -> f64 + 'a;
+
+/// Each step's result's memory layout (the batch index last, where it has one), by step:
+/// the global order for a fixed result, the chosen one for the others.
+pub(super) fn choose(nodes: &[Node], size: &dyn Fn(Index) -> usize, cost: &StepCost) -> Vec<Vec<Index>> {
+    let global: Vec<Vec<Index>> = nodes
         .iter()
-        .filter(|s| s.phase == Phase::Call && s.output != Value::Output)
-        .map(|s| volume(s.indices))
-        .max()
-        .unwrap_or(0);
+        .map(|n| match &n.output.0 {
+            Slot::Fixed(layout) => layout.clone(),
+            Slot::Result(_) => super::layout(n.output.1).collect(),
+        })
+        .collect();
+    let mut candidates: Vec<Vec<Vec<Index>>> =
+        (0..nodes.len()).map(|k| layouts_of(nodes, k, &global[k], size, true)).collect();
+    let readers: Vec<Vec<usize>> = (0..nodes.len()).map(|k| readers(nodes, k)).collect();
+    let picks = if readers.iter().all(|r| r.len() <= 1) {
+        // Within the budget of trials per step: the largest lists go over to classes first.
+        for k in 0..nodes.len() {
+            let mut results = vec![k];
+            results.extend(nodes[k].inputs.iter().filter_map(|(slot, _)| result(slot)));
+            shrink(nodes, &mut candidates, &results, &global, size, MAX_TRIALS);
+        }
+        tree(nodes, &candidates, cost)
+    } else {
+        local(nodes, &mut candidates, &readers, &global, size, cost)
+    };
+    let estimate =
+        |picks: &[usize]| -> f64 { (0..nodes.len()).map(|k| step_estimate(nodes, &candidates, picks, k, cost)).sum() };
+    // Candidate 0 is the global order.
+    if estimate(&picks) > (1.0 - MIN_SAVING) * estimate(&vec![0; nodes.len()]) {
+        return global;
+    }
+    picks.iter().enumerate().map(|(k, &c)| candidates[k][c].clone()).collect()
+}
+
+/// The layouts of a forward plan's results, by step (see the module docs).
+pub(super) fn forward(plan: &Plan, graph: &ContractionGraph) -> Vec<Vec<Index>> {
+    let steps = plan.steps();
+    let global = || steps.iter().map(|s| super::layout(s.indices).collect()).collect();
+    let size = sizes(graph);
+    let temps = steps.iter().filter(|s| s.phase == Phase::Call && s.output != Value::Output).map(|s| s.indices);
+    if crate::backward::is_kcp(graph) || small(graph, temps, &size) {
+        return global();
+    }
+    let slot = |value: Value, indices: IndexSet| match value {
+        Value::Operand(operand) => Slot::Fixed(graph.layout(operand)),
+        Value::Temp(k) => Slot::Result(k),
+        Value::Output | Value::Ones => Slot::Fixed(super::layout(indices).collect()),
+    };
+    let nodes: Vec<Node> = steps
+        .iter()
+        .map(|s| Node {
+            inputs: s.inputs.map(|(v, indices)| (slot(v, indices), indices)),
+            output: (slot(s.output, s.indices), s.indices),
+            loops: s.loops,
+            free: s.phase == Phase::Prep,
+        })
+        .collect();
+    let cost = |k: usize, [out, first, second]: [&[Index]; 3]| {
+        let (step, node) = (&steps[k], &nodes[k]);
+        if node.free {
+            return 0.0;
+        }
+        // The buffers play no part in the nest's shape, except that y is not zeroed.
+        let buffer = if step.output == Value::Output { Buffer::Y } else { Buffer::Scratch(0) };
+        let tensors =
+            [(buffer, out.to_vec()), (Buffer::Scratch(1), first.to_vec()), (Buffer::Scratch(1), second.to_vec())];
+        let kernel = super::step_kernel(step, tensors, &size, String::new());
+        estimate(&kernel, node.loops.iter().map(&size).product())
+    };
+    choose(&nodes, &size, &cost)
+}
+
+/// The layouts of a backward plan's temporaries, by step (a gradient's, dx's in their own).
+pub(super) fn backward(plan: &BackwardPlan, graph: &ContractionGraph) -> Vec<Vec<Index>> {
+    let size = sizes(graph);
+    let slot = |tensor: Tensor, indices: IndexSet| match tensor {
+        Tensor::Temp(k) => Slot::Result(k),
+        other => Slot::Fixed(super::backward_layout(graph, other, indices)),
+    };
+    let nodes: Vec<Node> = plan
+        .steps
+        .iter()
+        .map(|s| Node {
+            inputs: s.inputs.map(|(t, indices)| (slot(t, indices), indices)),
+            output: (slot(s.output, s.indices), s.indices),
+            loops: s.inputs[0].1.union(s.inputs[1].1),
+            free: false,
+        })
+        .collect();
+    // A KCP layer's backward pass (a sweep may read kept forward intermediates) keeps the
+    // global order, as does a small layer's.
+    let temps = plan.steps.iter().filter(|s| matches!(s.output, Tensor::Temp(_))).map(|s| s.indices);
+    if crate::backward::is_kcp(graph) || small(graph, temps, &size) {
+        return nodes.iter().map(|n| super::layout(n.output.1).collect()).collect();
+    }
+    let cost = |k: usize, layouts: [&[Index]; 3]| {
+        let kernel = super::backward_kernel(graph, &plan.steps[k], k, layouts, &size, String::new()).0;
+        estimate(&kernel, nodes[k].loops.iter().map(&size).product())
+    };
+    choose(&nodes, &size, &cost)
+}
+
+/// The sizes of one row (the batch index has one value), as a table: the search lowers each
+/// step thousands of times.
+fn sizes(graph: &ContractionGraph) -> impl Fn(Index) -> usize {
+    let mut table = [1; 64];
+    for index in graph.indices(Operand::Input).union(graph.output_indices()).iter() {
+        table[index.bit() as usize] = graph.size(index) as usize;
+    }
+    for core in 0..graph.cores() {
+        for index in graph.indices(Operand::Factor(core)).iter() {
+            table[index.bit() as usize] = graph.size(index) as usize;
+        }
+    }
+    table[Index::Batch.bit() as usize] = 1;
+    move |index: Index| table[index.bit() as usize]
+}
+
+/// Whether the layer is small enough for [`super::interleave`] to run its rows interleaved:
+/// a block of [`super::LANES`] rows of x, y and twice the largest of `temps` (the volumes of
+/// the intermediates) within [`super::LANES_MAX_ELEMS`]. Such a layer is bound by its
+/// statements, which the estimate does not model, and keeps the global order (forward and
+/// backward alike).
+fn small(graph: &ContractionGraph, temps: impl Iterator<Item = IndexSet>, size: &dyn Fn(Index) -> usize) -> bool {
+    let volume = |set: IndexSet| set.iter().filter(|&i| i != Index::Batch).map(size).product::<usize>();
+    let scratch = temps.map(volume).max().unwrap_or(0);
     let elems = volume(graph.indices(Operand::Input)) + volume(graph.output_indices()) + 2 * scratch;
     super::LANES * elems <= super::LANES_MAX_ELEMS
 }
 
-/// The estimated time of the plan with every result in the global order.
-fn global_cost(plan: &Plan, global: &[Vec<Index>], size: &dyn Fn(Index) -> usize) -> f64 {
-    let layout = |(v, indices): (Value, IndexSet)| match v {
-        Value::Temp(t) => global[t].clone(),
-        _ => super::layout(indices).collect(),
+/// Step k's estimated time with every result in its candidate of `picks`.
+fn step_estimate(nodes: &[Node], candidates: &[Vec<Vec<Index>>], picks: &[usize], k: usize, cost: &StepCost) -> f64 {
+    let [(s0, _), (s1, _)] = &nodes[k].inputs;
+    cost(k, [&candidates[k][picks[k]], in_layout(s0, candidates, picks), in_layout(s1, candidates, picks)])
+}
+
+/// The layout of a step's input: a fixed tensor's own, a result's candidate of `picks`.
+fn in_layout<'a>(slot: &'a Slot, candidates: &'a [Vec<Vec<Index>>], picks: &[usize]) -> &'a [Index] {
+    match slot {
+        Slot::Fixed(layout) => layout,
+        Slot::Result(t) => &candidates[*t][picks[*t]],
+    }
+}
+
+/// The step whose result a slot is, if it is one.
+fn result(slot: &Slot) -> Option<usize> {
+    match slot {
+        Slot::Result(k) => Some(*k),
+        Slot::Fixed(_) => None,
+    }
+}
+
+/// The steps that read step k's result.
+fn readers(nodes: &[Node], k: usize) -> Vec<usize> {
+    (0..nodes.len()).filter(|&n| nodes[n].inputs.iter().any(|(slot, _)| result(slot) == Some(k))).collect()
+}
+
+/// Take the largest candidate lists of `results` over to classes until their combinations fit
+/// `most` (or none can shrink further).
+fn shrink(
+    nodes: &[Node],
+    candidates: &mut [Vec<Vec<Index>>],
+    results: &[usize],
+    global: &[Vec<Index>],
+    size: &dyn Fn(Index) -> usize,
+    most: usize,
+) {
+    while results.iter().map(|&t| candidates[t].len()).product::<usize>() > most {
+        let coarse = results.iter().map(|&t| (t, layouts_of(nodes, t, &global[t], size, false)));
+        let Some((t, list)) =
+            coarse.filter(|(t, list)| list.len() < candidates[*t].len()).max_by_key(|(t, _)| candidates[*t].len())
+        else {
+            break;
+        };
+        candidates[t] = list;
+    }
+}
+
+/// The exact search over a tree (every result read once): `best[k][c]` is the least estimated
+/// time of step k's subtree with its result in candidate c, and the inputs' candidates that give
+/// it. Returns each step's candidate.
+fn tree(nodes: &[Node], candidates: &[Vec<Vec<Index>>], cost: &StepCost) -> Vec<usize> {
+    let mut best: Vec<Vec<(f64, [usize; 2])>> = Vec::with_capacity(nodes.len());
+    for (k, node) in nodes.iter().enumerate() {
+        let choices = |slot: &Slot| result(slot).map_or(1, |t| candidates[t].len());
+        let [n0, n1] = [choices(&node.inputs[0].0), choices(&node.inputs[1].0)];
+        let layout = |slot: &Slot, c: usize| -> Vec<Index> {
+            match slot {
+                Slot::Fixed(layout) => layout.clone(),
+                Slot::Result(t) => candidates[*t][c].clone(),
+            }
+        };
+        let below = |slot: &Slot, c: usize| result(slot).map_or(0.0, |t| best[t][c].0);
+        let row = candidates[k]
+            .iter()
+            .map(|out| {
+                let mut least = (f64::INFINITY, [0, 0]);
+                for c0 in 0..n0 {
+                    for c1 in 0..n1 {
+                        let [(s0, _), (s1, _)] = &node.inputs;
+                        let total = below(s0, c0) + below(s1, c1) + cost(k, [out, &layout(s0, c0), &layout(s1, c1)]);
+                        if total < least.0 {
+                            least = (total, [c0, c1]);
+                        }
+                    }
+                }
+                least
+            })
+            .collect();
+        best.push(row);
+    }
+    let mut picks = vec![0; nodes.len()];
+    // Every root (a step whose result nobody reads) and its subtree.
+    let mut stack: Vec<(usize, usize)> = (0..nodes.len())
+        .filter(|&k| readers(nodes, k).is_empty())
+        .map(|k| {
+            let c = (0..best[k].len()).fold(0, |c, d| if best[k][d].0 < best[k][c].0 { d } else { c });
+            (k, c)
+        })
+        .collect();
+    while let Some((k, c)) = stack.pop() {
+        picks[k] = c;
+        for ((slot, _), pick) in nodes[k].inputs.iter().zip(best[k][c].1) {
+            if let Some(t) = result(slot) {
+                stack.push((t, pick));
+            }
+        }
+    }
+    picks
+}
+
+/// The local search over a plan whose results may be read more than once: from the global
+/// order, move the candidate of one result, then of a result and of one its reader writes
+/// together, whenever that lowers the estimate of the steps they touch; at most
+/// [`MAX_ROUNDS`] rounds. Returns each step's candidate.
+fn local(
+    nodes: &[Node],
+    candidates: &mut [Vec<Vec<Index>>],
+    readers: &[Vec<usize>],
+    global: &[Vec<Index>],
+    size: &dyn Fn(Index) -> usize,
+    cost: &StepCost,
+) -> Vec<usize> {
+    let mut picks = vec![0; nodes.len()];
+    // The pairs moved together: a result and the result of a step that reads it.
+    let pairs: Vec<(usize, usize)> = (0..nodes.len())
+        .flat_map(|t| readers[t].iter().map(move |&u| (t, u)))
+        .filter(|&(_, u)| candidates[u].len() > 1)
+        .collect();
+    for &(t, u) in &pairs {
+        shrink(nodes, candidates, &[t, u], global, size, MAX_PAIR_TRIALS);
+    }
+    let touched = |results: &[usize]| -> Vec<usize> {
+        let mut steps: Vec<usize> =
+            results.iter().flat_map(|&t| std::iter::once(t).chain(readers[t].clone())).collect();
+        steps.sort_unstable();
+        steps.dedup();
+        steps
     };
-    plan.steps()
-        .iter()
-        .enumerate()
-        .map(|(k, step)| step_cost(step, [global[k].clone(), layout(step.inputs[0]), layout(step.inputs[1])], size))
-        .sum()
-}
-
-/// The layout of a step's input: an operand's own, a result's candidate `c`, or the global
-/// order (y, ones).
-fn layout_of(
-    graph: &ContractionGraph,
-    candidates: &[Vec<Vec<Index>>],
-    v: Value,
-    indices: IndexSet,
-    c: usize,
-) -> Vec<Index> {
-    match v {
-        Value::Operand(operand) => graph.layout(operand),
-        Value::Temp(t) => candidates[t][c].clone(),
-        Value::Output | Value::Ones => super::layout(indices).collect(),
+    // Each step's estimate by the candidates of its result and inputs: the moves try the same
+    // combinations of a step's layouts many times over.
+    let memo = std::cell::RefCell::new(std::collections::HashMap::new());
+    let cost_of = |steps: &[usize], picks: &[usize]| -> f64 {
+        steps
+            .iter()
+            .map(|&k| {
+                let pick = |slot: &Slot| result(slot).map_or(usize::MAX, |t| picks[t]);
+                let key = (k, picks[k], pick(&nodes[k].inputs[0].0), pick(&nodes[k].inputs[1].0));
+                if let Some(&known) = memo.borrow().get(&key) {
+                    return known;
+                }
+                let estimate = step_estimate(nodes, candidates, picks, k, cost);
+                memo.borrow_mut().insert(key, estimate);
+                estimate
+            })
+            .sum()
+    };
+    for _ in 0..MAX_ROUNDS {
+        let mut moved = false;
+        for t in 0..nodes.len() {
+            let steps = touched(&[t]);
+            let mut trial = picks.clone();
+            let mut least = (cost_of(&steps, &picks), picks[t]);
+            for c in 0..candidates[t].len() {
+                trial[t] = c;
+                let total = cost_of(&steps, &trial);
+                if total < least.0 {
+                    least = (total, c);
+                }
+            }
+            moved |= least.1 != picks[t];
+            picks[t] = least.1;
+        }
+        for &(t, u) in &pairs {
+            let steps = touched(&[t, u]);
+            let mut trial = picks.clone();
+            let mut least = (cost_of(&steps, &picks), picks[t], picks[u]);
+            for c in 0..candidates[t].len() {
+                for d in 0..candidates[u].len() {
+                    (trial[t], trial[u]) = (c, d);
+                    let total = cost_of(&steps, &trial);
+                    if total < least.0 {
+                        least = (total, c, d);
+                    }
+                }
+            }
+            moved |= (least.1, least.2) != (picks[t], picks[u]);
+            (picks[t], picks[u]) = (least.1, least.2);
+        }
+        if !moved {
+            break;
+        }
     }
-}
-
-/// The estimated time of one step with these layouts (out, first input, second input); a
-/// load-time step is free.
-fn step_cost(step: &Step, [out, first, second]: [Vec<Index>; 3], size: &dyn Fn(Index) -> usize) -> f64 {
-    if step.phase == Phase::Prep {
-        return 0.0;
-    }
-    // The buffers play no part in the nest's shape, except that y is not zeroed.
-    let buffer = if step.output == Value::Output { Buffer::Y } else { Buffer::Scratch(0) };
-    let tensors = [(buffer, out), (Buffer::Scratch(1), first), (Buffer::Scratch(1), second)];
-    let kernel = super::step_kernel(step, tensors, size, String::new());
-    let macs: usize = step.loops.iter().map(size).product();
-    estimate(&kernel, macs)
+    picks
 }
 
 /// A kernel's estimated time, in multiply-adds at the full vector rate: its `macs` over the
@@ -196,7 +396,7 @@ fn step_cost(step: &Step, [out, first, second]: [Vec<Index>; 3], size: &dyn Fn(I
 /// coarse, from the step times of the format layers (16-float vectors filled by the
 /// contiguous run; a GEMM needs four rows to keep its FMAs in flight; an axpy loads and
 /// stores its output for every multiply-add; a dot ends in a horizontal sum).
-fn estimate(kernel: &Kernel, macs: usize) -> f64 {
+pub(super) fn estimate(kernel: &Kernel, macs: usize) -> f64 {
     /// A call of the micro-kernel: the checks, the dispatch, the set-up of the blocks.
     const CALL: f64 = 1000.0;
     /// One more product of a call's repeat.
@@ -222,52 +422,44 @@ fn estimate(kernel: &Kernel, macs: usize) -> f64 {
     macs as f64 / efficiency.max(1e-3) + fixed
 }
 
-/// The layouts tried for step `k`'s result: the global order first, then every order of its
-/// classes (see the module docs); y has only its own.
+/// The layouts tried for step k's result: the global order first, then every order of its
+/// indices or classes (see the module docs); a fixed result has only its own.
 fn layouts_of(
-    plan: &Plan,
-    graph: &ContractionGraph,
+    nodes: &[Node],
     k: usize,
     global: &[Index],
     size: &dyn Fn(Index) -> usize,
     fine: bool,
 ) -> Vec<Vec<Index>> {
-    let steps = plan.steps();
-    let step = &steps[k];
+    let node = &nodes[k];
     let mut out = vec![global.to_vec()];
-    if step.output == Value::Output {
-        return out;
-    }
-    let Some(consumer) = steps.iter().find(|s| s.inputs.iter().any(|&(v, _)| v == Value::Temp(k))) else {
-        return out;
-    };
-    let [(v0, i0), (v1, i1)] = step.inputs;
-    let other = consumer.inputs.iter().find(|&&(v, _)| v != Value::Temp(k)).copied();
-    let other_indices = other.map_or(IndexSet::EMPTY, |(_, set)| set);
+    let Slot::Result(_) = node.output.0 else { return out };
+    let Some(&first) = readers(nodes, k).first() else { return out };
+    let reader = &nodes[first];
+    let [(s0, i0), (s1, i1)] = &node.inputs;
+    let other = reader.inputs.iter().find(|(slot, _)| result(slot) != Some(k));
+    let other_indices = other.map_or(IndexSet::EMPTY, |(_, set)| *set);
     // Tensors of fixed layout next to this one: their orders decide the order within a class.
-    let fixed_layout = |v: Value, indices: IndexSet| match v {
-        Value::Operand(operand) => Some(graph.layout(operand)),
-        Value::Output => Some(super::layout(indices).collect()),
-        Value::Temp(_) | Value::Ones => None,
+    let fixed = |slot: &Slot| match slot {
+        Slot::Fixed(layout) => Some(layout.clone()),
+        Slot::Result(_) => None,
     };
     let mut references: Vec<Vec<Index>> = Vec::new();
-    references.extend(other.and_then(|(v, set)| fixed_layout(v, set)));
-    if consumer.output == Value::Output {
-        references.push(super::layout(consumer.indices).collect());
-    }
-    references.extend(fixed_layout(v0, i0));
-    references.extend(fixed_layout(v1, i1));
+    references.extend(other.and_then(|(slot, _)| fixed(slot)));
+    references.extend(fixed(&reader.output.0));
+    references.extend(fixed(s0));
+    references.extend(fixed(s1));
     references.push(global.to_vec());
     let rank = |i: Index| -> Vec<usize> {
         references.iter().map(|r| r.iter().position(|&x| x == i).unwrap_or(usize::MAX)).collect()
     };
     // Indices of one value lie anywhere; the others are laid out.
     let (trivial, indices): (Vec<Index>, Vec<Index>) =
-        step.indices.iter().filter(|&i| i != Index::Batch).partition(|&i| size(i) == 1);
+        node.output.1.iter().filter(|&i| i != Index::Batch).partition(|&i| size(i) == 1);
     let classes: Vec<Vec<Index>> = if fine && indices.len() <= MAX_FREE {
         indices.iter().map(|&i| vec![i]).collect()
     } else {
-        let role = |i: Index| match (consumer.indices.contains(i), other_indices.contains(i)) {
+        let role = |i: Index| match (reader.output.1.contains(i), other_indices.contains(i)) {
             (false, _) => 0,
             (true, true) => 1,
             (true, false) => 2,
@@ -295,7 +487,7 @@ fn layouts_of(
             classes
         }
     };
-    let batch = step.indices.contains(Index::Batch).then_some(Index::Batch);
+    let batch = node.output.1.contains(Index::Batch).then_some(Index::Batch);
     for order in crate::backward::permutations(classes.len()) {
         let layout: Vec<Index> = trivial
             .iter()

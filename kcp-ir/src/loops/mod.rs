@@ -45,7 +45,7 @@ use kcp_core::{
     BackwardKernel, BackwardProgram, Buffer, CoreShape, Gemm, Inner, Kernel, Loop, Program, Repeat, RowsFromA,
 };
 
-use crate::backward::{BackwardPlan, Tensor};
+use crate::backward::{BackwardPlan, BackwardStep, Tensor};
 use crate::graph::{ContractionGraph, Index, IndexSet, Operand};
 use crate::plan::{Phase, Plan, Step, Value};
 
@@ -86,8 +86,7 @@ pub fn lower_lanes(plan: &Plan, graph: &ContractionGraph, lanes: usize) -> LoopN
     let (mut prep, mut call, mut prep_lens) = (Vec::new(), Vec::new(), Vec::new());
     let (mut scratch_len, mut ones) = (0, 0);
     // Chosen for one row: the interleaved nest shares the row nest's pre-products.
-    let layouts =
-        layout::choose(plan, graph, &|index| if index == Index::Batch { 1 } else { graph.size(index) as usize });
+    let layouts = layout::forward(plan, graph);
     for (n, step) in plan.steps().iter().enumerate() {
         let out_len: usize = step.indices.iter().map(size).product();
         let out = match (step.output, step.phase) {
@@ -118,11 +117,7 @@ pub fn lower_lanes(plan: &Plan, graph: &ContractionGraph, lanes: usize) -> LoopN
         if let Some((_, summed)) = step.inputs.iter().find(|(v, _)| *v == Value::Ones) {
             ones = ones.max(summed.iter().map(size).product());
         }
-        let mut comment = plan.describe_step(step);
-        if layouts[n] != layout(step.indices).collect::<Vec<_>>() {
-            let order: Vec<String> = layouts[n].iter().map(Index::to_string).collect();
-            comment += &format!("  ({} laid out [{}])", step.output, order.join(","));
-        }
+        let comment = plan.describe_step(step) + &laid_out(step.output, &layouts[n], step.indices);
         let mut kernel = step_kernel(
             step,
             [(out, layouts[n].clone()), tensor(step.inputs[0]), tensor(step.inputs[1])],
@@ -179,47 +174,25 @@ fn step_kernel(
 pub fn lower_backward(plan: &BackwardPlan, graph: &ContractionGraph) -> BackwardProgram {
     let size = |index: Index| if index == Index::Batch { 1 } else { graph.size(index) as usize };
     let volume = |set: IndexSet| set.iter().map(size).product::<usize>();
-    let buffer = |t: Tensor| match t {
-        Tensor::X => Buffer::X,
-        Tensor::Dy => Buffer::Dy,
-        Tensor::Factor(d) => Buffer::Factor(d),
-        Tensor::Kept(k) => Buffer::Kept(k),
-        Tensor::Temp(k) => Buffer::Temp(k),
-        Tensor::Dx => Buffer::Dx,
-        Tensor::Grad(d) => Buffer::Grad(d),
-    };
-    // A core and its gradient in the core's layout, every other tensor in the global order.
-    let tensor = |(t, indices): (Tensor, IndexSet)| match t {
-        Tensor::Factor(d) | Tensor::Grad(d) => (buffer(t), graph.layout(Operand::Factor(d))),
-        _ => (buffer(t), layout(indices).collect()),
-    };
+    let layouts = layout::backward(plan, graph);
     let mut steps = Vec::new();
     let mut temp_lens = vec![0; plan.steps.len()];
     for (n, step) in plan.steps.iter().enumerate() {
-        let [first, second] = step.inputs;
-        let broadcast = match step.output {
-            Tensor::Grad(d) if !step.indices.contains(Index::Rank) && graph.size(Index::Rank) > 1 => Some(d),
-            _ => None,
+        // A temporary in the layout chosen for it, a core and its gradient in the core's, every
+        // other tensor in the global order.
+        let layout_of = |(t, indices): (Tensor, IndexSet)| match t {
+            Tensor::Temp(k) => layouts[k].clone(),
+            other => backward_layout(graph, other, indices),
         };
-        let out = match (step.output, broadcast) {
-            (Tensor::Grad(_), Some(_)) | (Tensor::Temp(_), _) => Buffer::Temp(n),
-            (other, _) => buffer(other),
-        };
-        let out_len = volume(step.indices);
-        if let Buffer::Temp(_) = out {
-            temp_lens[n] = out_len;
+        let [first, second] = step.inputs.map(layout_of);
+        let mut comment = step.to_string();
+        if matches!(step.output, Tensor::Temp(_)) {
+            comment += &laid_out(step.output, &layouts[n], step.indices);
         }
-        let zero = !matches!(out, Buffer::Grad(_));
-        let comment = step.to_string();
-        // Either input may be the kernel's `a` (whose run the innermost operation follows):
-        // the order that gives the longer contiguous run wins.
-        let out = match out {
-            Buffer::Grad(d) => tensor((Tensor::Grad(d), step.indices)),
-            other => (other, layout(step.indices).collect()),
-        };
-        let [one, other] = [(first, second), (second, first)]
-            .map(|(a, w)| kernel([out.clone(), tensor(a), tensor(w)], out_len, zero, &size, comment.clone()));
-        let kernel = longer_run(one, other);
+        let (kernel, broadcast) = backward_kernel(graph, step, n, [&layouts[n], &first, &second], &size, comment);
+        if let Buffer::Temp(_) = kernel.out {
+            temp_lens[n] = kernel.out_len;
+        }
         steps.push(BackwardKernel { kernel, broadcast });
     }
     let kept = plan.kept_indices.iter().map(|&(k, set)| (k, volume(set), k - 1)).collect();
@@ -234,6 +207,65 @@ pub fn lower_backward(plan: &BackwardPlan, graph: &ContractionGraph) -> Backward
         dx: plan.dx,
         macs_per_row: plan.macs / graph.size(Index::Batch).max(1),
     }
+}
+
+/// What a step's line says of its result's layout: nothing in the global order, else
+/// `  (t0 laid out [t3,j2,j3,j1,i4,b])`.
+fn laid_out(result: impl std::fmt::Display, chosen: &[Index], indices: IndexSet) -> String {
+    if chosen.iter().copied().eq(layout(indices)) {
+        return String::new();
+    }
+    let order: Vec<String> = chosen.iter().map(Index::to_string).collect();
+    format!("  ({result} laid out [{}])", order.join(","))
+}
+
+/// The layout of a tensor of the backward pass that is not a temporary: a core and its
+/// gradient in the core's storage order, every other tensor in the global order.
+fn backward_layout(graph: &ContractionGraph, tensor: Tensor, indices: IndexSet) -> Vec<Index> {
+    match tensor {
+        Tensor::Factor(d) | Tensor::Grad(d) => graph.layout(Operand::Factor(d)),
+        _ => layout(indices).collect(),
+    }
+}
+
+/// Backward step `n` lowered with its result and inputs in these layouts (a gradient's result
+/// is in its core's, unless it is broadcast over the rank terms: then it is a temporary, and
+/// the step says which gradient it goes to). Per row, temporaries and dx are overwritten and
+/// every gradient accumulates.
+fn backward_kernel(
+    graph: &ContractionGraph,
+    step: &BackwardStep,
+    n: usize,
+    [out_layout, first, second]: [&[Index]; 3],
+    size: &dyn Fn(Index) -> usize,
+    comment: String,
+) -> (Kernel, Option<usize>) {
+    let buffer = |t: Tensor| match t {
+        Tensor::X => Buffer::X,
+        Tensor::Dy => Buffer::Dy,
+        Tensor::Factor(d) => Buffer::Factor(d),
+        Tensor::Kept(k) => Buffer::Kept(k),
+        Tensor::Temp(k) => Buffer::Temp(k),
+        Tensor::Dx => Buffer::Dx,
+        Tensor::Grad(d) => Buffer::Grad(d),
+    };
+    let broadcast = match step.output {
+        Tensor::Grad(d) if !step.indices.contains(Index::Rank) && graph.size(Index::Rank) > 1 => Some(d),
+        _ => None,
+    };
+    let (out, out_layout) = match (step.output, broadcast) {
+        (Tensor::Grad(_), Some(_)) => (Buffer::Temp(n), layout(step.indices).collect()),
+        (Tensor::Temp(_), _) => (Buffer::Temp(n), out_layout.to_vec()),
+        (other, _) => (buffer(other), backward_layout(graph, other, step.indices)),
+    };
+    let out_len: usize = step.indices.iter().map(size).product();
+    let zero = !matches!(out, Buffer::Grad(_));
+    let [a, w] = [(step.inputs[0].0, first), (step.inputs[1].0, second)].map(|(t, l)| (buffer(t), l.to_vec()));
+    // Either input may be the kernel's `a` (whose run the innermost operation follows): the
+    // order that gives the longer contiguous run wins.
+    let one = kernel([(out, out_layout.clone()), a.clone(), w.clone()], out_len, zero, size, comment.clone());
+    let kernel = longer_run(one, kernel([(out, out_layout), w, a], out_len, zero, size, comment));
+    (kernel, broadcast)
 }
 
 /// Of the same product lowered with its operands in either order, the one whose inner

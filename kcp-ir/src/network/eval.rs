@@ -6,7 +6,8 @@
 use kcp_core::Rng;
 
 use super::Network;
-use crate::graph::{ContractionGraph, Index, Operand};
+use crate::backward::{BackwardPlan, Tensor as BackwardTensor};
+use crate::graph::{ContractionGraph, Index, IndexSet, Operand};
 use crate::plan::Tree;
 
 /// A dense tensor: its indices in layout order and its values, row-major.
@@ -168,17 +169,73 @@ fn evaluate(sizes: &Sizes<'_>, graph: &ContractionGraph, tree: &Tree, x: &[f64],
         }
         Tree::Contract(l, r) => {
             let (a, b) = (evaluate(sizes, graph, l, x, cores), evaluate(sizes, graph, r, x, cores));
-            let kept = graph.open_indices(l.operands().union(r.operands()));
-            let mut all = a.indices.clone();
-            all.extend(b.indices.iter().filter(|i| !a.indices.contains(i)));
-            let indices: Vec<Index> = all.iter().copied().filter(|&i| kept.contains(i)).collect();
-            let volume: usize = indices.iter().map(|&i| sizes.of(i)).product();
-            let mut out = Tensor { data: vec![0.0; volume], indices };
-            sizes.for_each(&all, |value| {
-                let o = sizes.offset(&out.indices, value);
-                out.data[o] += a.data[sizes.offset(&a.indices, value)] * b.data[sizes.offset(&b.indices, value)];
-            });
-            out
+            contract(sizes, &a, &b, graph.open_indices(l.operands().union(r.operands())))
         }
     }
+}
+
+/// `a * b` keeping the indices of `keep` (in the order they first appear in a, then b), summing
+/// the others.
+fn contract(sizes: &Sizes<'_>, a: &Tensor, b: &Tensor, keep: IndexSet) -> Tensor {
+    let mut all = a.indices.clone();
+    all.extend(b.indices.iter().filter(|i| !a.indices.contains(i)));
+    let indices: Vec<Index> = all.iter().copied().filter(|&i| keep.contains(i)).collect();
+    let volume: usize = indices.iter().map(|&i| sizes.of(i)).product();
+    let mut out = Tensor { data: vec![0.0; volume], indices };
+    sizes.for_each(&all, |value| {
+        let o = sizes.offset(&out.indices, value);
+        out.data[o] += a.data[sizes.offset(&a.indices, value)] * b.data[sizes.offset(&b.indices, value)];
+    });
+    out
+}
+
+/// A backward plan of the network (`plan_backward`) run step by step, pairwise, on x `[B, N]`
+/// and dy `[B, M]`: x, dy and every core in its own layout, each temporary as it comes, no loop
+/// nest. Returns every core's gradient (in its storage layout) and dx `[B, N]` if the plan
+/// computes it. The plan must keep no forward intermediate (a KCP sweep may; the other
+/// formats' plans never do): see `crate::eval::interpret_backward` for those.
+pub fn interpret_backward(
+    network: &Network,
+    plan: &BackwardPlan,
+    x: &[f64],
+    cores: &[Vec<f64>],
+    dy: &[f64],
+    batch: usize,
+) -> (Vec<Vec<f64>>, Option<Vec<f64>>) {
+    let sizes = Sizes { network, batch };
+    let modes = network.modes();
+    let x_indices: Vec<Index> = std::iter::once(Index::Batch).chain((0..modes).map(Index::In)).collect();
+    let dy_indices: Vec<Index> = std::iter::once(Index::Batch).chain((0..modes).map(Index::Out)).collect();
+    let mut temps: Vec<Option<Tensor>> = vec![None; plan.steps.len()];
+    let mut grads: Vec<Vec<f64>> = cores.iter().map(|c| vec![0.0; c.len()]).collect();
+    let mut dx = plan.dx.then(|| vec![0.0; batch * network.input_size()]);
+    for (n, step) in plan.steps.iter().enumerate() {
+        let read = |t: BackwardTensor| match t {
+            BackwardTensor::X => Tensor { indices: x_indices.clone(), data: x.to_vec() },
+            BackwardTensor::Dy => Tensor { indices: dy_indices.clone(), data: dy.to_vec() },
+            BackwardTensor::Factor(d) => Tensor { indices: network.cores()[d].indices.clone(), data: cores[d].clone() },
+            BackwardTensor::Temp(k) => temps[k].clone().unwrap_or(Tensor { indices: Vec::new(), data: vec![0.0] }),
+            // Not in the plans this reads.
+            BackwardTensor::Kept(_) | BackwardTensor::Grad(_) | BackwardTensor::Dx => {
+                Tensor { indices: Vec::new(), data: vec![0.0] }
+            }
+        };
+        let out = contract(&sizes, &read(step.inputs[0].0), &read(step.inputs[1].0), step.indices);
+        // Scatter a result into a tensor laid out as `indices`.
+        let add = |to: &mut [f64], indices: &[Index]| {
+            sizes.for_each(&out.indices, |value| {
+                to[sizes.offset(indices, value)] += out.data[sizes.offset(&out.indices, value)];
+            });
+        };
+        match step.output {
+            BackwardTensor::Grad(d) => add(&mut grads[d], &network.cores()[d].indices),
+            BackwardTensor::Dx => {
+                if let Some(dx) = dx.as_mut() {
+                    add(dx, &x_indices);
+                }
+            }
+            _ => temps[n] = Some(out),
+        }
+    }
+    (grads, dx)
 }
