@@ -37,7 +37,7 @@ use crate::plan::{Phase, Plan, Value};
 
 /// The share of the estimated time a layout search must save for its layouts to replace the
 /// global order's.
-pub const MIN_SAVING: f64 = 0.1;
+const MIN_SAVING: f64 = 0.1;
 
 /// The most indices whose every order is tried (720 layouts); a result with more indices, or
 /// one whose step would try more than [`MAX_TRIALS`] combinations, is laid out by classes.

@@ -170,7 +170,9 @@ fn step_kernel(
 /// (and so the same micro-kernels) as the forward pass: per row, temporaries and dx are
 /// overwritten, every dA_d accumulates. A kept f_k is what the forward program's call kernel
 /// k - 1 writes (the backward planner keeps only the intermediates of a forward plan that
-/// contracts x with one factor after another, in its own order).
+/// contracts x with one factor after another, in its own order, and only for a KCP layer,
+/// whose intermediates stay in the global order). The other formats' temporaries are laid
+/// out as [`layout`] chooses.
 pub fn lower_backward(plan: &BackwardPlan, graph: &ContractionGraph) -> BackwardProgram {
     let size = |index: Index| if index == Index::Batch { 1 } else { graph.size(index) as usize };
     let volume = |set: IndexSet| set.iter().map(size).product::<usize>();
