@@ -13,6 +13,10 @@ Methods: `opt_einsum` (numpy, the optimal path, as a contract_expression built o
 numpy.tensordot), `torch_einsum` (if torch is installed), `jax_jit` (if jax is installed:
 jnp.einsum with the optimal path under jax.jit, float32 on the CPU).
 
+Another format's network (`cargo run --release --example formats -- --anchors`): the directory
+also holds `equation.txt`, the einsum of x (saved as [B, n_1, .., n_D]) and the cores
+(`factor.{k}.npy`, each in its storage layout) into y; the rank loop, KCP's own, is left out.
+
 Needs numpy, opt_einsum and threadpoolctl (pip install numpy opt_einsum threadpoolctl; jax and
 torch optional). Never used by the tests.
 """
@@ -90,15 +94,22 @@ def rank_loop(x, factors):
 
 def main():
     x2, y_kcp, factors = load()
-    in_shape = [a.shape[2] for a in factors]
     batch = x2.shape[0]
-    x = np.ascontiguousarray(x2.reshape([batch] + in_shape))
-    eq = equation(len(factors))
+    network = os.path.join(OPTS.dir, "equation.txt")
+    if os.path.exists(network):
+        with open(network) as f:
+            eq = f.read().strip()
+        x = np.ascontiguousarray(x2)
+    else:
+        in_shape = [a.shape[2] for a in factors]
+        x = np.ascontiguousarray(x2.reshape([batch] + in_shape))
+        eq = equation(len(factors))
     methods = {}
     with threadpool_limits(limits=OPTS.threads):
         expr = oe.contract_expression(eq, x.shape, *[a.shape for a in factors], optimize="optimal")
         methods["opt_einsum"] = lambda: expr(x, *factors).reshape(batch, -1)
-        methods["rank_loop"] = lambda: rank_loop(x, factors)
+        if not os.path.exists(network):
+            methods["rank_loop"] = lambda: rank_loop(x, factors)
         try:
             import torch
 

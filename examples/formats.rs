@@ -17,7 +17,13 @@
 //!                                                       # 1,100 clips each; --epochs N)
 //! cargo run --release --example formats -- --quick --train   # 3 epochs of 330 clips
 //! cargo run --release --example formats -- --train --seeds 3 --only kcp,tt
+//! cargo run --release --example formats -- --anchors   # and the Python stack on each network
 //! ```
+//!
+//! `--anchors` times the Python stack people would run each format on (`benches/anchors.py`:
+//! numpy with opt_einsum's optimal path over the whole network, JAX's and torch's einsum where
+//! installed) on the same cores and x, one process per batch and thread count, right after
+//! kcp's times of that network (needs `pip install numpy opt_einsum threadpoolctl`).
 //!
 //! `--seeds K` trains each format from K initialisations (seed s: the input weight from 1 + 3s,
 //! the cell from 2 + 3s, the head from 3 + 3s; the clips' order stays) and reports the mean
@@ -37,12 +43,15 @@
 #[path = "common/classifier.rs"]
 mod classifier;
 
+#[path = "common/anchors.rs"]
+mod anchors;
+
 use std::time::{Duration, Instant};
 
 use classifier::{median_seconds, train, Budget, Clips, Input, Model};
 use kcp::data::Split;
 use kcp::ir::network::{orders, Format, Network};
-use kcp::ir::{lower, plan_backward, Batch, LoopNest, Options};
+use kcp::ir::{lower, plan_backward, Batch, Index, LoopNest, Options};
 use kcp::{CellKind, Executor, Weights};
 
 const IN_SHAPE: [usize; 4] = [8, 20, 20, 18];
@@ -80,6 +89,8 @@ fn main() {
     let epochs = value("--epochs").and_then(|v| v.parse().ok());
     let seeds: u64 = value("--seeds").and_then(|v| v.parse().ok()).unwrap_or(1).max(1);
     let only: Option<Vec<&str>> = value("--only").map(|v| v.split(',').collect());
+    let with_anchors = args.iter().any(|a| a == "--anchors");
+    let (mut anchor_rows, mut anchors_failed) = (Vec::new(), None);
     let budget = args.iter().any(|a| a == "--train").then(|| Budget {
         epochs: epochs.unwrap_or(if quick { 3 } else { 12 }),
         batch: 16,
@@ -134,6 +145,12 @@ fn main() {
             }
             eprint!(".");
         }
+        if with_anchors && anchors_failed.is_none() {
+            match python_anchors(&network, &planned, &us_per_frame, quick) {
+                Ok(rows) => anchor_rows.extend(rows),
+                Err(e) => anchors_failed = Some(e),
+            }
+        }
         let backward = plan_backward(&lowered.graph, &lowered.plan, false, Options::default().max_saved_elems);
         let trained = budget.as_ref().zip(clips.as_ref()).map(|(budget, (train_set, test_set))| {
             let curves: Vec<_> = (0..seeds)
@@ -170,6 +187,77 @@ fn main() {
         print_table(&rows, budget.as_ref().zip(clips.as_ref().map(|c| c.0.len())), seeds);
         println!("\n(CSV: {csv})");
     }
+    if let Some(e) = anchors_failed {
+        eprintln!("\nanchors skipped: {e}");
+    } else if with_anchors {
+        println!("\nThe Python stack on each network (microseconds per call; in brackets, its time over kcp's):\n");
+        println!("{}", anchors::table(&anchor_rows));
+    }
+}
+
+/// `--anchors` for one network: its cores, each batch's x and kcp's y, and the einsum of x and
+/// the cores into y written for `benches/anchors.py`, run once per batch and thread count
+/// beside kcp's median of that cell (`us_per_frame`).
+fn python_anchors(
+    network: &Network,
+    planned: &Executor,
+    us_per_frame: &[(usize, usize, f64)],
+    quick: bool,
+) -> Result<Vec<anchors::Anchor>, String> {
+    let name = network.format().to_string();
+    let dir = std::env::temp_dir().join(format!("kcp-formats-{}-{}", std::process::id(), network.format().name()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let write = |file: &str, shape: &[usize], data: &[f32]| {
+        kcp::npy::write(&dir.join(file), shape, data).map_err(|e| e.to_string())
+    };
+    let run = || -> Result<Vec<anchors::Anchor>, String> {
+        for (k, (core, data)) in planned.program().cores.iter().zip(&planned.weights().factors).enumerate() {
+            write(&format!("factor.{k}.npy"), &core.shape, data)?;
+        }
+        std::fs::write(dir.join("equation.txt"), einsum(network)).map_err(|e| e.to_string())?;
+        let mut rows = Vec::new();
+        for batch in BATCHES {
+            let x: Vec<f32> =
+                (0..batch * network.input_size()).map(|k| ((k * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
+            let mut y = vec![0.0f32; batch * network.output_size()];
+            planned.forward(&x, &mut y).map_err(|e| e.to_string())?;
+            let x_shape: Vec<usize> = std::iter::once(batch).chain(network.in_shape().iter().copied()).collect();
+            write("x.npy", &x_shape, &x)?;
+            write("y.npy", &[batch, network.output_size()], &y)?;
+            for threads in THREADS {
+                let us = us_per_frame.iter().find(|&&(b, t, _)| b == batch && t == threads).map_or(f64::NAN, |c| c.2);
+                rows.push(anchors::python(&dir, &name, batch, threads, us * 1e3 * batch as f64, quick)?);
+            }
+        }
+        Ok(rows)
+    };
+    let result = run();
+    _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+/// The network as one einsum: x `[b, j_1..j_D]` and every core in its storage order into
+/// y `[b, i_1..i_D]`, a letter per index.
+fn einsum(network: &Network) -> String {
+    let modes = network.modes();
+    let x: Vec<Index> = std::iter::once(Index::Batch).chain((0..modes).map(Index::In)).collect();
+    let y: Vec<Index> = std::iter::once(Index::Batch).chain((0..modes).map(Index::Out)).collect();
+    let mut letters: Vec<Index> = Vec::new();
+    let mut term = |indices: &[Index]| -> String {
+        indices
+            .iter()
+            .map(|&i| {
+                let at = letters.iter().position(|&l| l == i).unwrap_or_else(|| {
+                    letters.push(i);
+                    letters.len() - 1
+                });
+                char::from(if at < 26 { b'a' + at as u8 } else { b'A' + (at - 26) as u8 })
+            })
+            .collect()
+    };
+    let inputs: Vec<String> =
+        std::iter::once(term(&x)).chain(network.cores().iter().map(|core| term(&core.indices))).collect();
+    format!("{}->{}", inputs.join(","), term(&y))
 }
 
 /// Seeded random cores for the network (the values do not change the time), and no bias.

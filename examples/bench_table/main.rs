@@ -40,6 +40,8 @@ mod measure;
 mod paired;
 mod peak;
 mod print;
+#[path = "../common/anchors.rs"]
+mod python;
 mod roofline;
 mod training;
 
@@ -302,8 +304,8 @@ fn main() {
     print::report(&bench.rows, &bench.targets, &peaks, sgemm_gflops, json);
     if anchors {
         match anchors::measure(&bench) {
-            Ok(rows) if json => eprintln!("\n{}", anchors::table(&rows)),
-            Ok(rows) => println!("\n{}", anchors::table(&rows)),
+            Ok(rows) if json => eprintln!("\n{}", python::table(&rows)),
+            Ok(rows) => println!("\n{}", python::table(&rows)),
             Err(e) => eprintln!("\nanchors skipped: {e}"),
         }
     }
