@@ -95,7 +95,7 @@ pub(super) fn choose(nodes: &[Node], size: &dyn Fn(Index) -> usize, cost: &StepC
             results.extend(nodes[k].inputs.iter().filter_map(|(slot, _)| result(slot)));
             shrink(nodes, &mut candidates, &results, &global, size, MAX_TRIALS);
         }
-        tree(nodes, &candidates, cost)
+        tree(nodes, &candidates, &readers, cost)
     } else {
         local(nodes, &mut candidates, &readers, &global, size, cost)
     };
@@ -207,14 +207,15 @@ fn small(graph: &ContractionGraph, temps: impl Iterator<Item = IndexSet>, size: 
 /// Step k's estimated time with every result in its candidate of `picks`.
 fn step_estimate(nodes: &[Node], candidates: &[Vec<Vec<Index>>], picks: &[usize], k: usize, cost: &StepCost) -> f64 {
     let [(s0, _), (s1, _)] = &nodes[k].inputs;
-    cost(k, [&candidates[k][picks[k]], in_layout(s0, candidates, picks), in_layout(s1, candidates, picks)])
+    let input = |slot| slot_layout(slot, candidates, result(slot).map_or(0, |t| picks[t]));
+    cost(k, [&candidates[k][picks[k]], input(s0), input(s1)])
 }
 
-/// The layout of a step's input: a fixed tensor's own, a result's candidate of `picks`.
-fn in_layout<'a>(slot: &'a Slot, candidates: &'a [Vec<Vec<Index>>], picks: &[usize]) -> &'a [Index] {
+/// The layout of a step's input: a fixed tensor's own, a result's candidate `c`.
+fn slot_layout<'a>(slot: &'a Slot, candidates: &'a [Vec<Vec<Index>>], c: usize) -> &'a [Index] {
     match slot {
         Slot::Fixed(layout) => layout,
-        Slot::Result(t) => &candidates[*t][picks[*t]],
+        Slot::Result(t) => &candidates[*t][c],
     }
 }
 
@@ -255,17 +256,11 @@ fn shrink(
 /// The exact search over a tree (every result read once): `best[k][c]` is the least estimated
 /// time of step k's subtree with its result in candidate c, and the inputs' candidates that give
 /// it. Returns each step's candidate.
-fn tree(nodes: &[Node], candidates: &[Vec<Vec<Index>>], cost: &StepCost) -> Vec<usize> {
+fn tree(nodes: &[Node], candidates: &[Vec<Vec<Index>>], readers: &[Vec<usize>], cost: &StepCost) -> Vec<usize> {
     let mut best: Vec<Vec<(f64, [usize; 2])>> = Vec::with_capacity(nodes.len());
     for (k, node) in nodes.iter().enumerate() {
         let choices = |slot: &Slot| result(slot).map_or(1, |t| candidates[t].len());
         let [n0, n1] = [choices(&node.inputs[0].0), choices(&node.inputs[1].0)];
-        let layout = |slot: &Slot, c: usize| -> Vec<Index> {
-            match slot {
-                Slot::Fixed(layout) => layout.clone(),
-                Slot::Result(t) => candidates[*t][c].clone(),
-            }
-        };
         let below = |slot: &Slot, c: usize| result(slot).map_or(0.0, |t| best[t][c].0);
         let row = candidates[k]
             .iter()
@@ -274,7 +269,9 @@ fn tree(nodes: &[Node], candidates: &[Vec<Vec<Index>>], cost: &StepCost) -> Vec<
                 for c0 in 0..n0 {
                     for c1 in 0..n1 {
                         let [(s0, _), (s1, _)] = &node.inputs;
-                        let total = below(s0, c0) + below(s1, c1) + cost(k, [out, &layout(s0, c0), &layout(s1, c1)]);
+                        let layouts =
+                            [out.as_slice(), slot_layout(s0, candidates, c0), slot_layout(s1, candidates, c1)];
+                        let total = below(s0, c0) + below(s1, c1) + cost(k, layouts);
                         if total < least.0 {
                             least = (total, [c0, c1]);
                         }
@@ -288,7 +285,7 @@ fn tree(nodes: &[Node], candidates: &[Vec<Vec<Index>>], cost: &StepCost) -> Vec<
     let mut picks = vec![0; nodes.len()];
     // Every root (a step whose result nobody reads) and its subtree.
     let mut stack: Vec<(usize, usize)> = (0..nodes.len())
-        .filter(|&k| readers(nodes, k).is_empty())
+        .filter(|&k| readers[k].is_empty())
         .map(|k| {
             let c = (0..best[k].len()).fold(0, |c, d| if best[k][d].0 < best[k][c].0 { d } else { c });
             (k, c)
