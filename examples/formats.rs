@@ -45,6 +45,8 @@ mod classifier;
 
 #[path = "common/anchors.rs"]
 mod anchors;
+#[path = "common/machine.rs"]
+mod machine;
 
 use std::time::{Duration, Instant};
 
@@ -306,6 +308,7 @@ fn gflops(macs: u64, us: f64) -> f64 {
 
 /// The tables; `trained`: the budget and the training clips, if the formats were trained.
 fn print_table(rows: &[Row], trained: Option<(&Budget, usize)>, seeds: u64) {
+    println!("{}\n", machine::describe());
     println!("| format | parameters | compression | kcp's plan, MACs per frame | reference orders, MACs per frame |");
     println!("|---|---:|---:|---:|---|");
     for row in rows {

@@ -36,6 +36,8 @@
 //! this table goes to stderr.
 
 mod anchors;
+#[path = "../common/machine.rs"]
+mod machine;
 mod measure;
 mod paired;
 mod peak;

@@ -18,6 +18,7 @@ pub fn report(rows: &[Row], targets: &[Comparison], peaks: &Peaks, sgemm_gflops:
                     "bytes": r.bytes, "bound": bound, "roofline_ns": roofline_ns.round() as u64})
             })
             .collect();
+        eprintln!("{}", crate::machine::describe());
         eprintln!("{}", peaks.describe_compute());
         eprintln!("faer SGEMM 1024^3: {sgemm_gflops:.1} GFLOP/s");
         eprintln!("{}", peaks.describe());
@@ -25,6 +26,7 @@ pub fn report(rows: &[Row], targets: &[Comparison], peaks: &Peaks, sgemm_gflops:
         println!("{}", serde_json::Value::Array(rows));
         return;
     }
+    println!("{}", crate::machine::describe());
     println!("{} (% peak: of the row's path)", peaks.describe_compute());
     println!("faer SGEMM 1024^3, one thread: {sgemm_gflops:.1} GFLOP/s (this run)");
     println!("{}\n", peaks.describe());
