@@ -23,6 +23,7 @@ kcp_layer! { struct Ht1 { in_shape: [7], out_shape: [5], format: ht, rank: 2, ba
 // Large enough for the training passes to split the batch over threads.
 kcp_layer! { struct TtWide { in_shape: [8, 10, 10], out_shape: [4, 4, 8], format: tt, ranks: [1, 4, 4, 1], bias: true, threads: 2, backward: dx } }
 kcp_layer! { struct TtUcf11 { in_shape: [8, 20, 20, 18], out_shape: [16, 4, 4, 4], format: tt, ranks: [1, 4, 4, 4, 1] } }
+kcp_layer! { struct CpUcf11 { in_shape: [8, 20, 20, 18], out_shape: [16, 4, 4, 4], format: cp, rank: 36 } }
 kcp_layer! {
     /// A GRU-sized cell whose input weight is a tensor train.
     struct TtLstm { in_shape: [4, 6], out_shape: [8, 2], format: tt, ranks: [1, 3, 1], cell: lstm, hidden: 4, backward: dx }
@@ -80,6 +81,42 @@ fn every_format_matches_the_dense_reference() {
     check_layer!(Bt3, Format::Bt { blocks: 2, ranks: vec![2, 1, 3] }, 4);
     check_layer!(Ht4, Format::Ht { rank: 3 }, 5);
     check_layer!(Ht1, Format::Ht { rank: 2 }, 6);
+}
+
+/// The UCF11 CP layer lays its intermediates out with the rank last: its big product takes
+/// its rows from x (the kernel sweeps x's next row from that side) and its columns from a
+/// pre-product, and an elementwise `mul` pairs two rank-indexed tensors. Generated (one
+/// thread and two) and executor against the pairwise interpreter, over batches whose rows
+/// stream one after another.
+#[test]
+fn the_ucf11_cp_layer_with_the_rank_last_matches_the_interpreter() {
+    let network =
+        Network::new(&CpUcf11::IN_SHAPE, &CpUcf11::OUT_SHAPE, Format::Cp { rank: 36 }, Batch::Symbolic).unwrap();
+    let lowered = network.compile(&Options::default());
+    let nest = lowered.nest.to_string();
+    assert!(nest.contains("laid out [j1,j4,r,b]") && nest.contains("mul 36"), "{nest}");
+    let mut rng = Rng::new(36);
+    let cores = eval::random_cores(&network, &mut rng);
+    let to32 = |v: &[f64]| v.iter().map(|&v| v as f32).collect::<Vec<f32>>();
+    let weights = Weights { factors: cores.iter().map(|c| to32(c)).collect(), bias: None };
+    let layer = CpUcf11::from_weights(weights.clone()).unwrap();
+    let executor = Executor::new(lowered.nest.clone(), weights).unwrap();
+    for batch in [1, 3, 5] {
+        let x = rng.vec(batch * CpUcf11::IN);
+        let want = eval::interpret(&network, lowered.plan.tree(), &x, &cores, batch);
+        let x32 = to32(&x);
+        let as64 = |y: &[f32]| y.iter().map(|&v| f64::from(v)).collect::<Vec<f64>>();
+        let (mut y, mut y_par, mut y_exec) = (vec![f32::NAN; batch * CpUcf11::OUT], vec![], vec![]);
+        layer.forward(&x32, &mut y).unwrap();
+        y_par.resize(y.len(), f32::NAN);
+        layer.forward_par(&x32, &mut y_par).unwrap();
+        y_exec.resize(y.len(), f32::NAN);
+        executor.forward(&x32, &mut y_exec).unwrap();
+        for (name, got) in [("generated", &y), ("generated, two threads", &y_par), ("executor", &y_exec)] {
+            let error = relative_error(&as64(got), &want);
+            assert!(error < 1e-5, "batch {batch}, {name}: {error}");
+        }
+    }
 }
 
 /// `random` scales the cores so that the dense weight's entries have variance about 1/N.

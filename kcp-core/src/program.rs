@@ -9,7 +9,7 @@
 
 use std::fmt;
 
-use crate::kernels::{axpy, dot, gemm, Block, Gemm, Real, Repeat};
+use crate::kernels::{axpy, dot, gemm, mul_add, Block, Gemm, Real, Repeat};
 
 /// A buffer a kernel reads or writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -77,6 +77,13 @@ pub struct Loop {
 pub enum Inner {
     /// `out[o + k] += w[iw] * a[ia + k]` for k < len.
     Axpy {
+        /// The run's length.
+        len: usize,
+    },
+    /// `out[o + k] += a[ia + k] * w[iw + k]` for k < len: a run that all three share (an
+    /// index of the result that neither product sums, such as the rank of a CP layer's
+    /// step that pairs two rank-indexed tensors).
+    Mul {
         /// The run's length.
         len: usize,
     },
@@ -346,6 +353,7 @@ impl Kernel {
             let [o, ia, iw] = at;
             match self.inner {
                 Inner::Axpy { len } => axpy(&mut out[o..o + len], &a[ia..ia + len], w[iw]),
+                Inner::Mul { len } => mul_add(&mut out[o..o + len], &a[ia..ia + len], &w[iw..iw + len]),
                 // A long dot is worth a call compiled for the kernel path (wider vectors).
                 Inner::Dot { len } if len >= 64 => out[o] += T::dot_called(&a[ia..ia + len], &w[iw..iw + len]),
                 Inner::Dot { len } => out[o] += dot(&a[ia..ia + len], &w[iw..iw + len]),
@@ -386,6 +394,7 @@ impl fmt::Display for Kernel {
         let op = |overwrite: bool| if overwrite { "" } else { "+" };
         match self.inner {
             Inner::Axpy { len } => write!(f, "  {:indent$}axpy {len}: out[o..] += w[iw] * a[ia..]", ""),
+            Inner::Mul { len } => write!(f, "  {:indent$}mul {len}: out[o..] += a[ia..] * w[iw..]", ""),
             Inner::Dot { len } => write!(f, "  {:indent$}dot {len}: out[o] += a[ia..] . w[iw..]", ""),
             Inner::Gemm { shape: g, written_out } => {
                 write!(

@@ -42,5 +42,5 @@ pub mod __private {
         kcp_cores, load_recurrent, CellGrads, CellKind, CoreShape, Error, Recurrent, ShapeError, State, TensorFile,
         Weights,
     };
-    pub use kcp_core::kernels::{axpy, dispatch, dot, gemm, Block, Gemm, Repeat};
+    pub use kcp_core::kernels::{axpy, dispatch, dot, gemm, mul_add, Block, Gemm, Repeat};
 }

@@ -2,7 +2,7 @@
 
 use std::arch::x86_64::*;
 
-use super::shape::{PREFETCH, PREFETCH_MIN_LEN};
+use super::shape::{Swept, PREFETCH, PREFETCH_MIN_LEN};
 use super::Gemm;
 
 /// Rows per register block.
@@ -18,7 +18,7 @@ const TALL_MR: usize = 8;
 #[target_feature(enable = "avx2,fma")]
 pub(super) unsafe fn gemm(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
     if let Some(d) = g.dots() {
-        for ([o, ia, iw], once) in d.products() {
+        for ([o, ia, iw], once) in d.products(a.len(), w.len()) {
             // SAFETY: the extents of `d` are those of `g`.
             dots(&mut out[o..], &a[ia..], &w[iw..], once);
         }
@@ -27,7 +27,7 @@ pub(super) unsafe fn gemm(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
     if g.interleaves(8..PREFETCH_MIN_LEN) {
         return interleaved(out, a, w, g);
     }
-    for ([o, ia, iw], once) in g.products() {
+    for ([o, ia, iw], once) in g.products(a.len(), w.len()) {
         // SAFETY: the extents of `g` cover every repeat's.
         product(&mut out[o..], &a[ia..], &w[iw..], once);
     }
@@ -51,11 +51,11 @@ unsafe fn interleaved(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
         for k in 0..r.count {
             let (o, a, wm) = (o.add(k * r.out), a.add(k * r.a), wm.add(k * r.w));
             match rows {
-                1 => columns::<1, false>(o, a, end, wm, &g, none),
-                2 => columns::<2, false>(o, a, end, wm, &g, none),
-                3 => columns::<3, false>(o, a, end, wm, &g, none),
-                MR => columns::<MR, false>(o, a, end, wm, &g, none),
-                _ => columns::<TALL_MR, false>(o, a, end, wm, &g, none),
+                1 => columns::<1, false>(o, a, end, wm, &g, none, 0),
+                2 => columns::<2, false>(o, a, end, wm, &g, none, 0),
+                3 => columns::<3, false>(o, a, end, wm, &g, none, 0),
+                MR => columns::<MR, false>(o, a, end, wm, &g, none, 0),
+                _ => columns::<TALL_MR, false>(o, a, end, wm, &g, none, 0),
             }
         }
         m += rows;
@@ -77,7 +77,8 @@ pub(super) unsafe fn product(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
     }
     // Short rows of x stream slowly from DRAM (the hardware prefetcher does not follow
     // them): with a next row there, sweep its slab into L2 line by line meanwhile.
-    let stream = g.sweeps_next_row(a.len());
+    let swept = g.sweep(a.len(), w.len());
+    let slab = swept.map_or(0, |(_, slab)| slab);
     // Prefetches stay inside `a` (they reach into the rest of the batch when `a` goes on
     // past the product): they never fault, but one into an unmapped or untouched page
     // costs a page walk that finds nothing, measured 15 times slower on an 8x64x64
@@ -94,21 +95,25 @@ pub(super) unsafe fn product(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
     while m < g.rows {
         let (o, wm) = (out.add(m * g.out_row), w.add(m * g.w_row));
         // The next row's slab is swept once, by the first block of rows.
-        let sweep = if stream && m == 0 { a.wrapping_add(g.stream) } else { std::ptr::null() };
+        let sweep = match swept {
+            Some((Swept::A, _)) if m == 0 => a.wrapping_add(g.stream),
+            Some((Swept::W, _)) if m == 0 => w.wrapping_add(g.stream),
+            _ => std::ptr::null(),
+        };
         if tall && g.rows - m >= TALL_MR {
-            columns::<TALL_MR, false>(o, a, end, wm, &g, sweep);
+            columns::<TALL_MR, false>(o, a, end, wm, &g, sweep, slab);
             m += TALL_MR;
             continue;
         }
         match (g.rows - m, g.len >= PREFETCH_MIN_LEN) {
-            (1, false) => columns::<1, false>(o, a, end, wm, &g, sweep),
-            (1, true) => columns::<1, true>(o, a, end, wm, &g, sweep),
-            (2, false) => columns::<2, false>(o, a, end, wm, &g, sweep),
-            (2, true) => columns::<2, true>(o, a, end, wm, &g, sweep),
-            (3, false) => columns::<3, false>(o, a, end, wm, &g, sweep),
-            (3, true) => columns::<3, true>(o, a, end, wm, &g, sweep),
-            (_, false) => columns::<MR, false>(o, a, end, wm, &g, sweep),
-            (_, true) => columns::<MR, true>(o, a, end, wm, &g, sweep),
+            (1, false) => columns::<1, false>(o, a, end, wm, &g, sweep, slab),
+            (1, true) => columns::<1, true>(o, a, end, wm, &g, sweep, slab),
+            (2, false) => columns::<2, false>(o, a, end, wm, &g, sweep, slab),
+            (2, true) => columns::<2, true>(o, a, end, wm, &g, sweep, slab),
+            (3, false) => columns::<3, false>(o, a, end, wm, &g, sweep, slab),
+            (3, true) => columns::<3, true>(o, a, end, wm, &g, sweep, slab),
+            (_, false) => columns::<MR, false>(o, a, end, wm, &g, sweep, slab),
+            (_, true) => columns::<MR, true>(o, a, end, wm, &g, sweep, slab),
         }
         m += MR;
     }
@@ -145,6 +150,7 @@ unsafe fn columns<const R: usize, const FETCH: bool>(
     w: *const f32,
     g: &Gemm,
     sweep: *const f32,
+    slab: usize,
 ) {
     // How far ahead of column q a block prefetches: `PREFETCH` along the row, or, past the
     // row's end, into the same row of the next slab `depth * a_row` further on: a GEMM on x
@@ -162,8 +168,7 @@ unsafe fn columns<const R: usize, const FETCH: bool>(
         (FETCH && last < end).then_some(by)
     };
     // The lines of the next row's slab that the block at column q sweeps: `depth` of them,
-    // one per summed index, block after block (null: none).
-    let slab = g.depth.saturating_mul(g.a_row);
+    // one per summed index, block after block, up to the slab's end (null: none).
     let sweep_at = |q: usize| {
         let line = q / 16 * g.depth * 16;
         if sweep.is_null() || line >= slab {

@@ -4,7 +4,7 @@
 
 use std::arch::x86_64::*;
 
-use super::shape::{PREFETCH, PREFETCH_MIN_LEN};
+use super::shape::{Swept, PREFETCH, PREFETCH_MIN_LEN};
 use super::{Block, Gemm, Repeat};
 
 /// `$body` with `R` and `V` the constants `$rows` and `$vectors` (a block [`Block::clamped`]
@@ -42,7 +42,7 @@ const LANES: usize = 16;
 #[target_feature(enable = "avx512f,avx2,fma")]
 pub(super) unsafe fn gemm(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
     if let Some(d) = g.dots() {
-        for ([o, ia, iw], once) in d.products() {
+        for ([o, ia, iw], once) in d.products(a.len(), w.len()) {
             // SAFETY: the extents of `d` are those of `g`.
             dots(&mut out[o..], &a[ia..], &w[iw..], once);
         }
@@ -51,7 +51,7 @@ pub(super) unsafe fn gemm(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
     if g.interleaves(Gemm::NARROW + 1..PREFETCH_MIN_LEN) {
         return interleaved(out, a, w, g);
     }
-    for ([o, ia, iw], once) in g.products() {
+    for ([o, ia, iw], once) in g.products(a.len(), w.len()) {
         // SAFETY: the extents of `g` cover every repeat's.
         product(&mut out[o..], &a[ia..], &w[iw..], once);
     }
@@ -129,7 +129,8 @@ unsafe fn product(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
             .unwrap_or_else(|| g.run_portable(out, a, w));
     }
     // As in the AVX2 kernel: short rows of x with a next row there sweep its slab into L2.
-    let stream = g.sweeps_next_row(a.len());
+    let swept = g.sweep(a.len(), w.len());
+    let slab = swept.map_or(0, |(_, slab)| slab);
     // Prefetches stay inside `a` (see the AVX2 kernel: a prefetch into an untouched page
     // costs a page walk).
     let end = a.as_ptr_range().end;
@@ -140,8 +141,12 @@ unsafe fn product(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
     while m < g.rows {
         let rows = block.rows.min(g.rows - m);
         // The next row's slab is swept once, by the first block of rows.
-        let sweep = if stream && m == 0 { a.wrapping_add(g.stream) } else { std::ptr::null() };
-        columns(rows, block.vectors, out.add(m * g.out_row), a, end, w.add(m * g.w_row), &g, sweep);
+        let sweep = match swept {
+            Some((Swept::A, _)) if m == 0 => a.wrapping_add(g.stream),
+            Some((Swept::W, _)) if m == 0 => w.wrapping_add(g.stream),
+            _ => std::ptr::null(),
+        };
+        columns(rows, block.vectors, out.add(m * g.out_row), a, end, w.add(m * g.w_row), &g, sweep, slab);
         m += rows;
     }
 }
@@ -159,6 +164,7 @@ unsafe fn columns(
     w: *const f32,
     g: &Gemm,
     sweep: *const f32,
+    slab: usize,
 ) {
     // How far ahead of column q a block prefetches (as in the AVX2 kernel: along the row,
     // or past its end into the same row of the next slab), if the block's last prefetch
@@ -173,7 +179,6 @@ unsafe fn columns(
         (fetch && last < end).then_some(by)
     };
     // The lines of the next row's slab that the block at column q sweeps (null: none).
-    let slab = g.depth.saturating_mul(g.a_row);
     let sweep_at = |q: usize| {
         let line = q / LANES * g.depth * LANES;
         if sweep.is_null() || line >= slab {

@@ -200,6 +200,16 @@ pub fn axpy<T: Real>(out: &mut [T], a: &[T], w: T) {
     }
 }
 
+/// `out[k] += a[k] * w[k]` for every k of `out`: the elementwise product of two runs, added
+/// (an index that the result and both operands share, such as a rank that is not summed).
+#[inline(always)]
+pub fn mul_add<T: Real>(out: &mut [T], a: &[T], w: &[T]) {
+    let (a, w) = (&a[..out.len()], &w[..out.len()]);
+    for ((o, &x), &y) in out.iter_mut().zip(a).zip(w) {
+        *o += x * y;
+    }
+}
+
 /// `sum_k a[k] * b[k]` over the length of `a`, with eight independent partial sums so that the
 /// reduction vectorises without reassociating a single chain.
 #[inline(always)]

@@ -11,6 +11,13 @@ pub(super) const PREFETCH_MIN_LEN: usize = 64;
 /// rows stream well on the hardware prefetcher alone, and measured slower with the sweep.
 const STREAM_MAX_LEN: usize = 512;
 
+/// The operand of a product whose next row is swept into L2 ([`Gemm::sweep`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Swept {
+    A,
+    W,
+}
+
 /// The shape of a small matrix product, the register-blocked form of a mode product:
 /// `out[m * out_row + q] += sum_{k2, k} w[m * w_row + k * w_col + k2 * w_outer] *
 /// a[k * a_row + k2 * a_outer + q * a_col]` for `m < rows`, `k2 < outer`, `k < depth`,
@@ -43,9 +50,10 @@ pub struct Gemm {
     pub w_outer: usize,
     /// Whether the product overwrites the rows of `out` instead of adding to them.
     pub overwrite: bool,
-    /// Where `a` is a row of x and the batch goes on after it (the slice of `a` reaches on):
+    /// Where `a` or `w` is a row of x and the batch goes on after it (its slice reaches on):
     /// the distance to the same product in the next row (the input size N), whose slab the
-    /// micro-kernel then streams into L2 while it computes this one; 0 for none.
+    /// micro-kernel then streams into L2 while it computes this one ([`Gemm::sweep`]); 0 for
+    /// none.
     pub stream: usize,
     /// How often the product is done, each time at other offsets: the loop around it that
     /// would otherwise be as many calls.
@@ -178,16 +186,26 @@ impl Gemm {
         Gemm { repeat: Repeat::ONCE, ..*self }
     }
 
-    /// Whether the micro-kernels sweep the next row's slab into L2 while they compute this
-    /// product (`a` of `a_len` elements): a short row of x with a next row there, whose slab
-    /// `a` reaches (short rows stream slowly from DRAM: the hardware prefetcher does not
-    /// follow them).
-    pub(super) fn sweeps_next_row(&self, a_len: usize) -> bool {
-        let slab = self.depth.saturating_mul(self.a_row);
-        self.stream > 0
-            && self.outer == 1
-            && self.len <= STREAM_MAX_LEN
-            && self.stream.checked_add(slab).is_some_and(|end| a_len >= end)
+    /// The operand whose next row's slab the micro-kernels sweep into L2 while they compute
+    /// this product (`a` of `a_len` elements, `w` of `w_len`), and the slab's length: a short
+    /// row of x with a next row there, whose slab the operand's slice reaches (short rows
+    /// stream slowly from DRAM: the hardware prefetcher does not follow them). x is `a` where
+    /// it supplies the columns, `w` where it supplies the rows (a product whose columns run
+    /// over a rank held by a pre-product); `a` is asked first.
+    pub(super) fn sweep(&self, a_len: usize, w_len: usize) -> Option<(Swept, usize)> {
+        if self.stream == 0 || self.outer != 1 || self.len > STREAM_MAX_LEN {
+            return None;
+        }
+        let reaches = |slab: usize, len: usize| self.stream.checked_add(slab).is_some_and(|end| len >= end);
+        let a_slab = self.depth.saturating_mul(self.a_row);
+        let w_slab = self.depth.saturating_mul(self.w_col).max(self.rows.saturating_mul(self.w_row));
+        if reaches(a_slab, a_len) {
+            Some((Swept::A, a_slab))
+        } else if reaches(w_slab, w_len) {
+            Some((Swept::W, w_slab))
+        } else {
+            None
+        }
     }
 
     /// The product as the micro-kernels run it in blocks of dots (see
@@ -225,13 +243,18 @@ impl Gemm {
             && (r.out == 0 || r.out >= extent)
     }
 
-    /// The products of [`Gemm::repeat`], in order: the offsets into `out`, `a` and `w`, and
-    /// the product (which streams the next row only where its `a` is new: a repeat that
-    /// reads the same `a` again has it swept already).
+    /// The products of [`Gemm::repeat`] on operands of `a_len` and `w_len` elements, in order:
+    /// the offsets into `out`, `a` and `w`, and the product (which streams the next row only
+    /// where the swept operand is new: a repeat that reads the same slab again has it swept
+    /// already).
     #[inline(always)]
-    pub(super) fn products(&self) -> impl Iterator<Item = ([usize; 3], Gemm)> {
-        let (first, again) =
-            (self.once(), Gemm { stream: if self.repeat.a == 0 { 0 } else { self.stream }, ..self.once() });
+    pub(super) fn products(&self, a_len: usize, w_len: usize) -> impl Iterator<Item = ([usize; 3], Gemm)> {
+        let moves = match self.sweep(a_len, w_len) {
+            Some((Swept::A, _)) => self.repeat.a != 0,
+            Some((Swept::W, _)) => self.repeat.w != 0,
+            None => false,
+        };
+        let (first, again) = (self.once(), Gemm { stream: if moves { self.stream } else { 0 }, ..self.once() });
         self.repeat.offsets().enumerate().map(move |(k, at)| (at, if k == 0 { first } else { again }))
     }
 
@@ -309,7 +332,7 @@ impl Gemm {
     #[inline(always)]
     pub(super) fn run_portable<T: Real>(&self, out: &mut [T], a: &[T], w: &[T]) {
         // (An operand the product does not read may be shorter than its offsets.)
-        for ([o, ia, iw], once) in self.products() {
+        for ([o, ia, iw], once) in self.products(a.len(), w.len()) {
             let (a, w) = (a.get(ia..).unwrap_or_default(), w.get(iw..).unwrap_or_default());
             once.run_portable_once(out.get_mut(o..).unwrap_or_default(), a, w);
         }

@@ -137,6 +137,39 @@ fn streaming_the_next_row_changes_nothing() {
     }
 }
 
+/// The same where x supplies the rows (`w`, read with a stride along the sum) and a
+/// pre-product the columns: the kernel sweeps `w`'s next row instead, product after product
+/// of a repeat that steps through x (the UCF11 CP layer's big step, 8 x 18x400x36), and
+/// the result does not change.
+#[test]
+fn streaming_the_next_row_of_w_changes_nothing() {
+    for (rows, depth, len, count) in [(18, 40, 36, 3), (5, 7, 20, 1), (4, 20, 64, 2)] {
+        // x's slab per product: `depth` steps of `rows` floats, `count` slabs per row of x.
+        let (slab, n) = (depth * rows, depth * rows * count);
+        let x: Vec<f32> = (0..3 * n).map(|v| (v % 13) as f32 - 6.0).collect();
+        let t: Vec<f32> = (0..depth * len).map(|v| (v % 7) as f32 - 3.0).collect();
+        let plain = Gemm {
+            out_row: len,
+            w_row: 1,
+            w_col: rows,
+            repeat: Repeat { count, out: rows * len, a: 0, w: slab },
+            ..Gemm::row_major(rows, depth, len)
+        };
+        let swept = Gemm { stream: n, ..plain }.sweep(t.len(), 2 * n);
+        assert_eq!(swept, Some((super::shape::Swept::W, slab)), "{rows}x{depth}x{len}");
+        for isa in Isa::available() {
+            let mut want = vec![0.0f32; count * rows * len];
+            gemm_on(isa, &mut want, &t, &x, plain);
+            // The next row right after this one, and cut short by the slice.
+            for x_len in [2 * n, 2 * n - 1, n + slab] {
+                let mut got = vec![f32::NAN; count * rows * len];
+                gemm_on(isa, &mut got, &t, &x[..x_len], Gemm { stream: n, ..plain });
+                assert_eq!(got, want, "{isa}: {count} x {rows}x{depth}x{len}, x of {x_len}");
+            }
+        }
+    }
+}
+
 /// The tiled transpose against the definition, over sizes around and across the tiles.
 #[test]
 fn transpose_moves_every_element() {

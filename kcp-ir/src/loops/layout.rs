@@ -413,7 +413,7 @@ pub(super) fn estimate(kernel: &Kernel, macs: usize) -> f64 {
             let fixed = if written_out { around * OP } else { around * (CALL + REPEAT * g.repeat.count as f64) };
             (fill(g.len) * rows(g.rows) * depth(g.depth), fixed)
         }
-        Inner::Axpy { len } => (fill(len) / 4.0, around * OP),
+        Inner::Axpy { len } | Inner::Mul { len } => (fill(len) / 4.0, around * OP),
         Inner::Dot { len } => (fill(len) / 2.0, around * OP),
     };
     macs as f64 / efficiency.max(1e-3) + fixed

@@ -10,7 +10,9 @@
 //! 1. the innermost operation is an `axpy` over the longest run of trailing indices that `out`
 //!    and `a` share and `w` lacks (one contiguous block in both: the modes after the contracted
 //!    ones); failing that a `dot` over a summed index last in both `a` and `w`; failing that
-//!    a scalar multiply-add;
+//!    a `mul` (elementwise) over the longest run of trailing indices that all three share (a
+//!    rank that neither operand sums, as in a CP layer's step that pairs two rank-indexed
+//!    tensors); failing that a scalar multiply-add;
 //! 2. the other loops run in the output's layout order, the summed ones innermost, so that each
 //!    output block is finished while it is in L1; the rank sum of the last step accumulates
 //!    straight into y (fused: no rank-sized intermediate of y);
@@ -124,8 +126,10 @@ pub fn lower_lanes(plan: &Plan, graph: &ContractionGraph, lanes: usize) -> LoopN
             &size,
             comment,
         );
-        // A product on x row by row: the next row of the batch is N elements on.
-        if let (Buffer::X, 1, Inner::Gemm { shape: g, .. }) = (kernel.a, lanes, &mut kernel.inner) {
+        // A product on x row by row (x supplying its columns or its rows): the next row of
+        // the batch is N elements on.
+        let on_x = kernel.a == Buffer::X || kernel.w == Buffer::X;
+        if let (true, 1, Inner::Gemm { shape: g, .. }) = (on_x, lanes, &mut kernel.inner) {
             g.stream = (0..graph.modes()).map(|d| size(Index::In(d))).product();
         }
         match step.phase {
@@ -287,6 +291,8 @@ fn run_score(kernel: &Kernel) -> usize {
         Inner::Gemm { shape, .. } => 4 * shape.len * shape.rows.min(4),
         Inner::GemmRowsFromA { shape, .. } => 4 * shape.len * shape.rows.min(4),
         Inner::Axpy { len } => len,
+        // Two loads and a store per vector of multiply-adds.
+        Inner::Mul { len } => len / 2,
         // Two loads and a horizontal sum per dot: a quarter of a GEMM's rate at best.
         Inner::Dot { len } => len / 4,
     }
@@ -297,7 +303,7 @@ fn run_score(kernel: &Kernel) -> usize {
 /// within [`LANES_MAX_ELEMS`]. `None` otherwise.
 pub fn interleave(plan: &Plan, graph: &ContractionGraph, rows: &LoopNest) -> Option<LoopNest> {
     let run = |kernel: &Kernel| match kernel.inner {
-        Inner::Axpy { len } | Inner::Gemm { shape: Gemm { len, .. }, .. } => len,
+        Inner::Axpy { len } | Inner::Mul { len } | Inner::Gemm { shape: Gemm { len, .. }, .. } => len,
         Inner::Dot { .. } | Inner::GemmRowsFromA { .. } => 1,
     };
     let narrow = rows.call.iter().any(|k| run(k) < LANES_BELOW_RUN);
@@ -309,7 +315,7 @@ pub fn interleave(plan: &Plan, graph: &ContractionGraph, rows: &LoopNest) -> Opt
 /// GEMM's statements ([`written_out`]), `None` for a GEMM that emission calls.
 pub fn statements(inner: &Inner) -> Option<usize> {
     match inner {
-        Inner::Axpy { .. } | Inner::Dot { .. } => Some(1),
+        Inner::Axpy { .. } | Inner::Mul { .. } | Inner::Dot { .. } => Some(1),
         Inner::Gemm { written_out: true, .. } | Inner::GemmRowsFromA { written_out: true, .. } => written_out(inner),
         Inner::Gemm { .. } | Inner::GemmRowsFromA { .. } => None,
     }
@@ -381,11 +387,24 @@ fn kernel(
         .map(|(o, _)| *o)
         .collect();
     block.reverse();
+    // Failing an axpy or a dot: the longest run of trailing indices that all three share, in
+    // the same order (an index the product keeps on both sides), as an elementwise product.
+    let mut shared: Vec<Index> = o_list
+        .iter()
+        .rev()
+        .zip(a_list.iter().rev())
+        .zip(w_list.iter().rev())
+        .take_while(|((o, a), w)| o == a && a == w)
+        .map(|((o, _), _)| *o)
+        .collect();
+    shared.reverse();
+    let run = |indices: &[Index]| indices.iter().map(|&i| size(i)).product();
     let (inner, taken) = if !block.is_empty() {
-        (Inner::Axpy { len: block.iter().map(|&i| size(i)).product() }, block)
+        (Inner::Axpy { len: run(&block) }, block)
     } else {
         match (a_list.last(), w_list.last()) {
             (Some(&k), Some(&l)) if k == l && !oi.contains(k) => (Inner::Dot { len: size(k) }, vec![k]),
+            _ if !shared.is_empty() => (Inner::Mul { len: run(&shared) }, shared),
             _ => (Inner::Axpy { len: 1 }, Vec::new()),
         }
     };
@@ -428,7 +447,7 @@ fn kernel(
         match &mut inner {
             Inner::Gemm { shape: Gemm { overwrite, .. }, .. }
             | Inner::GemmRowsFromA { shape: RowsFromA { overwrite, .. }, .. } => (*overwrite, zero) = (true, false),
-            Inner::Axpy { .. } | Inner::Dot { .. } => {}
+            Inner::Axpy { .. } | Inner::Mul { .. } | Inner::Dot { .. } => {}
         }
     }
     // Whether emission writes a GEMM out or calls the micro-kernel, decided here, once.
@@ -458,7 +477,7 @@ fn repeat_inside(loops: &mut Vec<Loop>, inner: &mut Inner) {
     let repeat = match inner {
         Inner::Gemm { shape: Gemm { repeat, .. }, .. }
         | Inner::GemmRowsFromA { shape: RowsFromA { repeat, .. }, .. } => repeat,
-        Inner::Axpy { .. } | Inner::Dot { .. } => return,
+        Inner::Axpy { .. } | Inner::Mul { .. } | Inner::Dot { .. } => return,
     };
     if let Some(Loop { extent, strides: [out, a, w], .. }) = loops.pop() {
         *repeat = Repeat { count: extent, out, a, w };
