@@ -46,9 +46,9 @@ fn forward_allocates_only_on_its_first_call() {
     let small = WithPreProduct::random(2);
     let x = vec![0.25f32; 3 * Ucf11::IN];
     let mut y = vec![0.0f32; 3 * Ucf11::OUT];
-    // 13 rows: one interleaved block of 8, then 5 rows one at a time.
-    let xs = vec![0.5f32; 13 * WithPreProduct::IN];
-    let mut ys = vec![0.0f32; 13 * WithPreProduct::OUT];
+    // 21 rows: one interleaved block of 16, then 5 rows one at a time.
+    let xs = vec![0.5f32; 21 * WithPreProduct::IN];
+    let mut ys = vec![0.0f32; 21 * WithPreProduct::OUT];
     ucf11.forward(&x, &mut y).unwrap();
     small.forward(&xs, &mut ys).unwrap();
     let before = allocations();

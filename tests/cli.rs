@@ -65,10 +65,10 @@ fn plan_json_reproduces_the_worked_example() {
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(v["macs"], 16 * 4 * 304_128u64);
     assert_eq!(v["dense_macs"], 16 * 58_982_400u64);
-    // UCF11 runs row by row; a small layer interleaves blocks of 8 rows.
+    // UCF11 runs row by row; a small layer interleaves blocks of 16 rows.
     assert_eq!(v["lanes"], 1);
     let small = stdout(&kcp(&["plan", "--in-shape", "4x3", "--out-shape", "4x2", "--rank", "2", "--json"]));
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&small).unwrap()["lanes"], 8);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&small).unwrap()["lanes"], 16);
 }
 
 /// `plan --backward`: the backward plan's MACs, kept elements and text in the JSON object, and
@@ -105,10 +105,11 @@ fn run_matches_the_dense_reference() {
     let c = spec(&[6, 5, 4], &[3, 2, 4], 3);
     let weights = Weights::random(&c.nest.factor_shapes(), Some(24), 3);
     save(Path::new(&path("run.safetensors")), &weights.tensors("", &c.nest.factor_shapes())).unwrap();
-    // 11 rows: a block of 8 interleaved rows (the layer has them), then 3 rows one at a time.
+    // 35 rows: two blocks of 16 interleaved rows (the layer has them), then 3 rows one at a
+    // time.
     assert!(c.lanes.is_some());
-    let x: Vec<f32> = (0..11 * 120).map(|k| ((k * 37 % 101) as f32 / 50.0) - 1.0).collect();
-    npy::write(Path::new(&path("x.npy")), &[11, 120], &x).unwrap();
+    let x: Vec<f32> = (0..35 * 120).map(|k| ((k * 37 % 101) as f32 / 50.0) - 1.0).collect();
+    npy::write(Path::new(&path("x.npy")), &[35, 120], &x).unwrap();
     for threads in ["1", "2"] {
         let args = [
             "run",
@@ -129,10 +130,10 @@ fn run_matches_the_dense_reference() {
         ];
         stdout(&kcp(&args));
         let y = npy::read(Path::new(&path("y.npy"))).unwrap();
-        assert_eq!(y.shape, [11, 24]);
+        assert_eq!(y.shape, [35, 24]);
         let factors: Vec<Vec<f64>> = weights.factors.iter().map(|f| f.iter().map(|&v| v as f64).collect()).collect();
         let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
-        let mut reference = dense_forward(&c.spec, &factors, &x64, 11);
+        let mut reference = dense_forward(&c.spec, &factors, &x64, 35);
         let bias = weights.bias.as_ref().unwrap();
         for row in reference.chunks_mut(24) {
             row.iter_mut().zip(bias).for_each(|(r, &b)| *r += b as f64);

@@ -98,17 +98,20 @@ fn larger_layers() {
     check_layer!(Speech, 13);
 }
 
-/// Layers whose products run a few floats per row interleave whole blocks of rows; large
-/// layers, whose row products already fill vectors, run row by row.
+/// Layers whose products run a few floats per row interleave whole blocks of 16 rows (the
+/// speech layer too: its row products are 8-64 floats wide); a layer whose rows already run
+/// wide products, and a large one, run row by row.
 #[test]
 fn small_layers_interleave_rows() {
     let lanes = |in_shape: &[usize], out_shape: &[usize], rank| {
         compile(&Spec::new(in_shape, out_shape, rank), &Options::default()).unwrap().lanes.map(|l| l.lanes)
     };
-    assert_eq!(lanes(&[4, 4, 4], &[4, 4, 4], 2), Some(8));
-    assert_eq!(lanes(&D6::IN_SHAPE, &D6::OUT_SHAPE, D6::RANK), Some(8));
-    assert_eq!(lanes(&[4, 4], &[4, 4], 16), Some(8)); // the allocation test's layer
-    assert_eq!(lanes(&Speech::IN_SHAPE, &Speech::OUT_SHAPE, Speech::RANK), None);
+    assert_eq!(lanes(&[4, 4, 4], &[4, 4, 4], 2), Some(16));
+    assert_eq!(lanes(&D6::IN_SHAPE, &D6::OUT_SHAPE, D6::RANK), Some(16));
+    assert_eq!(lanes(&[4, 4], &[4, 4], 16), Some(16)); // the allocation test's layer
+    assert_eq!(lanes(&Speech::IN_SHAPE, &Speech::OUT_SHAPE, Speech::RANK), Some(16));
+    assert_eq!(lanes(&[32, 32], &[32, 32], 4), None);
+    assert_eq!(lanes(&[16, 16, 16], &[16, 16, 16], 4), None);
     assert_eq!(lanes(&Ucf11GateLast::IN_SHAPE, &Ucf11GateLast::OUT_SHAPE, Ucf11GateLast::RANK), None);
 }
 

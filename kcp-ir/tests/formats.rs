@@ -187,7 +187,7 @@ fn every_format_plans_optimally_and_computes_y() {
                 x.iter().map(|&v| v as f32).collect(),
                 cores.iter().map(|c| c.iter().map(|&v| v as f32).collect()).collect(),
             );
-            for lanes in [1, 8] {
+            for lanes in [1, 8, 16] {
                 let nest = lower_lanes(&plan, &graph, lanes);
                 let got = run_nest(&nest, &x, &cores, batch);
                 assert!(

@@ -93,7 +93,7 @@ proptest! {
         let plans = [&c.plan, &c.forward, &c.reverse, &oracle];
         // Every plan lowered row by row, and the chosen one for interleaved rows too (lane counts
         // around a vector, the batch not always a multiple of them).
-        let lanes = [1, 2, 3, 8];
+        let lanes = [1, 2, 3, 8, 16];
         let nests = plans.iter().map(|&p| (p, 1)).chain(lanes.iter().map(|&l| (&c.plan, l)));
         for plan in plans {
             check_numerics(plan, &c.graph, &c.spec, seed)?;

@@ -199,9 +199,12 @@ impl<F: RowFn, H: HalfFn, B: RowFn> RowKernel<'_, F, H, B> {
         }
         // Parts of whole blocks of interleaved rows where the layer has them, several per task,
         // claimed one at a time: a pool thread that wakes late finds fewer left instead of a
-        // fixed half.
+        // fixed half. A batch of fewer blocks than tasks is cut into parts of rows instead,
+        // which run one row at a time: every task gets some (one block on one thread measured
+        // slower than its rows on two).
         let unit = self.lanes.as_ref().map_or(1, |l| l.lanes);
-        let per_part = rows.div_ceil(tasks * PARTS_PER_TASK).next_multiple_of(unit);
+        let per_part = rows.div_ceil(tasks * PARTS_PER_TASK);
+        let per_part = if rows / unit >= tasks { per_part.next_multiple_of(unit) } else { per_part };
         let parts: Vec<Mutex<(&[f32], &mut [f32])>> =
             x.chunks(per_part * self.input).zip(y.chunks_mut(per_part * self.output)).map(Mutex::new).collect();
         // This thread takes parts from the front, the pool's from the back: while both keep
@@ -273,6 +276,39 @@ mod tests {
                 kernel.forward_par(&x, &mut outside, threads).unwrap();
                 assert_eq!(inside, want, "{rows} rows, {threads} threads, inside the pool");
                 assert_eq!(outside, want, "{rows} rows, {threads} threads, outside the pool");
+            }
+        }
+    }
+
+    /// `mark` over a block of four interleaved rows: x `[1, 4]`, y `[2, 4]`.
+    fn mark_block(x: &[f32], y: &mut [f32], _: &mut [f32]) {
+        y[..4].iter_mut().for_each(|v| *v += 1.0);
+        y[4..8].copy_from_slice(&x[..4]);
+    }
+
+    /// The same with blocks of four interleaved rows: whole blocks where every task gets one,
+    /// rows where the batch has fewer blocks than tasks (4 to 7 rows on two threads), and the
+    /// rows left over after the blocks.
+    #[test]
+    fn forward_par_runs_every_row_once_in_blocks() {
+        let kernel: RowKernel<'_, _, NoHalves, _> = RowKernel {
+            input: 1,
+            output: 2,
+            scratch: 0,
+            macs_per_row: PAR_MIN_MACS,
+            bias: None,
+            row: mark,
+            halves: None,
+            lanes: Some(Lanes { lanes: 4, block: mark_block, scratch: 0 }),
+        };
+        for threads in 1..=3 {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            for rows in [1, 3, 4, 5, 7, 8, 9, 12, 17, 33] {
+                let x: Vec<f32> = (0..rows).map(|r| r as f32).collect();
+                let want: Vec<f32> = x.iter().flat_map(|&r| [1.0, r]).collect();
+                let mut y = vec![0.0; 2 * rows];
+                pool.install(|| kernel.forward_par(&x, &mut y, 0)).unwrap();
+                assert_eq!(y, want, "{rows} rows, {threads} threads");
             }
         }
     }

@@ -39,6 +39,9 @@ use crate::plan::{Phase, Plan, Value};
 /// global order's.
 const MIN_SAVING: f64 = 0.1;
 
+/// The most elements a row of a small layer touches ([`small`]): those of the layers that
+/// interleaved blocks of eight rows within 64 KiB when the search was measured.
+const SMALL_ELEMS: usize = 2048;
 /// The most indices whose every order is tried (720 layouts); a result with more indices, or
 /// one whose step would try more than [`MAX_TRIALS`] combinations, is laid out by classes.
 const MAX_FREE: usize = 6;
@@ -192,16 +195,15 @@ fn sizes(graph: &ContractionGraph) -> impl Fn(Index) -> usize {
     move |index: Index| table[index.bit() as usize]
 }
 
-/// Whether the layer is small enough for [`super::interleave`] to run its rows interleaved:
-/// a block of [`super::LANES`] rows of x, y and twice the largest of `temps` (the volumes of
-/// the intermediates) within [`super::LANES_MAX_ELEMS`]. Such a layer is bound by its
-/// statements, which the estimate does not model, and keeps the global order (forward and
-/// backward alike).
+/// Whether the layer is small: a row of x, y and twice the largest of `temps` (the volumes
+/// of the intermediates) within [`SMALL_ELEMS`]. Such a layer is bound by its statements,
+/// which the estimate does not model, and keeps the global order (forward and backward
+/// alike).
 fn small(graph: &ContractionGraph, temps: impl Iterator<Item = IndexSet>, size: &dyn Fn(Index) -> usize) -> bool {
     let volume = |set: IndexSet| set.iter().filter(|&i| i != Index::Batch).map(size).product::<usize>();
     let scratch = temps.map(volume).max().unwrap_or(0);
     let elems = volume(graph.indices(Operand::Input)) + volume(graph.output_indices()) + 2 * scratch;
-    super::LANES * elems <= super::LANES_MAX_ELEMS
+    elems <= SMALL_ELEMS
 }
 
 /// Step k's estimated time with every result in its candidate of `picks`.

@@ -71,14 +71,18 @@ pub fn lower(plan: &Plan, graph: &ContractionGraph) -> LoopNest {
     lower_lanes(plan, graph, 1)
 }
 
-/// The rows a nest of [`interleave`] runs at once: one 8-float vector.
-pub const LANES: usize = 8;
+/// The rows a nest of [`interleave`] runs at once: one 16-float vector of the AVX-512 path,
+/// two of the AVX2 one. (Eight, half a vector, measured 1.3x-5x slower than sixteen in the
+/// executor on layers of 1,000 to 35,000 elements per row, on a Zen 5.)
+pub const LANES: usize = 16;
 /// The most elements (x, y and both scratch buffers) that [`interleave`] lets a block of
-/// [`LANES`] rows touch: 64 KiB, so that the block stays in L2 (in L1 for small layers).
-pub const LANES_MAX_ELEMS: usize = 1 << 14;
-/// The shortest contiguous run per row that a layer's products may all have for [`interleave`]
-/// to leave it row by row: from two vectors on, the row nest already runs full vectors.
-pub const LANES_BELOW_RUN: usize = 16;
+/// [`LANES`] rows touch: 4 MiB. The layers measured above it (the UCF11 layers, 5-10 MiB a
+/// block) ran 0.5x-0.97x as fast interleaved: their blocks stream from L3 or memory, while
+/// their rows already run wide products.
+pub const LANES_MAX_ELEMS: usize = 1 << 20;
+/// The least that interleaving must save of the row nest's estimated time ([`interleave`]):
+/// the estimate is coarse, and a block also pays the transposes of x and y.
+const LANES_MIN_SAVING: f64 = 0.1;
 
 /// Lower a plan for `lanes` rows at once, the batch index last in every tensor: x is read as
 /// `[N, lanes]` and y written as `[M, lanes]` (`lanes` = 1 is [`lower`]).
@@ -298,17 +302,24 @@ fn run_score(kernel: &Kernel) -> usize {
     }
 }
 
-/// The plan lowered for [`LANES`] interleaved rows, where that pays: where some per-call
-/// product of the row nest runs shorter than [`LANES_BELOW_RUN`] floats and a block stays
-/// within [`LANES_MAX_ELEMS`]. `None` otherwise.
+/// The plan lowered for [`LANES`] interleaved rows, where that pays: where a block stays
+/// within [`LANES_MAX_ELEMS`] and the layout search's estimate of the nests (vector fill,
+/// rows in flight, the fixed cost of calls and inner operations, docs/cost-model.md) puts a
+/// row of the block at least [`LANES_MIN_SAVING`] below a row of `rows`. `None` otherwise.
+/// (Runs of a few floats per row become whole vectors, and the fixed costs are shared by
+/// the block's rows; a layer whose rows already run wide products gains little.)
 pub fn interleave(plan: &Plan, graph: &ContractionGraph, rows: &LoopNest) -> Option<LoopNest> {
-    let run = |kernel: &Kernel| match kernel.inner {
-        Inner::Axpy { len } | Inner::Mul { len } | Inner::Gemm { shape: Gemm { len, .. }, .. } => len,
-        Inner::Dot { .. } | Inner::GemmRowsFromA { .. } => 1,
-    };
-    let narrow = rows.call.iter().any(|k| run(k) < LANES_BELOW_RUN);
     let elems = LANES * (rows.input_size() + rows.output_size() + 2 * rows.scratch_len);
-    (narrow && elems <= LANES_MAX_ELEMS).then(|| lower_lanes(plan, graph, LANES))
+    if elems > LANES_MAX_ELEMS {
+        return None;
+    }
+    let lanes = lower_lanes(plan, graph, LANES);
+    let per_row = |nest: &LoopNest, rows: usize| {
+        let steps = plan.steps().iter().filter(|s| s.phase == Phase::Call);
+        let time: f64 = nest.call.iter().zip(steps).map(|(k, s)| layout::estimate(k, s.macs as usize * rows)).sum();
+        time / rows as f64
+    };
+    (per_row(&lanes, LANES) <= (1.0 - LANES_MIN_SAVING) * per_row(rows, 1)).then_some(lanes)
 }
 
 /// How many statements emission writes for one run of `inner`: one axpy or dot, a written-out
