@@ -81,8 +81,8 @@ pub enum Inner {
         len: usize,
     },
     /// `out[o + k] += a[ia + k] * w[iw + k]` for k < len: a run that all three share (an
-    /// index of the result that neither product sums, such as the rank of a CP layer's
-    /// step that pairs two rank-indexed tensors).
+    /// index of both operands that the product keeps, such as the rank of a CP layer's step
+    /// that pairs two rank-indexed tensors).
     Mul {
         /// The run's length.
         len: usize,

@@ -97,9 +97,10 @@ fn emit_nest(kernel: &Kernel, depth: usize, at: [Offset; 3]) -> TokenStream {
     }
 }
 
-/// A small GEMM written out as its `rows x outer x depth` axpys (`a_col` is 1), each row summed in a
-/// local array (at most four 16-float vector registers: chains of FMAs with no store and reload between
-/// them) that starts from the row of `out`, or from zeros if the GEMM overwrites it.
+/// A small GEMM written out as its `rows x outer x depth` axpys (`a_col` is 1), each row summed
+/// in a local array (at most four 16-float vector registers: chains of FMAs with no store and
+/// reload between them) that starts from the row of `out`, or from zeros if the GEMM
+/// overwrites it.
 fn unrolled_gemm(o: &Offset, a: &Offset, w: &Offset, g: Gemm) -> TokenStream {
     debug_assert_eq!(g.a_col, 1, "lowering makes every unswapped GEMM contiguous in a");
     debug_assert_eq!(g.repeat.count, 1, "lowering repeats only the GEMMs that are called");
