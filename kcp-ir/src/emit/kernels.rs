@@ -55,7 +55,7 @@ fn emit_nest(kernel: &Kernel, depth: usize, at: [Offset; 3]) -> TokenStream {
         }
         let (o0, a0, w0) = (o.tokens(), a.tokens(), w.tokens());
         return match kernel.inner {
-            Inner::Axpy { len: 1 } | Inner::Mul { len: 1 } => quote!(__kcp_out[#o0] += __kcp_a[#a0] * __kcp_w[#w0];),
+            Inner::Axpy { len: 1 } => quote!(__kcp_out[#o0] += __kcp_a[#a0] * __kcp_w[#w0];),
             Inner::Axpy { len } => {
                 let len = lit(len);
                 quote!(::kcp::__private::axpy(&mut __kcp_out[#o0..][..#len], &__kcp_a[#a0..][..#len], __kcp_w[#w0]);)
