@@ -21,7 +21,8 @@ fn input(len: usize) -> Vec<f32> {
 macro_rules! layer_group {
     ($c:expr, $name:literal, $layer:ty, $batches:expr) => {{
         let layer = <$layer>::random(1);
-        let spec = Spec::new(&<$layer>::IN_SHAPE, &<$layer>::OUT_SHAPE, <$layer>::RANK).with_bias(true);
+        let spec =
+            Spec::new(&<$layer>::IN_SHAPE, &<$layer>::OUT_SHAPE, kcp::ir::Format::kcp(<$layer>::RANK)).with_bias(true);
         let compiled = compile(&spec, &Options::default()).expect("valid spec");
         let generic = Executor::new(compiled.nest, layer.weights().clone()).expect("weights fit");
         let w = layer.weights().dense(&<$layer>::FACTOR_SHAPES);

@@ -8,12 +8,12 @@ fn planning(c: &mut Criterion) {
     let mut group = c.benchmark_group("plan");
     group.sample_size(10);
     for d in 2..=8 {
-        let spec = Spec::new(&vec![4; d], &vec![3; d], 4);
+        let spec = Spec::new(&vec![4; d], &vec![3; d], kcp::ir::Format::kcp(4));
         group.bench_with_input(BenchmarkId::new("modes", d), &spec, |b, spec| {
             b.iter(|| compile(spec, &Options::default()))
         });
     }
-    let ucf11 = Spec::new(&[8, 20, 20, 18], &[4, 4, 4, 16], 4);
+    let ucf11 = Spec::new(&[8, 20, 20, 18], &[4, 4, 4, 16], kcp::ir::Format::kcp(4));
     group.bench_function("ucf11_out4x4x4x16_r4", |b| b.iter(|| compile(&ucf11, &Options::default())));
     group.finish();
 }

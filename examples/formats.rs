@@ -121,9 +121,9 @@ fn main() {
                 std::process::exit(2);
             }
         };
-        let lowered = network.compile(&Options::default());
+        let lowered = kcp::ir::compile(&network.spec(), &Options::default()).expect("a valid network");
         let references = orders::references(&network);
-        let weights = random_weights(&network, &lowered.nest);
+        let weights = random_weights(&network);
         let executor = |nest: LoopNest, lanes| {
             Executor::new(nest, weights.clone()).expect("the cores fit their program").interleaved(lanes)
         };
@@ -213,7 +213,7 @@ fn python_anchors(
         kcp::npy::write(&dir.join(file), shape, data).map_err(|e| e.to_string())
     };
     let run = || -> Result<Vec<anchors::Anchor>, String> {
-        for (k, (core, data)) in planned.program().cores.iter().zip(&planned.weights().factors).enumerate() {
+        for (k, (core, data)) in planned.program().cores.iter().zip(&planned.weights().cores).enumerate() {
             write(&format!("factor.{k}.npy"), &core.shape, data)?;
         }
         std::fs::write(dir.join("equation.txt"), einsum(network)).map_err(|e| e.to_string())?;
@@ -263,8 +263,8 @@ fn einsum(network: &Network) -> String {
 }
 
 /// Seeded random cores for the network (the values do not change the time), and no bias.
-fn random_weights(network: &Network, nest: &LoopNest) -> Weights {
-    Weights::random_cores(&nest.cores, network.terms(), network.input_size(), None, 16)
+fn random_weights(network: &Network) -> Weights {
+    kcp::random_weights(network, false, 16)
 }
 
 /// The median time of one call of `f`, in nanoseconds: calls in chunks of about 2 ms, the median

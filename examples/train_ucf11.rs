@@ -30,7 +30,7 @@ use std::time::Instant;
 
 use classifier::{frame_time_us, median_seconds, train, Budget, Clips, Epoch, Input, Model, HIDDEN};
 use kcp::data::{Split, CLASSES, FRAMES};
-use kcp::ir::network::Format;
+use kcp::ir::network::{Format, RankArgs, RankKey};
 use kcp::CellKind;
 
 struct Args {
@@ -52,16 +52,11 @@ fn args() -> Result<Args, String> {
         let text = value(flag).ok_or_else(|| format!("this format needs {flag}"))?;
         text.split('x').map(|v| v.parse().map_err(|_| format!("{flag} {text}: not a list like 1x4x4x1"))).collect()
     };
-    let rank = parse("--rank", 4.0) as usize;
-    let format = match value("--format").as_deref().unwrap_or("kcp") {
-        "kcp" => Format::Kcp { rank },
-        "cp" => Format::Cp { rank },
-        "ht" => Format::Ht { rank },
-        "tt" => Format::Tt { ranks: list("--ranks")? },
-        "tr" => Format::Tr { ranks: list("--ranks")? },
-        "bt" => Format::Bt { blocks: parse("--blocks", 1.0) as usize, ranks: list("--ranks")? },
-        other => return Err(format!("unknown format {other}: kcp, cp, tt, tr, bt or ht")),
-    };
+    let name = value("--format").unwrap_or_else(|| "kcp".into());
+    let entry = Format::entry(&name).ok_or_else(|| format!("unknown format {name}: {}", Format::names()))?;
+    let ranks = if entry.takes(RankKey::Ranks) { Some(list("--ranks")?) } else { None };
+    let (rank, blocks) = (parse("--rank", 4.0) as usize, parse("--blocks", 1.0) as usize);
+    let format = entry.make(RankArgs { rank: Some(rank), ranks, blocks: Some(blocks) });
     Ok(Args {
         quick,
         kind: if argv.iter().any(|a| a == "--gru") { CellKind::Gru } else { CellKind::Lstm },
@@ -171,7 +166,7 @@ fn main() {
         eprintln!("cannot plot {}: {e}", svg_path.display());
     }
     if let Input::Compressed { weights, program, .. } = &compressed.input {
-        let mut tensors = kcp::Weights { bias: None, ..weights.clone() }.tensors_of("weight_ih.", &program.cores);
+        let mut tensors = kcp::Weights { bias: None, ..weights.clone() }.tensors("weight_ih.", &program.cores);
         tensors.push(("bias_ih".into(), vec![g], weights.bias.clone().unwrap_or_default()));
         tensors.push(("weight_hh".into(), vec![g, HIDDEN], compressed.cell.weight_hh().to_vec()));
         tensors.push(("bias_hh".into(), vec![g], compressed.cell.bias_hh().to_vec()));

@@ -179,7 +179,11 @@ pub fn compress(
     let scale = w.iter().fold(0.0f64, |s, &v| s.max(f64::from(v).abs()));
     if scale == 0.0 {
         // A zero weight has an exact factorisation: zero factors.
-        return Ok(Fit { weights: Weights::zeros(&shapes, None), relative_error: 0.0, iterations: 0 });
+        return Ok(Fit {
+            weights: Weights::zeros(&kcp_runtime::kcp_cores(&shapes), None),
+            relative_error: 0.0,
+            iterations: 0,
+        });
     }
     let scaled: Vec<f64> = w.iter().map(|&v| f64::from(v) / scale).collect();
     let w = &scaled[..];
@@ -254,7 +258,7 @@ pub fn compress(
             (0..rank).flat_map(|r| (0..p).map(move |q| u[q * rank + r])).collect()
         })
         .collect();
-    Ok(Fit { weights: Weights { factors, bias: None }, relative_error, iterations })
+    Ok(Fit { weights: Weights { cores: factors, bias: None }, relative_error, iterations })
 }
 
 /// `||T - model|| / ||T||` from `||T||^2`, `<T, model>` and the factors `[m_d n_d, R]`.

@@ -30,9 +30,10 @@ pub use kcp_runtime::{
 /// `format: cp | tt | tr | bt | ht` declares a layer of another tensor format (docs/formats.md)
 /// with its rank keys in place of `rank`: `cp` and `ht` take `rank: r`, `tt` and `tr` take
 /// `ranks: [..]` (TT's r_0..r_D, which start and end with 1; TR's ring p_0..p_{2D-1}), `bt`
-/// takes `blocks: K` and `ranks: [R_1, .., R_D]`. The layer has the same API (`from_cores` for
-/// `from_factors`, the constants `FORMAT`, `CORE_NAMES` and `CORE_SHAPES` for `RANK` and
-/// `FACTOR_SHAPES`), `cell` works with every format; `backward` is KCP's only so far.
+/// takes `blocks: K` and `ranks: [R_1, .., R_D]`. Every format's layer has the same API
+/// (`from_cores`, the constants `FORMAT`, `CORE_NAMES` and `CORE_SHAPES`; a KCP layer also has
+/// `from_factors`, `RANK` and `FACTOR_SHAPES`), and `cell` and `backward` work with every
+/// format.
 ///
 /// ```
 /// kcp::kcp_layer! {
@@ -69,6 +70,14 @@ pub use kcp_runtime::{
 /// kcp::kcp_layer! { struct Bad { in_shape: [4, 8], out_shape: [4, 0], rank: 2 } }
 /// ```
 pub use kcp_macros::kcp_layer;
+
+/// Seeded random weights of a layer of any format, as a declared layer's `random` makes them:
+/// the network's cores ([`ir::network::Network::init_scales`]: the dense weight's entries of
+/// variance 1/N), and a bias of M entries if `bias`.
+pub fn random_weights(network: &ir::network::Network, bias: bool, seed: u64) -> Weights {
+    let bias = bias.then_some(network.output_size());
+    Weights::random(&network.core_shapes(), &network.init_scales(), network.input_size(), bias, seed)
+}
 
 #[doc(hidden)]
 pub use kcp_runtime::__private;

@@ -91,5 +91,5 @@ fn training_allocates_only_on_its_first_call() {
         layer.backward(&x, &dy, &mut trace, Some(&mut dx), &mut grads).unwrap();
     }
     assert_eq!(allocations() - before, 0);
-    assert!(grads.factors.iter().flatten().all(|v| v.is_finite()));
+    assert!(grads.cores.iter().flatten().all(|v| v.is_finite()));
 }

@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use kcp::{CellGrads, CellKind, Recurrent, Rng, State};
 
 fn sigmoid(v: f64) -> f64 {
@@ -131,27 +133,31 @@ fn bptt_checks_its_buffers() {
 fn cell_with_a_kcp_input_matches_finite_differences() {
     use kcp::ir::test::dense_weight;
     use kcp::ir::{compile, lower_backward, Options, Spec};
-    use kcp::{Executor, RecurrentExecutor, Weights};
+    use kcp::{Executor, RecurrentExecutor};
     for kind in [CellKind::Lstm, CellKind::Gru] {
         let (hidden, steps, batch, gates) = (2usize, 3usize, 2usize, kind.gates());
         let g = gates * hidden;
-        let c = compile(&Spec::new(&[3, 2], &[gates, 2], 2).with_cell(kind, hidden), &Options::default()).unwrap();
+        let c = compile(
+            &Spec::new(&[3, 2], &[gates, 2], kcp::ir::Format::kcp(2)).with_cell(kind, hidden),
+            &Options::default(),
+        )
+        .unwrap();
         let shapes = c.nest.factor_shapes();
-        let input = Weights::random(&shapes, Some(g), 5);
+        let input = common::kcp_random(&shapes, Some(g), 5);
         let cell = Recurrent::random(kind, hidden, 6);
         let layer =
             RecurrentExecutor::new(Executor::new(c.nest.clone(), input.clone()).unwrap(), cell.clone()).unwrap();
         let mut rng = Rng::new(7);
         let x = rng.vec_f32(steps * batch * 6, 1.0);
         let dh = rng.vec_f32(steps * batch * hidden, 1.0);
-        let backward = lower_backward(&c.backward(&Options::default(), true), &c.graph);
+        let backward = lower_backward(&c.backward(true), &c.graph);
         let mut dx = vec![0.0; x.len()];
         let (wi, wh) = layer.gradients(&backward, &x, batch, &dh, Some(&mut dx), 1).unwrap();
 
         let f64s = |v: &[f32]| v.iter().map(|&v| f64::from(v)).collect::<Vec<f64>>();
         let (w_hh, b_hh, d) = (f64s(cell.weight_hh()), f64s(cell.bias_hh()), f64s(&dh));
         // Parameters in one vector: every factor, bias_ih, then x.
-        let mut theta: Vec<f64> = input.factors.iter().flat_map(|f| f64s(f)).collect();
+        let mut theta: Vec<f64> = input.cores.iter().flat_map(|f| f64s(f)).collect();
         let bias_at = theta.len();
         theta.extend(f64s(input.bias.as_ref().unwrap()));
         let x_at = theta.len();
@@ -159,7 +165,7 @@ fn cell_with_a_kcp_input_matches_finite_differences() {
         let loss = |theta: &[f64]| -> f64 {
             let mut at = 0;
             let factors: Vec<Vec<f64>> = input
-                .factors
+                .cores
                 .iter()
                 .map(|f| {
                     at += f.len();
@@ -183,7 +189,7 @@ fn cell_with_a_kcp_input_matches_finite_differences() {
                 (loss(&up) - loss(&down)) / (2.0 * e)
             })
             .collect();
-        let got: Vec<f32> = wi.factors.iter().flatten().chain(wi.bias.as_ref().unwrap()).chain(&dx).copied().collect();
+        let got: Vec<f32> = wi.cores.iter().flatten().chain(wi.bias.as_ref().unwrap()).chain(&dx).copied().collect();
         assert!(relative(&got, &fd) < 1e-4, "{kind:?}: {}", relative(&got, &fd));
         assert!(wh.weight_hh.iter().all(|v| v.is_finite()));
     }

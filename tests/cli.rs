@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -84,7 +86,10 @@ fn plan_backward_prints_the_gradient_plan() {
     let plain: serde_json::Value = serde_json::from_str(&stdout(&kcp(&[&args[..], &["--json"]].concat()))).unwrap();
     assert!(plain.get("backward").is_none());
     let text = stdout(&kcp(&[&args[..], &["--backward"]].concat()));
-    assert!(text.contains("backward (every dA_d and dx, per call of batch 2):\nsweep in the order"), "{text}");
+    assert!(
+        text.contains("backward (every core's gradient and dx, per call of batch 2):\nsweep in the order"),
+        "{text}"
+    );
     assert!(text.trim_end().ends_with("separately 12165120)"), "{text}");
 }
 
@@ -97,14 +102,14 @@ fn emit_prints_formatted_rust() {
 }
 
 fn spec(n: &[usize], m: &[usize], r: usize) -> kcp::ir::Compiled {
-    compile(&Spec::new(n, m, r), &Options::default()).unwrap()
+    compile(&Spec::new(n, m, kcp::ir::Format::kcp(r)), &Options::default()).unwrap()
 }
 
 #[test]
 fn run_matches_the_dense_reference() {
     let c = spec(&[6, 5, 4], &[3, 2, 4], 3);
-    let weights = Weights::random(&c.nest.factor_shapes(), Some(24), 3);
-    save(Path::new(&path("run.safetensors")), &weights.tensors("", &c.nest.factor_shapes())).unwrap();
+    let weights = kcp::random_weights(c.network(), true, 3);
+    save(Path::new(&path("run.safetensors")), &weights.tensors("", &c.nest.cores)).unwrap();
     // 35 rows: two blocks of 16 interleaved rows (the layer has them), then 3 rows one at a
     // time.
     assert!(c.lanes.is_some());
@@ -131,7 +136,7 @@ fn run_matches_the_dense_reference() {
         stdout(&kcp(&args));
         let y = npy::read(Path::new(&path("y.npy"))).unwrap();
         assert_eq!(y.shape, [35, 24]);
-        let factors: Vec<Vec<f64>> = weights.factors.iter().map(|f| f.iter().map(|&v| v as f64).collect()).collect();
+        let factors: Vec<Vec<f64>> = weights.cores.iter().map(|f| f.iter().map(|&v| v as f64).collect()).collect();
         let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
         let mut reference = dense_forward(&c.spec, &factors, &x64, 35);
         let bias = weights.bias.as_ref().unwrap();
@@ -146,7 +151,7 @@ fn run_matches_the_dense_reference() {
 #[test]
 fn compress_recovers_a_rank_r_weight_and_run_reproduces_the_dense_layer() {
     let c = spec(&[6, 5, 4], &[3, 2, 4], 2);
-    let truth = Weights::random(&c.nest.factor_shapes(), None, 9);
+    let truth = kcp::random_weights(c.network(), false, 9);
     let w = truth.dense(&c.nest.factor_shapes());
     npy::write(Path::new(&path("w.npy")), &[24, 120], &w).unwrap();
     let args = [
@@ -206,7 +211,7 @@ fn the_lstm_path_from_pytorch_names() {
     // A PyTorch nn.LSTM with an exactly rank-2 KCP weight_ih_l0, saved with PyTorch's names.
     let (n, m, hidden) = ([4usize, 3], [4usize, 2], 2usize);
     let c = spec(&n, &m, 2);
-    let truth = Weights::random(&c.nest.factor_shapes(), Some(8), 4);
+    let truth = kcp::random_weights(c.network(), true, 4);
     let cell = Recurrent::random(CellKind::Lstm, hidden, 5);
     let torch = vec![
         ("weight_ih_l0".to_string(), vec![8, 12], truth.dense(&c.nest.factor_shapes())),
@@ -269,8 +274,8 @@ fn the_lstm_path_from_pytorch_names() {
 #[test]
 fn bad_input_gives_one_line_and_exit_code_2() {
     let c = spec(&[6, 5], &[4, 3], 2);
-    let good = Weights::random(&c.nest.factor_shapes(), None, 1);
-    let tensors = good.tensors("", &c.nest.factor_shapes());
+    let good = kcp::random_weights(c.network(), false, 1);
+    let tensors = good.tensors("", &c.nest.cores);
     save(Path::new(&path("good.safetensors")), &tensors).unwrap();
     let mut nan = tensors.clone();
     nan[1].2[4] = f32::NAN;
@@ -429,7 +434,11 @@ fn every_format_plans_and_runs_from_its_flags() {
     let references: Vec<&str> =
         v["references"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
     assert_eq!(references, ["TT-RNN", "tednet"]);
-    assert!(v.get("candidates").is_none() && v.get("backward").is_none());
+    let candidates = v["candidates"].as_object().unwrap();
+    assert_eq!(candidates.keys().collect::<Vec<_>>(), ["optimal", "tednet", "tt-rnn"]);
+    assert_eq!(candidates["optimal"], v["macs"]);
+    assert_eq!(candidates["tt-rnn"], v["references"][0]["macs"]);
+    assert!(v.get("backward").is_none());
     let args =
         ["plan", "--format", "tt", "--ranks", "1x4x4x4x1", "--in-shape", "8x20x20x18", "--out-shape", "16x4x4x4"];
     let v: serde_json::Value =
@@ -482,9 +491,16 @@ fn every_format_plans_and_runs_from_its_flags() {
         let mut want = eval::dense_forward(&network, &cores, &x, batch);
         want.iter_mut().enumerate().for_each(|(k, y)| *y += bias[k % 12]);
         let to32 = |v: &[f64]| v.iter().map(|&v| v as f32).collect::<Vec<f32>>();
-        let weights = Weights { factors: cores.iter().map(|c| to32(c)).collect(), bias: Some(to32(&bias)) };
+        let weights = Weights { cores: cores.iter().map(|c| to32(c)).collect(), bias: Some(to32(&bias)) };
         let file = path(&format!("{}.safetensors", format.name()));
-        save(Path::new(&file), &weights.tensors_of("", &network.compile(&Options::default()).nest.cores)).unwrap();
+        save(
+            Path::new(&file),
+            &weights.tensors(
+                "",
+                &kcp::ir::compile(&network.spec(), &Options::default()).expect("a valid network").nest.cores,
+            ),
+        )
+        .unwrap();
         let mut args = vec!["run", "--in-shape", "3x1x4", "--out-shape", "2x3x2"];
         args.extend(flags);
         args.extend(["--weights", &file, "--x", &x_file, "--y", &y_file, "--threads", "2"]);
@@ -500,9 +516,9 @@ fn every_format_plans_and_runs_from_its_flags() {
         args.extend(["--weights", &file, "--x", &x_file, "--dy", &dy_file, "--grads-out", &grads_file]);
         stdout(&kcp(&[&args[..], &["--dx", &dx_file, "--threads", "2"]].concat()));
         let f64s = |v: &[f32]| v.iter().map(|&v| f64::from(v)).collect::<Vec<f64>>();
-        let lowered = network.compile(&Options::default());
-        let grads = Weights::load_cores(Path::new(&grads_file), "", &lowered.nest.cores, Some(12)).unwrap();
-        for (k, (got, want)) in grads.factors.iter().zip(&want_cores).enumerate() {
+        let lowered = kcp::ir::compile(&network.spec(), &Options::default()).expect("a valid network");
+        let grads = Weights::load(Path::new(&grads_file), "", &lowered.nest.cores, Some(12)).unwrap();
+        for (k, (got, want)) in grads.cores.iter().zip(&want_cores).enumerate() {
             assert!(relative_error(&f64s(got), want) < 1e-5, "{format}: core {k}");
         }
         let want_db: Vec<f64> = (0..12).map(|i| (0..batch).map(|b| dy[b * 12 + i]).sum()).collect();
@@ -556,8 +572,8 @@ fn compress_tt_svd_fits_and_reports_its_error() {
         // The cores written, their dense weight, its true error.
         let list: Vec<usize> = ranks.split('x').map(|r| r.parse().unwrap()).collect();
         let network = Network::new(&in_shape, &out_shape, Format::Tt { ranks: list }, Batch::Symbolic).unwrap();
-        let loaded = Weights::load_cores(Path::new(&file), "", &network.core_shapes(), None).unwrap();
-        let cores: Vec<Vec<f64>> = loaded.factors.iter().map(|c| c.iter().map(|&v| f64::from(v)).collect()).collect();
+        let loaded = Weights::load(Path::new(&file), "", &network.core_shapes(), None).unwrap();
+        let cores: Vec<Vec<f64>> = loaded.cores.iter().map(|c| c.iter().map(|&v| f64::from(v)).collect()).collect();
         let fitted = eval::dense_weight(&network, &cores);
         let error = fitted.iter().zip(&w).map(|(a, &b)| (a - f64::from(b)).powi(2)).sum::<f64>().sqrt() / norm;
         assert!((reported - error).abs() < 1e-5, "{ranks}: reported {reported}, true {error}");
@@ -611,15 +627,15 @@ fn grad_matches_the_dense_reference() {
     use kcp::TensorFile;
     let c = spec(&[4, 3, 2], &[2, 3, 2], 3);
     let shapes = c.nest.factor_shapes();
-    let weights = Weights::random(&shapes, Some(12), 8);
-    save(Path::new(&path("g.safetensors")), &weights.tensors("", &shapes)).unwrap();
+    let weights = common::kcp_random(&shapes, Some(12), 8);
+    save(Path::new(&path("g.safetensors")), &weights.tensors("", &common::kcp_cores(&shapes))).unwrap();
     let batch = 5;
     let x: Vec<f32> = (0..batch * 24).map(|k| ((k * 29 % 53) as f32 / 26.0) - 1.0).collect();
     let dy: Vec<f32> = (0..batch * 12).map(|k| ((k * 17 % 31) as f32 / 15.0) - 1.0).collect();
     npy::write(Path::new(&path("gx.npy")), &[batch, 24], &x).unwrap();
     npy::write(Path::new(&path("gdy.npy")), &[batch, 12], &dy).unwrap();
     let f64s = |v: &[f32]| v.iter().map(|&v| f64::from(v)).collect::<Vec<f64>>();
-    let factors: Vec<Vec<f64>> = weights.factors.iter().map(|f| f64s(f)).collect();
+    let factors: Vec<Vec<f64>> = weights.cores.iter().map(|f| f64s(f)).collect();
     let want = dense_gradients(&c.spec, &factors, &f64s(&x), &f64s(&dy), batch);
     for threads in ["1", "2"] {
         let args =
@@ -632,7 +648,7 @@ fn grad_matches_the_dense_reference() {
         assert_eq!(names, ["bias", "factor.0", "factor.1", "factor.2"]);
         for (d, shape) in shapes.iter().enumerate() {
             let got = file.tensor(&format!("factor.{d}"), shape).unwrap();
-            assert!(relative_error(&f64s(&got), &want.factors[d]) < 1e-5, "factor.{d}, {threads} threads");
+            assert!(relative_error(&f64s(&got), &want.cores[d]) < 1e-5, "factor.{d}, {threads} threads");
         }
         assert!(relative_error(&f64s(&file.tensor("bias", &[12]).unwrap()), &want.bias) < 1e-6);
         let dx = npy::read(Path::new(&path("gdx.npy"))).unwrap();
@@ -648,11 +664,15 @@ fn grad_of_a_cell_writes_the_library_gradients() {
     use kcp::TensorFile;
     for (cell, kind, gates) in [("lstm", CellKind::Lstm, 4), ("gru", CellKind::Gru, 3)] {
         let (hidden, steps, batch) = (2usize, 3usize, 2usize);
-        let c = compile(&Spec::new(&[4, 3], &[gates, 2], 2).with_cell(kind, hidden), &Options::default()).unwrap();
+        let c = compile(
+            &Spec::new(&[4, 3], &[gates, 2], kcp::ir::Format::kcp(2)).with_cell(kind, hidden),
+            &Options::default(),
+        )
+        .unwrap();
         let shapes = c.nest.factor_shapes();
-        let input = Weights::random(&shapes, Some(gates * hidden), 2);
+        let input = common::kcp_random(&shapes, Some(gates * hidden), 2);
         let rec = Recurrent::random(kind, hidden, 3);
-        let mut tensors = Weights { bias: None, ..input.clone() }.tensors("weight_ih.", &shapes);
+        let mut tensors = Weights { bias: None, ..input.clone() }.tensors("weight_ih.", &common::kcp_cores(&shapes));
         tensors.push(("bias_ih".into(), vec![gates * hidden], input.bias.clone().unwrap()));
         tensors.push(("weight_hh".into(), vec![gates * hidden, hidden], rec.weight_hh().to_vec()));
         tensors.push(("bias_hh".into(), vec![gates * hidden], rec.bias_hh().to_vec()));
@@ -668,12 +688,12 @@ fn grad_of_a_cell_writes_the_library_gradients() {
         stdout(&kcp(&[&args[..], &files[..]].concat()));
 
         let layer = RecurrentExecutor::new(Executor::new(c.nest.clone(), input).unwrap(), rec).unwrap();
-        let backward = lower_backward(&c.backward(&Options::default(), false), &c.graph);
+        let backward = lower_backward(&c.backward(false), &c.graph);
         let (wi, wh) = layer.gradients(&backward, &x, batch, &dh, None, 1).unwrap();
         let file = TensorFile::read(Path::new(&path("cg.safetensors"))).unwrap();
         let g = gates * hidden;
         for (d, shape) in shapes.iter().enumerate() {
-            assert_eq!(file.tensor(&format!("weight_ih.factor.{d}"), shape).unwrap(), wi.factors[d], "{cell}");
+            assert_eq!(file.tensor(&format!("weight_ih.factor.{d}"), shape).unwrap(), wi.cores[d], "{cell}");
         }
         assert_eq!(file.tensor("bias_ih", &[g]).unwrap(), wi.bias.unwrap());
         assert_eq!(file.tensor("weight_hh", &[g, hidden]).unwrap(), wh.weight_hh);
@@ -687,7 +707,11 @@ fn grad_of_a_cell_writes_the_library_gradients() {
 fn grad_bad_input_writes_nothing() {
     let c = spec(&[6, 5], &[4, 3], 2);
     let shapes = c.nest.factor_shapes();
-    save(Path::new(&path("gb.safetensors")), &Weights::random(&shapes, None, 1).tensors("", &shapes)).unwrap();
+    save(
+        Path::new(&path("gb.safetensors")),
+        &common::kcp_random(&shapes, None, 1).tensors("", &common::kcp_cores(&shapes)),
+    )
+    .unwrap();
     npy::write(Path::new(&path("gbx.npy")), &[2, 30], &[0.5; 60]).unwrap();
     npy::write(Path::new(&path("gbdy.npy")), &[2, 12], &[0.5; 24]).unwrap();
     npy::write(Path::new(&path("gbdy3.npy")), &[3, 12], &[0.5; 36]).unwrap();

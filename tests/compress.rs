@@ -2,6 +2,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use kcp::compress::{compress, Options};
 use kcp::Weights;
 
@@ -22,7 +24,7 @@ fn recovers_an_exactly_rank_r_weight() {
         (vec![8, 7], vec![5, 6], 2, 2),
         (vec![4, 1, 3, 2], vec![2, 3, 1, 4], 2, 3),
     ] {
-        let truth = Weights::random(&shapes(&n, &m, r), None, seed);
+        let truth = common::kcp_random(&shapes(&n, &m, r), None, seed);
         let w = truth.dense(&shapes(&n, &m, r));
         let mut sweeps = Vec::new();
         let fit =
@@ -39,7 +41,7 @@ fn recovers_an_exactly_rank_r_weight() {
 #[test]
 fn reports_the_error_of_a_lower_rank_fit() {
     let (n, m) = (vec![6, 5], vec![4, 3]);
-    let truth = Weights::random(&shapes(&n, &m, 4), None, 5);
+    let truth = common::kcp_random(&shapes(&n, &m, 4), None, 5);
     let w = truth.dense(&shapes(&n, &m, 4));
     let fit = compress(&w, &n, &m, 1, &Options::default(), |_, _| {}).unwrap();
     let actual = relative(&fit.weights.dense(&shapes(&n, &m, 1)), &w);
@@ -58,18 +60,18 @@ fn degenerate_weights_and_ranks() {
     let (n, m) = (vec![6, 5], vec![4, 3]);
     let zero = compress(&[0.0; 360], &n, &m, 2, &Options::default(), |_, _| {}).unwrap();
     assert_eq!(zero.relative_error, 0.0);
-    assert!(zero.weights.factors.iter().flatten().all(|&v| v == 0.0));
+    assert!(zero.weights.cores.iter().flatten().all(|&v| v == 0.0));
 
-    let truth = Weights::random(&shapes(&n, &m, 2), None, 9);
+    let truth = common::kcp_random(&shapes(&n, &m, 2), None, 9);
     let w = truth.dense(&shapes(&n, &m, 2));
     let peak = w.iter().fold(0.0f32, |p, v| p.max(v.abs()));
     let huge: Vec<f32> = w.iter().map(|v| v / peak * 3e38).collect();
     let fit = compress(&huge, &n, &m, 2, &Options { iters: 300, seed: 1, tol: 1e-12 }, |_, _| {}).unwrap();
-    assert!(fit.weights.factors.iter().flatten().all(|v| v.is_finite()));
+    assert!(fit.weights.cores.iter().flatten().all(|v| v.is_finite()));
     // Scaled back down by the square root of the scale per factor, it reconstructs w.
     let down = (3e38 / f64::from(peak)).sqrt();
-    let factors = fit.weights.factors.iter().map(|f| f.iter().map(|&v| (v as f64 / down) as f32).collect()).collect();
-    let rebuilt = Weights { factors, bias: None }.dense(&shapes(&n, &m, 2));
+    let factors = fit.weights.cores.iter().map(|f| f.iter().map(|&v| (v as f64 / down) as f32).collect()).collect();
+    let rebuilt = Weights { cores: factors, bias: None }.dense(&shapes(&n, &m, 2));
     let actual = relative(&rebuilt, &w);
     assert!(actual < 1e-3 && fit.relative_error < 1e-3, "actual {actual}, reported {}", fit.relative_error);
 
@@ -103,7 +105,7 @@ proptest::proptest! {
         let w: Vec<f32> = kcp::Rng::new(seed).vec(size).iter().map(|v| (v * scale) as f32).collect();
         match compress(&w, &n, &m, rank, &Options { iters, seed, tol: 1e-12 }, |_, _| {}) {
             Ok(fit) => {
-                proptest::prop_assert!(fit.weights.factors.iter().flatten().all(|v| v.is_finite()));
+                proptest::prop_assert!(fit.weights.cores.iter().flatten().all(|v| v.is_finite()));
                 if scale == 0.0 {
                     proptest::prop_assert_eq!(fit.relative_error, 0.0);
                 } else if scale < 1e30 {

@@ -33,7 +33,7 @@ kcp_layer! {
 macro_rules! check_layer {
     ($layer:ty, $format:expr, $seed:expr) => {{
         let network = Network::new(&<$layer>::IN_SHAPE, &<$layer>::OUT_SHAPE, $format, Batch::Symbolic).unwrap();
-        let lowered = network.compile(&Options::default());
+        let lowered = kcp::ir::compile(&network.spec(), &Options::default()).expect("a valid network");
         assert_eq!(<$layer>::FORMAT, network.format().to_string());
         assert_eq!(<$layer>::PLAN, lowered.plan.to_string());
         assert_eq!(<$layer>::MACS_PER_SAMPLE, lowered.plan.macs());
@@ -48,7 +48,7 @@ macro_rules! check_layer {
         let bias: Vec<f64> = if <$layer>::HAS_BIAS { rng.vec(<$layer>::OUT) } else { Vec::new() };
         let to32 = |v: &[f64]| v.iter().map(|&v| v as f32).collect::<Vec<f32>>();
         let weights =
-            Weights { factors: cores.iter().map(|c| to32(c)).collect(), bias: <$layer>::HAS_BIAS.then(|| to32(&bias)) };
+            Weights { cores: cores.iter().map(|c| to32(c)).collect(), bias: <$layer>::HAS_BIAS.then(|| to32(&bias)) };
         let layer = <$layer>::from_weights(weights.clone()).unwrap();
         let executor = Executor::new(lowered.nest.clone(), weights).unwrap().interleaved(lowered.lanes.clone());
         for batch in [1, 3, 17, 64] {
@@ -92,13 +92,13 @@ fn every_format_matches_the_dense_reference() {
 fn the_ucf11_cp_layer_with_the_rank_last_matches_the_interpreter() {
     let network =
         Network::new(&CpUcf11::IN_SHAPE, &CpUcf11::OUT_SHAPE, Format::Cp { rank: 36 }, Batch::Symbolic).unwrap();
-    let lowered = network.compile(&Options::default());
+    let lowered = kcp::ir::compile(&network.spec(), &Options::default()).expect("a valid network");
     let nest = lowered.nest.to_string();
     assert!(nest.contains("laid out [j1,j4,r,b]") && nest.contains("mul 36"), "{nest}");
     let mut rng = Rng::new(36);
     let cores = eval::random_cores(&network, &mut rng);
     let to32 = |v: &[f64]| v.iter().map(|&v| v as f32).collect::<Vec<f32>>();
-    let weights = Weights { factors: cores.iter().map(|c| to32(c)).collect(), bias: None };
+    let weights = Weights { cores: cores.iter().map(|c| to32(c)).collect(), bias: None };
     let layer = CpUcf11::from_weights(weights.clone()).unwrap();
     let executor = Executor::new(lowered.nest.clone(), weights).unwrap();
     for batch in [1, 3, 5] {
@@ -151,7 +151,7 @@ fn files_round_trip_under_the_format_names() {
         Network::new(&Bt3::IN_SHAPE, &Bt3::OUT_SHAPE, Format::Bt { blocks: 2, ranks: vec![2, 1, 3] }, Batch::Symbolic)
             .unwrap();
     let path = std::env::temp_dir().join(format!("kcp-bt3-{}.safetensors", std::process::id()));
-    save(&path, &layer.weights().tensors_of("", &network.core_shapes())).unwrap();
+    save(&path, &layer.weights().tensors("", &network.core_shapes())).unwrap();
     let names = kcp::TensorFile::read(&path).unwrap().names();
     assert!(
         names.contains(&"block.1.core".to_string()) && names.contains(&"block.0.factor.2".to_string()),
@@ -170,7 +170,7 @@ fn files_round_trip_under_the_format_names() {
 fn a_tensor_train_lstm_runs_as_the_executor_does() {
     let cell = TtLstm::random(5);
     let network = Network::new(&[4, 6], &[8, 2], Format::Tt { ranks: vec![1, 3, 1] }, Batch::Symbolic).unwrap();
-    let lowered = network.compile(&Options::default());
+    let lowered = kcp::ir::compile(&network.spec(), &Options::default()).expect("a valid network");
     let input = Executor::new(lowered.nest, cell.input().weights().clone()).unwrap();
     let executor = RecurrentExecutor::new(input, cell.cell().clone()).unwrap();
     let (steps, batch) = (5, 3);
@@ -190,7 +190,7 @@ macro_rules! check_training {
     ($layer:ty, $format:expr, $seed:expr) => {{
         let name = stringify!($layer);
         let network = Network::new(&<$layer>::IN_SHAPE, &<$layer>::OUT_SHAPE, $format, Batch::Symbolic).unwrap();
-        let lowered = network.compile(&Options::default());
+        let lowered = kcp::ir::compile(&network.spec(), &Options::default()).expect("a valid network");
         let dx_asked = <$layer>::BACKWARD_DX;
         let plan = kcp::ir::plan_backward(&lowered.graph, &lowered.plan, dx_asked, Options::default().max_saved_elems);
         let backward = kcp::ir::lower_backward(&plan, &lowered.graph);
@@ -200,7 +200,7 @@ macro_rules! check_training {
         let cores = eval::random_cores(&network, &mut rng);
         let to32 = |v: &[f64]| v.iter().map(|&v| v as f32).collect::<Vec<f32>>();
         let bias = <$layer>::HAS_BIAS.then(|| to32(&rng.vec(<$layer>::OUT)));
-        let weights = Weights { factors: cores.iter().map(|c| to32(c)).collect(), bias };
+        let weights = Weights { cores: cores.iter().map(|c| to32(c)).collect(), bias };
         let layer = <$layer>::from_weights(weights.clone()).unwrap();
         let executor = Executor::new(lowered.nest.clone(), weights).unwrap();
         let as64 = |y: &[f32]| y.iter().map(|&v| f64::from(v)).collect::<Vec<f64>>();
@@ -211,7 +211,7 @@ macro_rules! check_training {
                 (0..<$layer>::OUT).map(|i| (0..batch).map(|b| dy[b * <$layer>::OUT + i]).sum()).collect();
             let (x32, dy32) = (to32(&x), to32(&dy));
             let check = |what: &str, grads: &Weights, dx: &[f32]| {
-                for (k, (got, want)) in grads.factors.iter().zip(&want).enumerate() {
+                for (k, (got, want)) in grads.cores.iter().zip(&want).enumerate() {
                     let error = relative_error(&as64(got), want);
                     assert!(error < 1e-5, "{name} batch {batch} {what}: core {k} error {error}");
                 }
@@ -263,7 +263,7 @@ fn every_format_trains_with_the_dense_gradients() {
 fn a_tensor_train_lstm_trains_as_the_executor_does() {
     let cell = TtLstm::random(6);
     let network = Network::new(&[4, 6], &[8, 2], Format::Tt { ranks: vec![1, 3, 1] }, Batch::Symbolic).unwrap();
-    let lowered = network.compile(&Options::default());
+    let lowered = kcp::ir::compile(&network.spec(), &Options::default()).expect("a valid network");
     let plan = kcp::ir::plan_backward(&lowered.graph, &lowered.plan, true, Options::default().max_saved_elems);
     let backward = kcp::ir::lower_backward(&plan, &lowered.graph);
     let input = Executor::new(lowered.nest, cell.input().weights().clone()).unwrap();
@@ -279,7 +279,7 @@ fn a_tensor_train_lstm_trains_as_the_executor_does() {
         let as64 = |v: &[f32]| v.iter().map(|&v| f64::from(v)).collect::<Vec<f64>>();
         relative_error(&as64(got), &as64(want)) < 1e-5
     };
-    for (got, want) in input.factors.iter().zip(&want_input.factors) {
+    for (got, want) in input.cores.iter().zip(&want_input.cores) {
         assert!(close(got, want));
     }
     assert!(close(input.bias.as_ref().unwrap(), want_input.bias.as_ref().unwrap()));
@@ -293,10 +293,10 @@ fn a_tensor_train_lstm_trains_as_the_executor_does() {
 fn a_backward_program_of_another_layer_is_a_typed_error() {
     let lowered = |format: Format, out: &[usize]| {
         let network = Network::new(&[4, 6], out, format, Batch::Symbolic).unwrap();
-        let lowered = network.compile(&Options::default());
+        let lowered = kcp::ir::compile(&network.spec(), &Options::default()).expect("a valid network");
         let plan = kcp::ir::plan_backward(&lowered.graph, &lowered.plan, false, 1 << 16);
         let backward = kcp::ir::lower_backward(&plan, &lowered.graph);
-        let weights = Weights::random_cores(&lowered.nest.cores, network.terms(), 24, None, 1);
+        let weights = kcp::random_weights(&network, false, 1);
         (Executor::new(lowered.nest, weights).unwrap(), backward)
     };
     let (executor, _) = lowered(Format::Tt { ranks: vec![1, 3, 1] }, &[8, 2]);

@@ -5,6 +5,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -80,9 +82,9 @@ const WATCHDOG: Duration = Duration::from_secs(120);
 #[test]
 fn hostile_inputs_fail_cleanly() {
     let shapes = [[2, 4, 6], [2, 3, 5]];
-    let weights = Weights::random(&shapes, None, 1);
-    save(Path::new(&path("good.safetensors")), &weights.tensors("", &shapes)).unwrap();
-    let mut extra = weights.tensors("", &shapes);
+    let weights = common::kcp_random(&shapes, None, 1);
+    save(Path::new(&path("good.safetensors")), &weights.tensors("", &common::kcp_cores(&shapes))).unwrap();
+    let mut extra = weights.tensors("", &common::kcp_cores(&shapes));
     extra.push(("factor.2".into(), vec![2, 1, 1], vec![1.0, 2.0]));
     save(Path::new(&path("extra.safetensors")), &extra).unwrap();
     npy::write(Path::new(&path("x.npy")), &[2, 30], &[0.5; 60]).unwrap();
@@ -108,8 +110,8 @@ fn hostile_inputs_fail_cleanly() {
     // A cell file with an extra factor.
     let cell = Recurrent::random(CellKind::Lstm, 3, 2);
     let cell_shapes = [[2, 4, 6], [2, 3, 5]];
-    let w_ih = Weights::random(&cell_shapes, Some(12), 3);
-    let mut tensors = w_ih.tensors("weight_ih.", &cell_shapes);
+    let w_ih = common::kcp_random(&cell_shapes, Some(12), 3);
+    let mut tensors = w_ih.tensors("weight_ih.", &common::kcp_cores(&cell_shapes));
     tensors.retain(|t| t.0 != "weight_ih.bias");
     tensors.push(("bias_ih".into(), vec![12], w_ih.bias.clone().unwrap()));
     tensors.push(("weight_hh".into(), vec![12, 3], cell.weight_hh().to_vec()));
@@ -121,11 +123,12 @@ fn hostile_inputs_fail_cleanly() {
 
     // A layer whose plan needs 16 GiB of scratch per thread, for a 256 KiB output.
     let big_shapes = [[65536, 4, 1]; 8];
-    let big = Weights::zeros(&big_shapes, None);
-    save(Path::new(&path("big.safetensors")), &big.tensors("", &big_shapes)).unwrap();
+    let big_cores = common::kcp_cores(&big_shapes);
+    save(Path::new(&path("big.safetensors")), &Weights::zeros(&big_cores, None).tensors("", &big_cores)).unwrap();
     npy::write(Path::new(&path("x1.npy")), &[1, 1], &[1.0]).unwrap();
     let wide_shapes = [[1, 65536, 1], [1, 65536, 1]];
-    save(Path::new(&path("wide.safetensors")), &Weights::zeros(&wide_shapes, None).tensors("", &wide_shapes)).unwrap();
+    let wide_cores = common::kcp_cores(&wide_shapes);
+    save(Path::new(&path("wide.safetensors")), &Weights::zeros(&wide_cores, None).tensors("", &wide_cores)).unwrap();
     let ones = "1x1x1x1x1x1x1x1";
     let fours = "4x4x4x4x4x4x4x4";
 
@@ -269,7 +272,7 @@ fn compress_reports_what_it_writes() {
         let output = Command::new(env!("CARGO_BIN_EXE_kcp")).args(&v).output().unwrap();
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
         let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-        let weights = Weights::load(Path::new(&out), "", &[[2, 3, 6], [2, 4, 5]], None).unwrap();
+        let weights = Weights::load(Path::new(&out), "", &common::kcp_cores(&[[2, 3, 6], [2, 4, 5]]), None).unwrap();
         (json["relative_error"].as_f64().unwrap(), weights.dense(&[[2, 3, 6], [2, 4, 5]]))
     };
     npy::write(Path::new(&path("zero.npy")), &[12, 30], &[0.0; 360]).unwrap();

@@ -32,14 +32,15 @@ macro_rules! check_layer {
     ($layer:ty, $seed:expr) => {{
         let layer = <$layer>::random($seed);
         let weights = layer.weights().clone();
-        let spec = Spec::new(&<$layer>::IN_SHAPE, &<$layer>::OUT_SHAPE, <$layer>::RANK).with_bias(<$layer>::HAS_BIAS);
+        let spec = Spec::new(&<$layer>::IN_SHAPE, &<$layer>::OUT_SHAPE, kcp::ir::Format::kcp(<$layer>::RANK))
+            .with_bias(<$layer>::HAS_BIAS);
         let compiled = compile(&spec, &Options::default()).unwrap();
         assert_eq!(<$layer>::PLAN, compiled.plan.to_string());
         assert_eq!(<$layer>::MACS_PER_SAMPLE, compiled.plan.macs());
         assert_eq!(<$layer>::PARAMS, compiled.spec.params());
         let executor =
             Executor::new(compiled.nest.clone(), weights.clone()).unwrap().interleaved(compiled.lanes.clone());
-        let factors: Vec<Vec<f64>> = weights.factors.iter().map(|f| f.iter().map(|&v| v as f64).collect()).collect();
+        let factors: Vec<Vec<f64>> = weights.cores.iter().map(|f| f.iter().map(|&v| v as f64).collect()).collect();
         // Batches below, at and around whole blocks of interleaved rows.
         for batch in [1, 3, 8, 19, 64] {
             let x: Vec<f32> =
@@ -104,7 +105,10 @@ fn larger_layers() {
 #[test]
 fn small_layers_interleave_rows() {
     let lanes = |in_shape: &[usize], out_shape: &[usize], rank| {
-        compile(&Spec::new(in_shape, out_shape, rank), &Options::default()).unwrap().lanes.map(|l| l.lanes)
+        compile(&Spec::new(in_shape, out_shape, kcp::ir::Format::kcp(rank)), &Options::default())
+            .unwrap()
+            .lanes
+            .map(|l| l.lanes)
     };
     assert_eq!(lanes(&[4, 4, 4], &[4, 4, 4], 2), Some(16));
     assert_eq!(lanes(&D6::IN_SHAPE, &D6::OUT_SHAPE, D6::RANK), Some(16));
@@ -149,11 +153,11 @@ fn from_factors_checks_shapes_and_values() {
     nan[0][3] = f32::NAN;
     let error = D2Kt::from_factors(nan, vec![0.0; 128]).unwrap_err();
     assert_eq!(error.to_string(), "tensor `factor.0` holds a non-finite value (NaN) at element 3");
-    let error = D1Ones::from_weights(Weights { factors: vec![], bias: None }).unwrap_err();
+    let error = D1Ones::from_weights(Weights { cores: vec![], bias: None }).unwrap_err();
     assert_eq!(error.to_string(), "tensor `factor.0` is missing");
-    let error = D1Ones::from_weights(Weights { factors: vec![vec![1.0], vec![1.0]], bias: None }).unwrap_err();
+    let error = D1Ones::from_weights(Weights { cores: vec![vec![1.0], vec![1.0]], bias: None }).unwrap_err();
     assert_eq!(error.to_string(), "2 cores given, the layer has 1 (factor.0)");
-    let error = D1Ones::from_weights(Weights { factors: vec![vec![1.0]], bias: Some(vec![0.0]) }).unwrap_err();
+    let error = D1Ones::from_weights(Weights { cores: vec![vec![1.0]], bias: Some(vec![0.0]) }).unwrap_err();
     assert_eq!(error.to_string(), "tensor `bias` is not part of this layer (it has no bias)");
 }
 

@@ -5,6 +5,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -132,7 +134,7 @@ proptest! {
     fn thread_counts_give_a_run_or_one_line(threads in prop_oneof![0u64..300, any::<u64>()].prop_map(|t| t.to_string())) {
         let (weights, x, y) = (dir().join("t.safetensors"), dir().join("t.npy"), dir().join("ty.npy"));
         let shapes = [[1, 2, 3]];
-        kcp::save(&weights, &kcp::Weights::random(&shapes, None, 1).tensors("", &shapes)).unwrap();
+        kcp::save(&weights, &common::kcp_random(&shapes, None, 1).tensors("", &common::kcp_cores(&shapes))).unwrap();
         npy::write(&x, &[1, 3], &[1.0, 2.0, 3.0]).unwrap();
         let run = ["run", "--in-shape", "3", "--out-shape", "2", "--rank", "1", "--threads", &threads];
         let files = [("--weights", &weights), ("--x", &x), ("--y", &y)];

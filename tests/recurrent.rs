@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use kcp::__private::{CellKind, Recurrent, State};
 use kcp::ir::test::{dense_weight, relative_error, Rng};
 use kcp::ir::{compile, Options, Spec};
@@ -93,7 +95,7 @@ fn check(
     seed: u64,
 ) -> Result<(), TestCaseError> {
     let compiled = compile(spec, &Options::default()).unwrap();
-    let factors: Vec<Vec<f64>> = weights.factors.iter().map(|f| to64(f)).collect();
+    let factors: Vec<Vec<f64>> = weights.cores.iter().map(|f| to64(f)).collect();
     let w_ih = dense_weight(&compiled.spec, &factors);
     let (kind, hidden) = (cell.kind(), cell.hidden());
     let mut rng = Rng::new(seed);
@@ -139,9 +141,9 @@ proptest! {
 
     #[test]
     fn generic_cells_match_pytorch((n, m, rank, kind, hidden) in any_cell(), steps in 1usize..=8, batch in 1usize..=4, seed in any::<u64>()) {
-        let spec = Spec::new(&n, &m, rank).with_cell(kind, hidden);
+        let spec = Spec::new(&n, &m, kcp::ir::Format::kcp(rank)).with_cell(kind, hidden);
         let compiled = compile(&spec, &Options::default()).unwrap();
-        let weights = Weights::random(&compiled.nest.factor_shapes(), Some(compiled.spec.output_size()), seed);
+        let weights = kcp::random_weights(compiled.network(), true, seed);
         let cell = Recurrent::random(kind, hidden, seed ^ 1);
         let layer = RecurrentExecutor::new(Executor::new(compiled.nest.clone(), weights.clone()).unwrap(), cell.clone()).unwrap();
         let run = |x: &[f32], b: usize, hs: &mut [f32], s: &mut State, par: bool| {
@@ -156,14 +158,14 @@ proptest! {
         let run = |x: &[f32], b: usize, hs: &mut [f32], s: &mut State, par: bool| {
             if par { lstm.forward_par(x, b, hs, s).unwrap() } else { lstm.forward(x, b, hs, s).unwrap() }
         };
-        let spec = Spec::new(&[4, 5, 3], &[4, 2, 4], 3).with_cell(CellKind::Lstm, 8);
+        let spec = Spec::new(&[4, 5, 3], &[4, 2, 4], kcp::ir::Format::kcp(3)).with_cell(CellKind::Lstm, 8);
         check(&spec, lstm.input().weights(), lstm.cell(), &run, steps, batch, seed)?;
 
         let gru = SmallGru::random(seed);
         let run = |x: &[f32], b: usize, hs: &mut [f32], s: &mut State, par: bool| {
             if par { gru.forward_par(x, b, hs, s).unwrap() } else { gru.forward(x, b, hs, s).unwrap() }
         };
-        let spec = Spec::new(&[6, 5], &[3, 4], 2).with_cell(CellKind::Gru, 4);
+        let spec = Spec::new(&[6, 5], &[3, 4], kcp::ir::Format::kcp(2)).with_cell(CellKind::Gru, 4);
         check(&spec, gru.input().weights(), gru.cell(), &run, steps, batch, seed)?;
     }
 }
@@ -244,7 +246,7 @@ fn weight_files_round_trip_and_errors_are_typed() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("lstm.safetensors");
     let input = lstm.input().weights();
-    let mut tensors = input.tensors("weight_ih.", &[[3, 4, 4], [3, 2, 5], [3, 4, 3]]);
+    let mut tensors = input.tensors("weight_ih.", &common::kcp_cores(&[[3, 4, 4], [3, 2, 5], [3, 4, 3]]));
     tensors.retain(|t| t.0 != "weight_ih.bias");
     tensors.push(("bias_ih".into(), vec![32], input.bias.clone().unwrap()));
     tensors.push(("weight_hh".into(), vec![32, 8], lstm.cell().weight_hh().to_vec()));
@@ -254,8 +256,11 @@ fn weight_files_round_trip_and_errors_are_typed() {
     assert_eq!(loaded.input().weights(), input);
     assert_eq!(loaded.cell(), lstm.cell());
     // The same file through the generic executor.
-    let compiled =
-        compile(&Spec::new(&[4, 5, 3], &[4, 2, 4], 3).with_cell(CellKind::Lstm, 8), &Options::default()).unwrap();
+    let compiled = compile(
+        &Spec::new(&[4, 5, 3], &[4, 2, 4], kcp::ir::Format::kcp(3)).with_cell(CellKind::Lstm, 8),
+        &Options::default(),
+    )
+    .unwrap();
     let generic = RecurrentExecutor::load(&path, compiled.nest.clone(), CellKind::Lstm, 8).unwrap();
     assert_eq!(generic.cell(), lstm.cell());
     // A GRU cannot read an LSTM's file: weight_hh has 4H rows, not 3H.

@@ -118,8 +118,8 @@ fn adam_follows_its_update_rule() {
 /// SGD with momentum: p1 = p0 - lr g1, p2 = p1 - lr (mu g1 + g2).
 #[test]
 fn sgd_with_momentum_follows_its_update_rule() {
-    let mut w = Weights { factors: vec![vec![1.0, -1.0]], bias: Some(vec![0.5]) };
-    let grads = |a: f32, b: f32, c: f32| Weights { factors: vec![vec![a, b]], bias: Some(vec![c]) };
+    let mut w = Weights { cores: vec![vec![1.0, -1.0]], bias: Some(vec![0.5]) };
+    let grads = |a: f32, b: f32, c: f32| Weights { cores: vec![vec![a, b]], bias: Some(vec![c]) };
     let mut sgd = Sgd::new(0.5, 0.9);
     sgd.step(&mut w, &grads(1.0, 2.0, -1.0)).unwrap();
     sgd.step(&mut w, &grads(0.0, 1.0, 1.0)).unwrap();
@@ -133,16 +133,16 @@ fn sgd_with_momentum_follows_its_update_rule() {
 /// move nothing then.
 #[test]
 fn optimizers_check_shapes() {
-    let mut w = Weights { factors: vec![vec![1.0, 2.0]], bias: None };
-    let short = Weights { factors: vec![vec![1.0]], bias: None };
-    let extra = Weights { factors: vec![vec![1.0, 1.0]], bias: Some(vec![1.0]) };
+    let mut w = Weights { cores: vec![vec![1.0, 2.0]], bias: None };
+    let short = Weights { cores: vec![vec![1.0]], bias: None };
+    let extra = Weights { cores: vec![vec![1.0, 1.0]], bias: Some(vec![1.0]) };
     let mut adam = Adam::new(0.1);
     assert!(adam.step(&mut w, &short).is_err());
     assert!(adam.step(&mut w, &extra).is_err());
-    assert_eq!(w.factors[0], [1.0, 2.0]);
-    adam.step(&mut w, &Weights { factors: vec![vec![1.0, 1.0]], bias: None }).unwrap();
-    let mut other = Weights { factors: vec![vec![0.0; 3]], bias: None };
-    assert!(adam.step(&mut other, &Weights { factors: vec![vec![1.0; 3]], bias: None }).is_err());
+    assert_eq!(w.cores[0], [1.0, 2.0]);
+    adam.step(&mut w, &Weights { cores: vec![vec![1.0, 1.0]], bias: None }).unwrap();
+    let mut other = Weights { cores: vec![vec![0.0; 3]], bias: None };
+    assert!(adam.step(&mut other, &Weights { cores: vec![vec![1.0; 3]], bias: None }).is_err());
     assert!(Sgd::new(0.1, 0.0).step(&mut w, &short).is_err());
 }
 
@@ -152,7 +152,7 @@ fn optimizers_check_shapes() {
 fn clipping_zeroing_and_norms() {
     let mut g = (
         Linear { inputs: 2, outputs: 1, weight: vec![3.0, 0.0], bias: vec![4.0] },
-        Weights { factors: vec![vec![0.0]], bias: None },
+        Weights { cores: vec![vec![0.0]], bias: None },
     );
     assert_eq!(global_norm(&g), 5.0);
     assert_eq!(clip_grad_norm(&mut g, 10.0), 5.0);

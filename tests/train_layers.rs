@@ -55,9 +55,9 @@ macro_rules! check_layer {
             let mut dx = vec![f32::NAN; x.len()];
             let dx_arg = <$layer>::BACKWARD_DX.then_some(&mut dx[..]);
             layer.backward(&x, &dy, &mut trace, dx_arg, &mut grads).unwrap();
-            let factors: Vec<Vec<f64>> = layer.weights().factors.iter().map(|f| to64(f)).collect();
+            let factors: Vec<Vec<f64>> = layer.weights().cores.iter().map(|f| to64(f)).collect();
             let want = dense_gradients(&spec, &factors, &to64(&x), &to64(&dy), batch);
-            for (d, (g, w)) in grads.factors.iter().zip(&want.factors).enumerate() {
+            for (d, (g, w)) in grads.cores.iter().zip(&want.cores).enumerate() {
                 let err = relative(g, w);
                 assert!(err < 1e-4, "{} batch {batch}: dA{} off by {err:e}", stringify!($layer), d + 1);
             }
@@ -72,7 +72,7 @@ macro_rules! check_layer {
             let once = grads.clone();
             let dx_arg = <$layer>::BACKWARD_DX.then_some(&mut dx[..]);
             layer.backward_par(&x, &dy, &mut trace, dx_arg, &mut grads).unwrap();
-            for (twice, g) in grads.factors.iter().zip(&once.factors) {
+            for (twice, g) in grads.cores.iter().zip(&once.cores) {
                 let want: Vec<f64> = g.iter().map(|&v| 2.0 * f64::from(v)).collect();
                 assert!(relative(twice, &want) < 1e-5, "{}: accumulation", stringify!($layer));
             }
@@ -82,11 +82,11 @@ macro_rules! check_layer {
 
 #[test]
 fn generated_gradients_match_the_dense_reference() {
-    check_layer!(Dense1, Spec::new(&[12], &[7], 3).with_bias(true), 1);
-    check_layer!(Ones, Spec::new(&[1, 5, 1], &[3, 1, 2], 2), 2);
-    check_layer!(Kt, Spec::new(&[32, 40], &[16, 8], 2).with_bias(true), 3);
-    check_layer!(Five, Spec::new(&[2, 1, 3, 2, 2], &[1, 3, 2, 2, 1], 5), 4);
-    check_layer!(Speech, Spec::new(&[4, 4, 5, 4], &[4, 8, 8, 8], 8).with_bias(true), 5);
+    check_layer!(Dense1, Spec::new(&[12], &[7], kcp::ir::Format::kcp(3)).with_bias(true), 1);
+    check_layer!(Ones, Spec::new(&[1, 5, 1], &[3, 1, 2], kcp::ir::Format::kcp(2)), 2);
+    check_layer!(Kt, Spec::new(&[32, 40], &[16, 8], kcp::ir::Format::kcp(2)).with_bias(true), 3);
+    check_layer!(Five, Spec::new(&[2, 1, 3, 2, 2], &[1, 3, 2, 2, 1], kcp::ir::Format::kcp(5)), 4);
+    check_layer!(Speech, Spec::new(&[4, 4, 5, 4], &[4, 8, 8, 8], kcp::ir::Format::kcp(8)).with_bias(true), 5);
 }
 
 /// The UCF11 layer (its dense reference is 59M weights: checked against the generic executor,
@@ -96,9 +96,12 @@ fn generated_gradients_match_the_dense_reference() {
 #[test]
 fn ucf11_gradients_match_the_executor_threaded_or_not() {
     let layer = Ucf11::random(7);
-    let compiled =
-        compile(&Spec::new(&[8, 20, 20, 18], &[4, 4, 4, 16], 4).with_bias(true), &Options::default()).unwrap();
-    let program = lower_backward(&compiled.backward(&Options::default(), false), &compiled.graph);
+    let compiled = compile(
+        &Spec::new(&[8, 20, 20, 18], &[4, 4, 4, 16], kcp::ir::Format::kcp(4)).with_bias(true),
+        &Options::default(),
+    )
+    .unwrap();
+    let program = lower_backward(&compiled.backward(false), &compiled.graph);
     assert_eq!(Ucf11::BACKWARD_MACS_PER_SAMPLE, program.macs_per_row);
     assert_eq!(Ucf11::KEPT_PER_SAMPLE, program.kept_len());
     let executor = Executor::new(compiled.nest.clone(), layer.weights().clone()).unwrap();
@@ -123,7 +126,7 @@ fn ucf11_gradients_match_the_executor_threaded_or_not() {
         }
         let err = relative(&y, &to64(&plain));
         assert!(err < 1e-5, "threaded {threaded}, recomputing {recompute}: y off by {err:e}");
-        for (d, (g, w)) in grads.factors.iter().zip(&want.factors).enumerate() {
+        for (d, (g, w)) in grads.cores.iter().zip(&want.cores).enumerate() {
             let err = relative(g, &to64(w));
             assert!(err < 1e-4, "threaded {threaded}, recomputing {recompute}: dA{} off by {err:e}", d + 1);
         }
@@ -142,15 +145,15 @@ fn generated_cell_gradients_match_the_executor() {
     let dh = rng.vec_f32(steps * batch * SmallGru::HIDDEN, 1.0);
     let mut dx = vec![0.0f32; x.len()];
     let (input, cell) = layer.gradients(&x, batch, &dh, Some(&mut dx)).unwrap();
-    let spec = Spec::new(&[3, 4], &[3, 4], 2).with_cell(CellKind::Gru, 4);
+    let spec = Spec::new(&[3, 4], &[3, 4], kcp::ir::Format::kcp(2)).with_cell(CellKind::Gru, 4);
     let compiled = compile(&spec, &Options::default()).unwrap();
-    let program = lower_backward(&compiled.backward(&Options::default(), true), &compiled.graph);
+    let program = lower_backward(&compiled.backward(true), &compiled.graph);
     let weights = layer.input().weights().clone();
     let recurrent: Recurrent = layer.cell().clone();
     let executor = RecurrentExecutor::new(Executor::new(compiled.nest.clone(), weights).unwrap(), recurrent).unwrap();
     let mut want_dx = vec![0.0f32; x.len()];
     let (want_input, want_cell) = executor.gradients(&program, &x, batch, &dh, Some(&mut want_dx), 1).unwrap();
-    for (g, w) in input.factors.iter().zip(&want_input.factors) {
+    for (g, w) in input.cores.iter().zip(&want_input.cores) {
         assert!(relative(g, &to64(w)) < 1e-5);
     }
     assert!(relative(input.bias.as_ref().unwrap(), &to64(want_input.bias.as_ref().unwrap())) < 1e-5);
@@ -180,12 +183,12 @@ fn misuse_is_a_typed_error() {
     let err = layer.backward(&x, &dy, &mut trace, Some(&mut dx), &mut grads).unwrap_err();
     assert!(matches!(err, Error::Shape(ShapeError::Buffer { name: "dx", expected: 0, .. })), "{err}");
     // Gradients of another layer's shapes.
-    let mut wrong = Weights { factors: vec![vec![0.0; 3]], bias: None };
+    let mut wrong = Weights { cores: vec![vec![0.0; 3]], bias: None };
     assert!(layer.backward(&x, &dy, &mut trace, None, &mut wrong).is_err());
     // A short dy.
     assert!(shape(layer.backward(&x, &dy[1..], &mut trace, None, &mut grads).unwrap_err()));
     // None of it changed the gradients.
-    assert!(grads.factors.iter().flatten().all(|&v| v == 0.0));
+    assert!(grads.cores.iter().flatten().all(|&v| v == 0.0));
     layer.backward(&x, &dy, &mut trace, None, &mut grads).unwrap();
 }
 
@@ -196,7 +199,7 @@ fn updated_weights_reach_the_kernels() {
     let x = vec![0.25f32; Kt::IN];
     let (mut before, mut after) = (vec![0.0f32; Kt::OUT], vec![0.0f32; Kt::OUT]);
     layer.forward(&x, &mut before).unwrap();
-    layer.update_weights(|w| w.factors[0].iter_mut().for_each(|v| *v *= 2.0));
+    layer.update_weights(|w| w.cores[0].iter_mut().for_each(|v| *v *= 2.0));
     layer.forward(&x, &mut after).unwrap();
     let bias = layer.weights().bias.clone().unwrap();
     for ((a, b), c) in after.iter().zip(&before).zip(&bias) {

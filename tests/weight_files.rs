@@ -2,6 +2,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::path::PathBuf;
 
 use kcp::{kcp_layer, save, Error};
@@ -17,7 +19,7 @@ fn temp(name: &str) -> PathBuf {
 }
 
 fn tensors(layer: &Kt) -> Vec<(String, Vec<usize>, Vec<f32>)> {
-    layer.weights().tensors("", &Kt::FACTOR_SHAPES)
+    layer.weights().tensors("", &common::kcp_cores(&Kt::FACTOR_SHAPES))
 }
 
 #[test]
@@ -95,9 +97,9 @@ fn missing_truncated_and_corrupt_files() {
 #[test]
 fn dense_weight_matches_the_f64_reference() {
     let layer = Kt::random(9);
-    let compiled = kcp::ir::compile(&kcp::ir::Spec::new(&[6, 5], &[4, 3], 2), &Default::default()).unwrap();
-    let factors: Vec<Vec<f64>> =
-        layer.weights().factors.iter().map(|f| f.iter().map(|&v| v as f64).collect()).collect();
+    let compiled =
+        kcp::ir::compile(&kcp::ir::Spec::new(&[6, 5], &[4, 3], kcp::ir::Format::kcp(2)), &Default::default()).unwrap();
+    let factors: Vec<Vec<f64>> = layer.weights().cores.iter().map(|f| f.iter().map(|&v| v as f64).collect()).collect();
     let reference = kcp::ir::test::dense_weight(&compiled.spec, &factors);
     let dense: Vec<f64> = layer.weights().dense(&Kt::FACTOR_SHAPES).iter().map(|&v| v as f64).collect();
     assert!(kcp::ir::test::relative_error(&dense, &reference) < 1e-6);

@@ -29,7 +29,7 @@ fn measure_in(bench: &Bench, dir: &Path) -> Result<Vec<Anchor>, String> {
     let write = |name: &str, shape: &[usize], data: &[f32]| {
         kcp::npy::write(&dir.join(name), shape, data).map_err(|e| e.to_string())
     };
-    for (d, (factor, shape)) in layer.weights().factors.iter().zip(Layer::FACTOR_SHAPES).enumerate() {
+    for (d, (factor, shape)) in layer.weights().cores.iter().zip(Layer::FACTOR_SHAPES).enumerate() {
         write(&format!("factor.{d}.npy"), &shape, factor)?;
     }
     let mut anchors = Vec::new();

@@ -176,7 +176,8 @@ macro_rules! bench_layer {
     ($bench:expr, $name:literal, $layer:ty, $batches:expr) => {{
         if $bench.wants($name) {
             let layer = <$layer>::random(1);
-            let spec = Spec::new(&<$layer>::IN_SHAPE, &<$layer>::OUT_SHAPE, <$layer>::RANK).with_bias(true);
+            let spec = Spec::new(&<$layer>::IN_SHAPE, &<$layer>::OUT_SHAPE, kcp::ir::Format::kcp(<$layer>::RANK))
+                .with_bias(true);
             let c = compile(&spec, &Options::default()).expect("valid spec");
             let weights: Weights = layer.weights().clone();
             let executor = |plan: &Plan| Executor::new(lower(plan, &c.graph), weights.clone()).expect("weights fit");
@@ -200,8 +201,12 @@ macro_rules! bench_layer {
                         isa: "faer",
                         ..Variant::new("dense", b * (m * n) as u64, dense_bytes, |y| dense_gemm(x, &w, y, batch, n, m))
                     },
-                    Variant::new("forward", b * c.forward.macs(), kcp, |y| forward.forward(x, y).expect("shapes")),
-                    Variant::new("reverse", b * c.reverse.macs(), kcp, |y| reverse.forward(x, y).expect("shapes")),
+                    Variant::new("forward", b * c.order(&Tree::forward(c.spec.modes())).macs(), kcp, |y| {
+                        forward.forward(x, y).expect("shapes")
+                    }),
+                    Variant::new("reverse", b * c.order(&Tree::reverse(c.spec.modes())).macs(), kcp, |y| {
+                        reverse.forward(x, y).expect("shapes")
+                    }),
                     Variant::new("generic", b * c.plan.macs(), kcp, |y| generic.forward(x, y).expect("shapes")),
                     Variant::new("generated", b * <$layer>::MACS_PER_SAMPLE, kcp, |y| {
                         layer.forward(x, y).expect("shapes")

@@ -18,9 +18,10 @@ pub const LAYER: &str = "ucf11_train_r4";
 
 pub fn bench_training(bench: &mut Bench) {
     let layer = Ucf11TrainR4::random(1);
-    let spec = Spec::new(&Ucf11TrainR4::IN_SHAPE, &Ucf11TrainR4::OUT_SHAPE, Ucf11TrainR4::RANK).with_bias(true);
+    let spec = Spec::new(&Ucf11TrainR4::IN_SHAPE, &Ucf11TrainR4::OUT_SHAPE, kcp::ir::Format::kcp(Ucf11TrainR4::RANK))
+        .with_bias(true);
     let c = compile(&spec, &Options::default()).expect("valid spec");
-    let program = lower_backward(&c.backward(&Options::default(), false), &c.graph);
+    let program = lower_backward(&c.backward(false), &c.graph);
     let executor = Executor::new(c.nest.clone(), layer.weights().clone()).expect("weights fit");
     let (n, m) = (Ucf11TrainR4::IN, Ucf11TrainR4::OUT);
     let (fwd, bwd) = (Ucf11TrainR4::MACS_PER_SAMPLE, Ucf11TrainR4::BACKWARD_MACS_PER_SAMPLE);

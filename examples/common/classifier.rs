@@ -104,15 +104,11 @@ impl Input {
     /// from `seed`.
     pub fn compressed(format: Format, out_shape: &[usize], seed: u64) -> Input {
         let network = Network::new(&IN_SHAPE, out_shape, format, Batch::Symbolic).expect("a valid layer");
-        let lowered = network.compile(&Options::default());
+        let lowered = kcp::ir::compile(&network.spec(), &Options::default()).expect("a valid network");
         let plan = plan_backward(&lowered.graph, &lowered.plan, false, Options::default().max_saved_elems);
         let backward = lower_backward(&plan, &lowered.graph);
-        let (n, g) = (network.input_size(), network.output_size());
         let nest = lowered.nest;
-        let weights = match network.format() {
-            Format::Kcp { .. } => Weights::random(&nest.factor_shapes(), Some(g), seed),
-            _ => Weights::random_cores(&nest.cores, network.terms(), n, Some(g), seed),
-        };
+        let weights = kcp::random_weights(&network, true, seed);
         Input::Compressed { program: Box::new(nest), backward: Box::new(backward), weights }
     }
 
@@ -151,7 +147,7 @@ impl Input {
         match self {
             Input::Compressed { program, backward, weights } => {
                 let executor = Executor::new((**program).clone(), weights.clone()).expect("weights fit");
-                let mut grads = Weights::zeros_cores(&program.cores, Some(g));
+                let mut grads = Weights::zeros(&program.cores, Some(g));
                 executor.backward(backward, x, dproj, trace, None, &mut grads, 0).expect("shapes");
                 Input::Compressed { program: program.clone(), backward: backward.clone(), weights: grads }
             }
@@ -178,7 +174,7 @@ impl Input {
     /// The weight's parameters (the bias excluded).
     pub fn params(&self) -> u64 {
         match self {
-            Input::Compressed { weights, .. } => weights.factors.iter().map(|f| f.len() as u64).sum(),
+            Input::Compressed { weights, .. } => weights.cores.iter().map(|f| f.len() as u64).sum(),
             Input::Dense { weight, .. } => weight.len() as u64,
         }
     }

@@ -1,9 +1,10 @@
 //! kcp-ir: the compiler behind `kcp_layer!` and the `kcp` command line.
 //!
-//! [`compile`] is the whole pipeline, one stage per line: a [`Spec`] is validated, turned into
-//! a contraction graph, planned by e-graph rewriting into the cheapest [`Plan`], and lowered to a
-//! [`LoopNest`]. The result keeps every intermediate so that tests and tools can look at any
-//! stage; [`emit_layer`] turns it into the Rust item a `kcp_layer!` expands to.
+//! [`compile`] is the whole pipeline, one stage per line, for a layer of any format: a [`Spec`]
+//! is validated into the network of its format ([`network`]), planned by e-graph rewriting
+//! into the cheapest [`Plan`], and lowered to a [`LoopNest`]. The result keeps every
+//! intermediate so that tests and tools can look at any stage; [`emit_layer`] turns it into the
+//! Rust item a `kcp_layer!` expands to.
 //!
 //! The stages and the conventions they share are described in the repository's `docs/`.
 
@@ -21,10 +22,11 @@ mod rewrite;
 mod spec;
 
 pub use backward::{plan_backward, BackwardPlan, BackwardStep, BackwardStrategy, Tensor};
-pub use emit::{emit_layer, emit_network, emit_stub, Item};
+pub use emit::{emit_layer, emit_stub, Item};
 pub use error::{Error, Errors, Location, Quantity, Side};
 pub use graph::{ContractionGraph, Index, IndexSet, Node, Operand, OperandSet, ParseOperandError};
 pub use loops::{lower, lower_backward, lower_lanes, LoopNest};
+pub use network::Format;
 pub use plan::{Phase, Plan, Step, Tree, Value};
 pub use rewrite::cost::Cost;
 pub use rewrite::saturate::Search;
@@ -66,19 +68,15 @@ impl Default for Options {
     }
 }
 
-/// Everything the compiler produced for one spec.
+/// Everything the compiler produced for one spec, of any format.
 #[derive(Clone, Debug)]
 pub struct Compiled {
-    /// The validated spec.
+    /// The validated spec, with its format's network.
     pub spec: ValidSpec,
     /// The tensor network.
     pub graph: ContractionGraph,
     /// The chosen plan.
     pub plan: Plan,
-    /// The paper's forward order (modes 1..D), for comparison.
-    pub forward: Plan,
-    /// The paper's reverse order (modes D..1), for comparison.
-    pub reverse: Plan,
     /// What the e-graph search did.
     pub search: Search,
     /// The chosen plan lowered to loops.
@@ -86,36 +84,43 @@ pub struct Compiled {
     /// The chosen plan lowered for interleaved rows, where that pays ([`loops::interleave`]):
     /// what whole blocks of a batch run.
     pub lanes: Option<LoopNest>,
+    /// The loop nest of the layer over half of its rank terms, where the format offers that
+    /// split ([`network::Network::half`]): with it, a single row runs on two threads, one per
+    /// half of every core.
+    pub half: Option<LoopNest>,
+    /// The options it was compiled with.
+    pub options: Options,
 }
 
 impl Compiled {
-    /// The same layer over half of its rank terms (R even, bias and cell dropped): the program
-    /// each of two threads runs on one row, on its half of every factor stack. `None` for odd R.
-    pub fn half_rank(&self, options: &Options) -> Option<Compiled> {
-        let rank = self.spec.rank();
-        if !rank.is_multiple_of(2) {
-            return None;
-        }
-        let mut spec = Spec::new(self.spec.in_shape(), self.spec.out_shape(), rank / 2);
-        spec.batch = self.spec.batch();
-        compile(&spec, options).ok()
+    /// The network of x and the format's cores.
+    pub fn network(&self) -> &network::Network {
+        self.spec.network()
     }
 
-    /// The backward plan of the layer (see [`plan_backward`]): every dA_d, and dx if `dx`.
-    pub fn backward(&self, options: &Options, dx: bool) -> BackwardPlan {
-        plan_backward(&self.graph, &self.plan, dx, options.max_saved_elems)
+    /// A given order of the same network as a plan (weight-only steps at load time, within the
+    /// compile options' `max_prep_elems`): a reference implementation's order, beside the
+    /// chosen plan.
+    pub fn order(&self, tree: &Tree) -> Plan {
+        self.network().plan_of(tree, self.options.max_prep_elems)
+    }
+
+    /// The backward plan of the layer (see [`plan_backward`]): every core's gradient, and dx
+    /// if `dx`.
+    pub fn backward(&self, dx: bool) -> BackwardPlan {
+        plan_backward(&self.graph, &self.plan, dx, self.options.max_saved_elems)
     }
 }
 
-/// The pipeline: validate, build the graph, plan.
+/// The pipeline, one stage per line: validate (and build the format's network), plan by
+/// e-graph rewriting, lower to loop nests (row by row, interleaved rows where that pays, and
+/// each half of the rank terms where the format splits).
 pub fn compile(spec: &Spec, options: &Options) -> Result<Compiled, Errors> {
     let spec = validate(spec)?;
-    let graph = ContractionGraph::new(&spec);
-    let (tree, _, search) = rewrite::saturate::plan_tree(&graph, options);
-    let plan = Plan::new(&graph, &tree, spec.batch(), options.max_prep_elems);
-    let forward = Plan::new(&graph, &Tree::forward(spec.modes()), spec.batch(), options.max_prep_elems);
-    let reverse = Plan::new(&graph, &Tree::reverse(spec.modes()), spec.batch(), options.max_prep_elems);
+    let graph = spec.network().graph();
+    let (plan, search) = spec.network().plan(options);
     let nest = loops::lower(&plan, &graph);
     let lanes = loops::interleave(&plan, &graph, &nest);
-    Ok(Compiled { spec, graph, plan, forward, reverse, search, nest, lanes })
+    let half = spec.network().half().map(|half| loops::lower(&half.plan(options).0, &half.graph()));
+    Ok(Compiled { spec, graph, plan, search, nest, lanes, half, options: options.clone() })
 }

@@ -23,7 +23,7 @@ fn any_spec() -> impl Strategy<Value = Spec> {
                 1usize..=3,
             )
         })
-        .prop_map(|(n, m, r, b)| Spec::new(&n, &m, r).with_batch(b))
+        .prop_map(|(n, m, r, b)| Spec::new(&n, &m, kcp_ir::Format::kcp(r)).with_batch(b))
 }
 
 fn check(spec: &Spec, seed: u64, options: &Options) -> Result<(), TestCaseError> {
@@ -38,9 +38,9 @@ fn check(spec: &Spec, seed: u64, options: &Options) -> Result<(), TestCaseError>
     let dy = rng.vec(batch * c.spec.output_size());
     let want = dense_gradients(&c.spec, &factors, &x, &dy, batch);
     for dx in [true, false] {
-        let plan = c.backward(options, dx);
+        let plan = c.backward(dx);
         let got = interpret_backward(&plan, &c.graph, &x, &factors, &dy, batch);
-        for (d, (g, w)) in got.factors.iter().zip(&want.factors).enumerate() {
+        for (d, (g, w)) in got.cores.iter().zip(&want.cores).enumerate() {
             prop_assert!(relative_error(g, w) < 1e-10, "dA{}: {}\n{plan}", d + 1, relative_error(g, w));
         }
         prop_assert!(relative_error(&got.bias, &want.bias) < 1e-12);
@@ -53,7 +53,7 @@ fn check(spec: &Spec, seed: u64, options: &Options) -> Result<(), TestCaseError>
         // rounding in f32 (the micro-kernels).
         let program = lower_backward(&plan, &c.graph);
         let (grads, got_dx) = run_backward_nest(&c.nest, &program, &x, &factors, &dy, batch);
-        for (d, (g, w)) in grads.iter().zip(&want.factors).enumerate() {
+        for (d, (g, w)) in grads.iter().zip(&want.cores).enumerate() {
             prop_assert!(relative_error(g, w) < 1e-10, "nest dA{}: {}\n{program}", d + 1, relative_error(g, w));
         }
         if let (Some(g), Some(w)) = (&got_dx, &want.dx) {
@@ -63,7 +63,7 @@ fn check(spec: &Spec, seed: u64, options: &Options) -> Result<(), TestCaseError>
         let factors32: Vec<Vec<f32>> = factors.iter().map(|f| f32s(f)).collect();
         let (grads32, dx32) = run_backward_nest(&c.nest, &program, &f32s(&x), &factors32, &f32s(&dy), batch);
         let f64s = |v: &[f32]| v.iter().map(|&v| f64::from(v)).collect::<Vec<f64>>();
-        for (d, (g, w)) in grads32.iter().zip(&want.factors).enumerate() {
+        for (d, (g, w)) in grads32.iter().zip(&want.cores).enumerate() {
             prop_assert!(relative_error(&f64s(g), w) < 1e-4, "f32 dA{}: {}", d + 1, relative_error(&f64s(g), w));
         }
         if let (Some(g), Some(w)) = (&dx32, &want.dx) {
@@ -102,7 +102,7 @@ fn dense_gradients_match_finite_differences() {
     for (n, m, rank, batch) in
         [(vec![2, 3], vec![3, 1], 2, 2), (vec![3], vec![2], 3, 1), (vec![1, 2, 2], vec![2, 2, 1], 1, 3)]
     {
-        let spec = validate(&Spec::new(&n, &m, rank)).unwrap();
+        let spec = validate(&Spec::new(&n, &m, kcp_ir::Format::kcp(rank))).unwrap();
         let factors = random_factors(&mut rng, &spec);
         let x = rng.vec(batch * spec.input_size());
         let dy = rng.vec(batch * spec.output_size());
@@ -117,7 +117,7 @@ fn dense_gradients_match_finite_differences() {
                 up[d][k] += h;
                 down[d][k] -= h;
                 let fd = (loss(&up, &x) - loss(&down, &x)) / (2.0 * h);
-                assert!((fd - g.factors[d][k]).abs() < 1e-6, "dA{} [{k}]: {fd} vs {}", d + 1, g.factors[d][k]);
+                assert!((fd - g.cores[d][k]).abs() < 1e-6, "dA{} [{k}]: {fd} vs {}", d + 1, g.cores[d][k]);
             }
         }
         let dx = g.dx.unwrap();
@@ -137,17 +137,17 @@ fn dense_gradients_match_finite_differences() {
 /// that.
 #[test]
 fn ucf11_backward_is_a_sweep_within_two_and_a_half_forwards() {
-    let spec = Spec::new(&[8, 20, 20, 18], &[4, 4, 4, 16], 4);
+    let spec = Spec::new(&[8, 20, 20, 18], &[4, 4, 4, 16], kcp_ir::Format::kcp(4));
     let c = compile(&spec, &Options::default()).unwrap();
-    let plan = c.backward(&Options::default(), true);
+    let plan = c.backward(true);
     assert_eq!(plan.strategy, BackwardStrategy::Sweep { order: vec![1, 2, 0, 3], kept: vec![1, 2, 3] });
     assert_eq!(plan.saved_elems, 46080 + 9216 + 4608);
     assert_eq!((plan.macs, plan.forward_macs), (2_433_024, 1_216_512));
     assert!(plan.macs as f64 <= 2.5 * plan.forward_macs as f64);
     assert!(plan.separate_macs > 2 * plan.macs, "{}", plan.separate_macs);
-    assert_eq!(c.backward(&Options::default(), false).macs, 2_433_024 - 921_600);
+    assert_eq!(c.backward(false).macs, 2_433_024 - 921_600);
     // Nothing kept: the forward intermediates are recomputed, 1,142,784 MACs more.
-    let lean = c.backward(&Options { max_saved_elems: 0, ..Options::default() }, true);
+    let lean = compile(&spec, &Options { max_saved_elems: 0, ..Options::default() }).unwrap().backward(true);
     assert_eq!((lean.macs, lean.saved_elems), (2_433_024 + 921_600 + 184_320 + 36_864, 0));
     insta::assert_snapshot!("ucf11_r4_backward", plan.to_string());
 }
@@ -163,7 +163,7 @@ fn separate_plans_are_optimal_by_brute_force() {
         let dims = |rng: &mut Rng| (0..modes).map(|_| 1 + (rng.next_u64() % 4) as usize).collect::<Vec<_>>();
         let (n, m) = (dims(&mut rng), dims(&mut rng));
         let rank = 1 + (rng.next_u64() % 4) as usize;
-        let c = compile(&Spec::new(&n, &m, rank).with_batch(2), &Options::default()).unwrap();
+        let c = compile(&Spec::new(&n, &m, kcp_ir::Format::kcp(rank)).with_batch(2), &Options::default()).unwrap();
         for dx in [false, true] {
             let (_, dp) = separate(&c.graph, dx);
             assert_eq!(dp, brute_force_macs(&c.graph, dx), "{n:?} -> {m:?} r{rank}");

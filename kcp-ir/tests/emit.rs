@@ -28,8 +28,7 @@ fn emitted_with(name: &str, spec: &kcp_ir::Spec, backward: Option<bool>) -> Stri
         threads: 0,
         backward,
     };
-    let half = compiled.half_rank(&Options::default());
-    let file: syn::File = syn::parse2(emit_layer(&compiled, half.as_ref(), &item)).unwrap();
+    let file: syn::File = syn::parse2(emit_layer(&compiled, &item)).unwrap();
     prettyplease::unparse(&file)
 }
 
@@ -106,18 +105,25 @@ fn every_stub_is_a_whole_item() {
         threads: 0,
         backward: None,
     };
-    for modes in 0..=10 {
-        for (bias, cell) in
-            [(false, None), (true, None), (true, Some(kcp_ir::CellKind::Lstm)), (true, Some(kcp_ir::CellKind::Gru))]
-        {
-            let mut spec = kcp_ir::Spec::new(&vec![0; modes], &vec![7; modes + 1], 0).with_bias(bias);
-            if let Some(kind) = cell {
-                spec = spec.with_cell(kind, 0);
+    for entry in &kcp_ir::network::FORMATS {
+        for modes in 0..=10 {
+            for (bias, cell) in
+                [(false, None), (true, None), (true, Some(kcp_ir::CellKind::Lstm)), (true, Some(kcp_ir::CellKind::Gru))]
+            {
+                // A malformed declaration: zero dims, mismatched modes, every rank key 0.
+                let format = entry.make(kcp_ir::network::RankArgs::default());
+                let mut spec = kcp_ir::Spec::new(&vec![0; modes], &vec![7; modes + 1], format).with_bias(bias);
+                if let Some(kind) = cell {
+                    spec = spec.with_cell(kind, 0);
+                }
+                let file: syn::File = syn::parse2(kcp_ir::emit_stub(&spec, cell.is_some(), &item)).unwrap();
+                let code = prettyplease::unparse(&file);
+                let what = format!("{} with {modes} modes, {cell:?}", entry.name);
+                assert!(code.contains("pub fn forward_par("), "{what}: {code}");
+                assert!(code.contains("pub const CORE_NAMES"), "{what}");
+                assert_eq!(code.contains("pub const RANK"), entry.name == "kcp", "{what}");
+                assert_eq!(code.contains("pub fn zero_state("), cell.is_some(), "{what}");
             }
-            let file: syn::File = syn::parse2(kcp_ir::emit_stub(&spec, cell.is_some(), &item)).unwrap();
-            let code = prettyplease::unparse(&file);
-            assert!(code.contains("pub fn forward_par("), "{modes} modes, {cell:?}: {code}");
-            assert_eq!(code.contains("pub fn zero_state("), cell.is_some(), "{modes} modes, {cell:?}");
         }
     }
 }
@@ -126,7 +132,7 @@ fn every_stub_is_a_whole_item() {
 /// bias): the same struct and kernels as a KCP layer's, the format's cores as its weights.
 #[test]
 fn format_code() {
-    use kcp_ir::network::{Format, Network};
+    use kcp_ir::network::Format;
     let formats = [
         Format::Cp { rank: 3 },
         Format::Tt { ranks: vec![1, 3, 1] },
@@ -135,8 +141,7 @@ fn format_code() {
         Format::Ht { rank: 3 },
     ];
     for format in formats {
-        let network = Network::new(&[6, 5], &[4, 3], format, kcp_ir::Batch::Symbolic).unwrap();
-        let name = network.format().name();
+        let name = format.name();
         let item = Item {
             attrs: quote!(#[doc = "A layer of another format."]),
             vis: quote!(pub),
@@ -144,8 +149,9 @@ fn format_code() {
             threads: 0,
             backward: None,
         };
-        let lowered = network.compile(&Options::default());
-        let file: syn::File = syn::parse2(kcp_ir::emit_network(&network, &lowered, true, None, &item)).unwrap();
+        let compiled =
+            compile(&kcp_ir::Spec::new(&[6, 5], &[4, 3], format).with_bias(true), &Options::default()).unwrap();
+        let file: syn::File = syn::parse2(emit_layer(&compiled, &item)).unwrap();
         insta::assert_snapshot!(format!("format_{name}"), prettyplease::unparse(&file));
     }
 }
@@ -154,8 +160,7 @@ fn format_code() {
 /// storage layouts, zero gradients of the cores' shapes.
 #[test]
 fn format_training_code() {
-    use kcp_ir::network::{Format, Network};
-    let network = Network::new(&[6, 5], &[4, 3], Format::Tt { ranks: vec![1, 3, 1] }, kcp_ir::Batch::Symbolic).unwrap();
+    let spec = kcp_ir::Spec::new(&[6, 5], &[4, 3], kcp_ir::Format::Tt { ranks: vec![1, 3, 1] }).with_bias(true);
     let item = Item {
         attrs: quote!(#[doc = "A trainable tensor train."]),
         vis: quote!(pub),
@@ -163,7 +168,7 @@ fn format_training_code() {
         threads: 0,
         backward: Some(true),
     };
-    let lowered = network.compile(&Options::default());
-    let file: syn::File = syn::parse2(kcp_ir::emit_network(&network, &lowered, true, None, &item)).unwrap();
+    let compiled = compile(&spec, &Options::default()).unwrap();
+    let file: syn::File = syn::parse2(emit_layer(&compiled, &item)).unwrap();
     insta::assert_snapshot!("format_tt_backward_dx", prettyplease::unparse(&file));
 }

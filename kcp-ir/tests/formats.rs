@@ -221,7 +221,7 @@ fn ucf11_plans_and_nests_per_format() {
     ];
     for format in formats {
         let network = ucf11(format);
-        let lowered = network.compile(&Options::default());
+        let lowered = kcp_ir::compile(&network.spec(), &Options::default()).unwrap();
         let cores: Vec<String> =
             network.cores().iter().enumerate().map(|(k, c)| format!("A{} {}", k + 1, c.name)).collect();
         let text = format!("{}: {}\n\n{}\n{}", network.format(), cores.join(", "), lowered.plan, lowered.nest);
@@ -255,7 +255,7 @@ fn chosen_layouts_compute_what_the_plan_does() {
         for format in formats {
             let network = Network::new(&in_shape, &out_shape, format, Batch::Symbolic).unwrap();
             let name = format!("{} {:?} -> {:?}", network.format(), network.in_shape(), network.out_shape());
-            let lowered = network.compile(&Options::default());
+            let lowered = kcp_ir::compile(&network.spec(), &Options::default()).unwrap();
             let cores = eval::random_cores(&network, &mut rng);
             let batch = 2;
             let x = rng.vec(batch * network.input_size());

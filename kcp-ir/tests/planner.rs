@@ -7,7 +7,7 @@ mod specs;
 use kcp_ir::test::optimal_tree;
 use kcp_ir::test::{dense_forward, interpret, random_factors, relative_error, run_nest, Rng};
 use kcp_ir::OperandSet;
-use kcp_ir::{compile, ContractionGraph, Options, Plan, Spec};
+use kcp_ir::{compile, ContractionGraph, Options, Plan, Spec, Tree};
 use proptest::prelude::*;
 
 /// Specs over D = 1..6, dims 1..12 (1 made likely), R 1..8, B 1..8.
@@ -22,7 +22,7 @@ fn any_spec(max_dim: usize) -> impl Strategy<Value = Spec> {
                 1usize..=8,
             )
         })
-        .prop_map(|(n, m, r, b)| Spec::new(&n, &m, r).with_batch(b))
+        .prop_map(|(n, m, r, b)| Spec::new(&n, &m, kcp_ir::Format::kcp(r)).with_batch(b))
 }
 
 fn check_optimal(spec: &Spec, options: &Options) -> Result<(), TestCaseError> {
@@ -30,8 +30,8 @@ fn check_optimal(spec: &Spec, options: &Options) -> Result<(), TestCaseError> {
     prop_assert!(c.search.saturated, "{:?}", c.search);
     let (_, oracle) = optimal_tree(&c.graph, options.max_prep_elems);
     prop_assert_eq!(c.plan.cost(), oracle);
-    prop_assert!(c.plan.macs() <= c.forward.macs());
-    prop_assert!(c.plan.macs() <= c.reverse.macs());
+    prop_assert!(c.plan.macs() <= c.order(&Tree::forward(c.spec.modes())).macs());
+    prop_assert!(c.plan.macs() <= c.order(&Tree::reverse(c.spec.modes())).macs());
     Ok(())
 }
 
@@ -90,7 +90,7 @@ proptest! {
         let c = compile(&spec, &unbounded).unwrap();
         let (oracle, _) = optimal_tree(&c.graph, unbounded.max_prep_elems);
         let oracle = Plan::new(&c.graph, &oracle, c.spec.batch(), unbounded.max_prep_elems);
-        let plans = [&c.plan, &c.forward, &c.reverse, &oracle];
+        let plans = [&c.plan, &c.order(&Tree::forward(c.spec.modes())), &c.order(&Tree::reverse(c.spec.modes())), &oracle];
         // Every plan lowered row by row, and the chosen one for interleaved rows too (lane counts
         // around a vector, the batch not always a multiple of them).
         let lanes = [1, 2, 3, 8, 16];
@@ -121,7 +121,7 @@ proptest! {
 #[test]
 fn the_saturated_egraph_holds_every_subset_and_split() {
     for d in 1..=8 {
-        let spec = Spec::new(&vec![3; d], &vec![2; d], 2);
+        let spec = Spec::new(&vec![3; d], &vec![2; d], kcp_ir::Format::kcp(2));
         let c = compile(&spec, &Options::default()).unwrap();
         let n = d as u32 + 1;
         assert!(c.search.saturated, "D = {d}: {:?}", c.search);
@@ -152,12 +152,18 @@ fn the_corpus_plans_are_optimal_and_valid() {
 fn preproducts_are_taken_when_they_pay_and_bounded() {
     // R = 16 over 4x4 -> 4x4: the dense 16x16 weight (256 elements) costs 256 MACs per row,
     // the best sequential order 16 * (4*16 + 4*16) = 2048.
-    let spec = Spec::new(&[4, 4], &[4, 4], 16).with_batch(1);
+    let spec = Spec::new(&[4, 4], &[4, 4], kcp_ir::Format::kcp(16)).with_batch(1);
     let c = compile(&spec, &Options::default()).unwrap();
     assert_eq!(c.plan.macs(), 256);
     assert_eq!(c.plan.prep_macs(), 16 * 256);
     assert_eq!(c.plan.steps()[0].phase, kcp_ir::Phase::Prep);
     let bounded = compile(&spec, &Options { max_prep_elems: 255, ..Options::default() }).unwrap();
     assert_eq!(bounded.plan.prep_macs(), 0);
-    assert_eq!(bounded.plan.macs(), bounded.forward.macs().min(bounded.reverse.macs()));
+    assert_eq!(
+        bounded.plan.macs(),
+        bounded
+            .order(&Tree::forward(bounded.spec.modes()))
+            .macs()
+            .min(bounded.order(&Tree::reverse(bounded.spec.modes())).macs())
+    );
 }

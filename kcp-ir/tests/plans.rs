@@ -5,7 +5,7 @@
 
 mod specs;
 
-use kcp_ir::{compile, Options, Spec};
+use kcp_ir::{compile, Options, Spec, Tree};
 
 #[test]
 fn corpus_plans() {
@@ -14,8 +14,8 @@ fn corpus_plans() {
         let text = format!(
             "{}\nforward {} MACs, reverse {} MACs, chosen {} MACs\n\n{}\n",
             c.spec,
-            c.forward.macs(),
-            c.reverse.macs(),
+            c.order(&Tree::forward(c.spec.modes())).macs(),
+            c.order(&Tree::reverse(c.spec.modes())).macs(),
             c.plan.macs(),
             c.plan
         );
@@ -25,16 +25,20 @@ fn corpus_plans() {
 
 #[test]
 fn graph_printers() {
-    let c = compile(&Spec::new(&[8, 20, 20, 18], &[4, 4, 4, 16], 4), &Options::default()).unwrap();
+    let c = compile(&Spec::new(&[8, 20, 20, 18], &[4, 4, 4, 16], kcp_ir::Format::kcp(4)), &Options::default()).unwrap();
     insta::assert_snapshot!("ucf11_graph_text", c.graph.to_string());
     insta::assert_snapshot!("ucf11_graph_dot", c.graph.to_dot());
 }
 
 #[test]
 fn paper_orders_print() {
-    let c = compile(&Spec::new(&[8, 20, 20, 18], &[16, 4, 4, 4], 1).with_batch(1), &Options::default()).unwrap();
-    insta::assert_snapshot!("ucf11_out16x4x4x4_r1_forward", c.forward.to_string());
-    insta::assert_snapshot!("ucf11_out16x4x4x4_r1_reverse", c.reverse.to_string());
+    let c = compile(
+        &Spec::new(&[8, 20, 20, 18], &[16, 4, 4, 4], kcp_ir::Format::kcp(1)).with_batch(1),
+        &Options::default(),
+    )
+    .unwrap();
+    insta::assert_snapshot!("ucf11_out16x4x4x4_r1_forward", c.order(&Tree::forward(c.spec.modes())).to_string());
+    insta::assert_snapshot!("ucf11_out16x4x4x4_r1_reverse", c.order(&Tree::reverse(c.spec.modes())).to_string());
 }
 
 /// With one mode, the rank is an index of the factor alone: it is summed once at load time
@@ -43,14 +47,15 @@ fn paper_orders_print() {
 #[test]
 fn one_mode_sums_its_rank_at_load() {
     for (n, m, rank, batch) in [(12, 7, 3, 1), (30, 20, 8, 16), (5, 1, 2, 4)] {
-        let c = compile(&Spec::new(&[n], &[m], rank).with_batch(batch), &Options::default()).unwrap();
+        let c =
+            compile(&Spec::new(&[n], &[m], kcp_ir::Format::kcp(rank)).with_batch(batch), &Options::default()).unwrap();
         assert_eq!(c.plan.macs(), (batch * m * n) as u64, "{n} -> {m} r{rank}");
         assert_eq!(c.plan.prep_macs(), (rank * m * n) as u64, "{n} -> {m} r{rank}");
         assert_eq!(c.plan.steps()[0].phase, kcp_ir::Phase::Prep);
     }
-    let one = compile(&Spec::new(&[12], &[7], 1), &Options::default()).unwrap();
+    let one = compile(&Spec::new(&[12], &[7], kcp_ir::Format::kcp(1)), &Options::default()).unwrap();
     assert_eq!((one.plan.macs(), one.plan.prep_macs(), one.plan.steps().len()), (84, 0, 1));
     let bounded = Options { max_prep_elems: 83, ..Options::default() };
-    let big = compile(&Spec::new(&[12], &[7], 3), &bounded).unwrap();
+    let big = compile(&Spec::new(&[12], &[7], kcp_ir::Format::kcp(3)), &bounded).unwrap();
     assert_eq!((big.plan.macs(), big.plan.prep_macs()), (3 * 84, 0));
 }

@@ -10,21 +10,11 @@ use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{braced, Attribute, Expr, ExprLit, Ident, Lit, Token, UnOp, Visibility};
 
-use kcp_ir::network::Format;
+use kcp_ir::network::{Format, RankArgs, RankKey};
 use kcp_ir::{CellKind, Location, Side, Spec};
 
 /// The keys a declaration may hold.
 const KEYS: &str = "in_shape, out_shape, format, rank, ranks, blocks, bias, threads, cell, hidden, backward";
-
-/// The formats `format:` names, and the rank keys each takes (docs/formats.md).
-const FORMATS: [(&str, &[&str]); 6] = [
-    ("kcp", &["rank"]),
-    ("cp", &["rank"]),
-    ("tt", &["ranks"]),
-    ("tr", &["ranks"]),
-    ("bt", &["blocks", "ranks"]),
-    ("ht", &["rank"]),
-];
 
 /// A parsed declaration.
 pub struct Declaration {
@@ -65,16 +55,10 @@ impl Parse for Entry {
 
 /// What the declaration means, plus where each part came from.
 pub struct Parsed {
-    /// The shapes, bias, cell and (for KCP) rank; another format's layer takes its shapes,
-    /// bias and cell from here.
+    /// The shapes, format, bias and cell. A format whose keys are wrong (reported) stands in
+    /// with every rank 1, and an unknown one as KCP's, so that the shapes are still checked
+    /// and the stub has the declared format's API.
     pub spec: Spec,
-    /// The format of another format than KCP (with its ranks as given; `None` for KCP or a
-    /// format that is malformed, already reported).
-    pub format: Option<Format>,
-    /// Whether the declaration names another format than KCP (even a malformed one).
-    pub is_network: bool,
-    /// The format's name as declared (`kcp` by default; empty if it is not one).
-    pub format_name: String,
     pub threads: usize,
     /// `backward: weights` (Some(false)) or `backward: dx` (Some(true)): the training path.
     pub backward: Option<bool>,
@@ -99,6 +83,9 @@ impl Errors {
     }
     pub fn push_at(&mut self, span: Span, message: impl std::fmt::Display) {
         self.push(syn::Error::new(span, message));
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_none()
     }
     pub fn into_result(self) -> Result<(), syn::Error> {
         self.0.map_or(Ok(()), Err)
@@ -194,12 +181,13 @@ pub fn spec(decl: &Declaration, errors: &mut Errors) -> Parsed {
             "threads" => threads = integer(value, "threads", errors).unwrap_or(0),
             "format" => {
                 let word = value.to_token_stream().to_string();
-                if FORMATS.iter().any(|(f, _)| *f == word) {
-                    format = Some(word);
-                } else {
-                    bad_format = true;
-                    let names: Vec<&str> = FORMATS.iter().map(|(f, _)| *f).collect();
-                    errors.push_at(value.span(), format!("format must be one of {}, found `{word}`", names.join(", ")));
+                match Format::entry(&word) {
+                    Some(entry) => format = Some(entry),
+                    None => {
+                        bad_format = true;
+                        let names = Format::names();
+                        errors.push_at(value.span(), format!("format must be one of {names}, found `{word}`"));
+                    }
                 }
             }
             "ranks" => ranks = Some(list(value, &mut origins, errors)),
@@ -239,38 +227,29 @@ pub fn spec(decl: &Declaration, errors: &mut Errors) -> Parsed {
         }
     }
     // The rank keys of the format: each present, no other.
-    let format_name = format.clone().unwrap_or_else(|| "kcp".to_string());
-    let takes = FORMATS.iter().find(|(f, _)| *f == format_name).map_or(&[][..], |(_, keys)| *keys);
+    let entry = format.or_else(|| Format::entry("kcp")).unwrap_or(&kcp_ir::network::FORMATS[0]);
     let mut keys_ok = !bad_format;
-    for key in ["rank", "ranks", "blocks"] {
-        let given = seen.get(key).copied();
-        match (given, takes.contains(&key)) {
+    for key in RankKey::ALL {
+        let given = seen.get(key.name()).copied();
+        match (given, entry.takes(key)) {
             (Some(span), false) if !bad_format => {
                 keys_ok = false;
-                let wants = takes.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(" and ");
-                errors.push_at(span, format!("format {format_name} takes {wants}, not `{key}`"));
+                let wants = entry.keys.iter().map(|k| format!("`{}`", k.name())).collect::<Vec<_>>().join(" and ");
+                errors.push_at(span, format!("format {} takes {wants}, not `{}`", entry.name, key.name()));
             }
             (None, true) => {
                 keys_ok = false;
-                let of = if format.is_some() { format!(" (format {format_name} needs it)") } else { String::new() };
+                let of = if format.is_some() { format!(" (format {} needs it)", entry.name) } else { String::new() };
                 errors.push_at(
                     decl.name.span(),
-                    format!("missing key `{key}` in the declaration of `{}`{of}", decl.name),
+                    format!("missing key `{}` in the declaration of `{}`{of}", key.name(), decl.name),
                 );
             }
             _ => {}
         }
     }
-    let is_network = bad_format || format_name != "kcp";
-    let (r, list, k) = (rank.unwrap_or(1), ranks.clone().flatten().unwrap_or_default(), blocks.unwrap_or(1));
-    let format = match format_name.as_str() {
-        _ if !keys_ok || !is_network || ranks.as_ref().is_some_and(Option::is_none) => None,
-        "cp" => Some(Format::Cp { rank: r }),
-        "ht" => Some(Format::Ht { rank: r }),
-        "tt" => Some(Format::Tt { ranks: list }),
-        "tr" => Some(Format::Tr { ranks: list }),
-        _ => Some(Format::Bt { blocks: k, ranks: list }),
-    };
+    // A rank list that is not a list (reported) stands in too.
+    let keys_ok = keys_ok && ranks.as_ref().is_none_or(Option::is_some);
     // A missing or malformed shape stands in as empty; its error is already reported.
     let mut resolve = |shape: Option<Option<Vec<usize>>>, side: Side| {
         shape.flatten().unwrap_or_else(|| {
@@ -279,7 +258,10 @@ pub fn spec(decl: &Declaration, errors: &mut Errors) -> Parsed {
         })
     };
     let (in_shape, out_shape) = (resolve(in_shape, Side::In), resolve(out_shape, Side::Out));
-    let mut spec = Spec::new(&in_shape, &out_shape, rank.unwrap_or(1)).with_bias(bias);
+    let modes = in_shape.len().max(out_shape.len()).clamp(1, kcp_ir::limits::MAX_MODES);
+    let format =
+        if keys_ok { entry.make(RankArgs { rank, ranks: ranks.flatten(), blocks }) } else { entry.stand_in(modes) };
+    let mut spec = Spec::new(&in_shape, &out_shape, format).with_bias(bias);
     match (cell, hidden) {
         (Some((kind, _)), Some((hidden, _))) => spec = spec.with_cell(kind, hidden),
         (Some((_, span)), None) => errors.push_at(span, "a `cell` needs its `hidden` size"),
@@ -287,8 +269,7 @@ pub fn spec(decl: &Declaration, errors: &mut Errors) -> Parsed {
         (None, _) => {}
     }
     let is_cell = bad_cell || spec.cell.is_some();
-    let format_name = if bad_format { String::new() } else { format_name };
-    Parsed { spec, format, is_network, format_name, threads, backward, origins, reported, is_cell }
+    Parsed { spec, threads, backward, origins, reported, is_cell }
 }
 
 /// The attributes of the declaration as tokens.

@@ -21,8 +21,8 @@ impl Executor {
     /// Check the weights against the program and compute its pre-products.
     pub fn new(program: Program, weights: Weights) -> Result<Executor, Error> {
         let bias_len = weights.bias.as_ref().map(|_| program.output_size());
-        weights.check_cores(&program.cores, bias_len)?;
-        let prep = program.prepare(&weights.factors);
+        weights.check(&program.cores, bias_len)?;
+        let prep = program.prepare(&weights.cores);
         Ok(Executor { program, lanes: None, weights, prep })
     }
 
@@ -65,13 +65,13 @@ impl Executor {
             macs_per_row: self.program.macs_per_row,
             bias: self.weights.bias.as_deref(),
             row: move |x: &[f32], y: &mut [f32], s: &mut [f32]| {
-                self.program.run_row(x, y, s, &self.weights.factors, &self.prep)
+                self.program.run_row(x, y, s, &self.weights.cores, &self.prep)
             },
             halves: None,
             lanes: self.lanes.as_ref().map(|lanes| Lanes {
                 lanes: lanes.lanes,
                 block: move |x: &[f32], y: &mut [f32], s: &mut [f32]| {
-                    lanes.run_row(x, y, s, &self.weights.factors, &self.prep)
+                    lanes.run_row(x, y, s, &self.weights.cores, &self.prep)
                 },
                 scratch: 2 * lanes.scratch_len,
             }),
@@ -102,7 +102,7 @@ impl Executor {
         if backward.cores != p.cores {
             return Err(ShapeError::OtherLayer { what: "cores" });
         }
-        let factors = &self.weights.factors;
+        let factors = &self.weights.cores;
         Ok(TrainKernel {
             input: p.input_size(),
             output: p.output_size(),
@@ -178,7 +178,7 @@ impl Executor {
         let mut y = vec![0.0f32; x.len() / n * m];
         self.forward_train(backward, x, &mut y, &mut trace, threads)?;
         let bias = self.weights.bias.as_ref().map(|b| b.len());
-        let mut grads = Weights::zeros_cores(&self.program.cores, bias);
+        let mut grads = Weights::zeros(&self.program.cores, bias);
         self.backward(backward, x, dy, &mut trace, dx, &mut grads, threads)?;
         Ok(grads)
     }
@@ -270,7 +270,7 @@ impl RecurrentExecutor {
             dh,
             |x, proj| Ok(self.input.forward_train(backward, x, proj, &mut trace.borrow_mut(), threads)?),
             |dproj| {
-                let mut input = Weights::zeros_cores(&self.input.program.cores, Some(g));
+                let mut input = Weights::zeros(&self.input.program.cores, Some(g));
                 self.input.backward(backward, x, dproj, &mut trace.borrow_mut(), dx, &mut input, threads)?;
                 Ok(input)
             },

@@ -347,7 +347,7 @@ pub fn load_recurrent(
 ) -> Result<(crate::Weights, Recurrent), Error> {
     let gates = kind.gates() * hidden;
     let file = TensorFile::read(path)?;
-    let weights = crate::Weights::from_file_cores(&file, "weight_ih.", cores, None)?;
+    let weights = crate::Weights::from_file(&file, "weight_ih.", cores, None)?;
     let mut expected: Vec<String> = cores.iter().flat_map(|c| &c.tensors).map(|t| format!("weight_ih.{t}")).collect();
     expected.extend(["bias_ih", "weight_hh", "bias_hh"].map(String::from));
     file.expect_only(
@@ -356,7 +356,7 @@ pub fn load_recurrent(
     )?;
     let bias = file.tensor("bias_ih", &[gates])?;
     let cell = Recurrent::load(&file, "", kind, hidden)?;
-    Ok((crate::Weights { factors: weights.factors, bias: Some(bias) }, cell))
+    Ok((crate::Weights { cores: weights.cores, bias: Some(bias) }, cell))
 }
 
 #[cfg(test)]

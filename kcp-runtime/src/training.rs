@@ -118,7 +118,7 @@ impl<K: KeepFn, G: BackFn> TrainKernel<'_, K, G> {
 
     /// Gradients of the layer's shapes (their values are not checked: they may be anything).
     fn check_grads(&self, grads: &Weights) -> Result<(), ShapeError> {
-        let lens = grads.factors.iter().map(Vec::len).chain(grads.bias.as_ref().map(Vec::len));
+        let lens = grads.cores.iter().map(Vec::len).chain(grads.bias.as_ref().map(Vec::len));
         let want = self.core_lens.iter().copied().chain(self.bias.map(<[f32]>::len));
         let (count, expected) = (lens.clone().count(), want.clone().count());
         if count != expected {
@@ -246,7 +246,7 @@ impl<K: KeepFn, G: BackFn> TrainKernel<'_, K, G> {
         let first = &mut first[0];
         let first = PartMut {
             temps: &mut first.temps,
-            grads: &mut grads.factors,
+            grads: &mut grads.cores,
             kept_row: &mut first.kept_row,
             y_row: &mut first.y_row,
         };
@@ -272,7 +272,7 @@ impl<K: KeepFn, G: BackFn> TrainKernel<'_, K, G> {
                 run(&x[from * n..to * n], &dy[from * m..to * m], kept, dx, part);
             });
             for part in rest.iter() {
-                for (total, g) in grads.factors.iter_mut().zip(&part.grads) {
+                for (total, g) in grads.cores.iter_mut().zip(&part.grads) {
                     total.iter_mut().zip(g).for_each(|(t, v)| *t += v);
                 }
             }

@@ -1,5 +1,6 @@
-//! Weights of a KCP layer and their safetensors files (docs/files.md): tensors
-//! `factor.0` .. `factor.{D-1}`, each `[R, m_d, n_d]` f32, and optionally `bias` `[M]`.
+//! Weights of a layer of any format and their safetensors files (docs/files.md): the
+//! format's cores under their names (a KCP layer's `factor.0` .. `factor.{D-1}`, each
+//! `[R, m_d, n_d]`), f32, and optionally `bias` `[M]`.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -14,59 +15,36 @@ use crate::{CoreShape, Error, Rng};
 /// A named f32 tensor: name, shape, values.
 pub type NamedTensor = (String, Vec<usize>, Vec<f32>);
 
-/// The factors and bias of one KCP layer, f32, row-major.
+/// The cores and bias of one layer of any format, f32, row-major: core k in the layer's
+/// `CORE_NAMES` order, each of its [`CoreShape`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct Weights {
-    /// A_1 .. A_D, each `[R, m_d, n_d]`.
-    pub factors: Vec<Vec<f32>>,
+    /// The cores (a KCP layer's factor stacks `[R, m_d, n_d]`).
+    pub cores: Vec<Vec<f32>>,
     /// b, `[M]`, if the layer has one.
     pub bias: Option<Vec<f32>>,
 }
 
 impl Weights {
     /// Every weight zero.
-    pub fn zeros(factor_shapes: &[[usize; 3]], bias_len: Option<usize>) -> Weights {
-        Weights::zeros_cores(&kcp_cores(factor_shapes), bias_len)
+    pub fn zeros(cores: &[CoreShape], bias_len: Option<usize>) -> Weights {
+        Weights { cores: cores.iter().map(|c| vec![0.0; c.len()]).collect(), bias: bias_len.map(|m| vec![0.0; m]) }
     }
 
-    /// Seeded uniform weights scaled so that the dense weight's entries have variance 1/N:
-    /// factor d is uniform in ±sqrt(3 / n_d) R^(-1/2D), so that
-    /// Var W[i, j] = R * prod_d (1 / n_d) R^(-1/D) = 1/N; the bias is uniform in ±1/sqrt(N).
-    pub fn random(factor_shapes: &[[usize; 3]], bias_len: Option<usize>, seed: u64) -> Weights {
+    /// Seeded weights: core k uniform in `±scales[k]` (the network's `init_scales`, which make
+    /// the dense weight's entries of variance 1/N; a scale missing reads as 1), drawn core by
+    /// core; the bias uniform in ±1/sqrt(N) for N = `input`.
+    pub fn random(cores: &[CoreShape], scales: &[f64], input: usize, bias_len: Option<usize>, seed: u64) -> Weights {
         let mut rng = Rng::new(seed);
-        let modes = factor_shapes.len().max(1) as f64;
-        let n: usize = factor_shapes.iter().map(|s| s[2]).product();
-        let factors = factor_shapes
-            .iter()
-            .map(|&[r, m, nd]| {
-                let scale = (3.0 / nd as f64).sqrt() * (r as f64).powf(-0.5 / modes);
-                rng.vec_f32(r * m * nd, scale)
-            })
-            .collect();
-        let bias = bias_len.map(|m| rng.vec_f32(m, 1.0 / (n as f64).sqrt()));
-        Weights { factors, bias }
-    }
-
-    /// Every core of any format zero.
-    pub fn zeros_cores(cores: &[CoreShape], bias_len: Option<usize>) -> Weights {
-        Weights { factors: cores.iter().map(|c| vec![0.0; c.len()]).collect(), bias: bias_len.map(|m| vec![0.0; m]) }
-    }
-
-    /// Seeded uniform cores of any format scaled so that the dense weight's entries have
-    /// variance 1/N: an entry of W is a sum of `terms` products of one entry of each core (the
-    /// product of the sizes of the bonds and the rank), so each core is uniform in ±a with
-    /// `terms * (a^2 / 3)^K = 1/N` for K cores; the bias is uniform in ±1/sqrt(N).
-    pub fn random_cores(cores: &[CoreShape], terms: u64, input: usize, bias_len: Option<usize>, seed: u64) -> Weights {
-        let mut rng = Rng::new(seed);
-        let k = cores.len().max(1) as f64;
-        let scale = 3f64.sqrt() * (1.0 / (input as f64 * terms.max(1) as f64)).powf(0.5 / k);
-        let factors = cores.iter().map(|c| rng.vec_f32(c.len(), scale)).collect();
+        let scale = |k: usize| scales.get(k).copied().unwrap_or(1.0);
+        let cores = cores.iter().enumerate().map(|(k, c)| rng.vec_f32(c.len(), scale(k))).collect();
         let bias = bias_len.map(|m| rng.vec_f32(m, 1.0 / (input as f64).sqrt()));
-        Weights { factors, bias }
+        Weights { cores, bias }
     }
 
-    /// The dense weight `W = sum_r A1[r] (x) ... (x) AD[r]`, `[M, N]` row-major, built one
-    /// Kronecker product at a time (R * M * N multiply-adds for the last product of each term).
+    /// The dense weight of a KCP layer's weights, `W = sum_r A1[r] (x) ... (x) AD[r]`, `[M, N]`
+    /// row-major, built one Kronecker product at a time (R * M * N multiply-adds for the last
+    /// product of each term).
     pub fn dense(&self, factor_shapes: &[[usize; 3]]) -> Vec<f32> {
         let m: usize = factor_shapes.iter().map(|s| s[1]).product();
         let n: usize = factor_shapes.iter().map(|s| s[2]).product();
@@ -74,7 +52,7 @@ impl Weights {
         let mut w = vec![0.0f32; m * n];
         for r in 0..rank {
             let (mut term, mut rows, mut cols) = (vec![1.0f32], 1, 1);
-            for (factor, &[_, fm, fnn]) in self.factors.iter().zip(factor_shapes) {
+            for (factor, &[_, fm, fnn]) in self.cores.iter().zip(factor_shapes) {
                 let block = &factor[r * fm * fnn..(r + 1) * fm * fnn];
                 let mut next = vec![0.0f32; rows * fm * cols * fnn];
                 for i in 0..rows {
@@ -95,26 +73,21 @@ impl Weights {
         w
     }
 
-    /// Check every tensor against the shapes `[R, m_d, n_d]` and the bias length (`None`: no
-    /// bias allowed), and that every value is finite.
-    pub fn check(&self, factor_shapes: &[[usize; 3]], bias_len: Option<usize>) -> Result<(), Error> {
-        self.check_cores(&kcp_cores(factor_shapes), bias_len)
-    }
-
-    /// The same for the cores of any format (`factors[k]` is core k).
-    pub fn check_cores(&self, cores: &[CoreShape], bias_len: Option<usize>) -> Result<(), Error> {
-        if self.factors.len() != cores.len() {
-            return Err(match cores.get(self.factors.len()) {
+    /// Check every core against its shape and the bias against `bias_len` (`None`: no bias
+    /// allowed), and that every value is finite.
+    pub fn check(&self, cores: &[CoreShape], bias_len: Option<usize>) -> Result<(), Error> {
+        if self.cores.len() != cores.len() {
+            return Err(match cores.get(self.cores.len()) {
                 Some(core) => Error::MissingTensor { name: core.name.clone() },
                 None => Error::CoreCount {
-                    found: self.factors.len(),
+                    found: self.cores.len(),
                     expected: cores.len(),
                     names: cores.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", "),
                 },
             });
         }
-        for (factor, core) in self.factors.iter().zip(cores) {
-            check_values(&core.name, factor, &core.shape)?;
+        for (values, core) in self.cores.iter().zip(cores) {
+            check_values(&core.name, values, &core.shape)?;
         }
         match (&self.bias, bias_len) {
             (Some(bias), Some(m)) => check_values("bias", bias, &[m]),
@@ -124,43 +97,18 @@ impl Weights {
         }
     }
 
-    /// Read the factors (and the bias, if `bias_len` is given) from a safetensors file, every
-    /// name prefixed with `prefix` (`""` for a plain layer), and check them.
-    pub fn load(
-        path: &Path,
-        prefix: &str,
-        factor_shapes: &[[usize; 3]],
-        bias_len: Option<usize>,
-    ) -> Result<Weights, Error> {
-        Weights::from_file(&TensorFile::read(path)?, prefix, factor_shapes, bias_len)
+    /// Read the cores (and the bias, if `bias_len` is given) from a safetensors file, every
+    /// name prefixed with `prefix` (`""` for a plain layer), and check them (see
+    /// [`Weights::from_file`]).
+    pub fn load(path: &Path, prefix: &str, cores: &[CoreShape], bias_len: Option<usize>) -> Result<Weights, Error> {
+        Weights::from_file(&TensorFile::read(path)?, prefix, cores, bias_len)
     }
 
-    /// The cores of any format from a safetensors file (see [`Weights::from_file_cores`]).
-    pub fn load_cores(
-        path: &Path,
-        prefix: &str,
-        cores: &[CoreShape],
-        bias_len: Option<usize>,
-    ) -> Result<Weights, Error> {
-        Weights::from_file_cores(&TensorFile::read(path)?, prefix, cores, bias_len)
-    }
-
-    /// The same from a file already read. A plain layer's file (`prefix` empty) must hold
-    /// nothing else; any file, no factor past D.
+    /// The cores from a file already read (a core stacked from several tensors, as a block
+    /// term's, is read from each). A plain layer's file (`prefix` empty) must hold nothing
+    /// else; any file, no tensor of the layer's kinds (`factor.`, `core.`, ...) that the layer
+    /// does not have.
     pub fn from_file(
-        file: &TensorFile,
-        prefix: &str,
-        factor_shapes: &[[usize; 3]],
-        bias_len: Option<usize>,
-    ) -> Result<Weights, Error> {
-        Weights::from_file_cores(file, prefix, &kcp_cores(factor_shapes), bias_len)
-    }
-
-    /// The cores of any format from a file already read (a core stacked from several tensors,
-    /// as a block term's, is read from each). A plain layer's file (`prefix` empty) must hold
-    /// nothing else; any file, no tensor of the layer's kinds (`factor.`, `core.`, ...) that
-    /// the layer does not have.
-    pub fn from_file_cores(
         file: &TensorFile,
         prefix: &str,
         cores: &[CoreShape],
@@ -180,7 +128,7 @@ impl Weights {
                 return Err(Error::UnexpectedTensor { name: extra, why: layer });
             }
         }
-        let factors = cores
+        let values = cores
             .iter()
             .map(|core| {
                 let mut data = Vec::with_capacity(core.len());
@@ -191,20 +139,16 @@ impl Weights {
             })
             .collect::<Result<Vec<_>, Error>>()?;
         let bias = bias_len.map(|m| file.tensor(&format!("{prefix}bias"), &[m])).transpose()?;
-        let weights = Weights { factors, bias };
-        weights.check_cores(cores, bias_len)?;
+        let weights = Weights { cores: values, bias };
+        weights.check(cores, bias_len)?;
         Ok(weights)
     }
 
-    /// The named tensors of these weights, ready for [`save`], every name prefixed with `prefix`.
-    pub fn tensors(&self, prefix: &str, factor_shapes: &[[usize; 3]]) -> Vec<NamedTensor> {
-        self.tensors_of(prefix, &kcp_cores(factor_shapes))
-    }
-
-    /// The same for the cores of any format (a stacked core as its tensors).
-    pub fn tensors_of(&self, prefix: &str, cores: &[CoreShape]) -> Vec<NamedTensor> {
+    /// The named tensors of these weights, ready for [`save`], every name prefixed with
+    /// `prefix` (a stacked core as its tensors).
+    pub fn tensors(&self, prefix: &str, cores: &[CoreShape]) -> Vec<NamedTensor> {
         let mut out = Vec::new();
-        for (data, core) in self.factors.iter().zip(cores) {
+        for (data, core) in self.cores.iter().zip(cores) {
             let part = core.tensor_shape().iter().product::<usize>();
             for (tensor, chunk) in core.tensors.iter().zip(data.chunks(part.max(1))) {
                 out.push((format!("{prefix}{tensor}"), core.tensor_shape().to_vec(), chunk.to_vec()));

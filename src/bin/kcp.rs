@@ -5,13 +5,13 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::json;
 
 use kcp::compress::{compress, tt_svd, Options as FitOptions};
-use kcp::ir::network::{orders, Format, Network};
-use kcp::ir::{compile, Compiled, LoopNest, Options, Spec};
-use kcp::ir::{emit_layer, emit_network, Item};
+use kcp::ir::network::{orders, Format, FormatEntry, Network, RankArgs, RankKey, FORMATS};
+use kcp::ir::{compile, emit_layer, Compiled, Item, LoopNest, Options, Spec};
 use kcp::npy;
 use kcp::{save, CellKind, Executor, NamedTensor, RecurrentExecutor, State, TensorFile, Weights};
 
@@ -131,10 +131,10 @@ struct LayerArgs {
     /// Output shape m_1 x ... x m_D, e.g. 4x4x4x16
     #[arg(long, value_parser = parse_shape)]
     out_shape: Shape,
-    /// The weight's tensor format: kcp, or cp, tt, tr, bt, ht (docs/formats.md; plan, emit,
-    /// run and grad take every format, compress kcp and tt)
-    #[arg(long, value_enum, default_value_t = FormatArg::Kcp)]
-    format: FormatArg,
+    /// The weight's tensor format (docs/formats.md; plan, emit, run and grad take every format,
+    /// compress kcp and tt)
+    #[arg(long, default_value = "kcp", value_parser = format_parser())]
+    format: &'static FormatEntry,
     /// Rank R: the number of Kronecker terms (kcp), of rank-1 terms (cp), every tree edge's rank (ht)
     #[arg(long)]
     rank: Option<usize>,
@@ -149,61 +149,34 @@ struct LayerArgs {
     batch: usize,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum FormatArg {
-    Kcp,
-    Cp,
-    Tt,
-    Tr,
-    Bt,
-    Ht,
+/// `--format`: a name of the table of formats.
+fn format_parser() -> impl TypedValueParser<Value = &'static FormatEntry> {
+    PossibleValuesParser::new(FORMATS.iter().map(|entry| entry.name))
+        .map(|name| Format::entry(&name).unwrap_or(&FORMATS[0]))
 }
 
 impl LayerArgs {
     /// The format and its ranks from the flags: each format takes exactly its own.
     fn format(&self) -> Result<Format> {
-        let flag = |name: &str, given: bool, wanted: bool| match (given, wanted) {
-            (true, false) => Err(format!("--format {} takes no --{name}", self.format_name())),
-            (false, true) => Err(format!("--format {} needs --{name}", self.format_name())),
-            _ => Ok(()),
-        };
-        let (rank, ranks, blocks) = match self.format {
-            FormatArg::Kcp | FormatArg::Cp | FormatArg::Ht => (true, false, false),
-            FormatArg::Tt | FormatArg::Tr => (false, true, false),
-            FormatArg::Bt => (false, true, true),
-        };
-        flag("rank", self.rank.is_some(), rank)?;
-        flag("ranks", self.ranks.is_some(), ranks)?;
-        flag("blocks", self.blocks.is_some(), blocks)?;
-        let (r, list, k) =
-            (self.rank.unwrap_or(0), self.ranks.clone().map_or(vec![], |s| s.0), self.blocks.unwrap_or(0));
-        Ok(match self.format {
-            FormatArg::Kcp => Format::Kcp { rank: r },
-            FormatArg::Cp => Format::Cp { rank: r },
-            FormatArg::Ht => Format::Ht { rank: r },
-            FormatArg::Tt => Format::Tt { ranks: list },
-            FormatArg::Tr => Format::Tr { ranks: list },
-            FormatArg::Bt => Format::Bt { blocks: k, ranks: list },
-        })
+        let entry = self.format;
+        let args = RankArgs { rank: self.rank, ranks: self.ranks.clone().map(|s| s.0), blocks: self.blocks };
+        for key in RankKey::ALL {
+            match (args.has(key), entry.takes(key)) {
+                (true, false) => return Err(format!("--format {} takes no --{}", entry.name, key.name())),
+                (false, true) => return Err(format!("--format {} needs --{}", entry.name, key.name())),
+                _ => {}
+            }
+        }
+        Ok(entry.make(args))
     }
 
-    fn format_name(&self) -> &'static str {
-        match self.format {
-            FormatArg::Kcp => "kcp",
-            FormatArg::Cp => "cp",
-            FormatArg::Tt => "tt",
-            FormatArg::Tr => "tr",
-            FormatArg::Bt => "bt",
-            FormatArg::Ht => "ht",
+    /// The spec of the layer (of a cell's input projection with `cell`), for `--batch` rows.
+    fn spec(&self, cell: Option<(CellKind, usize)>) -> Result<Spec> {
+        let mut spec = Spec::new(&self.in_shape.0, &self.out_shape.0, self.format()?).with_batch(self.batch);
+        if let Some((kind, hidden)) = cell {
+            spec = spec.with_cell(kind, hidden);
         }
-    }
-
-    /// The rank of a KCP layer; an error for another format (commands that are KCP-only).
-    fn kcp_rank(&self, command: &str) -> Result<usize> {
-        match self.format()? {
-            Format::Kcp { rank } => Ok(rank),
-            other => Err(format!("kcp {command} takes --format kcp only, not {}", other.name())),
-        }
+        Ok(spec)
     }
 
     /// The network of a layer of any format.
@@ -248,14 +221,9 @@ fn parse_shape(text: &str) -> Result<Shape> {
 /// Errors end the program with their message on one line and exit code 2.
 type Result<T> = std::result::Result<T, String>;
 
-/// Plan a KCP layer (`command` names the KCP-only command, for the error another format gets).
-fn compile_layer(layer: &LayerArgs, cell: Option<(CellKind, usize)>, command: &str) -> Result<Compiled> {
-    let rank = layer.kcp_rank(command)?;
-    let mut spec = Spec::new(&layer.in_shape.0, &layer.out_shape.0, rank).with_batch(layer.batch);
-    if let Some((kind, hidden)) = cell {
-        spec = spec.with_cell(kind, hidden);
-    }
-    compile(&spec, &Options::default()).map_err(|errors| errors.to_string())
+/// Plan and lower a layer of any format: the one pipeline every command runs.
+fn compile_layer(layer: &LayerArgs) -> Result<Compiled> {
+    compile(&layer.spec(None)?, &Options::default()).map_err(|errors| errors.to_string())
 }
 
 /// The hidden size of a cell whose gates fill the output shape.
@@ -269,80 +237,22 @@ fn hidden(layer: &LayerArgs, kind: CellKind) -> Result<usize> {
     Ok(m / kind.gates())
 }
 
+/// `kcp plan`: the layer's costs, the reference implementations' orders beside the planned
+/// one, the plan (and the backward plan).
 fn plan(layer: &LayerArgs, as_json: bool, backward: bool) -> Result<String> {
-    if layer.format != FormatArg::Kcp {
-        return plan_network(layer, as_json, backward);
-    }
-    use std::fmt::Write;
-    let c = compile_layer(layer, None, "plan")?;
-    let s = &c.spec;
-    let mut out = String::new();
-    let back = backward.then(|| c.backward(&Options::default(), true));
-    if as_json {
-        let mut value = json!({
-            "format": "kcp",
-            "in_shape": s.in_shape(),
-            "out_shape": s.out_shape(),
-            "rank": s.rank(),
-            "batch": layer.batch,
-            "params": s.params(),
-            "dense_params": s.dense_params(),
-            "compression_ratio": s.compression_ratio(),
-            "macs": c.plan.macs(),
-            "prep_macs": c.plan.prep_macs(),
-            "dense_macs": layer.batch as u64 * s.dense_params(),
-            "candidates": { "forward": c.forward.macs(), "reverse": c.reverse.macs(), "optimal": c.plan.macs() },
-            "plan": c.plan.to_string(),
-            "lanes": c.lanes.as_ref().map_or(1, |lanes| lanes.lanes),
-        });
-        if let Some(back) = &back {
-            value["backward"] = json!({ "macs": back.macs, "saved_elems": back.saved_elems, "plan": back.to_string() });
-        }
-        let _ = writeln!(out, "{value}");
-    } else {
-        let _ = writeln!(out, "{s}");
-        let _ = writeln!(
-            out,
-            "parameters {} (dense {}, {:.1}x compression)",
-            s.params(),
-            s.dense_params(),
-            s.compression_ratio()
-        );
-        let _ = writeln!(
-            out,
-            "MACs per call: dense {}, forward {}, reverse {}, planned {}",
-            layer.batch as u64 * s.dense_params(),
-            c.forward.macs(),
-            c.reverse.macs(),
-            c.plan.macs()
-        );
-        let _ = writeln!(out, "{}", c.plan);
-        if let Some(lanes) = &c.lanes {
-            let _ = writeln!(
-                out,
-                "runs whole blocks of {} batch rows interleaved (the batch index innermost)",
-                lanes.lanes
-            );
-        }
-        if let Some(back) = &back {
-            let _ = writeln!(out, "backward (every dA_d and dx, per call of batch {}):\n{back}", layer.batch);
-        }
-    }
-    Ok(out)
-}
-
-/// `kcp plan` for a layer of another format than KCP: its costs, the reference
-/// implementations' orders, the plan (and the backward plan).
-fn plan_network(layer: &LayerArgs, as_json: bool, backward: bool) -> Result<String> {
-    let network = layer.network()?;
-    let lowered = network.compile(&Options::default());
-    let plan = &lowered.plan;
-    let back = backward.then(|| kcp::ir::plan_backward(&lowered.graph, plan, true, Options::default().max_saved_elems));
+    let compiled = compile_layer(layer)?;
+    let (network, plan) = (compiled.network(), &compiled.plan);
+    let back = backward.then(|| compiled.backward(true));
     let dense_macs = layer.batch as u64 * network.dense_params();
-    let references: Vec<(&str, u64)> =
-        orders::references(&network).iter().map(|r| (r.name, r.macs(&network))).collect();
-    let lanes = lowered.lanes.as_ref().map_or(1, |lanes| lanes.lanes);
+    let references: Vec<_> =
+        orders::references(network).into_iter().map(|r| (r.key, r.name, r.macs(network))).collect();
+    let lanes = compiled.lanes.as_ref().map_or(1, |lanes| lanes.lanes);
     if as_json {
+        let mut candidates = serde_json::Map::new();
+        for (key, _, macs) in &references {
+            candidates.insert((*key).to_string(), json!(macs));
+        }
+        candidates.insert("optimal".into(), json!(plan.macs()));
         let mut value = json!({
             "format": network.format().name(),
             "in_shape": network.in_shape(),
@@ -354,29 +264,28 @@ fn plan_network(layer: &LayerArgs, as_json: bool, backward: bool) -> Result<Stri
             "macs": plan.macs(),
             "prep_macs": plan.prep_macs(),
             "dense_macs": dense_macs,
-            "references": references.iter().map(|(name, macs)| json!({ "name": name, "macs": macs })).collect::<Vec<_>>(),
+            "candidates": candidates,
+            "references": references.iter().map(|(_, name, macs)| json!({ "name": name, "macs": macs })).collect::<Vec<_>>(),
             "cores": network.cores().iter().enumerate().map(|(k, c)| json!({ "name": c.name, "shape": network.shape(k) })).collect::<Vec<_>>(),
             "plan": plan.to_string(),
             "lanes": lanes,
         });
-        match network.format() {
-            Format::Kcp { rank } | Format::Cp { rank } | Format::Ht { rank } => value["rank"] = json!(rank),
-            Format::Tt { ranks } | Format::Tr { ranks } => value["ranks"] = json!(ranks),
-            Format::Bt { blocks, ranks } => (value["blocks"], value["ranks"]) = (json!(blocks), json!(ranks)),
+        let args = network.format().rank_args();
+        for (key, given) in [
+            ("rank", args.rank.map(|r| json!(r))),
+            ("ranks", args.ranks.map(|r| json!(r))),
+            ("blocks", args.blocks.map(|k| json!(k))),
+        ] {
+            if let Some(given) = given {
+                value[key] = given;
+            }
         }
         if let Some(back) = &back {
             value["backward"] = json!({ "macs": back.macs, "saved_elems": back.saved_elems, "plan": back.to_string() });
         }
         return Ok(format!("{value}\n"));
     }
-    let shape = |s: &[usize]| s.iter().map(usize::to_string).collect::<Vec<_>>().join("x");
-    let mut out = format!(
-        "{}: in {} -> out {}, batch {}\n",
-        network.format(),
-        shape(network.in_shape()),
-        shape(network.out_shape()),
-        layer.batch
-    );
+    let mut out = format!("{}\n", compiled.spec);
     let cores: Vec<String> =
         network.cores().iter().enumerate().map(|(k, c)| format!("{} {:?}", c.name, network.shape(k))).collect();
     out += &format!("cores (A1, A2, ... in the plan): {}\n", cores.join(", "));
@@ -386,7 +295,7 @@ fn plan_network(layer: &LayerArgs, as_json: bool, backward: bool) -> Result<Stri
         network.dense_params(),
         network.compression_ratio()
     );
-    let refs: String = references.iter().map(|(name, macs)| format!(", {name} {macs}")).collect();
+    let refs: String = references.iter().map(|(_, name, macs)| format!(", {name} {macs}")).collect();
     out += &format!("MACs per call: dense {dense_macs}{refs}, planned {}\n{plan}\n", plan.macs());
     if lanes > 1 {
         out += &format!("runs whole blocks of {lanes} batch rows interleaved (the batch index innermost)\n");
@@ -400,13 +309,7 @@ fn plan_network(layer: &LayerArgs, as_json: bool, backward: bool) -> Result<Stri
 fn emit(layer: &LayerArgs, name: &str) -> Result<String> {
     let ident = syn::parse_str::<proc_macro2::Ident>(name).map_err(|_| format!("`{name}` is not a Rust identifier"))?;
     let item = Item { attrs: quote::quote!(), vis: quote::quote!(pub), name: ident, threads: 0, backward: None };
-    let tokens = if layer.format == FormatArg::Kcp {
-        let c = compile_layer(layer, None, "emit")?;
-        emit_layer(&c, c.half_rank(&Options::default()).as_ref(), &item)
-    } else {
-        let network = layer.network()?;
-        emit_network(&network, &network.compile(&Options::default()), false, None, &item)
-    };
+    let tokens = emit_layer(&compile_layer(layer)?, &item);
     let file: syn::File = syn::parse2(tokens).map_err(|e| format!("internal error: {e}"))?;
     Ok(prettyplease::unparse(&file))
 }
@@ -429,15 +332,14 @@ fn in_pool<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> Result<T> {
 }
 
 fn run(layer: &LayerArgs, cell: Option<Cell>, weights: &Path, x: &Path, y: &Path, threads: usize) -> Result<String> {
-    // Every format, KCP too, runs the network's plan through the generic executor.
-    let lowered = layer.network()?.compile(&Options::default());
-    let (nest, lanes) = (lowered.nest, lowered.lanes);
+    let compiled = compile_layer(layer)?;
+    let (nest, lanes) = (compiled.nest, compiled.lanes);
     let (n, m) = (nest.input_size(), nest.output_size());
     match cell {
         None => {
             let file = TensorFile::read(weights).map_err(|e| e.to_string())?;
             let bias = file.contains("bias").then_some(m);
-            let loaded = Weights::from_file_cores(&file, "", &nest.cores, bias).map_err(|e| e.to_string())?;
+            let loaded = Weights::from_file(&file, "", &nest.cores, bias).map_err(|e| e.to_string())?;
             let input = read_npy(x, 2, n, "[B, N]")?;
             let batch = input.shape[0];
             fits_in_memory(&nest, lanes.as_ref(), batch, threads)?;
@@ -491,18 +393,15 @@ fn grad(
             return Err(format!("cannot write {}: no such directory, or it is one", out.display()));
         }
     }
-    // Every format, KCP too, runs the network's backward plan through the generic executor.
-    let lowered = layer.network()?.compile(&Options::default());
-    let plan =
-        kcp::ir::plan_backward(&lowered.graph, &lowered.plan, dx_out.is_some(), Options::default().max_saved_elems);
-    let backward = kcp::ir::lower_backward(&plan, &lowered.graph);
-    let nest = lowered.nest;
+    let compiled = compile_layer(layer)?;
+    let backward = kcp::ir::lower_backward(&compiled.backward(dx_out.is_some()), &compiled.graph);
+    let nest = compiled.nest;
     let (n, m) = (nest.input_size(), nest.output_size());
     let (tensors, dx, x_shape) = match (cell, dy, dh) {
         (None, Some(dy), None) => {
             let file = TensorFile::read(weights).map_err(|e| e.to_string())?;
             let bias = file.contains("bias").then_some(m);
-            let loaded = Weights::from_file_cores(&file, "", &nest.cores, bias).map_err(|e| e.to_string())?;
+            let loaded = Weights::from_file(&file, "", &nest.cores, bias).map_err(|e| e.to_string())?;
             let input = read_npy(x, 2, n, "[B, N]")?;
             let grad_y = read_npy(dy, 2, m, "[B, M]")?;
             if grad_y.shape[0] != input.shape[0] {
@@ -516,7 +415,7 @@ fn grad(
             let grads =
                 in_pool(threads, || executor.gradients(&backward, &input.data, &grad_y.data, dx_slice, threads))
                     .and_then(|r| r.map_err(|e| e.to_string()))?;
-            (grads.tensors_of("", &cores), dx, input.shape)
+            (grads.tensors("", &cores), dx, input.shape)
         }
         (Some(cell), None, Some(dh)) => {
             let kind = cell.kind();
@@ -537,7 +436,7 @@ fn grad(
             })
             .and_then(|r| r.map_err(|e| e.to_string()))?;
             let g = kind.gates() * hidden;
-            let mut tensors = Weights { bias: None, ..input_grads.clone() }.tensors_of("weight_ih.", &cores);
+            let mut tensors = Weights { bias: None, ..input_grads.clone() }.tensors("weight_ih.", &cores);
             tensors.push(("weight_hh".into(), vec![g, hidden], cell_grads.weight_hh));
             tensors.push(("bias_ih".into(), vec![g], input_grads.bias.unwrap_or_default()));
             tensors.push(("bias_hh".into(), vec![g], cell_grads.bias_hh));
@@ -666,7 +565,7 @@ fn compress_cmd(
             (fit.weights, fit.relative_error, Some(fit.iterations))
         }
     };
-    let mut tensors = weights.tensors_of(prefix, &network.core_shapes());
+    let mut tensors = weights.tensors(prefix, &network.core_shapes());
     tensors.extend(extra);
     save(out, &tensors).map_err(|e| e.to_string())?;
     if as_json {

@@ -70,7 +70,7 @@ pub fn tt_svd(w: &[f32], in_shape: &[usize], out_shape: &[usize], ranks: &[usize
         }
         factors.push(core);
     }
-    Ok(TtFit { weights: Weights { factors, bias: None }, relative_error })
+    Ok(TtFit { weights: Weights { cores: factors, bias: None }, relative_error })
 }
 
 /// W `[M, N]` (rows i_1..i_D, columns j_1..j_D) as the tensor `[m_1 n_1, .., m_D n_D]`, each

@@ -45,11 +45,11 @@ pub trait Parameters {
 
 impl Parameters for Weights {
     fn values(&self) -> Vec<&[f32]> {
-        self.factors.iter().map(Vec::as_slice).chain(self.bias.as_deref()).collect()
+        self.cores.iter().map(Vec::as_slice).chain(self.bias.as_deref()).collect()
     }
 
     fn values_mut(&mut self) -> Vec<&mut [f32]> {
-        self.factors.iter_mut().map(Vec::as_mut_slice).chain(self.bias.as_deref_mut()).collect()
+        self.cores.iter_mut().map(Vec::as_mut_slice).chain(self.bias.as_deref_mut()).collect()
     }
 }
 

@@ -1,7 +1,7 @@
 //! Emission: `LoopNest` -> the Rust item a `kcp_layer!` declaration expands to.
 //!
 //! The item is a struct holding the weights and pre-products, with associated constants
-//! describing the layer, constructors (`from_factors`, `from_weights`, `zeros`, `random`,
+//! describing the layer, constructors (`from_cores`, `from_weights`, `zeros`, `random`,
 //! `load`) and `forward` / `forward_par`, whose per-row work is the specialised code of
 //! [`kernels`]. Generated code is hygienic: absolute paths into `::kcp::__private`, `__kcp_`
 //! local names, one `#[allow]` on the impl.
@@ -11,7 +11,6 @@ mod kernels;
 use proc_macro2::{Ident, Literal, TokenStream};
 use quote::quote;
 
-use crate::network::{Lowered, Network};
 use crate::Compiled;
 
 /// What the user wrote around the layer: attributes (doc comments), visibility and name.
@@ -34,46 +33,24 @@ fn usize_lit(value: usize) -> Literal {
     Literal::usize_unsuffixed(value)
 }
 
-/// The layer's item: struct, constants, constructors and kernels; for a recurrent cell, the cell
-/// struct beside its KCP input projection. `half` is [`Compiled::half_rank`]: with it, a single
-/// row runs on two threads in `forward_par`, one per half of the rank terms.
-pub fn emit_layer(compiled: &Compiled, half: Option<&Compiled>, item: &Item) -> TokenStream {
+/// The layer's item, for a layer of any format: struct, constants, constructors and kernels;
+/// for a recurrent cell, the cell's struct beside its input projection. Where the format splits
+/// its rank terms ([`Compiled::half`]), a single row runs on two threads in `forward_par`, one
+/// per half of every core.
+pub fn emit_layer(compiled: &Compiled, item: &Item) -> TokenStream {
     match compiled.spec.cell() {
-        Some(cell) => cell_layer(compiled, half, item, cell),
-        None => kcp_layer(compiled, half, item),
+        None => layer(compiled, item),
+        Some(cell) => {
+            let input = layer(compiled, &input_item(item));
+            cell_struct(input, compiled, item, cell)
+        }
     }
 }
 
-/// The item of a layer of another format than KCP (`kcp_layer!` with `format:`): the same
-/// struct, kernels and driver as a KCP layer's, its weights the format's cores (`CORE_NAMES`,
-/// `CORE_SHAPES`); with `cell`, the recurrent cell's struct around it as input projection.
-pub fn emit_network(
-    network: &Network,
-    lowered: &Lowered,
-    bias: bool,
-    cell: Option<crate::Cell>,
-    item: &Item,
-) -> TokenStream {
-    let Some(cell) = cell else {
-        return network_layer(network, lowered, bias, item);
-    };
-    let input = network_layer(network, lowered, bias, &input_item(item));
-    let input_name = input_name(item);
+fn layer(compiled: &Compiled, item: &Item) -> TokenStream {
     let vis = &item.vis;
-    let format = CellInput {
-        consts: quote! {
-            /// The input weight's format, as `kcp plan` prints it.
-            #vis const FORMAT: &'static str = #input_name::FORMAT;
-        },
-        constructor: quote!(from_cores),
-        cores: quote!(&#input_name::__kcp_cores()),
-    };
-    cell_struct(input, format, item, cell)
-}
-
-fn network_layer(network: &Network, lowered: &Lowered, bias: bool, item: &Item) -> TokenStream {
-    let vis = &item.vis;
-    let nest = &lowered.nest;
+    let network = compiled.network();
+    let nest = &compiled.nest;
     let k = usize_lit(nest.cores.len());
     let format = network.format().to_string();
     let names: Vec<&str> = nest.cores.iter().map(|c| c.name.as_str()).collect();
@@ -92,7 +69,8 @@ fn network_layer(network: &Network, lowered: &Lowered, bias: bool, item: &Item) 
             }
         }
     });
-    let terms = network.terms();
+    let scales = network.init_scales().into_iter().map(Literal::f64_unsuffixed);
+    let bias = compiled.spec.bias();
     let (args, bias_value, doc) = if bias {
         (
             quote!(cores: ::std::vec::Vec<::std::vec::Vec<f32>>, bias: ::std::vec::Vec<f32>),
@@ -106,11 +84,16 @@ fn network_layer(network: &Network, lowered: &Lowered, bias: bool, item: &Item) 
             "The layer from its cores (in `CORE_NAMES` order, each row-major of its `CORE_SHAPES`).",
         )
     };
-    let no_split = no_split();
-    let zeros =
-        quote!(::kcp::__private::Weights::zeros_cores(&Self::__kcp_cores(), Self::HAS_BIAS.then_some(Self::OUT)));
-    let training =
-        item.backward.map(|dx| training(&lowered.graph, &lowered.plan, nest, dx, &zeros, vis)).unwrap_or_default();
+    let zeros = quote!(::kcp::__private::Weights::zeros(&Self::__kcp_cores(), Self::HAS_BIAS.then_some(Self::OUT)));
+    let training = item.backward.map(|dx| training(compiled, dx, &zeros, vis)).unwrap_or_default();
+    let split = compiled.half.as_ref().map(split);
+    let halves_type = match &split {
+        Some(_) => quote!(impl ::kcp::__private::HalfFn + '_),
+        None => quote!(::kcp::__private::NoHalves),
+    };
+    let halves = split.as_ref().map_or_else(|| quote!(::std::option::Option::None), |split| split.halves.clone());
+    let split_items = split.as_ref().map_or_else(no_split, |split| split.items.clone());
+    let aliases = kcp_aliases(compiled, item, &args);
     let parts = Parts {
         consts: quote! {
             /// The weight's format, as `kcp plan` prints it.
@@ -119,72 +102,89 @@ fn network_layer(network: &Network, lowered: &Lowered, bias: bool, item: &Item) 
             #vis const CORE_NAMES: [&'static str; #k] = [#(#names),*];
             /// The cores' shapes, in storage order.
             #vis const CORE_SHAPES: [&'static [usize]; #k] = [#(#shapes),*];
+            #aliases
         },
-        params_doc: quote! {
-            /// The weight's parameters: every core's elements (the bias excluded).
-        },
-        check: quote!(weights.check_cores(&Self::__kcp_cores(), bias_len)?;),
+        random: quote!(::kcp::__private::Weights::random(
+            &Self::__kcp_cores(),
+            &[#(#scales),*],
+            Self::IN,
+            Self::HAS_BIAS.then_some(Self::OUT),
+            seed
+        )),
         zeros,
-        random: quote!(::kcp::__private::Weights::random_cores(&Self::__kcp_cores(), #terms, Self::IN, Self::HAS_BIAS.then_some(Self::OUT), seed)),
-        load: quote!(::kcp::__private::Weights::load_cores(path.as_ref(), "", &Self::__kcp_cores(), bias_len)?),
-        load_doc: quote! {
-            /// Load the layer from a safetensors file: its cores under `CORE_NAMES` (a block
-            /// term's as `block.{k}.*`, one per block), and `bias` if the layer has one, all f32.
-        },
         constructor: quote! {
             #[doc = #doc]
             #vis fn from_cores(#args) -> ::std::result::Result<Self, ::kcp::Error> {
-                Self::from_weights(::kcp::__private::Weights { factors: cores, bias: #bias_value })
+                Self::from_weights(::kcp::__private::Weights { cores, bias: #bias_value })
             }
         },
-        halves: (quote!(::std::option::Option::None), quote!(::kcp::__private::NoHalves)),
+        halves: (halves, halves_type),
         items: quote! {
             /// The cores as the runtime checks and reads them.
             fn __kcp_cores() -> ::std::vec::Vec<::kcp::__private::CoreShape> {
                 ::std::vec![#(#cores),*]
             }
 
-            #no_split
+            #split_items
 
             #training
         },
     };
-    layer_struct(lowered.plan.prep_macs(), &lowered.plan.to_string(), nest, lowered.lanes.as_ref(), bias, item, parts)
+    layer_struct(compiled, item, parts)
+}
+
+/// A KCP layer's names for its rank, cores and constructor (`RANK`, `FACTOR_SHAPES`,
+/// `from_factors`), kept as aliases of every layer's `CORE_SHAPES` and `from_cores`.
+fn kcp_aliases(compiled: &Compiled, item: &Item, args: &TokenStream) -> TokenStream {
+    let crate::network::Format::Kcp { rank } = *compiled.network().format() else {
+        return TokenStream::new();
+    };
+    let vis = &item.vis;
+    let (d, rank) = (usize_lit(compiled.spec.modes()), usize_lit(rank));
+    let factor_shapes = compiled.nest.cores.iter().map(|c| {
+        let dims = c.shape.iter().map(|&v| usize_lit(v));
+        quote!([#(#dims),*])
+    });
+    let call =
+        if compiled.spec.bias() { quote!(Self::from_cores(cores, bias)) } else { quote!(Self::from_cores(cores)) };
+    quote! {
+        /// R, the number of Kronecker terms.
+        #vis const RANK: usize = #rank;
+        /// The shape `[R, m_d, n_d]` of each factor stack: `CORE_SHAPES` of a KCP layer.
+        #vis const FACTOR_SHAPES: [[usize; 3]; #d] = [#(#factor_shapes),*];
+
+        /// `from_cores` of a KCP layer: its factor stacks `[R, m_d, n_d]` (row-major).
+        #vis fn from_factors(#args) -> ::std::result::Result<Self, ::kcp::Error> {
+            #call
+        }
+    }
 }
 
 /// The item a declaration with errors expands to, beside its `compile_error!`s: the layer of a
-/// stand-in spec with the declared spec's API (the same modes D, bias and cell kind, where the
-/// declaration got them right; every size 1), emitted by [`emit_layer`] itself, so that the stub
-/// and the real API cannot drift apart and one typo gives one error. `cell` says whether the
-/// declaration is of a recurrent cell (even one whose kind is malformed, taken as an LSTM).
+/// stand-in spec with the declared spec's API (the same format, modes D, bias and cell kind,
+/// where the declaration got them right; every size and rank 1), emitted by [`emit_layer`]
+/// itself, so that the stub and the real API cannot drift apart and one typo gives one error.
+/// `cell` says whether the declaration is of a recurrent cell (even one whose kind is
+/// malformed, taken as an LSTM).
 pub fn emit_stub(spec: &crate::Spec, cell: bool, item: &Item) -> TokenStream {
-    let modes = spec.in_shape.len().max(spec.out_shape.len()).clamp(1, crate::limits::MAX_MODES);
     let kind = spec.cell.map_or(crate::CellKind::Lstm, |c| c.kind);
-    let mut out_shape = vec![1; modes];
-    if cell {
-        out_shape[0] = kind.gates();
-    }
-    let mut stand_in = crate::Spec::new(&vec![1; modes], &out_shape, 1).with_bias(spec.bias);
-    if cell {
-        stand_in = stand_in.with_cell(kind, 1);
-    }
-    crate::compile(&stand_in, &crate::Options::default())
-        .map_or_else(|_| TokenStream::new(), |compiled| emit_layer(&compiled, None, item))
-}
-
-fn cell_layer(compiled: &Compiled, half: Option<&Compiled>, item: &Item, cell: crate::Cell) -> TokenStream {
-    let input_name = input_name(item);
-    let input = kcp_layer(compiled, half, &input_item(item));
-    let vis = &item.vis;
-    let kcp = CellInput {
-        consts: quote! {
-            /// R, the rank of the KCP input weight.
-            #vis const RANK: usize = #input_name::RANK;
-        },
-        constructor: quote!(from_factors),
-        cores: quote!(&::kcp::__private::kcp_cores(&#input_name::FACTOR_SHAPES)),
+    let entry = spec.format.table_entry();
+    // The stand-in's plan does not matter: a small e-graph finds one quickly.
+    let options = crate::Options { node_limit: 10_000, iter_limit: 4, ..crate::Options::default() };
+    let stand_in = |modes: usize| {
+        let mut out_shape = vec![1; modes];
+        if cell {
+            out_shape[0] = kind.gates();
+        }
+        let mut stand_in = crate::Spec::new(&vec![1; modes], &out_shape, entry.stand_in(modes)).with_bias(spec.bias);
+        if cell {
+            stand_in = stand_in.with_cell(kind, 1);
+        }
+        crate::compile(&stand_in, &options).ok()
     };
-    cell_struct(input, kcp, item, cell)
+    // The declared modes, or fewer where the format has too many cores for them.
+    let modes = spec.in_shape.len().max(spec.out_shape.len()).clamp(1, crate::limits::MAX_MODES);
+    (1..=modes).rev().find_map(stand_in).map_or_else(TokenStream::new, |compiled| emit_layer(&compiled, item))
 }
 
 /// The hidden name of a cell's input projection.
@@ -203,22 +203,18 @@ fn input_item(item: &Item) -> Item {
     }
 }
 
-/// What a cell's struct takes from its input projection's format.
-struct CellInput {
-    /// Constants of the format (a KCP input's `RANK`).
-    consts: TokenStream,
-    /// The input's constructor from its weights' values and a bias.
-    constructor: TokenStream,
-    /// The input's cores (`&[CoreShape]`), for reading a file.
-    cores: TokenStream,
-}
-
 /// A cell's struct beside its input projection `input` (emitted), with the training path if the
-/// item asks for one (a KCP projection's).
-fn cell_struct(input: TokenStream, format: CellInput, item: &Item, cell: crate::Cell) -> TokenStream {
+/// item asks for one.
+fn cell_struct(input: TokenStream, compiled: &Compiled, item: &Item, cell: crate::Cell) -> TokenStream {
     let Item { attrs, vis, name, .. } = item;
     let input_name = input_name(item);
-    let CellInput { consts, constructor, cores } = format;
+    let rank = match compiled.network().format() {
+        crate::network::Format::Kcp { .. } => quote! {
+            /// R, the rank of the KCP input weight.
+            #vis const RANK: usize = #input_name::RANK;
+        },
+        _ => TokenStream::new(),
+    };
     let hidden = usize_lit(cell.hidden);
     let (kind, kind_name) = match cell.kind {
         crate::CellKind::Lstm => (quote!(::kcp::__private::CellKind::Lstm), "LSTM"),
@@ -287,7 +283,9 @@ fn cell_struct(input: TokenStream, format: CellInput, item: &Item, cell: crate::
             #vis const HIDDEN: usize = #hidden;
             /// G, the number of gates.
             #vis const GATES: usize = #gates;
-            #consts
+            /// The input weight's format, as `kcp plan` prints it.
+            #vis const FORMAT: &'static str = #input_name::FORMAT;
+            #rank
             /// Parameters of the input weight (bias excluded).
             #vis const PARAMS: u64 = #input_name::PARAMS;
             /// Parameters of the dense input weight it replaces, G*H * N.
@@ -299,16 +297,16 @@ fn cell_struct(input: TokenStream, format: CellInput, item: &Item, cell: crate::
             /// The input projection's compiled plan.
             #vis const PLAN: &'static str = #input_name::PLAN;
 
-            /// The layer from its parts, PyTorch's layout: the factors (or cores) of `weight_ih`,
-            /// `bias_ih` `[G*H]`, `weight_hh` `[G*H, H]`, `bias_hh` `[G*H]`.
+            /// The layer from its parts, PyTorch's layout: the cores of `weight_ih` (for KCP its
+            /// factors), `bias_ih` `[G*H]`, `weight_hh` `[G*H, H]`, `bias_hh` `[G*H]`.
             #vis fn from_parts(
-                factors: ::std::vec::Vec<::std::vec::Vec<f32>>,
+                cores: ::std::vec::Vec<::std::vec::Vec<f32>>,
                 bias_ih: ::std::vec::Vec<f32>,
                 weight_hh: ::std::vec::Vec<f32>,
                 bias_hh: ::std::vec::Vec<f32>,
             ) -> ::std::result::Result<Self, ::kcp::Error> {
                 ::std::result::Result::Ok(Self {
-                    __kcp_input: #input_name::#constructor(factors, bias_ih)?,
+                    __kcp_input: #input_name::from_cores(cores, bias_ih)?,
                     __kcp_cell: ::kcp::__private::Recurrent::new(#kind, #hidden, weight_hh, bias_hh)?,
                 })
             }
@@ -324,7 +322,7 @@ fn cell_struct(input: TokenStream, format: CellInput, item: &Item, cell: crate::
             /// Load from a safetensors file with the names `weight_ih.` and the input weight's
             /// cores (`weight_ih.factor.{d}` for KCP), `bias_ih`, `weight_hh` and `bias_hh`.
             #vis fn load(path: impl ::std::convert::AsRef<::std::path::Path>) -> ::std::result::Result<Self, ::kcp::Error> {
-                let (weights, cell) = ::kcp::__private::load_recurrent(path.as_ref(), #cores, #kind, #hidden)?;
+                let (weights, cell) = ::kcp::__private::load_recurrent(path.as_ref(), &#input_name::__kcp_cores(), #kind, #hidden)?;
                 ::std::result::Result::Ok(Self { __kcp_input: #input_name::from_weights(weights)?, __kcp_cell: cell })
             }
 
@@ -361,24 +359,16 @@ fn cell_struct(input: TokenStream, format: CellInput, item: &Item, cell: crate::
     }
 }
 
-/// What a layer's struct holds beyond what every format's has: its own constants, how its
-/// weights are checked, made and read, its constructor from raw weights, and its other items.
+/// What `layer` computes for `layer_struct`.
 struct Parts {
-    /// Constants after `OUT_SHAPE` (a KCP layer's `RANK` and `FACTOR_SHAPES`).
+    /// Constants after `OUT_SHAPE`: the format, the cores' names and shapes (and a KCP layer's
+    /// aliases).
     consts: TokenStream,
-    /// The doc of `PARAMS`.
-    params_doc: TokenStream,
-    /// `weights.check...(.., bias_len)?;`
-    check: TokenStream,
     /// `Weights` with every weight zero.
     zeros: TokenStream,
     /// Seeded random `Weights` (with `seed`).
     random: TokenStream,
-    /// `Weights` read from `path` with `bias_len`.
-    load: TokenStream,
-    /// The doc of `load`: what the file holds.
-    load_doc: TokenStream,
-    /// The constructor from the weights' values (`from_factors`, `from_cores`).
+    /// The constructor from the cores' values, `from_cores`.
     constructor: TokenStream,
     /// The `halves` field of the row kernel and its type.
     halves: (TokenStream, TokenStream),
@@ -386,98 +376,13 @@ struct Parts {
     items: TokenStream,
 }
 
-fn kcp_layer(compiled: &Compiled, half: Option<&Compiled>, item: &Item) -> TokenStream {
-    let spec = &compiled.spec;
-    let nest = &compiled.nest;
-    let d = usize_lit(spec.modes());
-    let rank = usize_lit(spec.rank());
-    let factor_shapes = nest.factor_shapes().into_iter().map(|[r, m, n]| {
-        let (r, m, n) = (usize_lit(r), usize_lit(m), usize_lit(n));
-        quote!([#r, #m, #n])
-    });
-    let vis = &item.vis;
-    let zeros = quote!(::kcp::__private::Weights::zeros(&Self::FACTOR_SHAPES, Self::HAS_BIAS.then_some(Self::OUT)));
-    let training =
-        item.backward.map(|dx| training(&compiled.graph, &compiled.plan, nest, dx, &zeros, vis)).unwrap_or_default();
-    let split = half.map(|half| split(&half.nest));
-    let halves_type = match &split {
-        Some(_) => quote!(impl ::kcp::__private::HalfFn + '_),
-        None => quote!(::kcp::__private::NoHalves),
-    };
-    let halves = split.as_ref().map_or_else(|| quote!(::std::option::Option::None), |split| split.halves.clone());
-    let split_items = split.as_ref().map_or_else(no_split, |split| split.items.clone());
-    let (from_factors_args, from_factors_bias, from_factors_doc) = if spec.bias() {
-        (
-            quote!(factors: ::std::vec::Vec<::std::vec::Vec<f32>>, bias: ::std::vec::Vec<f32>),
-            quote!(::std::option::Option::Some(bias)),
-            "The layer from its factor stacks `[R, m_d, n_d]` (row-major) and its bias `[M]`.",
-        )
-    } else {
-        (
-            quote!(factors: ::std::vec::Vec<::std::vec::Vec<f32>>),
-            quote!(::std::option::Option::None),
-            "The layer from its factor stacks `[R, m_d, n_d]` (row-major).",
-        )
-    };
-    let parts = Parts {
-        consts: quote! {
-            /// R, the number of Kronecker terms.
-            #vis const RANK: usize = #rank;
-            /// The shape `[R, m_d, n_d]` of each factor stack.
-            #vis const FACTOR_SHAPES: [[usize; 3]; #d] = [#(#factor_shapes),*];
-        },
-        params_doc: quote! {
-            /// The weight's parameters, R * sum_d m_d n_d (the bias excluded).
-        },
-        check: quote!(weights.check(&Self::FACTOR_SHAPES, bias_len)?;),
-        zeros,
-        random: quote!(::kcp::__private::Weights::random(
-            &Self::FACTOR_SHAPES,
-            Self::HAS_BIAS.then_some(Self::OUT),
-            seed
-        )),
-        load: quote!(::kcp::__private::Weights::load(path.as_ref(), "", &Self::FACTOR_SHAPES, bias_len)?),
-        load_doc: quote! {
-            /// Load the layer from a safetensors file: `factor.0` .. `factor.{D-1}`, and `bias`
-            /// if the layer has one, all f32.
-        },
-        constructor: quote! {
-            #[doc = #from_factors_doc]
-            #vis fn from_factors(#from_factors_args) -> ::std::result::Result<Self, ::kcp::Error> {
-                Self::from_weights(::kcp::__private::Weights { factors, bias: #from_factors_bias })
-            }
-        },
-        halves: (halves, halves_type),
-        items: quote! {
-            #split_items
-
-            #training
-        },
-    };
-    layer_struct(
-        compiled.plan.prep_macs(),
-        &compiled.plan.to_string(),
-        nest,
-        compiled.lanes.as_ref(),
-        spec.bias(),
-        item,
-        parts,
-    )
-}
-
 /// The struct of a layer of any format and its impl: constants, constructors, `forward` and
 /// `forward_par` over the generated kernels of `nest` (and of `lanes`), and `parts`.
-fn layer_struct(
-    prep_macs: u64,
-    plan: &str,
-    nest: &crate::LoopNest,
-    lanes: Option<&crate::LoopNest>,
-    bias: bool,
-    item: &Item,
-    parts: Parts,
-) -> TokenStream {
+fn layer_struct(compiled: &Compiled, item: &Item, parts: Parts) -> TokenStream {
     let Item { attrs, vis, name, threads, .. } = item;
-    let Parts { consts, params_doc, check, zeros, random, load, load_doc, constructor, halves, items } = parts;
+    let Parts { consts, zeros, random, constructor, halves, items } = parts;
+    let (nest, lanes, bias) = (&compiled.nest, compiled.lanes.as_ref(), compiled.spec.bias());
+    let (prep_macs, plan) = (compiled.plan.prep_macs(), compiled.plan.to_string());
     let (halves, halves_type) = halves;
     let d = usize_lit(nest.in_shape.len());
     let (n, m) = (usize_lit(nest.input_size()), usize_lit(nest.output_size()));
@@ -502,7 +407,7 @@ fn layer_struct(
         #vis struct #name {
             __kcp_weights: ::kcp::__private::Weights,
             __kcp_prep: ::std::vec::Vec<::std::vec::Vec<f32>>,
-            /// Per half of the rank terms (none if R is odd): its factors and pre-products.
+            /// Per half of the rank terms (none where the format does not split): its cores and pre-products.
             __kcp_halves: ::std::vec::Vec<(::std::vec::Vec<::std::vec::Vec<f32>>, ::std::vec::Vec<::std::vec::Vec<f32>>)>,
         }
 
@@ -519,7 +424,7 @@ fn layer_struct(
             #consts
             /// Whether the layer has a bias.
             #vis const HAS_BIAS: bool = #bias;
-            #params_doc
+            /// The weight's parameters: every core's elements (the bias excluded).
             #vis const PARAMS: u64 = #params;
             /// The parameters of the dense weight it replaces, M * N.
             #vis const DENSE_PARAMS: u64 = #dense_params;
@@ -537,7 +442,7 @@ fn layer_struct(
             /// The layer from weights, checked against its shapes.
             #vis fn from_weights(weights: ::kcp::__private::Weights) -> ::std::result::Result<Self, ::kcp::Error> {
                 let bias_len = if Self::HAS_BIAS { ::std::option::Option::Some(Self::OUT) } else { ::std::option::Option::None };
-                #check
+                weights.check(&Self::__kcp_cores(), bias_len)?;
                 ::std::result::Result::Ok(Self::__kcp_trusted(weights))
             }
 
@@ -552,10 +457,11 @@ fn layer_struct(
                 Self::__kcp_trusted(#random)
             }
 
-            #load_doc
+            /// Load the layer from a safetensors file: its cores under `CORE_NAMES` (a block
+            /// term's as `block.{k}.*`, one per block), and `bias` if the layer has one, all f32.
             #vis fn load(path: impl ::std::convert::AsRef<::std::path::Path>) -> ::std::result::Result<Self, ::kcp::Error> {
                 let bias_len = if Self::HAS_BIAS { ::std::option::Option::Some(Self::OUT) } else { ::std::option::Option::None };
-                Self::from_weights(#load)
+                Self::from_weights(::kcp::__private::Weights::load(path.as_ref(), "", &Self::__kcp_cores(), bias_len)?)
             }
 
             /// The weights.
@@ -574,8 +480,8 @@ fn layer_struct(
             }
 
             fn __kcp_trusted(weights: ::kcp::__private::Weights) -> Self {
-                let prep = Self::__kcp_prep(&weights.factors);
-                let halves = Self::__kcp_split(&weights.factors);
+                let prep = Self::__kcp_prep(&weights.cores);
+                let halves = Self::__kcp_split(&weights.cores);
                 Self { __kcp_weights: weights, __kcp_prep: prep, __kcp_halves: halves }
             }
 
@@ -587,7 +493,7 @@ fn layer_struct(
                     macs_per_row: Self::MACS_PER_SAMPLE,
                     bias: self.__kcp_weights.bias.as_deref(),
                     row: move |x: &[f32], y: &mut [f32], s: &mut [f32]| {
-                        let (f, p) = (&self.__kcp_weights.factors, &self.__kcp_prep);
+                        let (f, p) = (&self.__kcp_weights.cores, &self.__kcp_prep);
                         #row_call
                     },
                     halves: #halves,
@@ -609,15 +515,9 @@ fn layer_struct(
 /// The training path of a layer of any format (graph, forward plan and its loop nest): its
 /// backward plan (with dx or without), the forward row that keeps what the plan reads, the
 /// backward row, and the methods that run them; `zeros` the expression of all-zero weights.
-fn training(
-    graph: &crate::ContractionGraph,
-    forward: &crate::Plan,
-    nest: &crate::LoopNest,
-    dx: bool,
-    zeros: &TokenStream,
-    vis: &TokenStream,
-) -> TokenStream {
-    let plan = crate::plan_backward(graph, forward, dx, crate::Options::default().max_saved_elems);
+fn training(compiled: &Compiled, dx: bool, zeros: &TokenStream, vis: &TokenStream) -> TokenStream {
+    let (graph, nest) = (&compiled.graph, &compiled.nest);
+    let plan = compiled.backward(dx);
     let program = crate::lower_backward(&plan, graph);
     let core_lens = nest.cores.iter().map(|c| usize_lit(c.len()));
     // With nothing kept, the training forward row is the forward row.
@@ -659,8 +559,8 @@ fn training(
         /// them.
         #vis fn update_weights<R>(&mut self, update: impl ::std::ops::FnOnce(&mut ::kcp::__private::Weights) -> R) -> R {
             let result = update(&mut self.__kcp_weights);
-            self.__kcp_prep = Self::__kcp_prep(&self.__kcp_weights.factors);
-            self.__kcp_halves = Self::__kcp_split(&self.__kcp_weights.factors);
+            self.__kcp_prep = Self::__kcp_prep(&self.__kcp_weights.cores);
+            self.__kcp_halves = Self::__kcp_split(&self.__kcp_weights.cores);
             result
         }
 
@@ -711,11 +611,11 @@ fn training(
                 bias: self.__kcp_weights.bias.as_deref(),
                 macs_per_row: [Self::MACS_PER_SAMPLE, Self::BACKWARD_MACS_PER_SAMPLE],
                 keep: move |x: &[f32], y: &mut [f32], s: &mut [f32], k: &mut [f32]| {
-                    let (f, p) = (&self.__kcp_weights.factors, &self.__kcp_prep);
+                    let (f, p) = (&self.__kcp_weights.cores, &self.__kcp_prep);
                     ::kcp::__private::dispatch(#[inline(always)] || #keep_call)
                 },
                 back: move |x: &[f32], dy: &[f32], k: &[f32], t: &mut [f32], g: &mut [::std::vec::Vec<f32>], dx: &mut [f32]| {
-                    let f = &self.__kcp_weights.factors;
+                    let f = &self.__kcp_weights.cores;
                     ::kcp::__private::dispatch(#[inline(always)] || Self::__kcp_backward_row(x, dy, k, t, f, g, dx))
                 },
             }
@@ -743,7 +643,7 @@ fn lanes(nest: &crate::LoopNest) -> Lanes {
         ::std::option::Option::Some(::kcp::__private::Lanes {
             lanes: #lanes,
             block: move |x: &[f32], y: &mut [f32], s: &mut [f32]| {
-                let (f, p) = (&self.__kcp_weights.factors, &self.__kcp_prep);
+                let (f, p) = (&self.__kcp_weights.cores, &self.__kcp_prep);
                 #row_call
             },
             scratch: #scratch,
@@ -756,7 +656,7 @@ fn lanes(nest: &crate::LoopNest) -> Lanes {
 fn no_split() -> TokenStream {
     quote! {
         fn __kcp_split(
-            factors: &[::std::vec::Vec<f32>],
+            cores: &[::std::vec::Vec<f32>],
         ) -> ::std::vec::Vec<(::std::vec::Vec<::std::vec::Vec<f32>>, ::std::vec::Vec<::std::vec::Vec<f32>>)> {
             ::std::vec::Vec::new()
         }
@@ -786,14 +686,15 @@ fn split(half: &crate::LoopNest) -> Split {
         ))
     };
     let items = quote! {
-        /// Each factor stack cut into its two halves of the rank terms, with their pre-products.
+        /// Each core cut into its two halves of the rank terms (its outermost index), with
+        /// their pre-products.
         fn __kcp_split(
-            factors: &[::std::vec::Vec<f32>],
+            cores: &[::std::vec::Vec<f32>],
         ) -> ::std::vec::Vec<(::std::vec::Vec<::std::vec::Vec<f32>>, ::std::vec::Vec<::std::vec::Vec<f32>>)> {
             (0..2)
                 .map(|k| {
                     let f: ::std::vec::Vec<::std::vec::Vec<f32>> =
-                        factors.iter().map(|stack| stack[k * stack.len() / 2..(k + 1) * stack.len() / 2].to_vec()).collect();
+                        cores.iter().map(|core| core[k * core.len() / 2..(k + 1) * core.len() / 2].to_vec()).collect();
                     let p = Self::__kcp_half_prep(&f);
                     (f, p)
                 })

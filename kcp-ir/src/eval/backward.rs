@@ -13,7 +13,7 @@ pub struct Gradients {
     /// dL/dx.
     pub dx: Option<Vec<f64>>,
     /// dL/dA_d.
-    pub factors: Vec<Vec<f64>>,
+    pub cores: Vec<Vec<f64>>,
     /// dL/dbias.
     pub bias: Vec<f64>,
 }
@@ -83,14 +83,14 @@ pub fn interpret_backward(
     for row in dy.chunks_exact(m.max(1)) {
         bias.iter_mut().zip(row).for_each(|(b, v)| *b += v);
     }
-    Gradients { dx, factors: grads, bias }
+    Gradients { dx, cores: grads, bias }
 }
 
 /// The gradients of `L = sum(dy * y)` by the dense weight: dW = dy^T x, then dA_d[r] by W's
 /// multilinearity (dW contracted with every other factor of term r), dx = dy W, dbias the
 /// column sums of dy. Shares nothing with the planner.
 pub fn dense_gradients(spec: &ValidSpec, factors: &[Vec<f64>], x: &[f64], dy: &[f64], batch: usize) -> Gradients {
-    let (m, n, rank) = (spec.output_size(), spec.input_size(), spec.rank());
+    let (m, n, rank) = (spec.output_size(), spec.input_size(), super::kcp_rank(spec));
     let (ms, ns) = (spec.out_shape(), spec.in_shape());
     let w = dense_weight(spec, factors);
     let mut dw = vec![0.0; m * n];
@@ -128,7 +128,7 @@ pub fn dense_gradients(spec: &ValidSpec, factors: &[Vec<f64>], x: &[f64], dy: &[
             bias[i] += dy[b * m + i];
         }
     }
-    Gradients { dx: Some(dx), factors: grads, bias }
+    Gradients { dx: Some(dx), cores: grads, bias }
 }
 
 fn digits(mut value: usize, shape: &[usize], out: &mut [usize]) {

@@ -12,9 +12,18 @@ pub use reference::{dense_forward, dense_weight};
 
 use kcp_core::Rng;
 
-/// Random factors `[R, m_d, n_d]` for a spec, uniform in [-1, 1).
+/// R of a KCP spec (these references are of KCP layers; 0 for another format, whose rank
+/// keys are not one rank of Kronecker terms).
+fn kcp_rank(spec: &crate::ValidSpec) -> usize {
+    match spec.format() {
+        crate::network::Format::Kcp { rank } => *rank,
+        _ => 0,
+    }
+}
+
+/// Random factors `[R, m_d, n_d]` for a KCP spec, uniform in [-1, 1).
 pub fn random_factors(rng: &mut Rng, spec: &crate::ValidSpec) -> Vec<Vec<f64>> {
-    (0..spec.modes()).map(|d| rng.vec(spec.rank() * spec.out_shape()[d] * spec.in_shape()[d])).collect()
+    (0..spec.modes()).map(|d| rng.vec(kcp_rank(spec) * spec.out_shape()[d] * spec.in_shape()[d])).collect()
 }
 
 /// The Frobenius norm of `a - b` over that of `b`; 0 when both are zero.

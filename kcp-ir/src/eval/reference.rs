@@ -14,7 +14,7 @@ pub fn dense_weight(spec: &ValidSpec, factors: &[Vec<f64>]) -> Vec<f64> {
         digits(i, ms, &mut i_digits);
         for j in 0..n {
             digits(j, ns, &mut j_digits);
-            w[i * n + j] = (0..spec.rank())
+            w[i * n + j] = (0..super::kcp_rank(spec))
                 .map(|r| {
                     (0..spec.modes())
                         .map(|d| factors[d][(r * ms[d] + i_digits[d]) * ns[d] + j_digits[d]])

@@ -1,4 +1,4 @@
-//! The contraction graph: `ValidSpec` -> `ContractionGraph`.
+//! The contraction graph: a network of x and cores -> `ContractionGraph`.
 //!
 //! The layer's einsum `b j1..jD, r i1 j1, ..., r iD jD -> b i1..iD` as a petgraph graph: the
 //! tensors (x, the D factor stacks, y) are nodes and the indices are edges, except r, the
@@ -13,8 +13,6 @@ mod print;
 use petgraph::graph::{NodeIndex, UnGraph};
 
 pub use index::{Index, IndexSet, Operand, OperandSet, ParseOperandError};
-
-use crate::spec::ValidSpec;
 
 /// A node of the graph.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,19 +61,6 @@ pub struct ContractionGraph {
 }
 
 impl ContractionGraph {
-    /// Build the network of a KCP layer. Sizes use [`ValidSpec::cost_batch`] for b.
-    pub fn new(spec: &ValidSpec) -> ContractionGraph {
-        let modes = spec.modes();
-        let factors =
-            (0..modes).map(|d| Core::named(format!("factor.{d}"), vec![Index::Rank, Index::Out(d), Index::In(d)]));
-        let mut sizes = vec![(Index::Batch, spec.cost_batch() as u64), (Index::Rank, spec.rank() as u64)];
-        for d in 0..modes {
-            sizes.push((Index::Out(d), spec.out_shape()[d] as u64));
-            sizes.push((Index::In(d), spec.in_shape()[d] as u64));
-        }
-        ContractionGraph::of_cores(modes, factors.collect(), sizes)
-    }
-
     /// The network of x (`[b, j_1..j_D]`) and any cores to y (`[b, i_1..i_D]`), with every
     /// index's size: an index held by two tensors is an edge between them, one held by more a
     /// hyperedge (a hub node joined to each). Every format's network is built by this, a KCP

@@ -8,87 +8,15 @@
 //! reference and the interpreter read like a KCP layer's. No format has a planner of its own.
 
 pub mod eval;
+mod format;
 pub mod orders;
 
-use std::fmt;
-
-use crate::error::{Error, Errors, Location, Quantity};
+use crate::error::Errors;
 pub use crate::graph::Core;
 use crate::graph::{ContractionGraph, Index};
 use crate::plan::{Plan, Tree};
-use crate::rewrite::saturate::Search;
-use crate::spec::{limits, validate, Batch, Spec};
-use crate::{LoopNest, Options};
-
-/// A tensor format of a layer's weight `W [M, N]`: its cores and how they are joined. Ranks
-/// are as the command line writes them.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum Format {
-    /// Kronecker CP: `factor.d` `[R, m_d, n_d]`.
-    Kcp {
-        /// R.
-        rank: usize,
-    },
-    /// Plain CP over all 2D modes: `out.d` `[R, m_d]`, `in.d` `[R, n_d]`.
-    Cp {
-        /// R.
-        rank: usize,
-    },
-    /// Tensor train (a TT-matrix): `core.d` `[r_d, m_d, n_d, r_{d+1}]`.
-    Tt {
-        /// r_0 .. r_D, with r_0 = r_D = 1.
-        ranks: Vec<usize>,
-    },
-    /// Tensor ring with separate input and output cores (as TR-LSTM): `in.d`
-    /// `[p_d, n_d, p_{d+1}]`, then `out.d` `[p_{D+d}, m_d, p_{D+d+1}]`, with p_{2D} = p_0.
-    Tr {
-        /// p_0 .. p_{2D-1}.
-        ranks: Vec<usize>,
-    },
-    /// Block term: K blocks, each a Tucker core `[R_1, .., R_D]` and factors `[m_d, n_d, R_d]`,
-    /// stacked over the blocks as `block.core` `[K, R_1, .., R_D]` and `block.factor.d`
-    /// `[K, m_d, n_d, R_d]` (the blocks' sum is a hyperedge, as KCP's rank is).
-    Bt {
-        /// K.
-        blocks: usize,
-        /// R_1 .. R_D.
-        ranks: Vec<usize>,
-    },
-    /// Hierarchical Tucker on a balanced binary tree over the D merged modes, every edge of
-    /// rank r: `leaf.d` `[m_d, n_d, r]`, inner nodes `node.a-b` `[r, r, r]` (left child's edge,
-    /// right child's, parent's), the root `node.0-{D-1}` `[r, r]`.
-    Ht {
-        /// r.
-        rank: usize,
-    },
-}
-
-impl Format {
-    /// Its name, as `--format` spells it.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Format::Kcp { .. } => "kcp",
-            Format::Cp { .. } => "cp",
-            Format::Tt { .. } => "tt",
-            Format::Tr { .. } => "tr",
-            Format::Bt { .. } => "bt",
-            Format::Ht { .. } => "ht",
-        }
-    }
-}
-
-impl fmt::Display for Format {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let list = |ranks: &[usize]| ranks.iter().map(usize::to_string).collect::<Vec<_>>().join("x");
-        match self {
-            Format::Kcp { rank } | Format::Cp { rank } | Format::Ht { rank } => {
-                write!(f, "{} rank {rank}", self.name())
-            }
-            Format::Tt { ranks } | Format::Tr { ranks } => write!(f, "{} ranks {}", self.name(), list(ranks)),
-            Format::Bt { blocks, ranks } => write!(f, "bt {blocks} blocks, ranks {}", list(ranks)),
-        }
-    }
-}
+use crate::spec::{validate, Batch, Spec};
+pub use format::{Format, FormatEntry, RankArgs, RankKey, RankList, FORMATS};
 
 /// A layer of any format, validated: x `[B, n_1..n_D]` and the format's cores, to y
 /// `[B, m_1..m_D]`.
@@ -108,58 +36,16 @@ pub const MAX_CORES: usize = 15;
 
 impl Network {
     /// Build and check the network of `format` between these shapes, for `batch` rows (a
-    /// symbolic batch plans per row). Every problem is reported, each with the value at fault.
+    /// symbolic batch plans per row): [`validate`] of a layer without bias or cell. Every
+    /// problem is reported, each with the value at fault.
     pub fn new(in_shape: &[usize], out_shape: &[usize], format: Format, batch: Batch) -> Result<Network, Errors> {
-        // The shapes and the batch are checked as for a KCP layer of rank 1.
-        let mut spec = Spec::new(in_shape, out_shape, 1);
+        let mut spec = Spec::new(in_shape, out_shape, format);
         spec.batch = batch;
-        let mut errors: Vec<Error> = validate(&spec).err().map(|e| e.into_iter().collect()).unwrap_or_default();
-        let modes = in_shape.len();
-        let name = format.name();
-        let (expected, what) = match &format {
-            Format::Tt { .. } => (modes + 1, "r_0 .. r_D"),
-            Format::Tr { .. } => (2 * modes, "p_0 .. p_{2D-1}"),
-            Format::Bt { .. } => (modes, "R_1 .. R_D"),
-            Format::Kcp { .. } | Format::Cp { .. } | Format::Ht { .. } => (0, ""),
-        };
-        let ranks: Vec<usize> = match &format {
-            Format::Kcp { rank } | Format::Cp { rank } | Format::Ht { rank } => {
-                if *rank == 0 {
-                    errors.push(Error::ZeroRank);
-                }
-                vec![*rank]
-            }
-            Format::Bt { blocks, ranks } => {
-                if *blocks == 0 {
-                    errors.push(Error::ZeroBlocks);
-                }
-                ranks.clone()
-            }
-            Format::Tt { ranks } | Format::Tr { ranks } => ranks.clone(),
-        };
-        if !matches!(format, Format::Kcp { .. } | Format::Cp { .. } | Format::Ht { .. }) {
-            if ranks.len() != expected && modes > 0 {
-                errors.push(Error::RankCount { format: name, expected, found: ranks.len(), what });
-            }
-            for (position, _) in ranks.iter().enumerate().filter(|(_, &r)| r == 0) {
-                errors.push(Error::ZeroRankAt { position });
-            }
-        }
-        if let Format::Tt { ranks } = &format {
-            if let (Some(&first), Some(&last)) = (ranks.first(), ranks.last()) {
-                if first != 1 || last != 1 {
-                    let position = if first != 1 { 0 } else { ranks.len() - 1 };
-                    errors.push(Error::TtRankEnds { first, last, position });
-                }
-            }
-        }
-        let cores = core_count(&format, modes);
-        if cores > MAX_CORES {
-            errors.push(Error::TooManyCores { format: name, modes, cores, max: MAX_CORES });
-        }
-        if !errors.is_empty() {
-            return Err(Errors::new(errors));
-        }
+        validate(&spec).map(|valid| valid.network().clone())
+    }
+
+    /// The network of shapes and a format that [`validate`] checked (it calls this).
+    pub(crate) fn build(in_shape: &[usize], out_shape: &[usize], format: &Format, batch: Batch) -> Network {
         let mut network = Network {
             format: format.clone(),
             in_shape: in_shape.to_vec(),
@@ -168,23 +54,17 @@ impl Network {
             cores: Vec::new(),
             sizes: Vec::new(),
         };
-        network.build();
-        // Every step of a plan loops over a subset of the indices: their product bounds its MACs.
-        let space = network.sizes.iter().fold(1u128, |p, &(_, s)| p.saturating_mul(u128::from(s)));
-        if space > limits::MAX_INDEX_SPACE {
-            let error = Error::TooLarge {
-                quantity: Quantity::IndexSpace,
-                value: space,
-                limit: limits::MAX_INDEX_SPACE,
-                location: Location::Rank,
-            };
-            return Err(Errors::new(vec![error]));
-        }
-        Ok(network)
+        network.lay_out();
+        network
+    }
+
+    /// The product of every index's size (saturating): it bounds the MACs of every step.
+    pub(crate) fn index_space(&self) -> u128 {
+        self.sizes.iter().fold(1u128, |p, &(_, s)| p.saturating_mul(u128::from(s)))
     }
 
     /// Lay out the cores and record every index's size.
-    fn build(&mut self) {
+    fn lay_out(&mut self) {
         let modes = self.in_shape.len();
         let batch = match self.batch {
             Batch::Fixed(b) => b,
@@ -247,6 +127,14 @@ impl Network {
         }
         self.sizes = sizes;
         self.cores = cores;
+    }
+
+    /// The spec of a layer of this network (no bias, no cell): what [`compile`](crate::compile)
+    /// takes.
+    pub fn spec(&self) -> Spec {
+        let mut spec = Spec::new(&self.in_shape, &self.out_shape, self.format.clone());
+        spec.batch = self.batch;
+        spec
     }
 
     /// The format.
@@ -338,53 +226,45 @@ impl Network {
         ContractionGraph::of_cores(self.modes(), self.cores.clone(), self.sizes.clone())
     }
 
-    /// The cheapest plan, found by the same e-graph search as a KCP layer's (weight-only
-    /// pre-products within `options.max_prep_elems`), and what the search did.
-    pub fn plan(&self, options: &Options) -> (Plan, Search) {
+    /// The scale of each core's seeded random values (uniform in +-scale), chosen so that
+    /// the dense weight's entries have variance 1/N: an entry of W is a sum of
+    /// [`terms`](Network::terms) products of one entry of each of the K cores. KCP scales each
+    /// factor by its own input mode, `sqrt(3 / n_d) R^(-1/2D)`; the other formats every core
+    /// alike, `sqrt(3) (N terms)^(-1/2K)`.
+    pub fn init_scales(&self) -> Vec<f64> {
+        let k = self.cores.len().max(1) as f64;
+        match self.format {
+            Format::Kcp { rank } => {
+                self.in_shape.iter().map(|&n| (3.0 / n as f64).sqrt() * (rank as f64).powf(-0.5 / k)).collect()
+            }
+            _ => {
+                let scale = 3f64.sqrt() * (1.0 / (self.input_size() as f64 * self.terms().max(1) as f64)).powf(0.5 / k);
+                vec![scale; self.cores.len()]
+            }
+        }
+    }
+
+    /// The same network over half of its rank terms, where the format sums them outermost in
+    /// every core ([`Format::split_rank`]) and R is even: what each of two threads runs on its
+    /// half of every core for one row.
+    pub fn half(&self) -> Option<Network> {
+        let rank = self.format.split_rank().filter(|r| r.is_multiple_of(2))?;
+        let format = self.format.with_split_rank(rank / 2)?;
+        Some(Network::build(&self.in_shape, &self.out_shape, &format, self.batch))
+    }
+
+    /// The plan stage of [`compile`](crate::compile): the cheapest plan, found by e-graph
+    /// rewriting (weight-only pre-products within `options.max_prep_elems`), and what the
+    /// search did.
+    pub fn plan(&self, options: &crate::Options) -> (Plan, crate::Search) {
         let graph = self.graph();
         let (tree, _, search) = crate::rewrite::saturate::plan_tree(&graph, options);
         (Plan::new(&graph, &tree, self.batch, options.max_prep_elems), search)
     }
 
-    /// The cheapest plan lowered to its loop nests: what the generic executor runs (the same
-    /// lowering, and so the same micro-kernels, as a KCP layer's, each core read in its own
-    /// storage layout).
-    pub fn compile(&self, options: &Options) -> Lowered {
-        let graph = self.graph();
-        let (plan, search) = self.plan(options);
-        let nest = crate::loops::lower(&plan, &graph);
-        let lanes = crate::loops::interleave(&plan, &graph, &nest);
-        Lowered { graph, plan, search, nest, lanes }
-    }
-
     /// A given order as a plan (weight-only steps at load time, within `max_prep_elems`).
     pub fn plan_of(&self, tree: &Tree, max_prep_elems: u64) -> Plan {
         Plan::new(&self.graph(), tree, self.batch, max_prep_elems)
-    }
-}
-
-/// A network's plan and its loop nests ([`Network::compile`]).
-#[derive(Clone, Debug)]
-pub struct Lowered {
-    /// The network's contraction graph.
-    pub graph: ContractionGraph,
-    /// The cheapest plan.
-    pub plan: Plan,
-    /// What the e-graph search did.
-    pub search: Search,
-    /// The plan lowered to loops, one row at a time.
-    pub nest: LoopNest,
-    /// The plan lowered for interleaved rows, where that pays.
-    pub lanes: Option<LoopNest>,
-}
-
-/// The number of cores of a format with D modes.
-fn core_count(format: &Format, modes: usize) -> usize {
-    match format {
-        Format::Kcp { .. } | Format::Tt { .. } => modes,
-        Format::Cp { .. } | Format::Tr { .. } => 2 * modes,
-        Format::Bt { .. } => modes + 1,
-        Format::Ht { .. } => (2 * modes).saturating_sub(1),
     }
 }
 

@@ -28,6 +28,9 @@ use crate::plan::Tree;
 /// A reference implementation's order for a network.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reference {
+    /// Its key in `kcp plan --json`'s `candidates` (`forward`, `reverse`, `tt-rnn`, `tednet`,
+    /// `bt-rnn`).
+    pub key: &'static str,
     /// Who runs it.
     pub name: &'static str,
     /// The order.
@@ -51,31 +54,31 @@ fn core(k: usize) -> Tree {
 /// them (none for HT; BT-RNN's for D = 4 only).
 pub fn references(network: &Network) -> Vec<Reference> {
     let modes = network.modes();
-    let reference = |name, tree| Reference { name, tree };
+    let reference = |key, name, tree| Reference { key, name, tree };
     match network.format() {
         Format::Kcp { .. } => vec![
-            reference("the paper, forward", Tree::forward(modes)),
-            reference("the paper, reverse", Tree::reverse(modes)),
+            reference("forward", "the paper, forward", Tree::forward(modes)),
+            reference("reverse", "the paper, reverse", Tree::reverse(modes)),
         ],
         Format::Tt { .. } => vec![
-            reference("TT-RNN", Tree::sequential((0..modes).rev())),
-            reference("tednet", Tree::sequential(0..modes)),
+            reference("tt-rnn", "TT-RNN", Tree::sequential((0..modes).rev())),
+            reference("tednet", "tednet", Tree::sequential(0..modes)),
         ],
         // In cores, then out cores: that is their order in the network.
-        Format::Tr { .. } => vec![reference("tednet", Tree::sequential(0..2 * modes))],
+        Format::Tr { .. } => vec![reference("tednet", "tednet", Tree::sequential(0..2 * modes))],
         // Factors are cores 0..D, the Tucker core is core D.
         Format::Bt { .. } => {
-            let mut orders = vec![reference("tednet", Tree::sequential((0..=modes).collect::<Vec<_>>()))];
+            let mut orders = vec![reference("tednet", "tednet", Tree::sequential((0..=modes).collect::<Vec<_>>()))];
             if modes == 4 {
                 let front = Tree::contract(Tree::contract(core(0), core(1)), core(modes));
                 let back = Tree::contract(core(2), core(3));
                 let tree = Tree::contract(Tree::contract(Tree::Leaf(Operand::Input), front), back);
-                orders.push(reference("BT-RNN", tree));
+                orders.push(reference("bt-rnn", "BT-RNN", tree));
             }
             orders
         }
         // Out vectors are cores 0..D, in vectors cores D..2D.
-        Format::Cp { .. } => vec![reference("tednet", Tree::sequential((modes..2 * modes).chain(0..modes)))],
+        Format::Cp { .. } => vec![reference("tednet", "tednet", Tree::sequential((modes..2 * modes).chain(0..modes)))],
         Format::Ht { .. } => Vec::new(),
     }
 }

@@ -30,6 +30,7 @@ mod tests {
     use super::*;
     use crate::eval::{dense_forward, random_factors, relative_error};
     use crate::graph::{ContractionGraph, Index, Operand};
+    use crate::network::Format;
     use crate::plan::Tree;
     use crate::{validate, Spec};
     use kcp_core::Rng;
@@ -92,9 +93,9 @@ mod tests {
     #[test]
     fn every_rule_is_sound() {
         let specs = [
-            Spec::new(&[2, 3, 2], &[3, 2, 1], 2).with_batch(2),
-            Spec::new(&[1, 4, 3], &[2, 2, 5], 3).with_batch(1),
-            Spec::new(&[3, 1, 2], &[1, 3, 2], 1).with_batch(3),
+            Spec::new(&[2, 3, 2], &[3, 2, 1], Format::kcp(2)).with_batch(2),
+            Spec::new(&[1, 4, 3], &[2, 2, 5], Format::kcp(3)).with_batch(1),
+            Spec::new(&[3, 1, 2], &[1, 3, 2], Format::kcp(1)).with_batch(3),
         ];
         // Bindings for ?a ?b ?c: three disjoint subtrees covering x, A1, A2, A3.
         let x_a1 = Tree::contract(Tree::Leaf(Operand::Input), Tree::Leaf(Operand::Factor(0)));
@@ -112,7 +113,7 @@ mod tests {
             let vars = rule.searcher.vars();
             for spec in &specs {
                 let spec = validate(spec).unwrap();
-                let graph = ContractionGraph::new(&spec);
+                let graph = spec.network().graph();
                 let mut rng = Rng::new(7);
                 let factors = random_factors(&mut rng, &spec);
                 let x = rng.vec(spec.cost_batch() * spec.input_size());
@@ -140,8 +141,8 @@ mod tests {
     /// are read in y's layout.
     #[test]
     fn evaluation_keeps_operand_order() {
-        let spec = validate(&Spec::new(&[2, 3], &[3, 2], 2).with_batch(2)).unwrap();
-        let graph = ContractionGraph::new(&spec);
+        let spec = validate(&Spec::new(&[2, 3], &[3, 2], Format::kcp(2)).with_batch(2)).unwrap();
+        let graph = spec.network().graph();
         let mut rng = Rng::new(3);
         let factors = random_factors(&mut rng, &spec);
         let x = rng.vec(spec.cost_batch() * spec.input_size());

@@ -1,13 +1,17 @@
-//! The layer spec: what a user declares (shapes, rank, batch, bias), before and after validation.
+//! The layer spec: what a user declares (shapes, format and ranks, batch, bias, cell), before
+//! and after validation.
 //!
 //! In: a [`Spec`] from the macro or the command line. Out, through [`validate`]: a [`ValidSpec`]
-//! whose sizes are known to be non-zero, consistent and within [`limits`].
+//! whose sizes are known to be non-zero, consistent and within [`limits`], with the network of
+//! its format.
 
 mod validate;
 
 use std::fmt;
 
 pub use kcp_core::CellKind;
+
+use crate::network::{Format, Network};
 
 pub use validate::validate;
 
@@ -47,7 +51,7 @@ impl fmt::Display for Batch {
     }
 }
 
-/// A recurrent cell whose input-to-hidden weight is the KCP layer (its output stacks the G gates
+/// A recurrent cell whose input-to-hidden weight is the compressed layer (its output stacks the G gates
 /// of H units) and whose hidden-to-hidden weight is dense.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Cell {
@@ -57,16 +61,16 @@ pub struct Cell {
     pub hidden: usize,
 }
 
-/// A KCP layer as declared: `y[B, M] = x[B, N] W^T (+ b)`, with
-/// `W = sum_r A1[r] (x) ... (x) AD[r]` and `A_d` of shape `[R, out_shape[d], in_shape[d]]`.
+/// A layer as declared: `y[B, M] = x[B, N] W^T (+ b)`, with W stored in a tensor format (for
+/// KCP, `W = sum_r A1[r] (x) ... (x) AD[r]` and `A_d` of shape `[R, out_shape[d], in_shape[d]]`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Spec {
     /// n_1 .. n_D.
     pub in_shape: Vec<usize>,
     /// m_1 .. m_D.
     pub out_shape: Vec<usize>,
-    /// R, the number of Kronecker terms.
-    pub rank: usize,
+    /// The weight's format and its ranks.
+    pub format: Format,
     /// B.
     pub batch: Batch,
     /// Whether the layer adds a bias of M entries.
@@ -78,11 +82,11 @@ pub struct Spec {
 
 impl Spec {
     /// A spec with a symbolic batch and no bias.
-    pub fn new(in_shape: &[usize], out_shape: &[usize], rank: usize) -> Spec {
+    pub fn new(in_shape: &[usize], out_shape: &[usize], format: Format) -> Spec {
         Spec {
             in_shape: in_shape.to_vec(),
             out_shape: out_shape.to_vec(),
-            rank,
+            format,
             batch: Batch::Symbolic,
             bias: false,
             cell: None,
@@ -109,12 +113,14 @@ impl Spec {
     }
 }
 
-/// A spec that passed [`validate`]: every size is non-zero and within [`limits`].
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// A spec that passed [`validate`]: every size is non-zero and within [`limits`], and its
+/// format's network.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ValidSpec {
     spec: Spec,
     n: usize,
     m: usize,
+    network: Network,
 }
 
 impl ValidSpec {
@@ -134,9 +140,13 @@ impl ValidSpec {
     pub fn out_shape(&self) -> &[usize] {
         &self.spec.out_shape
     }
-    /// R.
-    pub fn rank(&self) -> usize {
-        self.spec.rank
+    /// The weight's format.
+    pub fn format(&self) -> &Format {
+        &self.spec.format
+    }
+    /// The network of x and the format's cores.
+    pub fn network(&self) -> &Network {
+        &self.network
     }
     /// B as declared.
     pub fn batch(&self) -> Batch {
@@ -165,10 +175,9 @@ impl ValidSpec {
     pub fn output_size(&self) -> usize {
         self.m
     }
-    /// The weight's parameters, R * sum_d m_d n_d (the bias excluded).
+    /// The weight's parameters: every core's elements (the bias excluded).
     pub fn params(&self) -> u64 {
-        let per_rank: usize = self.in_shape().iter().zip(self.out_shape()).map(|(n, m)| n * m).sum();
-        (self.rank() * per_rank) as u64
+        self.network.params()
     }
     /// The dense weight's parameters, M * N.
     pub fn dense_params(&self) -> u64 {
@@ -196,7 +205,7 @@ impl fmt::Display for ValidSpec {
         write_shape(f, self.in_shape())?;
         f.write_str(" -> out ")?;
         write_shape(f, self.out_shape())?;
-        write!(f, ", rank {}, batch {}", self.rank(), self.batch())?;
+        write!(f, ", {}, batch {}", self.format(), self.batch())?;
         if self.bias() {
             f.write_str(", bias")?;
         }
