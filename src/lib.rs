@@ -81,6 +81,7 @@ pub fn random_weights(network: &ir::network::Network, bias: bool, seed: u64) -> 
 
 #[doc(hidden)]
 pub use kcp_runtime::__private;
+#[cfg(feature = "compress")]
 pub mod compress;
 pub mod data;
 pub mod npy;
