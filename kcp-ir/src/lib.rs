@@ -81,7 +81,7 @@ pub struct Compiled {
     pub search: Search,
     /// The chosen plan lowered to loops.
     pub nest: LoopNest,
-    /// The chosen plan lowered for interleaved rows, where that pays ([`loops::interleave`]):
+    /// The chosen plan lowered for interleaved rows, where that pays (`loops::interleave`):
     /// what whole blocks of a batch run.
     pub lanes: Option<LoopNest>,
     /// The loop nest of the layer over half of its rank terms, where the format offers that

@@ -1,5 +1,5 @@
-//! The `kcp_layer!` proc macro. It stays thin: [`parse`] reads the declaration into a kcp-ir
-//! spec and an origin table, kcp-ir compiles and emits, [`expand`] wraps the result or maps the
+//! The `kcp_layer!` proc macro. It stays thin: `parse` reads the declaration into a kcp-ir
+//! spec and an origin table, kcp-ir compiles and emits, `expand` wraps the result or maps the
 //! errors back to the offending tokens. All meaning lives in kcp-ir.
 
 #![warn(missing_docs)]

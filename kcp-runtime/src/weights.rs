@@ -194,7 +194,7 @@ pub struct TensorFile {
 
 impl TensorFile {
     /// Read and validate a safetensors file, reading no more than its header declares: the
-    /// header first (at most [`MAX_HEADER`] bytes), then exactly the data it describes (a file
+    /// header first (at most `MAX_HEADER`, 16 MiB), then exactly the data it describes (a file
     /// with more or less is an error).
     pub fn read(path: &Path) -> Result<TensorFile, Error> {
         let io = |source| Error::Io { path: path.to_path_buf(), source };

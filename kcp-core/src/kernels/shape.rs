@@ -52,7 +52,7 @@ pub struct Gemm {
     pub overwrite: bool,
     /// Where `a` or `w` is a row of x and the batch goes on after it (its slice reaches on):
     /// the distance to the same product in the next row (the input size N), whose slab the
-    /// micro-kernel then streams into L2 while it computes this one ([`Gemm::sweep`]); 0 for
+    /// micro-kernel then streams into L2 while it computes this one (`Gemm::sweep`); 0 for
     /// none.
     pub stream: usize,
     /// How often the product is done, each time at other offsets: the loop around it that

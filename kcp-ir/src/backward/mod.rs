@@ -43,7 +43,7 @@ pub enum Tensor {
     /// dx, `[b, j1..jD]`.
     Dx,
     /// dA_d, `[r, i_d, j_d]`, accumulated over the batch (broadcast over r when no operand of
-    /// its step has r: with one mode, dA_1[r] is the same for every r).
+    /// its step has r: with one mode, `dA_1[r]` is the same for every r).
     Grad(usize),
 }
 
@@ -302,7 +302,7 @@ fn networks(graph: &ContractionGraph, dx: bool) -> Vec<(Network, Tensor)> {
 }
 
 /// The total MACs of the gradients planned on their own, by brute force over every order
-/// ([`Network::brute_force`]): the oracle of [`separate`], for tests on small layers.
+/// (`Network::brute_force`): the oracle of [`separate`], for tests on small layers.
 pub fn brute_force_macs(graph: &ContractionGraph, dx: bool) -> u64 {
     networks(graph, dx).iter().map(|(n, _)| n.brute_force(graph)).sum()
 }

@@ -86,7 +86,7 @@ pub fn interpret_backward(
     Gradients { dx, cores: grads, bias }
 }
 
-/// The gradients of `L = sum(dy * y)` by the dense weight: dW = dy^T x, then dA_d[r] by W's
+/// The gradients of `L = sum(dy * y)` by the dense weight: dW = dy^T x, then `dA_d[r]` by W's
 /// multilinearity (dW contracted with every other factor of term r), dx = dy W, dbias the
 /// column sums of dy. Shares nothing with the planner.
 pub fn dense_gradients(spec: &ValidSpec, factors: &[Vec<f64>], x: &[f64], dy: &[f64], batch: usize) -> Gradients {

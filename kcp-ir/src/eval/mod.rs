@@ -67,7 +67,7 @@ pub fn run_backward_nest<T: kcp_core::Real>(
     (grads, backward.dx.then_some(dx))
 }
 
-/// Run a loop nest row by row, or block by block of [`LoopNest::lanes`] interleaved rows (the
+/// Run a loop nest row by row, or block by block of [`LoopNest::lanes`](crate::LoopNest::lanes) interleaved rows (the
 /// last block padded with zero rows): the loop-nest interpreter (in f64 for exact checks; in f32
 /// it runs the same kernels as a layer).
 pub fn run_nest<T: kcp_core::Real>(nest: &crate::LoopNest, x: &[T], factors: &[Vec<T>], batch: usize) -> Vec<T> {

@@ -182,7 +182,7 @@ fn step_kernel(
 /// k - 1 writes (the backward planner keeps only the intermediates of a forward plan that
 /// contracts x with one factor after another, in its own order, and only for a KCP layer,
 /// whose intermediates stay in the global order). The other formats' temporaries are laid
-/// out as [`layout`] chooses.
+/// out as `layout` chooses.
 pub fn lower_backward(plan: &BackwardPlan, graph: &ContractionGraph) -> BackwardProgram {
     let size = |index: Index| if index == Index::Batch { 1 } else { graph.size(index) as usize };
     let volume = |set: IndexSet| set.iter().map(size).product::<usize>();
