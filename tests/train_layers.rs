@@ -199,10 +199,37 @@ fn updated_weights_reach_the_kernels() {
     let x = vec![0.25f32; Kt::IN];
     let (mut before, mut after) = (vec![0.0f32; Kt::OUT], vec![0.0f32; Kt::OUT]);
     layer.forward(&x, &mut before).unwrap();
-    layer.update_weights(|w| w.cores[0].iter_mut().for_each(|v| *v *= 2.0));
+    layer.update_weights(|w| w.cores[0].iter_mut().for_each(|v| *v *= 2.0)).unwrap();
     layer.forward(&x, &mut after).unwrap();
     let bias = layer.weights().bias.clone().unwrap();
     for ((a, b), c) in after.iter().zip(&before).zip(&bias) {
         assert!((a - c - 2.0 * (b - c)).abs() < 1e-4, "{a} {b} {c}");
+    }
+}
+
+/// `update_weights` checks what the closure left: a core cut short or grown, the bias dropped
+/// or a value that is not finite is a typed error, and the layer keeps its weights (the same
+/// outputs, bit for bit, on one thread and two, where the threaded split reads the cores).
+#[test]
+fn update_weights_refuses_weights_of_other_shapes() {
+    let mut layer = Kt::random(12);
+    let x = vec![0.25f32; 2 * Kt::IN];
+    let run = |layer: &Kt| {
+        let (mut y, mut par) = (vec![0.0f32; 2 * Kt::OUT], vec![0.0f32; 2 * Kt::OUT]);
+        layer.forward(&x, &mut y).unwrap();
+        layer.forward_par(&x, &mut par).unwrap();
+        (y, par)
+    };
+    let before = (layer.weights().clone(), run(&layer));
+    let bad: [(&str, Box<dyn FnOnce(&mut Weights)>); 4] = [
+        ("shorter", Box::new(|w| drop(w.cores[0].pop()))),
+        ("longer", Box::new(|w| w.cores[1].push(1.0))),
+        ("no bias", Box::new(|w| w.bias = None)),
+        ("nan", Box::new(|w| w.cores[0][3] = f32::NAN)),
+    ];
+    for (what, update) in bad {
+        let error = layer.update_weights(update).unwrap_err();
+        assert!(!error.to_string().is_empty(), "{what}");
+        assert_eq!((layer.weights().clone(), run(&layer)), before, "{what}: the layer changed");
     }
 }

@@ -34,10 +34,10 @@ fn main() {
     let _: Result<(), kcp::ShapeError> = layer.forward_train_par(&[], &mut y, &mut trace);
     let _: Result<(), kcp::Error> = layer.backward(&[], &[], &mut trace, None, &mut grads);
     let _: Result<(), kcp::Error> = layer.backward_par(&[], &[], &mut trace, None, &mut grads);
-    let _: () = layer.update_weights(|w| w.cores.clear());
+    let _: Result<(), kcp::Error> = layer.update_weights(|w| w.cores.clear());
     let mut cell = Cell::random(2);
     let _: Result<(kcp::Weights, kcp::CellGrads), kcp::Error> = cell.gradients(&[], 1, &[], None);
     let (input, _recurrent) = cell.parts_mut();
-    input.update_weights(|_| ());
+    let _: Result<(), kcp::Error> = input.update_weights(|_| ());
     let _ = format!("{counts:?}");
 }

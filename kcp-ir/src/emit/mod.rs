@@ -556,12 +556,17 @@ fn training(compiled: &Compiled, dx: bool, zeros: &TokenStream, vis: &TokenStrea
         }
 
         /// Change the weights (an optimiser's step) and re-derive what the kernels read from
-        /// them.
-        #vis fn update_weights<R>(&mut self, update: impl ::std::ops::FnOnce(&mut ::kcp::__private::Weights) -> R) -> R {
-            let result = update(&mut self.__kcp_weights);
-            self.__kcp_prep = Self::__kcp_prep(&self.__kcp_weights.cores);
-            self.__kcp_halves = Self::__kcp_split(&self.__kcp_weights.cores);
-            result
+        /// them. `update` works on a copy, checked afterwards as `from_weights` checks weights
+        /// (every core's length, the bias, finite values): on an error the layer keeps the
+        /// weights it had.
+        #vis fn update_weights<R>(
+            &mut self,
+            update: impl ::std::ops::FnOnce(&mut ::kcp::__private::Weights) -> R,
+        ) -> ::std::result::Result<R, ::kcp::Error> {
+            let mut weights = self.__kcp_weights.clone();
+            let result = update(&mut weights);
+            *self = Self::from_weights(weights)?;
+            ::std::result::Result::Ok(result)
         }
 
         /// `forward` on this thread, keeping in `trace` what the backward pass reads.
