@@ -221,7 +221,8 @@ fn update_weights_refuses_weights_of_other_shapes() {
         (y, par)
     };
     let before = (layer.weights().clone(), run(&layer));
-    let bad: [(&str, Box<dyn FnOnce(&mut Weights)>); 4] = [
+    type Update = Box<dyn FnOnce(&mut Weights)>;
+    let bad: [(&str, Update); 4] = [
         ("shorter", Box::new(|w| drop(w.cores[0].pop()))),
         ("longer", Box::new(|w| w.cores[1].push(1.0))),
         ("no bias", Box::new(|w| w.bias = None)),
