@@ -620,6 +620,33 @@ fn fails_in_one_line(name: &str, args: &[String], expected: &str) {
     assert!(!stderr.contains("panicked"), "{name}: {stderr}");
 }
 
+/// `kcp grad --threads 1` and `--threads 2` on a 64-row batch (enough MACs to thread) write the
+/// same bytes: the gradients do not depend on the number of threads.
+#[test]
+fn grad_writes_the_same_bytes_on_one_thread_and_two() {
+    let c = spec(&[8, 8, 8], &[4, 4, 8], 4);
+    let weights = kcp::random_weights(c.network(), true, 21);
+    save(Path::new(&path("threads.safetensors")), &weights.tensors("", &c.nest.cores)).unwrap();
+    let (batch, n, m) = (64, c.spec.input_size(), c.spec.output_size());
+    assert!(batch as u64 * c.backward(true).macs > kcp::PAR_MIN_MACS, "the backward pass is threaded");
+    let x: Vec<f32> = (0..batch * n).map(|k| ((k * 29 % 53) as f32 / 26.0) - 1.0).collect();
+    let dy: Vec<f32> = (0..batch * m).map(|k| ((k * 17 % 31) as f32 / 15.0) - 1.0).collect();
+    npy::write(Path::new(&path("tx.npy")), &[batch, n], &x).unwrap();
+    npy::write(Path::new(&path("tdy.npy")), &[batch, m], &dy).unwrap();
+    let outputs: Vec<(Vec<u8>, Vec<u8>)> = ["1", "2"]
+        .iter()
+        .map(|threads| {
+            let (grads, dx) = (path(&format!("tg{threads}.safetensors")), path(&format!("tdx{threads}.npy")));
+            let files = ["--weights", &path("threads.safetensors"), "--x", &path("tx.npy"), "--dy", &path("tdy.npy")];
+            let layer = ["grad", "--in-shape", "8x8x8", "--out-shape", "4x4x8", "--rank", "4"];
+            let out = ["--grads-out", &grads, "--dx", &dx, "--threads", threads];
+            stdout(&kcp(&[&layer[..], &files, &out].concat()));
+            (std::fs::read(&grads).unwrap(), std::fs::read(&dx).unwrap())
+        })
+        .collect();
+    assert!(outputs[0] == outputs[1], "kcp grad wrote other bytes on two threads");
+}
+
 /// `kcp grad` on a layer with a bias: every gradient and dx against the dense f64 reference, on
 /// one thread and two, under the weights' own names and shapes.
 #[test]

@@ -141,7 +141,7 @@ impl Executor {
     /// The backward pass of the last [`Executor::forward_train`] over x (`trace`) for dy
     /// `[B, M]` = dL/dy: dx `[B, N]` written if given (`backward` must compute it), the
     /// gradients of the cores and the bias accumulated into `grads` (shaped like the
-    /// weights). `threads` as in `forward_train`; each thread part sums its own gradients.
+    /// weights). `threads` as in `forward_train`; the gradients are the same bits on any number of threads.
     #[allow(clippy::too_many_arguments)]
     pub fn backward(
         &self,

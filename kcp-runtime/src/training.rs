@@ -3,8 +3,11 @@
 //! the backward pass over the same rows, which writes dx if asked and accumulates the gradients
 //! of the cores and the bias into a [`Weights`] (the weights' own shapes and names).
 //!
-//! Both run on this thread or with the batch split over rayon's pool. The trace holds every
-//! buffer they need (kept intermediates, temporaries, each thread part's own gradients) and
+//! Both run on this thread or with the batch split over rayon's pool. A batch large enough to
+//! thread is cut, for the backward pass, into parts that do not depend on the number of
+//! threads, each summing its rows' gradients in its own buffers, added in order: the gradients
+//! are the same bits on one thread or many. The trace holds every buffer they need (kept
+//! intermediates, temporaries, each part's own gradients) and
 //! grows only when the batch does: after the first call with a batch size, the sequential passes
 //! allocate nothing (the threaded ones allocate rayon's tasks).
 
@@ -104,15 +107,40 @@ pub struct TrainKernel<'a, K, G> {
     pub back: G,
 }
 
+/// The parts a batch's backward pass is cut into when it pays to thread it, whatever the
+/// number of threads (each part sums its rows' gradients in its own buffers; the parts are
+/// then added in order). Sixteen keep two to sixteen threads busy, and cost sixteen copies of
+/// the gradients, which are small (a compressed layer's cores).
+const GRAD_PARTS: usize = 16;
+
+/// The threads `threads` stands for (0: rayon's pool; never more than the pool).
+fn workers(threads: usize) -> usize {
+    let pool = rayon::current_num_threads();
+    if threads == 0 {
+        pool
+    } else {
+        threads.min(pool)
+    }
+}
+
 impl<K: KeepFn, G: BackFn> TrainKernel<'_, K, G> {
     /// How many parts `threads` (0: rayon's pool) cut `rows` rows of `macs` MACs each into.
     fn parts(rows: usize, macs: u64, threads: usize) -> usize {
-        let pool = rayon::current_num_threads();
-        let threads = if threads == 0 { pool } else { threads.min(pool) };
         if (rows as u64).saturating_mul(macs) < PAR_MIN_MACS {
             1
         } else {
-            threads.clamp(1, rows.max(1))
+            workers(threads).clamp(1, rows.max(1))
+        }
+    }
+
+    /// How many parts the backward pass cuts `rows` rows of `macs` MACs each into: a number
+    /// that does not depend on the threads, so that the gradients, summed part by part in the
+    /// parts' order, are the same bits on any number of threads.
+    fn grad_parts(rows: usize, macs: u64) -> usize {
+        if (rows as u64).saturating_mul(macs) < PAR_MIN_MACS {
+            1
+        } else {
+            GRAD_PARTS.clamp(1, rows.max(1))
         }
     }
 
@@ -207,7 +235,7 @@ impl<K: KeepFn, G: BackFn> TrainKernel<'_, K, G> {
             }
             None => &mut none,
         };
-        let parts = Self::parts(rows, self.macs_per_row[1], threads);
+        let parts = Self::grad_parts(rows, self.macs_per_row[1]);
         let temps = self.temps;
         if trace.parts.len() != parts {
             trace.parts.resize_with(parts, Part::default);
@@ -266,11 +294,18 @@ impl<K: KeepFn, G: BackFn> TrainKernel<'_, K, G> {
             let dx_parts: Vec<&mut [f32]> =
                 if dx_per == 0 { (0..parts).map(|_| &mut [][..]).collect() } else { dx.chunks_mut(dx_per).collect() };
             let kept = &trace.kept;
-            own.into_par_iter().zip(dx_parts).enumerate().for_each(|(p, (part, dx))| {
+            let one = |(p, (part, dx)): (usize, (PartMut<'_>, &mut [f32]))| {
                 let (from, to) = ((p * per).min(rows), ((p + 1) * per).min(rows));
                 let kept = if k == 0 || recompute { &[][..] } else { &kept[from * k..to * k] };
                 run(&x[from * n..to * n], &dy[from * m..to * m], kept, dx, part);
-            });
+            };
+            // The parts are the same on any number of threads; the threads only share them out.
+            let workers = workers(threads);
+            if workers == 1 {
+                own.into_iter().zip(dx_parts).enumerate().for_each(one);
+            } else {
+                own.into_par_iter().zip(dx_parts).enumerate().with_min_len(parts.div_ceil(workers)).for_each(one);
+            }
             for part in rest.iter() {
                 for (total, g) in grads.cores.iter_mut().zip(&part.grads) {
                     total.iter_mut().zip(g).for_each(|(t, v)| *t += v);

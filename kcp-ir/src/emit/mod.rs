@@ -591,8 +591,9 @@ fn training(compiled: &Compiled, dx: bool, zeros: &TokenStream, vis: &TokenStrea
             self.__kcp_train().backward(x, dy, trace, dx, grads, 1)
         }
 
-        /// `backward` with the batch split over threads when it pays (each thread sums its own
-        /// gradients, added at the end).
+        /// `backward` with the batch split over threads when it pays: the batch is cut into
+        /// parts that do not depend on the threads, each summing its own gradients, added in
+        /// order, so the gradients are the same bits on any number of threads.
         #vis fn backward_par(
             &self,
             x: &[f32],
