@@ -8,6 +8,7 @@
 //! - [`CellKind`], the recurrent cells, and [`Rng`], the one random number generator.
 
 #![warn(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
 
 mod backward;
 mod cell;

@@ -41,19 +41,22 @@ const LANES: usize = 16;
 /// The CPU must have AVX-512F, AVX2 and FMA, and `out`, `a`, `w` must cover `g.extents()`.
 #[target_feature(enable = "avx512f,avx2,fma")]
 pub(super) unsafe fn gemm(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
-    if let Some(d) = g.dots() {
-        for ([o, ia, iw], once) in d.products(a.len(), w.len()) {
-            // SAFETY: the extents of `d` are those of `g`.
-            dots(&mut out[o..], &a[ia..], &w[iw..], once);
+    // SAFETY: the function's contract (its `# Safety`) is what these operations need.
+    unsafe {
+        if let Some(d) = g.dots() {
+            for ([o, ia, iw], once) in d.products(a.len(), w.len()) {
+                // SAFETY: the extents of `d` are those of `g`.
+                dots(&mut out[o..], &a[ia..], &w[iw..], once);
+            }
+            return;
         }
-        return;
-    }
-    if g.interleaves(Gemm::NARROW + 1..PREFETCH_MIN_LEN) {
-        return interleaved(out, a, w, g);
-    }
-    for ([o, ia, iw], once) in g.products(a.len(), w.len()) {
-        // SAFETY: the extents of `g` cover every repeat's.
-        product(&mut out[o..], &a[ia..], &w[iw..], once);
+        if g.interleaves(Gemm::NARROW + 1..PREFETCH_MIN_LEN) {
+            return interleaved(out, a, w, g);
+        }
+        for ([o, ia, iw], once) in g.products(a.len(), w.len()) {
+            // SAFETY: the extents of `g` cover every repeat's.
+            product(&mut out[o..], &a[ia..], &w[iw..], once);
+        }
     }
 }
 
@@ -64,20 +67,23 @@ pub(super) unsafe fn gemm(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
 /// As for [`gemm`].
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn interleaved(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
-    let (out, a, w) = (out.as_mut_ptr(), a.as_ptr(), w.as_ptr());
-    let block = g.block.clamped();
-    let width = LANES * block.vectors;
-    let mut m = 0;
-    while m < g.rows {
-        let rows = block.rows.min(g.rows - m);
-        let (o, wm) = (out.add(m * g.out_row), w.add(m * g.w_row));
-        let mut q = 0;
-        while q < g.len {
-            let (vectors, last) = cut(g.len - q, width);
-            block_over(rows, vectors, o.add(q), a.add(q), wm, &g, last, g.repeat);
-            q += LANES * vectors;
+    // SAFETY: the function's contract (its `# Safety`) is what these operations need.
+    unsafe {
+        let (out, a, w) = (out.as_mut_ptr(), a.as_ptr(), w.as_ptr());
+        let block = g.block.clamped();
+        let width = LANES * block.vectors;
+        let mut m = 0;
+        while m < g.rows {
+            let rows = block.rows.min(g.rows - m);
+            let (o, wm) = (out.add(m * g.out_row), w.add(m * g.w_row));
+            let mut q = 0;
+            while q < g.len {
+                let (vectors, last) = cut(g.len - q, width);
+                block_over(rows, vectors, o.add(q), a.add(q), wm, &g, last, g.repeat);
+                q += LANES * vectors;
+            }
+            m += rows;
         }
-        m += rows;
     }
 }
 
@@ -91,6 +97,11 @@ fn cut(rest: usize, width: usize) -> (usize, __mmask16) {
 }
 
 /// [`block`] over each product of `items`, in order.
+///
+/// # Safety
+/// The CPU must have AVX-512F, AVX2 and FMA, and `out`, `a` and `w` must point into buffers that
+/// hold every element this part of the product `g` reaches (what [`gemm`]'s caller guarantees
+/// for the whole product).
 #[target_feature(enable = "avx512f,avx2,fma")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn block_over(
@@ -103,12 +114,15 @@ unsafe fn block_over(
     last: __mmask16,
     items: Repeat,
 ) {
-    dispatch!(rows, vectors, |R, V| {
-        for k in 0..items.count {
-            let (out, a, w) = (out.add(k * items.out), a.add(k * items.a), w.add(k * items.w));
-            registers::<R, V>(out, a, w, g, last, None, std::ptr::null());
-        }
-    });
+    // SAFETY: the function's contract (its `# Safety`) is what these operations need.
+    unsafe {
+        dispatch!(rows, vectors, |R, V| {
+            for k in 0..items.count {
+                let (out, a, w) = (out.add(k * items.out), a.add(k * items.a), w.add(k * items.w));
+                registers::<R, V>(out, a, w, g, last, None, std::ptr::null());
+            }
+        });
+    }
 }
 
 /// One product.
@@ -117,42 +131,50 @@ unsafe fn block_over(
 /// As for [`gemm`].
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn product(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
-    if g.len <= Gemm::NARROW {
-        // Half a 16-float vector or less: the AVX2 blocks, whose 8-float vectors are full.
-        // SAFETY: the CPU has AVX2 and FMA (with AVX-512F), the slices cover the extents.
-        return super::avx2::product(out, a, w, g);
-    }
-    if g.a_col != 1 {
-        // SAFETY: the packed product's extents are those of `a`'s packed copy.
-        return g
-            .with_packed_a(a, |packed, contiguous| unsafe { product(out, packed, w, contiguous) })
-            .unwrap_or_else(|| g.run_portable(out, a, w));
-    }
-    // As in the AVX2 kernel: short rows of x with a next row there sweep its slab into L2.
-    let swept = g.sweep(a.len(), w.len());
-    let slab = swept.map_or(0, |(_, slab)| slab);
-    // Prefetches stay inside `a` (see the AVX2 kernel: a prefetch into an untouched page
-    // costs a page walk).
-    let end = a.as_ptr_range().end;
-    let (out, a, w) = (out.as_mut_ptr(), a.as_ptr(), w.as_ptr());
-    super::avx2::first_lines(a, end, &g);
-    let block = g.block.clamped();
-    let mut m = 0;
-    while m < g.rows {
-        let rows = block.rows.min(g.rows - m);
-        // The next row's slab is swept once, by the first block of rows.
-        let sweep = match swept {
-            Some((Swept::A, _)) if m == 0 => a.wrapping_add(g.stream),
-            Some((Swept::W, _)) if m == 0 => w.wrapping_add(g.stream),
-            _ => std::ptr::null(),
-        };
-        columns(rows, block.vectors, out.add(m * g.out_row), a, end, w.add(m * g.w_row), &g, sweep, slab);
-        m += rows;
+    // SAFETY: the function's contract (its `# Safety`) is what these operations need.
+    unsafe {
+        if g.len <= Gemm::NARROW {
+            // Half a 16-float vector or less: the AVX2 blocks, whose 8-float vectors are full.
+            // SAFETY: the CPU has AVX2 and FMA (with AVX-512F), the slices cover the extents.
+            return super::avx2::product(out, a, w, g);
+        }
+        if g.a_col != 1 {
+            // SAFETY: the packed product's extents are those of `a`'s packed copy.
+            return g
+                .with_packed_a(a, |packed, contiguous| product(out, packed, w, contiguous))
+                .unwrap_or_else(|| g.run_portable(out, a, w));
+        }
+        // As in the AVX2 kernel: short rows of x with a next row there sweep its slab into L2.
+        let swept = g.sweep(a.len(), w.len());
+        let slab = swept.map_or(0, |(_, slab)| slab);
+        // Prefetches stay inside `a` (see the AVX2 kernel: a prefetch into an untouched page
+        // costs a page walk).
+        let end = a.as_ptr_range().end;
+        let (out, a, w) = (out.as_mut_ptr(), a.as_ptr(), w.as_ptr());
+        super::avx2::first_lines(a, end, &g);
+        let block = g.block.clamped();
+        let mut m = 0;
+        while m < g.rows {
+            let rows = block.rows.min(g.rows - m);
+            // The next row's slab is swept once, by the first block of rows.
+            let sweep = match swept {
+                Some((Swept::A, _)) if m == 0 => a.wrapping_add(g.stream),
+                Some((Swept::W, _)) if m == 0 => w.wrapping_add(g.stream),
+                _ => std::ptr::null(),
+            };
+            columns(rows, block.vectors, out.add(m * g.out_row), a, end, w.add(m * g.w_row), &g, sweep, slab);
+            m += rows;
+        }
     }
 }
 
 /// `rows` rows of the product over all of `len`: blocks of `vectors` vectors, then the rest
 /// in one block of as many vectors as it needs, its last vector masked to the columns left.
+///
+/// # Safety
+/// The CPU must have AVX-512F, AVX2 and FMA, and `out`, `a` and `w` must point into buffers that
+/// hold every element this part of the product `g` reaches (what [`gemm`]'s caller guarantees
+/// for the whole product).
 #[target_feature(enable = "avx512f,avx2,fma")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn columns(
@@ -166,41 +188,49 @@ unsafe fn columns(
     sweep: *const f32,
     slab: usize,
 ) {
-    // How far ahead of column q a block prefetches (as in the AVX2 kernel: along the row,
-    // or past its end into the same row of the next slab), if the block's last prefetch
-    // stays inside `a`.
-    let fetch = g.len >= PREFETCH_MIN_LEN;
-    let next_slab = g.depth.wrapping_mul(g.a_row).wrapping_add(PREFETCH).wrapping_sub(g.len);
-    let span =
-        (g.depth.wrapping_sub(1).wrapping_mul(g.a_row)).wrapping_add(g.outer.wrapping_sub(1).wrapping_mul(g.a_outer));
-    let ahead = |q: usize, vectors: usize| {
-        let by = if q + PREFETCH < g.len { PREFETCH } else { next_slab };
-        let last = a.wrapping_add(q.wrapping_add(by).wrapping_add(span).wrapping_add(LANES * (vectors - 1)));
-        (fetch && last < end).then_some(by)
-    };
-    // The lines of the next row's slab that the block at column q sweeps (null: none).
-    let sweep_at = |q: usize| {
-        let line = q / LANES * g.depth * LANES;
-        if sweep.is_null() || line >= slab {
-            std::ptr::null()
-        } else {
-            sweep.wrapping_add(line)
+    // SAFETY: the function's contract (its `# Safety`) is what these operations need.
+    unsafe {
+        // How far ahead of column q a block prefetches (as in the AVX2 kernel: along the row,
+        // or past its end into the same row of the next slab), if the block's last prefetch
+        // stays inside `a`.
+        let fetch = g.len >= PREFETCH_MIN_LEN;
+        let next_slab = g.depth.wrapping_mul(g.a_row).wrapping_add(PREFETCH).wrapping_sub(g.len);
+        let span = (g.depth.wrapping_sub(1).wrapping_mul(g.a_row))
+            .wrapping_add(g.outer.wrapping_sub(1).wrapping_mul(g.a_outer));
+        let ahead = |q: usize, vectors: usize| {
+            let by = if q + PREFETCH < g.len { PREFETCH } else { next_slab };
+            let last = a.wrapping_add(q.wrapping_add(by).wrapping_add(span).wrapping_add(LANES * (vectors - 1)));
+            (fetch && last < end).then_some(by)
+        };
+        // The lines of the next row's slab that the block at column q sweeps (null: none).
+        let sweep_at = |q: usize| {
+            let line = q / LANES * g.depth * LANES;
+            if sweep.is_null() || line >= slab {
+                std::ptr::null()
+            } else {
+                sweep.wrapping_add(line)
+            }
+        };
+        let width = LANES * vectors;
+        let mut q = 0;
+        while q + width <= g.len {
+            block(rows, vectors, out.add(q), a.add(q), w, g, u16::MAX, ahead(q, vectors), sweep_at(q));
+            q += width;
         }
-    };
-    let width = LANES * vectors;
-    let mut q = 0;
-    while q + width <= g.len {
-        block(rows, vectors, out.add(q), a.add(q), w, g, u16::MAX, ahead(q, vectors), sweep_at(q));
-        q += width;
-    }
-    if q < g.len {
-        let (tail, last) = cut(g.len - q, width);
-        block(rows, tail, out.add(q), a.add(q), w, g, last, ahead(q, tail), sweep_at(q));
+        if q < g.len {
+            let (tail, last) = cut(g.len - q, width);
+            block(rows, tail, out.add(q), a.add(q), w, g, last, ahead(q, tail), sweep_at(q));
+        }
     }
 }
 
 /// One block of `rows` x `vectors` ([`Block::clamped`] bounds both), dispatched to its
 /// register-allocated form.
+///
+/// # Safety
+/// The CPU must have AVX-512F, AVX2 and FMA, and `out`, `a` and `w` must point into buffers that
+/// hold every element this part of the product `g` reaches (what [`gemm`]'s caller guarantees
+/// for the whole product).
 #[target_feature(enable = "avx512f,avx2,fma")]
 #[inline]
 #[allow(clippy::too_many_arguments)]
@@ -215,13 +245,21 @@ unsafe fn block(
     ahead: Option<usize>,
     sweep: *const f32,
 ) {
-    dispatch!(rows, vectors, |R, V| registers::<R, V>(out, a, w, g, last, ahead, sweep));
+    // SAFETY: the function's contract (its `# Safety`) is what these operations need.
+    unsafe {
+        dispatch!(rows, vectors, |R, V| registers::<R, V>(out, a, w, g, last, ahead, sweep));
+    }
 }
 
 /// One `R` x `16 V` block of `out`, its accumulators in registers; `last` masks the lanes of
 /// the last vector of each row (loaded, added and stored); with `ahead`, each row of `a` is
 /// prefetched that far past the block's columns; unless `sweep` is null, `V` lines per summed
 /// index from it are prefetched into L2.
+///
+/// # Safety
+/// The CPU must have AVX-512F, AVX2 and FMA, and `out`, `a` and `w` must point into buffers that
+/// hold every element this part of the product `g` reaches (what [`gemm`]'s caller guarantees
+/// for the whole product).
 #[target_feature(enable = "avx512f,avx2,fma")]
 #[inline]
 unsafe fn registers<const R: usize, const V: usize>(
@@ -233,40 +271,43 @@ unsafe fn registers<const R: usize, const V: usize>(
     ahead: Option<usize>,
     sweep: *const f32,
 ) {
-    let mask = |v: usize| if v + 1 == V { last } else { u16::MAX };
-    let mut acc = [[_mm512_setzero_ps(); V]; R];
-    for k2 in 0..g.outer {
-        let (a, w) = (a.add(k2 * g.a_outer), w.add(k2 * g.w_outer));
-        for k in 0..g.depth {
-            let ak = a.add(k * g.a_row);
-            if let Some(by) = ahead {
-                for v in 0..V {
-                    _mm_prefetch::<_MM_HINT_T0>(ak.wrapping_add(by + LANES * v).cast());
+    // SAFETY: the function's contract (its `# Safety`) is what these operations need.
+    unsafe {
+        let mask = |v: usize| if v + 1 == V { last } else { u16::MAX };
+        let mut acc = [[_mm512_setzero_ps(); V]; R];
+        for k2 in 0..g.outer {
+            let (a, w) = (a.add(k2 * g.a_outer), w.add(k2 * g.w_outer));
+            for k in 0..g.depth {
+                let ak = a.add(k * g.a_row);
+                if let Some(by) = ahead {
+                    for v in 0..V {
+                        _mm_prefetch::<_MM_HINT_T0>(ak.wrapping_add(by + LANES * v).cast());
+                    }
                 }
-            }
-            if !sweep.is_null() {
-                for v in 0..V {
-                    _mm_prefetch::<_MM_HINT_T1>(sweep.wrapping_add((k * V + v) * LANES).cast());
+                if !sweep.is_null() {
+                    for v in 0..V {
+                        _mm_prefetch::<_MM_HINT_T1>(sweep.wrapping_add((k * V + v) * LANES).cast());
+                    }
                 }
-            }
-            let mut av = [_mm512_setzero_ps(); V];
-            for (v, slot) in av.iter_mut().enumerate() {
-                // The first lane of every vector is a column of the product, inside `a`.
-                *slot = _mm512_maskz_loadu_ps(mask(v), ak.add(LANES * v));
-            }
-            for (r, row) in acc.iter_mut().enumerate() {
-                let wv = _mm512_set1_ps(*w.add(r * g.w_row + k * g.w_col));
-                for (slot, &x) in row.iter_mut().zip(&av) {
-                    *slot = _mm512_fmadd_ps(wv, x, *slot);
+                let mut av = [_mm512_setzero_ps(); V];
+                for (v, slot) in av.iter_mut().enumerate() {
+                    // The first lane of every vector is a column of the product, inside `a`.
+                    *slot = _mm512_maskz_loadu_ps(mask(v), ak.add(LANES * v));
+                }
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let wv = _mm512_set1_ps(*w.add(r * g.w_row + k * g.w_col));
+                    for (slot, &x) in row.iter_mut().zip(&av) {
+                        *slot = _mm512_fmadd_ps(wv, x, *slot);
+                    }
                 }
             }
         }
-    }
-    for (r, row) in acc.iter().enumerate() {
-        for (v, &sum) in row.iter().enumerate() {
-            let p = out.add(r * g.out_row + LANES * v);
-            let new = if g.overwrite { sum } else { _mm512_add_ps(_mm512_maskz_loadu_ps(mask(v), p), sum) };
-            _mm512_mask_storeu_ps(p, mask(v), new);
+        for (r, row) in acc.iter().enumerate() {
+            for (v, &sum) in row.iter().enumerate() {
+                let p = out.add(r * g.out_row + LANES * v);
+                let new = if g.overwrite { sum } else { _mm512_add_ps(_mm512_maskz_loadu_ps(mask(v), p), sum) };
+                _mm512_mask_storeu_ps(p, mask(v), new);
+            }
         }
     }
 }
@@ -279,42 +320,50 @@ unsafe fn registers<const R: usize, const V: usize>(
 /// As for [`gemm`].
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn dots(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
-    let (o, a, w) = (out.as_mut_ptr(), a.as_ptr(), w.as_ptr());
-    let tail = g.depth % LANES;
-    let mask: __mmask16 = if tail == 0 { 0 } else { (1u16 << tail) - 1 };
-    let mut m = 0;
-    while m < g.rows {
-        let rows = (g.rows - m).min(4);
-        let mut q = 0;
-        while q < g.len {
-            let cols = (g.len - q).min(4);
-            let (ob, ab, wb) = (o.add(m * g.out_row + q), a.add(q * g.a_col), w.add(m * g.w_row));
-            match (rows, cols) {
-                (4, 4) => dot_block::<4, 4>(ob, ab, wb, &g, mask),
-                (4, 3) => dot_block::<4, 3>(ob, ab, wb, &g, mask),
-                (4, 2) => dot_block::<4, 2>(ob, ab, wb, &g, mask),
-                (4, _) => dot_block::<4, 1>(ob, ab, wb, &g, mask),
-                (3, 4) => dot_block::<3, 4>(ob, ab, wb, &g, mask),
-                (3, 3) => dot_block::<3, 3>(ob, ab, wb, &g, mask),
-                (3, 2) => dot_block::<3, 2>(ob, ab, wb, &g, mask),
-                (3, _) => dot_block::<3, 1>(ob, ab, wb, &g, mask),
-                (2, 4) => dot_block::<2, 4>(ob, ab, wb, &g, mask),
-                (2, 3) => dot_block::<2, 3>(ob, ab, wb, &g, mask),
-                (2, 2) => dot_block::<2, 2>(ob, ab, wb, &g, mask),
-                (2, _) => dot_block::<2, 1>(ob, ab, wb, &g, mask),
-                (_, 4) => dot_block::<1, 4>(ob, ab, wb, &g, mask),
-                (_, 3) => dot_block::<1, 3>(ob, ab, wb, &g, mask),
-                (_, 2) => dot_block::<1, 2>(ob, ab, wb, &g, mask),
-                (_, _) => dot_block::<1, 1>(ob, ab, wb, &g, mask),
+    // SAFETY: the function's contract (its `# Safety`) is what these operations need.
+    unsafe {
+        let (o, a, w) = (out.as_mut_ptr(), a.as_ptr(), w.as_ptr());
+        let tail = g.depth % LANES;
+        let mask: __mmask16 = if tail == 0 { 0 } else { (1u16 << tail) - 1 };
+        let mut m = 0;
+        while m < g.rows {
+            let rows = (g.rows - m).min(4);
+            let mut q = 0;
+            while q < g.len {
+                let cols = (g.len - q).min(4);
+                let (ob, ab, wb) = (o.add(m * g.out_row + q), a.add(q * g.a_col), w.add(m * g.w_row));
+                match (rows, cols) {
+                    (4, 4) => dot_block::<4, 4>(ob, ab, wb, &g, mask),
+                    (4, 3) => dot_block::<4, 3>(ob, ab, wb, &g, mask),
+                    (4, 2) => dot_block::<4, 2>(ob, ab, wb, &g, mask),
+                    (4, _) => dot_block::<4, 1>(ob, ab, wb, &g, mask),
+                    (3, 4) => dot_block::<3, 4>(ob, ab, wb, &g, mask),
+                    (3, 3) => dot_block::<3, 3>(ob, ab, wb, &g, mask),
+                    (3, 2) => dot_block::<3, 2>(ob, ab, wb, &g, mask),
+                    (3, _) => dot_block::<3, 1>(ob, ab, wb, &g, mask),
+                    (2, 4) => dot_block::<2, 4>(ob, ab, wb, &g, mask),
+                    (2, 3) => dot_block::<2, 3>(ob, ab, wb, &g, mask),
+                    (2, 2) => dot_block::<2, 2>(ob, ab, wb, &g, mask),
+                    (2, _) => dot_block::<2, 1>(ob, ab, wb, &g, mask),
+                    (_, 4) => dot_block::<1, 4>(ob, ab, wb, &g, mask),
+                    (_, 3) => dot_block::<1, 3>(ob, ab, wb, &g, mask),
+                    (_, 2) => dot_block::<1, 2>(ob, ab, wb, &g, mask),
+                    (_, _) => dot_block::<1, 1>(ob, ab, wb, &g, mask),
+                }
+                q += cols;
             }
-            q += cols;
+            m += rows;
         }
-        m += rows;
     }
 }
 
 /// One block of `R` rows by `C` columns of [`dots`]: `out[i * out_row + j] (+)= sum over the
 /// outer and inner sums of w[i * w_row + ..] * a[j * a_col + ..]`.
+///
+/// # Safety
+/// The CPU must have AVX-512F, AVX2 and FMA, and `out`, `a` and `w` must point into buffers that
+/// hold every element this part of the product `g` reaches (what [`gemm`]'s caller guarantees
+/// for the whole product).
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn dot_block<const R: usize, const C: usize>(
     out: *mut f32,
@@ -323,36 +372,39 @@ unsafe fn dot_block<const R: usize, const C: usize>(
     g: &Gemm,
     mask: __mmask16,
 ) {
-    let mut acc = [[_mm512_setzero_ps(); C]; R];
-    let full = g.depth - g.depth % LANES;
-    for k2 in 0..g.outer {
-        let (a, w) = (a.add(k2 * g.a_outer), w.add(k2 * g.w_outer));
-        let mut k = 0;
-        while k < full {
-            let av: [__m512; C] = std::array::from_fn(|j| _mm512_loadu_ps(a.add(j * g.a_col + k)));
-            for (i, row) in acc.iter_mut().enumerate() {
-                let wv = _mm512_loadu_ps(w.add(i * g.w_row + k));
-                for (sum, &v) in row.iter_mut().zip(&av) {
-                    *sum = _mm512_fmadd_ps(wv, v, *sum);
+    // SAFETY: the function's contract (its `# Safety`) is what these operations need.
+    unsafe {
+        let mut acc = [[_mm512_setzero_ps(); C]; R];
+        let full = g.depth - g.depth % LANES;
+        for k2 in 0..g.outer {
+            let (a, w) = (a.add(k2 * g.a_outer), w.add(k2 * g.w_outer));
+            let mut k = 0;
+            while k < full {
+                let av: [__m512; C] = std::array::from_fn(|j| _mm512_loadu_ps(a.add(j * g.a_col + k)));
+                for (i, row) in acc.iter_mut().enumerate() {
+                    let wv = _mm512_loadu_ps(w.add(i * g.w_row + k));
+                    for (sum, &v) in row.iter_mut().zip(&av) {
+                        *sum = _mm512_fmadd_ps(wv, v, *sum);
+                    }
+                }
+                k += LANES;
+            }
+            if mask != 0 {
+                let av: [__m512; C] = std::array::from_fn(|j| _mm512_maskz_loadu_ps(mask, a.add(j * g.a_col + k)));
+                for (i, row) in acc.iter_mut().enumerate() {
+                    let wv = _mm512_maskz_loadu_ps(mask, w.add(i * g.w_row + k));
+                    for (sum, &v) in row.iter_mut().zip(&av) {
+                        *sum = _mm512_fmadd_ps(wv, v, *sum);
+                    }
                 }
             }
-            k += LANES;
         }
-        if mask != 0 {
-            let av: [__m512; C] = std::array::from_fn(|j| _mm512_maskz_loadu_ps(mask, a.add(j * g.a_col + k)));
-            for (i, row) in acc.iter_mut().enumerate() {
-                let wv = _mm512_maskz_loadu_ps(mask, w.add(i * g.w_row + k));
-                for (sum, &v) in row.iter_mut().zip(&av) {
-                    *sum = _mm512_fmadd_ps(wv, v, *sum);
-                }
+        for (i, row) in acc.iter().enumerate() {
+            for (j, &sum) in row.iter().enumerate() {
+                let p = out.add(i * g.out_row + j);
+                let total = _mm512_reduce_add_ps(sum);
+                *p = if g.overwrite { total } else { *p + total };
             }
-        }
-    }
-    for (i, row) in acc.iter().enumerate() {
-        for (j, &sum) in row.iter().enumerate() {
-            let p = out.add(i * g.out_row + j);
-            let total = _mm512_reduce_add_ps(sum);
-            *p = if g.overwrite { total } else { *p + total };
         }
     }
 }
