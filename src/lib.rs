@@ -13,8 +13,9 @@
 
 pub use kcp_ir as ir;
 pub use kcp_runtime::{
-    isa, save, set_isa, write_atomically, BackwardProgram, CellGrads, CellKind, Error, Executor, Isa, NamedTensor,
-    Program, Recurrent, RecurrentExecutor, Rng, ShapeError, State, Tape, TensorFile, Trace, Weights, PAR_MIN_MACS,
+    isa, save, set_isa, write_atomically, BackwardKernel, BackwardProgram, Block, Buffer, CellGrads, CellKind,
+    CoreShape, Error, Executor, Gemm, Inner, Isa, Kernel, Loop, NamedTensor, Program, ProgramError, Recurrent,
+    RecurrentExecutor, Repeat, Rng, RowsFromA, ShapeError, State, Tape, TensorFile, Trace, Weights, PAR_MIN_MACS,
 };
 
 /// Declare a KCP layer whose forward pass is compiled from the planner's cheapest plan.

@@ -84,6 +84,10 @@ impl BackwardProgram {
     /// One row: x `[N]`, dy `[M]`, the row's kept intermediates (filled by
     /// [`BackwardProgram::keep`]), the temporaries ([`BackwardProgram::temps_len`] elements);
     /// dA_d accumulates into `grads[d]`; dx (`[N]`, if the program writes it) is overwritten.
+    ///
+    /// # Panics
+    /// On a program that fails [`BackwardProgram::check`] (the compiler's never do), or
+    /// buffers shorter than the program's.
     #[allow(clippy::too_many_arguments)]
     pub fn run_row<T: Real>(
         &self,
@@ -116,7 +120,9 @@ impl BackwardProgram {
                     }
                     Buffer::Temp(k) if start(k) < own => &before[start(k)..][..self.temp_lens[k]],
                     Buffer::Temp(k) if start(k) > own => &after[start(k) - own - len..][..self.temp_lens[k]],
-                    _ => &[],
+                    // A temporary of no elements where the step's own starts.
+                    Buffer::Temp(_) => &[],
+                    other => unreachable!("a backward step reads {other} (BackwardProgram::check)"),
                 }
             };
             let (a, w) = (read(kernel.a), read(kernel.w));
@@ -124,7 +130,7 @@ impl BackwardProgram {
                 Buffer::Temp(_) => kernel.run(out, a, w),
                 Buffer::Dx => kernel.run(dx, a, w),
                 Buffer::Grad(d) => kernel.run(&mut grads[d], a, w),
-                _ => {}
+                other => unreachable!("a backward step writes {other} (BackwardProgram::check)"),
             }
             if let (Some(d), Buffer::Temp(_)) = (step.broadcast, kernel.out) {
                 for term in grads[d].chunks_exact_mut(out.len().max(1)) {

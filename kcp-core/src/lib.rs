@@ -12,12 +12,14 @@
 
 mod backward;
 mod cell;
+mod check;
 pub mod kernels;
 mod program;
 mod rng;
 
 pub use backward::{BackwardKernel, BackwardProgram};
 pub use cell::CellKind;
+pub use check::ProgramError;
 pub use kernels::{Block, Gemm, Isa, Real, Repeat};
 pub use program::{Buffer, CoreShape, Inner, Kernel, Loop, Program, RowsFromA};
 pub use rng::Rng;

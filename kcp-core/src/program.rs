@@ -262,18 +262,23 @@ impl Program {
     }
 
     /// Run the prep kernels on the factors, returning the pre-products.
+    ///
+    /// # Panics
+    /// On a program that fails [`Program::check`] (the compiler's never do).
     pub fn prepare<T: Real>(&self, factors: &[Vec<T>]) -> Vec<Vec<T>> {
         let mut prep: Vec<Vec<T>> = self.prep_lens.iter().map(|&len| vec![T::ZERO; len]).collect();
         let ones = vec![T::ONE; self.ones];
         for kernel in &self.prep {
-            let Buffer::Prep(k) = kernel.out else { continue };
+            let Buffer::Prep(k) = kernel.out else {
+                unreachable!("a load-time kernel writes a pre-product (Program::check)")
+            };
             let mut out = std::mem::take(&mut prep[k]);
             let read = |b: Buffer| -> &[T] {
                 match b {
                     Buffer::Factor(d) => &factors[d],
                     Buffer::Prep(j) => &prep[j],
                     Buffer::Ones => &ones,
-                    _ => &[],
+                    other => unreachable!("a load-time kernel reads {other} (Program::check)"),
                 }
             };
             kernel.run(&mut out, read(kernel.a), read(kernel.w));
@@ -285,6 +290,10 @@ impl Program {
     /// Run the call kernels on one row (on `lanes` rows interleaved: x `[N, lanes]`, y
     /// `[M, lanes]`). `y` must already hold the bias (or zeros); `scratch` must hold
     /// `2 * scratch_len` elements.
+    ///
+    /// # Panics
+    /// On a program that fails [`Program::check`] (the compiler's never do), or buffers shorter
+    /// than the program's.
     pub fn run_row<T: Real>(&self, x: &[T], y: &mut [T], scratch: &mut [T], factors: &[Vec<T>], prep: &[Vec<T>]) {
         self.run_row_keeping(x, y, scratch, factors, prep, &mut |_, _| {});
     }
@@ -320,7 +329,7 @@ impl Program {
                     kernel.run(out, read(kernel.a), read(kernel.w));
                     keep(number, &out[..kernel.out_len]);
                 }
-                _ => {}
+                other => unreachable!("a per-row kernel writes {other} (Program::check)"),
             }
         }
     }
@@ -334,7 +343,7 @@ fn source<'a, T>(buffer: Buffer, x: &'a [T], factors: &'a [Vec<T>], prep: &'a [V
         Buffer::Factor(d) => &factors[d],
         Buffer::Prep(k) => &prep[k],
         Buffer::Scratch(_) => other,
-        _ => &[],
+        buffer => unreachable!("a per-row kernel reads {buffer} (Program::check)"),
     }
 }
 

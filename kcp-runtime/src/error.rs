@@ -1,5 +1,6 @@
-//! The runtime's errors: [`ShapeError`] for slices of the wrong length, [`Error`] for everything
-//! that can be wrong with weights and files.
+//! The runtime's errors: [`ShapeError`] for slices of the wrong length (and programs whose
+//! kernels do not fit their buffers), [`Error`] for everything that can be wrong with weights
+//! and files.
 
 use std::path::PathBuf;
 
@@ -51,6 +52,11 @@ pub enum ShapeError {
         /// What differs: "shapes" (of x and y) or "cores" (their shapes).
         what: &'static str,
     },
+    /// A program built outside the compiler whose kernels reach outside their buffers (or name
+    /// a buffer its kind of program has none of): `Executor::new` and the training passes check
+    /// every program they are handed.
+    #[error(transparent)]
+    Program(#[from] kcp_core::ProgramError),
 }
 
 /// Something wrong with weights or a weight file.

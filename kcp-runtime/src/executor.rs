@@ -20,6 +20,7 @@ pub struct Executor {
 impl Executor {
     /// Check the weights against the program and compute its pre-products.
     pub fn new(program: Program, weights: Weights) -> Result<Executor, Error> {
+        program.check().map_err(ShapeError::from)?;
         let bias_len = weights.bias.as_ref().map(|_| program.output_size());
         weights.check(&program.cores, bias_len)?;
         let prep = program.prepare(&weights.cores);
@@ -30,12 +31,15 @@ impl Executor {
     /// for interleaved rows (its pre-products must be the same); `None` leaves it row by row.
     ///
     /// # Panics
-    /// If `lanes` is not the program's layer (its shapes or pre-products differ) or runs one
-    /// row at a time.
+    /// If `lanes` is not the program's layer (its shapes or pre-products differ), runs one
+    /// row at a time, or fails [`Program::check`].
     pub fn interleaved(self, lanes: Option<Program>) -> Executor {
         if let Some(lanes) = &lanes {
             assert!(
-                lanes.lanes > 1 && lanes.cores == self.program.cores && lanes.prep == self.program.prep,
+                lanes.lanes > 1
+                    && lanes.cores == self.program.cores
+                    && lanes.prep == self.program.prep
+                    && lanes.check().is_ok(),
                 "an interleaved program of another layer"
             );
         }
@@ -102,6 +106,7 @@ impl Executor {
         if backward.cores != p.cores {
             return Err(ShapeError::OtherLayer { what: "cores" });
         }
+        backward.check(p)?;
         let factors = &self.weights.cores;
         Ok(TrainKernel {
             input: p.input_size(),

@@ -26,8 +26,8 @@ pub use executor::{Executor, RecurrentExecutor};
 pub use files::write_atomically;
 pub use kcp_core::kernels::{isa, set_isa};
 pub use kcp_core::{
-    BackwardKernel, BackwardProgram, Block, Buffer, CellKind, CoreShape, Gemm, Inner, Isa, Kernel, Loop, Program, Real,
-    Repeat, Rng, RowsFromA,
+    BackwardKernel, BackwardProgram, Block, Buffer, CellKind, CoreShape, Gemm, Inner, Isa, Kernel, Loop, Program,
+    ProgramError, Real, Repeat, Rng, RowsFromA,
 };
 pub use recurrent::{load_recurrent, Recurrent, State};
 pub use training::Trace;

@@ -259,7 +259,7 @@ impl Gemm {
     }
 
     /// The lengths `out`, `a` and `w` must at least have; `None` if one overflows `usize`.
-    pub(super) fn extents(&self) -> Option<[usize; 3]> {
+    pub(crate) fn extents(&self) -> Option<[usize; 3]> {
         let [out, a, w] = self.once().extents_once()?;
         let r = self.repeat;
         if r.count == 0 {
