@@ -7,7 +7,7 @@
 use kcp::train::{
     accuracy, clip_grad_norm, global_norm, softmax_cross_entropy, zero, Adam, Linear, Parameters, Sgd, TrainError,
 };
-use kcp::{Rng, Weights};
+use kcp::{Rng, ShapeError, Weights};
 
 /// The loss of the head on `x` against `labels`, all in f64: `mean(-log softmax(x W^T + b))`.
 fn loss64(w: &[f64], b: &[f64], x: &[f64], labels: &[usize], inputs: usize) -> f64 {
@@ -86,7 +86,12 @@ fn cross_entropy_is_stable_and_checked() {
         Err(TrainError::Label { row: 0, label: 3, classes: 3 })
     );
     assert!(matches!(softmax_cross_entropy(&[0.0; 4], &[0], 3, &mut d), Err(TrainError::Shape(_))));
-    assert_eq!(accuracy(&[0.1, 0.9, 0.8, 0.2], &[1, 1], 2), 0.5);
+    assert_eq!(accuracy(&[0.1, 0.9, 0.8, 0.2], &[1, 1], 2), Ok(0.5));
+    // Logits of another number of rows than the labels are an error, not a truncated count.
+    for (logits, labels, classes) in [(&[0.1, 0.9, 0.8][..], &[1, 1][..], 2), (&[0.1, 0.9, 0.8, 0.2], &[1], 2)] {
+        assert!(matches!(accuracy(logits, labels, classes), Err(ShapeError::Buffer { name: "logits", .. })));
+    }
+    assert!(accuracy(&[], &[], 0).is_err());
 }
 
 /// Adam's first step moves each parameter by lr * g / (|g| + eps) (both moments debiased);
@@ -185,4 +190,14 @@ fn adam_fits_a_linear_map() {
     for (a, b) in model.weight.iter().chain(&model.bias).zip(truth.weight.iter().chain(&truth.bias)) {
         assert!((a - b).abs() < 1e-3, "{a} vs {b}");
     }
+}
+
+/// A shape error about sizes near usize::MAX prints its numbers without overflowing.
+#[test]
+fn shape_errors_print_without_overflow() {
+    let error = ShapeError::Output { len: 3, rows: usize::MAX, output: 2 };
+    assert_eq!(
+        error.to_string(),
+        format!("y has 3 elements but {} rows of output size 2 need {}", usize::MAX, 2 * u128::from(u64::MAX))
+    );
 }

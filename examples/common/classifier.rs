@@ -303,7 +303,7 @@ pub fn evaluate(model: &Model, clips: &Clips, batch: usize) -> f32 {
     for ids in (0..clips.len()).collect::<Vec<_>>().chunks(batch) {
         let logits = model.logits(clips.batch(ids, &mut x), ids.len());
         let labels: Vec<usize> = ids.iter().map(|&k| clips.labels[k]).collect();
-        hits += accuracy(&logits, &labels, CLASSES) * ids.len() as f32;
+        hits += accuracy(&logits, &labels, CLASSES).expect("one row of logits per label") * ids.len() as f32;
     }
     hits / clips.len() as f32
 }

@@ -131,6 +131,9 @@ pub enum Error {
         /// M, the product of out_shape.
         output: u128,
     },
+    /// A recurrent cell whose input projection has no bias (a cell's has `bias_ih`).
+    #[error("a recurrent cell's input projection has a bias (bias_ih); the spec has none")]
+    CellWithoutBias,
     /// A product that does not fit a `usize`.
     #[error("{quantity} overflows usize")]
     Overflow {
@@ -205,7 +208,7 @@ impl Error {
             Error::ZeroDim { side, mode } => Location::Dim(side, mode),
             Error::ZeroRank => Location::Rank,
             Error::ZeroBatch => Location::Batch,
-            Error::ZeroHidden => Location::Hidden,
+            Error::ZeroHidden | Error::CellWithoutBias => Location::Hidden,
             Error::GateMismatch { .. } => Location::Shape(Side::Out),
             Error::Overflow { location, .. } | Error::TooLarge { location, .. } => location,
             Error::RankCount { .. } => Location::Ranks,

@@ -43,7 +43,7 @@ pub fn rows(x: &[f32], y: &[f32], input: usize, output: usize) -> Result<usize, 
         return Err(ShapeError::Input { len: x.len(), input });
     }
     let rows = x.len() / input;
-    if y.len() != rows * output {
+    if rows.checked_mul(output) != Some(y.len()) {
         return Err(ShapeError::Output { len: y.len(), rows, output });
     }
     Ok(rows)

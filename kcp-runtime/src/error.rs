@@ -17,7 +17,7 @@ pub enum ShapeError {
         input: usize,
     },
     /// y does not hold one output row per input row.
-    #[error("y has {len} elements but {rows} rows of output size {output} need {}", rows * output)]
+    #[error("y has {len} elements but {rows} rows of output size {output} need {}", *rows as u128 * *output as u128)]
     Output {
         /// The slice's length.
         len: usize,

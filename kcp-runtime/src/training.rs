@@ -163,9 +163,12 @@ impl<K: KeepFn, G: BackFn> TrainKernel<'_, K, G> {
     pub fn forward(&self, x: &[f32], y: &mut [f32], trace: &mut Trace, threads: usize) -> Result<(), ShapeError> {
         let rows = rows(x, y, self.input, self.output)?;
         let (n, m, k) = (self.input, self.output, self.kept);
-        trace.rows = rows;
         let recompute = trace.recompute;
-        trace.kept.resize(if recompute { 0 } else { rows * k }, 0.0);
+        let Some(kept_len) = rows.checked_mul(if recompute { 0 } else { k }) else {
+            return Err(ShapeError::Buffer { name: "trace (kept intermediates)", len: rows, expected: usize::MAX / k });
+        };
+        trace.rows = rows;
+        trace.kept.resize(kept_len, 0.0);
         let run = |x: &[f32], y: &mut [f32], kept: &mut [f32]| {
             // A recomputing trace's rows all keep into one throwaway row after the scratch.
             with_scratch(self.scratch + if recompute { k } else { 0 }, |s| {
@@ -213,11 +216,12 @@ impl<K: KeepFn, G: BackFn> TrainKernel<'_, K, G> {
             return Err(ShapeError::Input { len: x.len(), input: n }.into());
         }
         let rows = x.len() / n;
-        if dy.len() != rows * m {
-            return Err(ShapeError::Buffer { name: "dy", len: dy.len(), expected: rows * m }.into());
+        if rows.checked_mul(m) != Some(dy.len()) {
+            let expected = rows.saturating_mul(m);
+            return Err(ShapeError::Buffer { name: "dy", len: dy.len(), expected }.into());
         }
         let recompute = trace.recompute;
-        if trace.rows != rows || (!recompute && trace.kept.len() != rows * k) {
+        if trace.rows != rows || (!recompute && rows.checked_mul(k) != Some(trace.kept.len())) {
             return Err(ShapeError::Buffer {
                 name: "trace (rows of the last forward pass)",
                 len: trace.rows,

@@ -38,7 +38,7 @@ impl Linear {
             return Err(ShapeError::Input { len: x.len(), input: self.inputs });
         }
         let rows = x.len() / self.inputs;
-        if y_len != rows * self.outputs {
+        if rows.checked_mul(self.outputs) != Some(y_len) {
             return Err(ShapeError::Output { len: y_len, rows, output: self.outputs });
         }
         Ok(rows)
@@ -122,10 +122,10 @@ pub fn softmax_cross_entropy(
     dlogits: &mut [f32],
 ) -> Result<f32, TrainError> {
     let rows = labels.len();
-    let expected = rows * classes;
+    let expected = rows.checked_mul(classes);
     for (name, len) in [("logits", logits.len()), ("dlogits", dlogits.len())] {
-        if len != expected || classes == 0 {
-            return Err(ShapeError::Buffer { name, len, expected }.into());
+        if Some(len) != expected || classes == 0 {
+            return Err(ShapeError::Buffer { name, len, expected: expected.unwrap_or(usize::MAX) }.into());
         }
     }
     if let Some((row, &label)) = labels.iter().enumerate().find(|(_, &l)| l >= classes) {
@@ -145,8 +145,13 @@ pub fn softmax_cross_entropy(
     Ok((loss / rows.max(1) as f64) as f32)
 }
 
-/// The fraction of rows of `logits` (`[B, classes]`) whose largest logit is at their label.
-pub fn accuracy(logits: &[f32], labels: &[usize], classes: usize) -> f32 {
+/// The fraction of rows of `logits` (`[B, classes]`) whose largest logit is at their label;
+/// an error where `logits` does not hold one row of `classes` logits per label.
+pub fn accuracy(logits: &[f32], labels: &[usize], classes: usize) -> Result<f32, ShapeError> {
+    let expected = labels.len().checked_mul(classes);
+    if classes == 0 || expected != Some(logits.len()) {
+        return Err(ShapeError::Buffer { name: "logits", len: logits.len(), expected: expected.unwrap_or(usize::MAX) });
+    }
     let hits = logits
         .chunks_exact(classes.max(1))
         .zip(labels)
@@ -155,5 +160,5 @@ pub fn accuracy(logits: &[f32], labels: &[usize], classes: usize) -> f32 {
             best.0 == label
         })
         .count();
-    hits as f32 / labels.len().max(1) as f32
+    Ok(hits as f32 / labels.len().max(1) as f32)
 }

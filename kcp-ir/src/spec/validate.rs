@@ -23,6 +23,9 @@ pub fn validate(spec: &Spec) -> Result<ValidSpec, Errors> {
         Batch::Symbolic => {}
     }
     if let Some(cell) = spec.cell {
+        if !spec.bias {
+            errors.push(Error::CellWithoutBias);
+        }
         if cell.hidden == 0 {
             errors.push(Error::ZeroHidden);
         } else if let Some(m) = m {
@@ -193,6 +196,10 @@ mod tests {
         );
         let errors = validate(&Spec::new(&[8], &[4], Format::kcp(1)).with_cell(CellKind::Lstm, 0)).unwrap_err();
         assert_eq!(*errors, [Error::ZeroHidden]);
+        // A cell's projection has bias_ih: a spec that drops it is an error, not code that
+        // does not compile.
+        let no_bias = Spec::new(&[8], &[4], Format::kcp(1)).with_cell(CellKind::Lstm, 1).with_bias(false);
+        assert_eq!(*validate(&no_bias).unwrap_err(), [Error::CellWithoutBias]);
         assert_eq!(errors[0].location(), Location::Hidden);
         assert_eq!(errors[0].to_string(), "hidden must be at least 1, found 0");
     }
