@@ -150,7 +150,8 @@ fn files_round_trip_under_the_format_names() {
     let network =
         Network::new(&Bt3::IN_SHAPE, &Bt3::OUT_SHAPE, Format::Bt { blocks: 2, ranks: vec![2, 1, 3] }, Batch::Symbolic)
             .unwrap();
-    let path = std::env::temp_dir().join(format!("kcp-bt3-{}.safetensors", std::process::id()));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bt3.safetensors");
     save(&path, &layer.weights().tensors("", &network.core_shapes())).unwrap();
     let names = kcp::TensorFile::read(&path).unwrap().names();
     assert!(

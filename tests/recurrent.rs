@@ -242,9 +242,8 @@ fn run_checks_its_buffers() {
 #[test]
 fn weight_files_round_trip_and_errors_are_typed() {
     let lstm = SmallLstm::random(3);
-    let dir = std::env::temp_dir().join(format!("kcp-recurrent-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("lstm.safetensors");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lstm.safetensors");
     let input = lstm.input().weights();
     let mut tensors = input.tensors("weight_ih.", &common::kcp_cores(&[[3, 4, 4], [3, 2, 5], [3, 4, 3]]));
     tensors.retain(|t| t.0 != "weight_ih.bias");

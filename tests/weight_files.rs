@@ -12,10 +12,13 @@ use safetensors::Dtype;
 
 kcp_layer! { struct Kt { in_shape: [6, 5], out_shape: [4, 3], rank: 2, bias: true } }
 
+thread_local! {
+    /// Each test's own directory (a test runs on a thread of its own), removed when it ends.
+    static DIR: tempfile::TempDir = tempfile::tempdir().expect("a temporary directory");
+}
+
 fn temp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("kcp-weight-files-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
+    DIR.with(|dir| dir.path().join(name))
 }
 
 fn tensors(layer: &Kt) -> Vec<(String, Vec<usize>, Vec<f32>)> {

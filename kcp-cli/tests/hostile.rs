@@ -14,10 +14,13 @@ use std::time::{Duration, Instant};
 
 use kcp::{npy, save, CellKind, Recurrent, Weights};
 
+thread_local! {
+    /// Each test's own directory (a test runs on a thread of its own), removed when it ends.
+    static DIR: tempfile::TempDir = tempfile::tempdir().expect("a temporary directory");
+}
+
 fn dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("kcp-hostile-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    DIR.with(|dir| dir.path().to_path_buf())
 }
 
 fn path(name: &str) -> String {

@@ -14,10 +14,13 @@ use std::process::Command;
 use kcp::{npy, TensorFile};
 use proptest::prelude::*;
 
+thread_local! {
+    /// Each test's own directory (a test runs on a thread of its own), removed when it ends.
+    static DIR: tempfile::TempDir = tempfile::tempdir().expect("a temporary directory");
+}
+
 fn dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("kcp-loaders-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    DIR.with(|dir| dir.path().to_path_buf())
 }
 
 fn file(name: &str, bytes: &[u8]) -> PathBuf {
@@ -153,9 +156,8 @@ proptest! {
     #[test]
     fn writes_are_whole_or_nothing(old in prop::collection::vec(any::<u8>(), 0..64), new in prop::collection::vec(any::<u8>(), 0..4096), fail_at in 0usize..4096) {
         use std::io::Write;
-        let dir = std::env::temp_dir().join(format!("kcp-writes-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let target = dir.join("out.bin");
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out.bin");
         std::fs::write(&target, &old).unwrap();
         let result = kcp::write_atomically(&target, |w| {
             w.write_all(&new[..fail_at.min(new.len())])?;
@@ -172,6 +174,6 @@ proptest! {
             prop_assert!(result.is_ok());
             prop_assert_eq!(now, new);
         }
-        prop_assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "a temporary file is left");
+        prop_assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "a temporary file is left");
     }
 }
