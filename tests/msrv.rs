@@ -1,8 +1,8 @@
 //! The declared minimum Rust version (`rust-version` in Cargo.toml) is the true one: no crate
 //! that a build or a test of this workspace compiles on this platform needs a newer Rust.
 //! (Clippy's `incompatible_msrv` lint, run with `-D warnings` in CI, checks kcp's own uses of
-//! the standard library against the same number; `#[target_feature]` on safe functions, used by
-//! the kernels, needs 1.86.)
+//! the standard library against the same number; the kernels' AVX-512 intrinsics need 1.89,
+//! `#[target_feature]` on safe functions 1.86.)
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

@@ -69,9 +69,10 @@ fn check(spec: &Spec, seed: u64, options: &Options) -> Result<(), TestCaseError>
         if let (Some(g), Some(w)) = (&dx32, &want.dx) {
             prop_assert!(relative_error(&f64s(g), w) < 1e-4, "f32 dx");
         }
-        // Never above the gradients contracted separately, each optimally.
+        // Never above the gradients contracted separately, each optimally (`separate`, which
+        // `separate_plans_are_optimal_by_brute_force` holds to brute force; the plan's own
+        // `separate_macs` comes from the same code, so it is not compared here).
         let (_, apart) = separate(&c.graph, dx);
-        prop_assert_eq!(plan.separate_macs, apart);
         prop_assert!(plan.macs <= apart, "{} > {apart}\n{plan}", plan.macs);
         prop_assert_eq!(plan.macs, plan.steps.iter().map(|s| s.macs).sum::<u64>());
     }

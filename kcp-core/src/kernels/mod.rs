@@ -140,14 +140,21 @@ pub fn isa() -> Isa {
 
 /// Cap the path the kernels take at `cap` (`None`: the best the CPU has) for the whole
 /// process, from the next call on; returns the path that runs, never one the CPU lacks.
-/// Results do not depend on it beyond rounding: every path computes the same sums.
+/// Results do not depend on it beyond rounding: every path computes the same sums (in another
+/// order and rounding: FMA, the dots kernels' lane sums).
 pub fn set_isa(cap: Option<Isa>) -> Isa {
     select(cap)
 }
 
+/// The path that runs under `cap` on a CPU whose best is `detected`: the cap, never more than
+/// the CPU has.
+fn capped(cap: Option<Isa>, detected: Isa) -> Isa {
+    cap.map_or(detected, |cap| cap.min(detected))
+}
+
 #[cold]
 fn select(cap: Option<Isa>) -> Isa {
-    let isa = cap.map_or(Isa::detected(), |cap| cap.min(Isa::detected()));
+    let isa = capped(cap, Isa::detected());
     SELECTED.store(isa as u8, Ordering::Relaxed);
     isa
 }
@@ -237,7 +244,8 @@ pub fn dot<T: Real>(a: &[T], b: &[T]) -> T {
 /// block of rows by columns of `out` stays in registers while the summed index runs, so each
 /// vector of `a` is loaded once per block of rows and `out` once per block: with AVX-512, the
 /// block `g.block` (16-float vectors, the last masked); with AVX2, four rows by sixteen
-/// columns (eight rows by four when `len` is 4 to 7). Other element types and CPUs run one
+/// columns, eight rows at a time where a product is narrower than sixteen columns (blocks of
+/// eight by eight, or eight rows by four when `len` is 4 to 7). Other element types and CPUs run one
 /// axpy per (row, summed index).
 #[inline(always)]
 pub fn gemm<T: Real>(out: &mut [T], a: &[T], w: &[T], g: Gemm) {

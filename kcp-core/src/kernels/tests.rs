@@ -198,9 +198,17 @@ fn gemm_out_of_range_panics() {
     assert!(std::panic::catch_unwind(|| gemm(&mut [0.0f32; 23], &[0.0; 8], &[0.0; 3], short)).is_err());
 }
 
-/// A path can be capped, never raised past what the CPU has, and names round-trip.
+/// A cap lowers the path, never raises it past what the CPU has (the rule `set_isa` and
+/// `KCP_ISA` apply, checked for every CPU and cap without changing this process's path, which
+/// other tests share); names round-trip.
 #[test]
-fn the_path_is_capped_by_name() {
+fn a_cap_lowers_the_path_and_names_round_trip() {
+    for detected in Isa::ALL {
+        assert_eq!(super::capped(None, detected), detected);
+        for cap in Isa::ALL {
+            assert_eq!(super::capped(Some(cap), detected), cap.min(detected), "cap {cap} on {detected}");
+        }
+    }
     for isa in Isa::ALL {
         assert_eq!(Isa::from_name(isa.name()), Some(isa));
     }

@@ -39,8 +39,9 @@ use crate::plan::{Phase, Plan, Value};
 /// global order's.
 const MIN_SAVING: f64 = 0.1;
 
-/// The most elements a row of a small layer touches ([`small`]): those of the layers that
-/// interleaved blocks of eight rows within 64 KiB when the search was measured.
+/// The most elements a row of a small layer touches ([`small`]): the layers whose nests are
+/// bound by their statements (small products, many of them), which the search's estimate
+/// does not model; the corpus's small layers, which run interleaved, are within it.
 const SMALL_ELEMS: usize = 2048;
 /// The most indices whose every order is tried (720 layouts); a result with more indices, or
 /// one whose step would try more than [`MAX_TRIALS`] combinations, is laid out by classes.
