@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[macro_use]
 mod specs;
 
 use kcp_ir::{compile, Options};
@@ -32,13 +33,15 @@ fn emitted_with(name: &str, spec: &kcp_ir::Spec, backward: Option<bool>) -> Stri
     prettyplease::unparse(&file)
 }
 
-#[test]
-fn corpus_code() {
-    for (name, spec) in specs::corpus() {
-        let code = emitted(name, &spec);
-        assert_eq!(code, emitted(name, &spec), "{name}: emission is not deterministic");
-        insta::assert_snapshot!(format!("code_{name}"), code);
-    }
+/// The emitted code of one spec of the corpus (one test per spec, named for it).
+fn corpus_code(name: &str, spec: &kcp_ir::Spec) {
+    let code = emitted(name, spec);
+    assert_eq!(code, emitted(name, spec), "{name}: emission is not deterministic");
+    insta::assert_snapshot!(format!("code_{name}"), code);
+}
+
+mod corpus_code {
+    corpus_tests!(super::corpus_code);
 }
 
 /// The training path of a few layers of the corpus (one mode, a sweep with kept intermediates,
@@ -57,13 +60,15 @@ fn corpus_backward_code() {
     }
 }
 
-#[test]
-fn corpus_loop_nests() {
-    for (name, spec) in specs::corpus() {
-        let compiled = compile(&spec, &Options::default()).unwrap();
-        let lanes = compiled.lanes.as_ref().map_or_else(String::new, |lanes| format!("\n{lanes}"));
-        insta::assert_snapshot!(format!("nest_{name}"), format!("{}{lanes}", compiled.nest));
-    }
+/// The loop nests of one spec of the corpus (one test per spec, named for it).
+fn corpus_loop_nest(name: &str, spec: &kcp_ir::Spec) {
+    let compiled = compile(spec, &Options::default()).unwrap();
+    let lanes = compiled.lanes.as_ref().map_or_else(String::new, |lanes| format!("\n{lanes}"));
+    insta::assert_snapshot!(format!("nest_{name}"), format!("{}{lanes}", compiled.nest));
+}
+
+mod corpus_loop_nests {
+    corpus_tests!(super::corpus_loop_nest);
 }
 
 /// No tiny calls: every call of the micro-kernel in the corpus's nests does at least a thousand

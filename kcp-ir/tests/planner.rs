@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[macro_use]
 mod specs;
 
 use kcp_ir::test::optimal_tree;
@@ -132,10 +133,14 @@ fn the_saturated_egraph_holds_every_subset_and_split() {
     }
 }
 
-#[test]
-fn the_corpus_plans_are_optimal_and_valid() {
-    for (name, spec) in specs::corpus() {
-        let c = compile(&spec, &Options::default()).unwrap();
+mod the_corpus_plans_are_optimal_and_valid {
+    corpus_tests!(super::optimal_and_valid);
+}
+
+/// One spec of the corpus: its plan costs what the exhaustive oracle finds, and is well formed.
+fn optimal_and_valid(name: &str, spec: &Spec) {
+    {
+        let c = compile(spec, &Options::default()).unwrap();
         let (_, oracle) = optimal_tree(&c.graph, Options::default().max_prep_elems);
         assert_eq!(c.plan.cost(), oracle, "{name}");
         // Every step reads values that exist, and only load-time steps precede per-call ones.
