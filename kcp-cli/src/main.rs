@@ -652,6 +652,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // A file a command writes that was not there before: removed again if the command's
+    // report then cannot be written, so that an error leaves nothing new.
+    let new_file = match &cli.command {
+        Command::Compress { weights_out, .. } if !weights_out.exists() => Some(weights_out.clone()),
+        _ => None,
+    };
     let result = match &cli.command {
         Command::Plan { layer, json, backward } => plan(layer, *json, *backward),
         Command::Emit { layer, name } => emit(layer, name),
@@ -683,6 +689,9 @@ fn main() -> ExitCode {
         // Unix tool.
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(e) => {
+            if let Some(path) = new_file {
+                let _ = std::fs::remove_file(path);
+            }
             eprintln!("error: cannot write to stdout: {e}");
             ExitCode::from(2)
         }

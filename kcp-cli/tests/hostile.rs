@@ -8,6 +8,7 @@
 #[path = "../../tests/common/mod.rs"]
 mod common;
 
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -83,8 +84,10 @@ fn fails(name: &str, args: &[String], expected: &str) {
 
 const WATCHDOG: Duration = Duration::from_secs(120);
 
-#[test]
-fn hostile_inputs_fail_cleanly() {
+/// The table of hostile command lines: (name, arguments, what stderr says), over files made in
+/// this test's own directory (a private `/dev/zero`-like device where this process may make
+/// one: never the machine's own).
+fn cases() -> Vec<(&'static str, Vec<String>, &'static str)> {
     let shapes = [[2, 4, 6], [2, 3, 5]];
     let weights = common::kcp_random(&shapes, None, 1);
     save(Path::new(&path("good.safetensors")), &weights.tensors("", &common::kcp_cores(&shapes))).unwrap();
@@ -143,9 +146,16 @@ fn hostile_inputs_fail_cleanly() {
         v
     };
     npy::write(Path::new(&path("w12x30.npy")), &[12, 30], &[1.0; 360]).unwrap();
+    // An endless source of zeros: a private character device 1:5 (root), else a FIFO fed by
+    // nothing would hang, so a file of 64 MiB of zeros stands in.
+    let zero = path("zero");
+    let made = Command::new("mknod").args([&zero, "c", "1", "5"]).output().is_ok_and(|o| o.status.success());
+    if !made {
+        std::fs::write(&zero, vec![0u8; 64 << 20]).unwrap();
+    }
 
     let y = path("y.npy");
-    let cases: Vec<(&str, Vec<String>, &str)> = vec![
+    vec![
         ("wrapped rows", run(&good, &wraps, &y, &[]), "more elements than any file can hold"),
         ("wrapped rows with data", run(&good, &wraps3, &y, &[]), "more elements than any file can hold"),
         (
@@ -165,9 +175,9 @@ fn hostile_inputs_fail_cleanly() {
         ("2^64-1 threads", run(&good, &x, &y, &["--threads", "18446744073709551615"]), "--threads must be between"),
         ("a header longer than kcp reads", run(&path("long_header.safetensors"), &x, &y, &[]), "more than the"),
         ("not safetensors", run(&path("not_safetensors.bin"), &x, &y, &[]), "is not a valid safetensors file"),
-        ("/dev/zero as weights", run("/dev/zero", &x, &y, &[]), "is not a valid safetensors file"),
-        ("/dev/zero as x", run(&good, "/dev/zero", &y, &[]), "is not a valid .npy file"),
-        ("/dev/zero as dense", compress("/dev/zero", "2", &[]), "is not a valid .npy file"),
+        ("zeros as weights", run(&zero, &x, &y, &[]), "is not a valid safetensors file"),
+        ("zeros as x", run(&good, &zero, &y, &[]), "is not a valid .npy file"),
+        ("zeros as dense", compress(&zero, "2", &[]), "is not a valid .npy file"),
         ("rank 8000 on 12x30", compress(&path("w12x30.npy"), "8000", &[]), "rank 8000 is more than 18"),
         (
             "16 GiB of scratch",
@@ -226,16 +236,67 @@ fn hostile_inputs_fail_cleanly() {
             ]),
             "overflows usize",
         ),
-    ];
-    for (name, args, expected) in &cases {
-        let _ = std::fs::remove_file(&y);
-        fails(name, args, expected);
-        assert!(!Path::new(&y).exists(), "{name}: wrote {y}");
-    }
+    ]
+}
+
+/// Runs the case `name` of the table: exit code 2 and one line, and no output written (an old
+/// output left as it was).
+fn hostile(name: &str) {
+    let cases = cases();
+    let (_, args, expected) = cases.iter().find(|(n, _, _)| *n == name).expect("a case of the table");
+    let y = path("y.npy");
+    fails(name, args, expected);
+    assert!(!Path::new(&y).exists(), "{name}: wrote {y}");
     // A failed run leaves an existing output as it was.
     npy::write(Path::new(&y), &[1, 12], &[7.0; 12]).unwrap();
-    fails("extra factor, old y", &run(&path("extra.safetensors"), &x, &y, &[]), "factor.2");
-    assert_eq!(npy::read(Path::new(&y)).unwrap().data, vec![7.0; 12]);
+    fails(name, args, expected);
+    assert_eq!(npy::read(Path::new(&y)).unwrap().data, vec![7.0; 12], "{name}: changed the old y");
+}
+
+/// One test per case of the table, named for it.
+macro_rules! hostile_tests {
+    ($($test:ident => $name:literal,)*) => {
+        $(
+            #[test]
+            fn $test() {
+                hostile($name);
+            }
+        )*
+
+        /// Every case of the table has its test.
+        #[test]
+        fn every_case_has_a_test() {
+            let tested = [$($name),*];
+            for (name, _, _) in cases() {
+                assert!(tested.contains(&name), "no test runs the case {name:?}");
+            }
+        }
+    };
+}
+
+hostile_tests! {
+    wrapped_rows => "wrapped rows",
+    wrapped_rows_with_data => "wrapped rows with data",
+    wrapped_steps_of_a_cell => "wrapped steps of a cell",
+    nested_header => "nested header",
+    less_data_than_the_header_says => "less data than the header says",
+    extra_factor => "extra factor",
+    extra_factor_in_a_cell_file => "extra factor in a cell file",
+    ten_thousand_threads => "10000 threads",
+    u64_max_threads => "2^64-1 threads",
+    a_header_longer_than_kcp_reads => "a header longer than kcp reads",
+    not_safetensors => "not safetensors",
+    zeros_as_weights => "zeros as weights",
+    zeros_as_x => "zeros as x",
+    zeros_as_dense => "zeros as dense",
+    rank_8000_on_12x30 => "rank 8000 on 12x30",
+    sixteen_gib_of_scratch => "16 GiB of scratch",
+    a_16_gib_output => "a 16 GiB output",
+    missing_flag => "missing flag",
+    malformed_npy_header => "malformed .npy header",
+    a_path_with_a_newline => "a path with a newline",
+    a_name_with_a_newline => "a name with a newline",
+    a_cell_whose_out_shape_overflows => "a cell whose out shape overflows",
 }
 
 /// A reader that closes its end early is not an error (as for any Unix tool); a full disk
@@ -253,14 +314,32 @@ fn closed_and_full_stdout() {
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(output.stderr.is_empty(), "{}", String::from_utf8_lossy(&output.stderr));
-    if Path::new("/dev/full").exists() {
-        let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
-        let output = Command::new(env!("CARGO_BIN_EXE_kcp")).args(args).stdout(full).output().unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(2), "{stderr}");
-        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
-        assert!(stderr.contains("cannot write to stdout"), "{stderr}");
+    // A private full device (a character device 1:7 made in this test's directory: never the
+    // machine's /dev/full), where this process may make one.
+    let full = path("full");
+    if !Command::new("mknod").args([&full, "c", "1", "7"]).output().is_ok_and(|o| o.status.success()) {
+        eprintln!("skipped the full stdout: this process cannot make device nodes (not root)");
+        return;
     }
+    let stdout_full = || std::fs::OpenOptions::new().write(true).open(&full).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_kcp")).args(args).stdout(stdout_full()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("cannot write to stdout"), "{stderr}");
+    // compress, whose report follows the weights it writes: the error leaves no new file.
+    npy::write(Path::new(&path("w.npy")), &[12, 30], &[1.0; 360]).unwrap();
+    let out = path("fit_full.safetensors");
+    let compress = strings(&["compress", "--in-shape", "6x5", "--out-shape", "3x4", "--rank", "2", "--dense"]);
+    let output = Command::new(env!("CARGO_BIN_EXE_kcp"))
+        .args(&compress)
+        .args([path("w.npy"), "--weights-out".into(), out.clone()])
+        .stdout(stdout_full())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(!Path::new(&out).exists(), "compress left {out} behind after its error");
+    assert!(std::fs::symlink_metadata(&full).unwrap().file_type().is_char_device(), "the device was replaced");
 }
 
 /// compress on degenerate weights: an exact zero factorisation of a zero matrix, no overflow
