@@ -309,3 +309,49 @@ fn a_backward_program_of_another_layer_is_a_typed_error() {
     let error = executor.gradients(&other_shapes, &x, &dy, None, 1).unwrap_err();
     assert_eq!(error.to_string(), "the backward program is of another layer: its shapes differ from the layer's");
 }
+
+kcp_layer! { struct Bt1 { in_shape: [6, 5], out_shape: [6, 2], format: bt, blocks: 1, ranks: [2, 3] } }
+kcp_layer! { struct Bt2 { in_shape: [6, 5], out_shape: [6, 2], format: bt, blocks: 2, ranks: [2, 3] } }
+kcp_layer! { struct Bt3b { in_shape: [6, 5], out_shape: [6, 2], format: bt, blocks: 3, ranks: [2, 3] } }
+
+/// A block term of any number of blocks, one included, reads and writes the documented
+/// per-block layout: `block.{k}.factor.{d}` `[m_d, n_d, R_d]` and `block.{k}.core`
+/// `[R_1, .., R_D]`, written by the layer and loaded back (generated layer and executor).
+#[test]
+fn block_terms_of_one_to_three_blocks_round_trip_their_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let x: Vec<f32> = (0..2 * 30).map(|k| (k % 5) as f32 / 5.0 - 0.4).collect();
+    macro_rules! round_trip {
+        ($layer:ty, $blocks:expr) => {{
+            let layer = <$layer>::random(3);
+            let network =
+                Network::new(&[6, 5], &[6, 2], Format::Bt { blocks: $blocks, ranks: vec![2, 3] }, Batch::Symbolic)
+                    .unwrap();
+            let tensors = layer.weights().tensors("", &network.core_shapes());
+            let shapes: std::collections::BTreeMap<String, Vec<usize>> =
+                tensors.iter().map(|(name, shape, _)| (name.clone(), shape.clone())).collect();
+            for k in 0..$blocks {
+                assert_eq!(shapes[&format!("block.{k}.factor.0")], [6, 6, 2], "{} blocks", $blocks);
+                assert_eq!(shapes[&format!("block.{k}.factor.1")], [2, 5, 3], "{} blocks", $blocks);
+                assert_eq!(shapes[&format!("block.{k}.core")], [2, 3], "{} blocks", $blocks);
+            }
+            assert_eq!(tensors.len(), 3 * $blocks);
+            let path = dir.path().join(format!("bt{}.safetensors", $blocks));
+            save(&path, &tensors).unwrap();
+            let loaded = <$layer>::load(&path).unwrap();
+            assert_eq!(loaded.weights(), layer.weights());
+            let (mut a, mut b) = (vec![0.0f32; 24], vec![0.0f32; 24]);
+            layer.forward(&x, &mut a).unwrap();
+            loaded.forward(&x, &mut b).unwrap();
+            assert_eq!(a, b);
+            let nest = kcp::ir::compile(&network.spec(), &Options::default()).unwrap().nest;
+            let weights = Weights::load(&path, "", &nest.cores, None).unwrap();
+            let mut c = vec![0.0f32; 24];
+            Executor::new(nest, weights).unwrap().forward(&x, &mut c).unwrap();
+            assert!(c.iter().zip(&a).all(|(c, a)| (c - a).abs() <= 1e-5 * (1.0 + a.abs())), "{} blocks", $blocks);
+        }};
+    }
+    round_trip!(Bt1, 1);
+    round_trip!(Bt2, 2);
+    round_trip!(Bt3b, 3);
+}

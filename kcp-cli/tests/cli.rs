@@ -783,3 +783,35 @@ fn grad_bad_input_writes_nothing() {
         assert!(!Path::new(&out).exists() && !Path::new(&dx).exists(), "{name}: wrote a file");
     }
 }
+
+/// `kcp run` and `kcp grad` read a block term of one, two or three blocks from the documented
+/// per-block layout (`block.{k}.factor.{d}`, `block.{k}.core`), and give what the executor gives.
+#[test]
+fn block_terms_of_one_to_three_blocks_run_and_differentiate() {
+    for blocks in 1..=3usize {
+        let format = kcp::ir::Format::Bt { blocks, ranks: vec![2, 3] };
+        let c = compile(&Spec::new(&[6, 5], &[6, 2], format), &Options::default()).unwrap();
+        let weights = kcp::random_weights(c.network(), false, 4);
+        let file = path(&format!("bt{blocks}.safetensors"));
+        let tensors = weights.tensors("", &c.nest.cores);
+        assert!(tensors.iter().any(|(name, shape, _)| name == "block.0.factor.0" && shape == &[6, 6, 2]));
+        save(Path::new(&file), &tensors).unwrap();
+        let x: Vec<f32> = (0..2 * 30).map(|k| (k % 7) as f32 / 7.0 - 0.5).collect();
+        npy::write(Path::new(&path("btx.npy")), &[2, 30], &x).unwrap();
+        npy::write(Path::new(&path("btdy.npy")), &[2, 12], &[0.25; 24]).unwrap();
+        let blocks_arg = blocks.to_string();
+        let layer =
+            ["--in-shape", "6x5", "--out-shape", "6x2", "--format", "bt", "--blocks", &blocks_arg, "--ranks", "2x3"];
+        let y = path("bty.npy");
+        stdout(&kcp(&[&["run"][..], &layer, &["--weights", &file, "--x", &path("btx.npy"), "--y", &y]].concat()));
+        let executor = Executor::new(c.nest.clone(), weights).unwrap();
+        let mut want = vec![0.0f32; 24];
+        executor.forward(&x, &mut want).unwrap();
+        assert_eq!(npy::read(Path::new(&y)).unwrap().data, want, "{blocks} blocks");
+        let grads = path("btg.safetensors");
+        let files = ["--weights", &file, "--x", &path("btx.npy"), "--dy", &path("btdy.npy"), "--grads-out", &grads];
+        stdout(&kcp(&[&["grad"][..], &layer, &files].concat()));
+        let names = kcp::TensorFile::read(Path::new(&grads)).unwrap().names();
+        assert_eq!(names.len(), 3 * blocks, "{blocks} blocks: {names:?}");
+    }
+}

@@ -198,10 +198,18 @@ impl CoreShape {
         self.len() == 0
     }
 
-    /// The shape of each tensor of the file it is read from.
+    /// Whether it is stacked from its file tensors along its first index (one tensor per
+    /// value of it, as a block term's blocks: `block.{k}.factor.0` for `block.factor.0`), even
+    /// from one; a core read from the tensor of its own name is that tensor.
+    pub fn is_stacked(&self) -> bool {
+        self.tensors.len() != 1 || self.tensors[0] != self.name
+    }
+
+    /// The shape of each tensor of the file it is read from (a stacked core's without its first
+    /// index).
     pub fn tensor_shape(&self) -> &[usize] {
-        if self.tensors.len() > 1 {
-            &self.shape[1..]
+        if self.is_stacked() {
+            &self.shape[1.min(self.shape.len())..]
         } else {
             &self.shape
         }
