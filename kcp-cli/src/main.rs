@@ -342,7 +342,7 @@ fn run(layer: &LayerArgs, cell: Option<Cell>, weights: &Path, x: &Path, y: &Path
             let loaded = Weights::from_file(&file, "", &nest.cores, bias).map_err(|e| e.to_string())?;
             let input = read_npy(x, 2, n, "[B, N]")?;
             let batch = input.shape[0];
-            fits_in_memory(&nest, lanes.as_ref(), batch, threads)?;
+            fits_in_memory(&nest, lanes.as_ref(), None, batch, threads)?;
             let executor = Executor::new(nest, loaded).map_err(|e| e.to_string())?.interleaved(lanes);
             let mut out = zeros(&[batch, m], "y")?;
             in_pool(threads, || executor.forward_par(&input.data, &mut out, threads))
@@ -356,7 +356,7 @@ fn run(layer: &LayerArgs, cell: Option<Cell>, weights: &Path, x: &Path, y: &Path
             let layer = RecurrentExecutor::load(weights, nest.clone(), kind, hidden).map_err(|e| e.to_string())?;
             let input = read_npy(x, 3, n, "[T, B, N]")?;
             let (steps, batch) = (input.shape[0], input.shape[1]);
-            fits_in_memory(&nest, lanes.as_ref(), steps.saturating_mul(batch), threads)?;
+            fits_in_memory(&nest, lanes.as_ref(), None, steps.saturating_mul(batch), threads)?;
             let layer = layer.interleaved(lanes);
             let mut hs = zeros(&[steps, batch, hidden], "the hidden states")?;
             let mut state = State::zeros(kind, batch, hidden);
@@ -407,7 +407,7 @@ fn grad(
             if grad_y.shape[0] != input.shape[0] {
                 return Err(format!("{} has {} rows, x has {}", dy.display(), grad_y.shape[0], input.shape[0]));
             }
-            fits_in_memory(&nest, None, input.shape[0].saturating_mul(2), threads)?;
+            fits_in_memory(&nest, None, Some(&backward), input.shape[0].saturating_mul(2), threads)?;
             let cores = nest.cores.clone();
             let executor = Executor::new(nest, loaded).map_err(|e| e.to_string())?;
             let mut dx = zeros(if dx_out.is_some() { &input.shape } else { &[0] }, "dx")?;
@@ -427,7 +427,8 @@ fn grad(
                 return Err(format!("{} has shape {:?}, x has {:?}", dh.display(), grad_h.shape, input.shape));
             }
             let (steps, batch) = (input.shape[0], input.shape[1]);
-            fits_in_memory(&nest, None, steps.saturating_mul(batch).saturating_mul(3), threads)?;
+            let rows = steps.saturating_mul(batch);
+            fits_in_memory(&nest, None, Some(&backward), rows.saturating_mul(3), threads)?;
             let recurrent = RecurrentExecutor::load(weights, nest, kind, hidden).map_err(|e| e.to_string())?;
             let mut dx = zeros(if dx_out.is_some() { &input.shape } else { &[0] }, "dx")?;
             let dx_slice = dx_out.is_some().then_some(&mut dx[..]);
@@ -470,10 +471,23 @@ fn zeros(dims: &[usize], what: &str) -> Result<Vec<f32>> {
 /// What the generic executor allocates for a layer and a batch on `threads` threads: x and y,
 /// two scratch buffers and an interleaved block per thread, the pre-products: an error if that
 /// is more than the memory the system has available ([`available_memory`]).
-fn fits_in_memory(nest: &LoopNest, lanes: Option<&LoopNest>, rows: usize, threads: usize) -> Result<()> {
+fn fits_in_memory(
+    nest: &LoopNest,
+    lanes: Option<&LoopNest>,
+    backward: Option<&kcp::BackwardProgram>,
+    rows: usize,
+    threads: usize,
+) -> Result<()> {
     let lanes = lanes.map_or(0, |l| l.lanes * (l.input_size() + l.output_size() + 2 * l.scratch_len));
-    let per_thread = 2 * nest.scratch_len as u128 + lanes as u128;
-    let floats = threads.max(1) as u128 * per_thread + nest.prep_lens.iter().sum::<usize>() as u128;
+    // A backward pass: per thread a row's temporaries, kept intermediates and recomputed y;
+    // the gradients, once per part of the batch and once more for the result.
+    let params = nest.cores.iter().map(|c| c.len() as u128).sum::<u128>();
+    let (back_per_thread, grads) = backward.map_or((0, 0), |b| {
+        let row = (b.temps_len() + b.kept_len() + nest.output_size()) as u128;
+        (row, (kcp::GRAD_PARTS.min(rows.max(1)) as u128 + 1) * params)
+    });
+    let per_thread = 2 * nest.scratch_len as u128 + lanes as u128 + back_per_thread;
+    let floats = threads.max(1) as u128 * per_thread + nest.prep_lens.iter().sum::<usize>() as u128 + grads;
     let bytes = 4 * floats + 4 * rows as u128 * (nest.input_size() + nest.output_size()) as u128;
     match available_memory() {
         Some(available) if bytes > available => Err(format!(

@@ -30,7 +30,7 @@ pub use kcp_core::{
     ProgramError, Real, Repeat, Rng, RowsFromA,
 };
 pub use recurrent::{load_recurrent, Recurrent, State};
-pub use training::Trace;
+pub use training::{Trace, GRAD_PARTS};
 pub use weights::{kcp_cores, save, NamedTensor, TensorFile, Weights};
 
 /// What generated code uses. Not a public API: it changes with the code generator.

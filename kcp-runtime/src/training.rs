@@ -111,7 +111,7 @@ pub struct TrainKernel<'a, K, G> {
 /// number of threads (each part sums its rows' gradients in its own buffers; the parts are
 /// then added in order). Sixteen keep two to sixteen threads busy, and cost sixteen copies of
 /// the gradients, which are small (a compressed layer's cores).
-const GRAD_PARTS: usize = 16;
+pub const GRAD_PARTS: usize = 16;
 
 /// The threads `threads` stands for (0: rayon's pool; never more than the pool).
 fn workers(threads: usize) -> usize {
