@@ -66,6 +66,27 @@ pub use kcp_runtime::{
 /// assert_eq!(Speech::PARAMS, 2 * (16 + 64 + 64));
 /// ```
 ///
+/// # Threads
+///
+/// A declared layer, like [`Executor`], [`RecurrentExecutor`], [`Weights`] and [`Recurrent`],
+/// is `Send + Sync`: share it through an `Arc` and call `forward` and `forward_par` from any
+/// number of threads, inside rayon pools of your own too (`forward_par` runs in the pool it is
+/// called from, on at most the declaration's `threads`); every call computes the same bits.
+/// A [`Trace`] or a [`State`] belongs to one pass and is `Send`. Changing the weights takes
+/// `&mut self`, so a training step while another thread runs inference on the same layer does
+/// not compile (use a lock, or a copy of the layer per trainer); `tests/concurrency.rs` checks
+/// the rest.
+///
+/// ```compile_fail
+/// kcp::kcp_layer! { struct Layer { in_shape: [4, 3], out_shape: [2, 3], rank: 2, backward: weights } }
+/// let mut layer = Layer::random(1);
+/// std::thread::scope(|s| {
+///     s.spawn(|| layer.forward(&[0.5; 12], &mut [0.0; 6]));
+///     let grads = Layer::zero_grads();
+///     layer.update_weights(|w| w.cores[0][0] += grads.cores[0][0]); // error: `layer` is borrowed
+/// });
+/// ```
+///
 /// A mistake in the declaration is a compile error at the offending token:
 ///
 /// ```compile_fail
