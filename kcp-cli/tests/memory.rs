@@ -1,5 +1,6 @@
 //! Every allocation that scales with the rank, the batch, a mode or a file goes through the
-//! memory check: the commands run on random layers up to rank 65,536 and eight modes with
+//! memory check: the commands (run and grad, of a layer and of an LSTM on it, and compress)
+//! run on random layers up to rank 65,536 and eight modes with
 //! `KCP_MAX_MEMORY` at 64 MiB, inside an address-space limit of 1.5 GiB (`ulimit -v`), so an
 //! allocation that escaped the check would abort the process. Each run ends with exit code 0,
 //! or 2 and one line; never a signal.
@@ -63,8 +64,39 @@ proptest! {
         run.extend(["--y".to_string(), path("y.npy")]);
         bounded(&run)?;
         let mut grad = vec!["grad".to_string()];
-        grad.extend(layer);
+        grad.extend(layer.clone());
         grad.extend(["--dy".to_string(), path("dy.npy"), "--grads-out".into(), path("g.safetensors"), "--dx".into(), path("dx.npy")]);
         bounded(&grad)?;
+        // compress: a dense weight of the layer's shapes (at most 4M entries) fitted at its rank.
+        if mm * nn <= 4 << 20 {
+            npy::write(Path::new(&path("dense.npy")), &[mm, nn], &vec![0.25; mm * nn]).unwrap();
+            let mut compress = vec!["compress".to_string()];
+            compress.extend(layer[..6].iter().cloned());
+            compress.extend(["--dense".to_string(), path("dense.npy"), "--weights-out".into(), path("fit.safetensors")]);
+            compress.extend(["--iters".to_string(), "2".into()]);
+            bounded(&compress)?;
+        }
+        // An LSTM on the layer (its gates fill the output), hidden at most 256.
+        if mm % 4 == 0 && mm / 4 <= 256 {
+            let hidden = mm / 4;
+            let mut tensors = Weights::zeros(&cores, None).tensors("weight_ih.", &cores);
+            tensors.push(("bias_ih".into(), vec![mm], vec![0.0; mm]));
+            tensors.push(("weight_hh".into(), vec![mm, hidden], vec![0.0; mm * hidden]));
+            tensors.push(("bias_hh".into(), vec![mm], vec![0.0; mm]));
+            save(Path::new(&path("cell.safetensors")), &tensors).unwrap();
+            npy::write(Path::new(&path("x3.npy")), &[rows, 1, nn], &vec![0.5; rows * nn]).unwrap();
+            npy::write(Path::new(&path("dh.npy")), &[rows, 1, hidden], &vec![0.5; rows * hidden]).unwrap();
+            let mut cell = vec!["--cell".to_string(), "lstm".into()];
+            cell.extend(layer[..6].iter().cloned());
+            cell.extend(["--weights".to_string(), path("cell.safetensors"), "--x".into(), path("x3.npy")]);
+            let mut run = vec!["run".to_string()];
+            run.extend(cell.clone());
+            run.extend(["--y".to_string(), path("h.npy")]);
+            bounded(&run)?;
+            let mut grad = vec!["grad".to_string()];
+            grad.extend(cell);
+            grad.extend(["--dh".to_string(), path("dh.npy"), "--grads-out".into(), path("gc.safetensors")]);
+            bounded(&grad)?;
+        }
     }
 }

@@ -112,3 +112,35 @@ fn links_are_followed_to_their_target() {
     assert_eq!(out.stdout, want);
     assert!(std::fs::symlink_metadata(&stdout).unwrap().file_type().is_symlink());
 }
+
+/// A read-only directory: the run either fails in one line with nothing written (a user the
+/// permissions hold) or, for root, whom they do not, writes the whole file; a path under a
+/// regular file or in a directory that does not exist fails in one line.
+#[test]
+fn unwritable_places_fail_in_one_line_or_write_whole_files() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let args = layer(dir.path());
+    let want = expected(dir.path(), &args);
+    let locked = dir.path().join("locked");
+    std::fs::create_dir(&locked).unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o555)).unwrap();
+    let y = locked.join("y.npy");
+    let out = run(&args, &y);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    match out.status.code() {
+        Some(2) => {
+            assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+            assert_eq!(std::fs::read_dir(&locked).unwrap().count(), 0, "something was written");
+        }
+        Some(0) => assert_eq!(std::fs::read(&y).unwrap(), want),
+        other => panic!("{other:?}: {stderr}"),
+    }
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for y in [dir.path().join("x.npy").join("y.npy"), dir.path().join("missing").join("y.npy")] {
+        let out = run(&args, &y);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{y:?}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    }
+}
