@@ -5,7 +5,8 @@
 #![allow(clippy::unwrap_used)]
 
 use kcp::train::{
-    accuracy, clip_grad_norm, global_norm, softmax_cross_entropy, zero, Adam, Linear, Parameters, Sgd, TrainError,
+    accuracy, clip_grad_norm, global_norm, softmax_cross_entropy, zero, Adam, Linear, Optimizer, Parameters, Sgd,
+    TrainError,
 };
 use kcp::{Rng, ShapeError, Weights};
 
@@ -200,4 +201,26 @@ fn shape_errors_print_without_overflow() {
         error.to_string(),
         format!("y has 3 elements but {} rows of output size 2 need {}", usize::MAX, 2 * u128::from(u64::MAX))
     );
+}
+
+/// A loop generic over the optimiser: Adam and SGD, through the trait, both descend a
+/// quadratic, and a schedule sets their learning rates.
+#[test]
+fn a_loop_generic_over_the_optimizer_descends() {
+    fn descend<O: Optimizer>(mut optimizer: O) -> f32 {
+        let mut w = Weights { cores: vec![vec![3.0, -2.0]], bias: None };
+        for step in 0..200 {
+            if step == 100 {
+                let lr = optimizer.learning_rate();
+                optimizer.set_learning_rate(lr / 2.0);
+            }
+            // The gradient of |w|^2 / 2 is w.
+            let grads = w.clone();
+            optimizer.step(&mut w, &grads).unwrap();
+        }
+        assert_eq!(optimizer.learning_rate(), 0.025);
+        w.cores[0].iter().map(|v| v * v).sum()
+    }
+    assert!(descend(Adam::new(0.05)) < 1e-2);
+    assert!(descend(Sgd::new(0.05, 0.5)) < 1e-6);
 }

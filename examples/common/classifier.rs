@@ -15,7 +15,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use kcp::data::{mean_frame, Split, CLASSES, CLIP, FRAME, FRAMES};
 use kcp::ir::network::{Format, Network};
 use kcp::ir::{lower_backward, plan_backward, Batch, Options};
-use kcp::train::{accuracy, clip_grad_norm, softmax_cross_entropy, Adam, Linear, Parameters};
+use kcp::train::{accuracy, clip_grad_norm, softmax_cross_entropy, Adam, Linear, Optimizer, Parameters};
 use kcp::{BackwardProgram, CellGrads, CellKind, Executor, Program, Recurrent, Rng, State, Trace, Weights};
 use rayon::prelude::*;
 

@@ -5,14 +5,14 @@
 //!   the same type (the same shapes and names), so that one walk zeroes, measures, clips and
 //!   updates both;
 //! - [`Linear`] with [`softmax_cross_entropy`]: the classifier head on the last hidden state;
-//! - [`Adam`] and [`Sgd`] (with momentum), PyTorch's update rules; [`clip_grad_norm`] by the
+//! - [`Optimizer`], over [`Adam`] and [`Sgd`] (with momentum), PyTorch's update rules; [`clip_grad_norm`] by the
 //!   global norm; [`zero`] and [`global_norm`].
 
 mod head;
 mod optim;
 
 pub use head::{accuracy, softmax_cross_entropy, Linear};
-pub use optim::{Adam, Sgd};
+pub use optim::{Adam, Optimizer, Sgd};
 
 use kcp_runtime::{CellGrads, Recurrent, ShapeError, Weights};
 

@@ -1,9 +1,24 @@
-//! Optimizers over [`Parameters`]: [`Adam`] and [`Sgd`] with momentum, PyTorch's update rules,
-//! their state one buffer per tensor, made at the first step.
+//! Optimizers over [`Parameters`]: the [`Optimizer`] trait, and [`Adam`] and [`Sgd`] with
+//! momentum, PyTorch's update rules, their state one buffer per tensor, made at the first step.
 
 use kcp_runtime::ShapeError;
 
 use super::{paired, Pair, Parameters};
+
+/// An optimiser: its steps move parameters against their gradients, with state of its own
+/// (moments, velocities) kept between steps. A training loop generic over `O: Optimizer`
+/// runs Adam or SGD alike.
+pub trait Optimizer {
+    /// One step: `params` moved against `grads` (of the same shapes; an error, and nothing
+    /// moved, if they or the state of earlier steps do not match).
+    fn step(&mut self, params: &mut impl Parameters, grads: &impl Parameters) -> Result<(), ShapeError>;
+
+    /// The learning rate.
+    fn learning_rate(&self) -> f32;
+
+    /// Set the learning rate (a schedule's step).
+    fn set_learning_rate(&mut self, lr: f32);
+}
 
 /// Adam (Kingma and Ba), as `torch.optim.Adam`: `m = b1 m + (1 - b1) g`, `v = b2 v + (1 - b2)
 /// g^2`, `p -= lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)`, with `g += weight_decay p`
@@ -34,10 +49,18 @@ impl Adam {
     pub fn steps(&self) -> usize {
         self.steps as usize
     }
+}
 
-    /// One step: `params` moved against `grads` (of the same shapes; an error, and nothing
-    /// moved, if they or the state of earlier steps do not match).
-    pub fn step(&mut self, params: &mut impl Parameters, grads: &impl Parameters) -> Result<(), ShapeError> {
+impl Optimizer for Adam {
+    fn learning_rate(&self) -> f32 {
+        self.lr
+    }
+
+    fn set_learning_rate(&mut self, lr: f32) {
+        self.lr = lr;
+    }
+
+    fn step(&mut self, params: &mut impl Parameters, grads: &impl Parameters) -> Result<(), ShapeError> {
         let pairs = paired(params, grads)?;
         if self.moments.is_empty() {
             self.moments = pairs.iter().map(|(p, _)| (vec![0.0; p.len()], vec![0.0; p.len()])).collect();
@@ -74,9 +97,18 @@ impl Sgd {
     pub fn new(lr: f32, momentum: f32) -> Sgd {
         Sgd { lr, momentum, velocity: Vec::new() }
     }
+}
 
-    /// One step (see [`Adam::step`] for the checks).
-    pub fn step(&mut self, params: &mut impl Parameters, grads: &impl Parameters) -> Result<(), ShapeError> {
+impl Optimizer for Sgd {
+    fn learning_rate(&self) -> f32 {
+        self.lr
+    }
+
+    fn set_learning_rate(&mut self, lr: f32) {
+        self.lr = lr;
+    }
+
+    fn step(&mut self, params: &mut impl Parameters, grads: &impl Parameters) -> Result<(), ShapeError> {
         let pairs = paired(params, grads)?;
         let first = self.velocity.is_empty();
         if first {
