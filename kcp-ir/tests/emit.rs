@@ -19,8 +19,8 @@ fn emitted(name: &str, spec: &kcp_ir::Spec) -> String {
     emitted_with(name, spec, None)
 }
 
-/// The layer's code; `backward` as the macro key gives it (`Some(true)` for `backward: dx`).
-fn emitted_with(name: &str, spec: &kcp_ir::Spec, backward: Option<bool>) -> String {
+/// The layer's code; `backward` as the macro key gives it (`Some(Backward::Dx)` for `backward: dx`).
+fn emitted_with(name: &str, spec: &kcp_ir::Spec, backward: Option<kcp_ir::Backward>) -> String {
     let compiled = compile(spec, &Options::default()).unwrap();
     let item = Item {
         attrs: quote!(#[doc = "A layer of the corpus."]),
@@ -52,7 +52,7 @@ fn corpus_backward_code() {
     let corpus = specs::corpus();
     for (name, dx) in [("d1_dense_like", true), ("d3_ones", true), ("d2_kt", false), ("ucf11_out4x4x4x16_r4", false)] {
         let spec = &corpus.iter().find(|(n, _)| *n == name).unwrap().1;
-        let code = emitted_with(name, spec, Some(dx));
+        let code = emitted_with(name, spec, Some(if dx { kcp_ir::Backward::Dx } else { kcp_ir::Backward::Weights }));
         let start = code.find("    /// MACs per input row of the backward pass.").unwrap();
         assert!(code.starts_with(&emitted(name, spec)[..start]), "{name}: the forward code changed");
         let suffix = if dx { "dx" } else { "weights" };
@@ -171,7 +171,7 @@ fn format_training_code() {
         vis: quote!(pub),
         name: Ident::new("SmallTtTrained", Span::call_site()),
         threads: 0,
-        backward: Some(true),
+        backward: Some(kcp_ir::Backward::Dx),
     };
     let compiled = compile(&spec, &Options::default()).unwrap();
     let file: syn::File = syn::parse2(emit_layer(&compiled, &item)).unwrap();

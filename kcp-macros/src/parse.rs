@@ -11,7 +11,7 @@ use syn::spanned::Spanned;
 use syn::{braced, Attribute, Expr, ExprLit, Ident, Lit, Token, UnOp, Visibility};
 
 use kcp_ir::network::{Format, RankArgs, RankKey};
-use kcp_ir::{CellKind, Location, Side, Spec};
+use kcp_ir::{Backward, CellKind, Location, Side, Spec};
 
 /// The keys a declaration may hold.
 const KEYS: &str = "in_shape, out_shape, format, rank, ranks, blocks, bias, threads, cell, hidden, backward";
@@ -60,8 +60,8 @@ pub struct Parsed {
     /// and the stub has the declared format's API.
     pub spec: Spec,
     pub threads: usize,
-    /// `backward: weights` (Some(false)) or `backward: dx` (Some(true)): the training path.
-    pub backward: Option<bool>,
+    /// `backward: weights` or `backward: dx`: the training path.
+    pub backward: Option<Backward>,
     pub origins: BTreeMap<Location, Span>,
     /// Shapes already reported as malformed or missing: kcp-ir's errors about them would only
     /// repeat the first one.
@@ -209,8 +209,8 @@ pub fn spec(decl: &Declaration, errors: &mut Errors) -> Parsed {
             "backward" => {
                 let word = value.to_token_stream().to_string();
                 match word.as_str() {
-                    "weights" => backward = Some(false),
-                    "dx" => backward = Some(true),
+                    "weights" => backward = Some(Backward::Weights),
+                    "dx" => backward = Some(Backward::Dx),
                     _ => errors.push_at(value.span(), format!("backward must be `weights` or `dx`, found `{word}`")),
                 }
             }

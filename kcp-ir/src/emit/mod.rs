@@ -24,9 +24,24 @@ pub struct Item {
     pub name: Ident,
     /// The most threads `forward_par` uses; 0 for all of rayon's pool.
     pub threads: usize,
-    /// Whether the layer gets a training path (`forward_train`, `backward`), and whether its
-    /// backward pass writes dx (`Some(true)`) or only the weights' gradients.
-    pub backward: Option<bool>,
+    /// The training path (`forward_train`, `backward`, ...) the declaration asks for, if any.
+    pub backward: Option<Backward>,
+}
+
+/// What a layer's training path computes: the declaration's `backward:` key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Backward {
+    /// `backward: weights`: the gradients of the cores and the bias.
+    Weights,
+    /// `backward: dx`: those, and dL/dx.
+    Dx,
+}
+
+impl Backward {
+    /// Whether the backward pass writes dx.
+    pub fn dx(self) -> bool {
+        self == Backward::Dx
+    }
 }
 
 fn usize_lit(value: usize) -> Literal {
@@ -85,7 +100,7 @@ fn layer(compiled: &Compiled, item: &Item) -> TokenStream {
         )
     };
     let zeros = quote!(::kcp::__private::Weights::zeros(&Self::__kcp_cores(), Self::HAS_BIAS.then_some(Self::OUT)));
-    let training = item.backward.map(|dx| training(compiled, dx, &zeros, vis)).unwrap_or_default();
+    let training = item.backward.map(|b| training(compiled, b.dx(), &zeros, vis)).unwrap_or_default();
     let split = compiled.half.as_ref().map(split);
     let halves_type = match &split {
         Some(_) => quote!(impl ::kcp::__private::HalfFn + '_),
