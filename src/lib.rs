@@ -14,7 +14,7 @@
 pub use kcp_ir as ir;
 pub use kcp_runtime::{
     isa, save, set_isa, write_atomically, BackwardKernel, BackwardProgram, Block, Buffer, CellGrads, CellKind,
-    CoreShape, Error, Executor, Gemm, Inner, Isa, Kernel, Loop, NamedTensor, Program, ProgramError, Recurrent,
+    CoreShape, Error, Executor, Gemm, Inner, Isa, Kept, Kernel, Loop, NamedTensor, Program, ProgramError, Recurrent,
     RecurrentExecutor, Repeat, Rng, RowsFromA, ShapeError, State, Tape, TensorFile, Trace, Weights, GRAD_PARTS,
     PAR_MIN_MACS,
 };

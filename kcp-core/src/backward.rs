@@ -20,6 +20,17 @@ pub struct BackwardKernel {
     pub broadcast: Option<usize>,
 }
 
+/// A forward intermediate a backward program reads, which the training forward pass keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Kept {
+    /// Which intermediate: f_k, read as [`Buffer::Kept`]`(k)`.
+    pub k: usize,
+    /// Its elements per row.
+    pub len: usize,
+    /// The forward program's call kernel that writes it.
+    pub from: usize,
+}
+
 /// A layer's backward pass as loop nests.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct BackwardProgram {
@@ -35,9 +46,8 @@ pub struct BackwardProgram {
     pub steps: Vec<BackwardKernel>,
     /// The length of each step's temporary (0 for a step that writes dx or a dA).
     pub temp_lens: Vec<usize>,
-    /// The forward intermediates read: f_k, its length, and the forward program's call kernel
-    /// that writes it.
-    pub kept: Vec<(usize, usize, usize)>,
+    /// The forward intermediates read, in the order a row's kept buffer holds them.
+    pub kept: Vec<Kept>,
     /// Whether dx is written.
     pub dx: bool,
     /// MACs per row.
@@ -48,7 +58,7 @@ impl BackwardProgram {
     /// The elements of one row's kept forward intermediates, stored one after another in the
     /// order of [`BackwardProgram::kept`].
     pub fn kept_len(&self) -> usize {
-        self.kept.iter().map(|&(_, len, _)| len).sum()
+        self.kept.iter().map(|kept| kept.len).sum()
     }
 
     /// The elements of one row's temporaries, stored one after another.
@@ -59,7 +69,7 @@ impl BackwardProgram {
     /// Where kept intermediate f_k starts in a row's kept buffer, and its length.
     pub fn kept_at(&self, k: usize) -> (usize, usize) {
         let mut start = 0;
-        for &(j, len, _) in &self.kept {
+        for &Kept { k: j, len, .. } in &self.kept {
             if j == k {
                 return (start, len);
             }
@@ -73,7 +83,7 @@ impl BackwardProgram {
     /// buffer `kept` ([`BackwardProgram::kept_len`] elements) if the backward program reads it.
     pub fn keep<T: Real>(&self, number: usize, out: &[T], kept: &mut [T]) {
         let mut start = 0;
-        for &(_, len, from) in &self.kept {
+        for &Kept { len, from, .. } in &self.kept {
             if from == number {
                 kept[start..start + len].copy_from_slice(&out[..len]);
             }
@@ -143,7 +153,7 @@ impl BackwardProgram {
 
 impl fmt::Display for BackwardProgram {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kept: Vec<String> = self.kept.iter().map(|(k, len, _)| format!("f{k}[{len}]")).collect();
+        let kept: Vec<String> = self.kept.iter().map(|kept| format!("f{}[{}]", kept.k, kept.len)).collect();
         writeln!(
             f,
             "backward, per row: {} MACs, reading {}",

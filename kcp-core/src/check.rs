@@ -152,7 +152,7 @@ impl BackwardProgram {
         if self.in_shape != forward.in_shape || self.out_shape != forward.out_shape || self.cores != forward.cores {
             return Err(whole("the backward program of another layer".into()));
         }
-        for &(k, len, from) in &self.kept {
+        for &crate::backward::Kept { k, len, from } in &self.kept {
             let fits = forward.call.get(from).is_some_and(|c| matches!(c.out, Buffer::Scratch(_)) && c.out_len >= len);
             if !fits {
                 return Err(whole(format!("f{k} ({len} elements) is not the output of the forward kernel {from}")));
@@ -181,7 +181,7 @@ impl BackwardProgram {
                     Buffer::X => Ok(n),
                     Buffer::Dy => Ok(m),
                     Buffer::Factor(d) => self.cores.get(d).map(|c| c.len()).ok_or("no such core"),
-                    Buffer::Kept(k) => self.kept.iter().find(|kept| kept.0 == k).map(|kept| kept.1).ok_or("not kept"),
+                    Buffer::Kept(k) => self.kept.iter().find(|kept| kept.k == k).map(|kept| kept.len).ok_or("not kept"),
                     Buffer::Temp(k) if Some(k) == own => Err("the temporary the step writes"),
                     // Readable only clear of the temporary the step writes (run_row splits there).
                     Buffer::Temp(k) => match (starts.get(k).copied(), self.temp_lens.get(k).copied()) {

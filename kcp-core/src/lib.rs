@@ -17,7 +17,7 @@ pub mod kernels;
 mod program;
 mod rng;
 
-pub use backward::{BackwardKernel, BackwardProgram};
+pub use backward::{BackwardKernel, BackwardProgram, Kept};
 pub use cell::CellKind;
 pub use check::ProgramError;
 pub use kernels::{Block, Gemm, Isa, Real, Repeat};

@@ -26,7 +26,7 @@ pub use executor::{Executor, RecurrentExecutor};
 pub use files::write_atomically;
 pub use kcp_core::kernels::{isa, set_isa};
 pub use kcp_core::{
-    BackwardKernel, BackwardProgram, Block, Buffer, CellKind, CoreShape, Gemm, Inner, Isa, Kernel, Loop, Program,
+    BackwardKernel, BackwardProgram, Block, Buffer, CellKind, CoreShape, Gemm, Inner, Isa, Kept, Kernel, Loop, Program,
     ProgramError, Real, Repeat, Rng, RowsFromA,
 };
 pub use recurrent::{load_recurrent, Recurrent, State};

@@ -288,7 +288,7 @@ pub fn row_fn(program: &Program, name: &str, keeping: Option<&BackwardProgram>) 
         let mut keep = Vec::new();
         if let Some(backward) = keeping {
             let mut at = 0;
-            for &(_, len, from) in &backward.kept {
+            for &kcp_core::Kept { len, from, .. } in &backward.kept {
                 if from == number {
                     let (at, len) = (lit(at), lit(len));
                     keep.push(quote!(__kcp_k[#at..][..#len].copy_from_slice(&#written[..#len]);));

@@ -207,7 +207,7 @@ pub fn lower_backward(plan: &BackwardPlan, graph: &ContractionGraph) -> Backward
         }
         steps.push(BackwardKernel { kernel, broadcast });
     }
-    let kept = plan.kept_indices.iter().map(|&(k, set)| (k, volume(set), k - 1)).collect();
+    let kept = plan.kept_indices.iter().map(|&(k, set)| kcp_core::Kept { k, len: volume(set), from: k - 1 }).collect();
     BackwardProgram {
         in_shape: (0..graph.modes()).map(|d| size(Index::In(d))).collect(),
         out_shape: (0..graph.modes()).map(|d| size(Index::Out(d))).collect(),
