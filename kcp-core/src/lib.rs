@@ -16,6 +16,7 @@ mod check;
 pub mod kernels;
 mod program;
 mod rng;
+mod tuning;
 
 pub use backward::{BackwardKernel, BackwardProgram, Kept};
 pub use cell::CellKind;

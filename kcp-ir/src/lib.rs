@@ -20,6 +20,7 @@ pub mod network;
 mod plan;
 mod rewrite;
 mod spec;
+mod tuning;
 
 pub use backward::{plan_backward, BackwardPlan, BackwardStep, BackwardStrategy, Tensor};
 pub use emit::{emit_layer, emit_stub, Backward, Item};

@@ -9,15 +9,9 @@ use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 
+use crate::tuning::{PARTS_PER_TASK, PAR_MIN_MACS};
 use crate::ShapeError;
 use kcp_core::kernels::transpose;
-
-/// Below this many MACs per call, threads cost more than they save: `forward_par` runs
-/// sequentially.
-pub const PAR_MIN_MACS: u64 = 1 << 18;
-
-/// The parts per thread that `forward_par` cuts a batch into.
-const PARTS_PER_TASK: usize = 4;
 
 thread_local! {
     static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };

@@ -17,10 +17,10 @@ mod files;
 mod fork;
 mod recurrent;
 mod training;
+mod tuning;
 mod weights;
 
 pub use bptt::{CellGrads, Tape};
-pub use driver::PAR_MIN_MACS;
 pub use error::{Error, ShapeError};
 pub use executor::{Executor, RecurrentExecutor};
 pub use files::write_atomically;
@@ -30,7 +30,8 @@ pub use kcp_core::{
     ProgramError, Real, Repeat, Rng, RowsFromA,
 };
 pub use recurrent::{load_recurrent, Recurrent, State};
-pub use training::{Trace, GRAD_PARTS};
+pub use training::Trace;
+pub use tuning::{GRAD_PARTS, PAR_MIN_MACS};
 pub use weights::{kcp_cores, save, NamedTensor, TensorFile, Weights};
 
 /// What generated code uses. Not a public API: it changes with the code generator.

@@ -200,7 +200,7 @@ impl Recurrent {
         let c_width = if lstm { h } else { 0 };
         for (proj_t, hs_t) in proj.chunks_exact(batch * g).zip(hs.chunks_exact_mut(batch * h)) {
             let rows = proj_t.chunks_exact(g).zip(hs_t.chunks_exact_mut(h)).zip(state.h.chunks_exact_mut(h));
-            let split = parallel && batch == 1 && ((g * h) as u64) >= crate::driver::PAR_MIN_MACS;
+            let split = parallel && batch == 1 && ((g * h) as u64) >= crate::tuning::PAR_MIN_MACS;
             let step = |((x, out), h_row): ((&[f32], &mut [f32]), &mut [f32]), c_row: &mut [f32]| {
                 if split {
                     self.step_halves(x, h_row, c_row, out);

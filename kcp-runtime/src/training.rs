@@ -13,7 +13,9 @@
 
 use rayon::prelude::*;
 
-use crate::driver::{rows, with_scratch, PAR_MIN_MACS};
+use crate::driver::{rows, with_scratch};
+use crate::tuning::GRAD_PARTS;
+use crate::tuning::PAR_MIN_MACS;
 use crate::{Error, ShapeError, Weights};
 
 /// A training forward row: `keep(x_row, y_row, scratch, kept_row)` writes y's row (which holds
@@ -106,12 +108,6 @@ pub struct TrainKernel<'a, K, G> {
     /// The backward row.
     pub back: G,
 }
-
-/// The parts a batch's backward pass is cut into when it pays to thread it, whatever the
-/// number of threads (each part sums its rows' gradients in its own buffers; the parts are
-/// then added in order). Sixteen keep two to sixteen threads busy, and cost sixteen copies of
-/// the gradients, which are small (a compressed layer's cores).
-pub const GRAD_PARTS: usize = 16;
 
 /// The threads `threads` stands for (0: rayon's pool; never more than the pool).
 fn workers(threads: usize) -> usize {

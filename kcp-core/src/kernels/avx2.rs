@@ -2,14 +2,9 @@
 
 use std::arch::x86_64::*;
 
-use super::shape::{Swept, PREFETCH, PREFETCH_MIN_LEN};
+use super::shape::Swept;
 use super::Gemm;
-
-/// Rows per register block.
-const MR: usize = 4;
-/// Rows per register block of a product narrower than 16 (one vector per row), while
-/// that many rows are left.
-const TALL_MR: usize = 8;
+use crate::tuning::{MR, NARROW_MR, PREFETCH, PREFETCH_MIN_LEN, TALL_MR};
 
 /// The blocked product, each of its repeats.
 ///
@@ -269,9 +264,6 @@ unsafe fn narrow(out: *mut f32, a: *const f32, w: *const f32, g: &Gemm) {
         }
     }
 }
-
-/// Rows per register block of a narrow product.
-const NARROW_MR: usize = 8;
 
 /// `R` rows of a narrow product.
 ///

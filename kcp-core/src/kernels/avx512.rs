@@ -4,8 +4,9 @@
 
 use std::arch::x86_64::*;
 
-use super::shape::{Swept, PREFETCH, PREFETCH_MIN_LEN};
+use super::shape::Swept;
 use super::{Block, Gemm, Repeat};
+use crate::tuning::{PREFETCH, PREFETCH_MIN_LEN};
 
 /// `$body` with `R` and `V` the constants `$rows` and `$vectors` (a block [`Block::clamped`]
 /// allows): the register-allocated forms of every block.

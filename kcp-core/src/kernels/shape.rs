@@ -1,15 +1,7 @@
 //! [`Gemm`]: the shape of one small matrix product, and its portable loops.
 
 use super::{axpy, Real};
-
-/// How far ahead in a row of `a` (in elements) a micro-kernel's block prefetches.
-pub(super) const PREFETCH: usize = 128;
-/// The shortest rows of `a` that are prefetched (shorter ones are scratch, in cache; there
-/// the prefetches only cost issue slots).
-pub(super) const PREFETCH_MIN_LEN: usize = 64;
-/// The longest rows of x whose next row's slab is swept into L2 ([`Gemm::stream`]): longer
-/// rows stream well on the hardware prefetcher alone, and measured slower with the sweep.
-const STREAM_MAX_LEN: usize = 512;
+use crate::tuning::STREAM_MAX_LEN;
 
 /// The operand of a product whose next row is swept into L2 ([`Gemm::sweep`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -34,28 +34,7 @@ use kcp_core::{Buffer, Inner, Kernel};
 use crate::backward::{BackwardPlan, Tensor};
 use crate::graph::{ContractionGraph, Index, IndexSet, Operand};
 use crate::plan::{Phase, Plan, Value};
-
-/// The share of the estimated time a layout search must save for its layouts to replace the
-/// global order's.
-const MIN_SAVING: f64 = 0.1;
-
-/// The most elements a row of a small layer touches ([`small`]): the layers whose nests are
-/// bound by their statements (small products, many of them), which the search's estimate
-/// does not model; the corpus's small layers, which run interleaved, are within it.
-const SMALL_ELEMS: usize = 2048;
-/// The most indices whose every order is tried (720 layouts); a result with more indices, or
-/// one whose step would try more than [`MAX_TRIALS`] combinations, is laid out by classes.
-const MAX_FREE: usize = 6;
-/// The most classes whose every order is tried (24 layouts); with more, the indices are
-/// classed by what the consumer does with them only.
-const MAX_CLASSES: usize = 4;
-/// The most combinations of layouts (a step's result's and its inputs', or a pair of
-/// intermediates') tried at once.
-const MAX_TRIALS: usize = 100_000;
-/// The most rounds of the local search.
-const MAX_ROUNDS: usize = 4;
-/// The most combinations of layouts a move of the local search tries for a pair of results.
-const MAX_PAIR_TRIALS: usize = 10_000;
+use crate::tuning::{MAX_CLASSES, MAX_FREE, MAX_PAIR_TRIALS, MAX_ROUNDS, MAX_TRIALS, MIN_SAVING, SMALL_ELEMS};
 
 /// A tensor a step reads or writes, as the search sees it.
 #[derive(Clone, Debug)]
@@ -397,12 +376,7 @@ fn local(
 /// contiguous run; a GEMM needs four rows to keep its FMAs in flight; an axpy loads and
 /// stores its output for every multiply-add; a dot ends in a horizontal sum).
 pub(super) fn estimate(kernel: &Kernel, macs: usize) -> f64 {
-    /// A call of the micro-kernel: the checks, the dispatch, the set-up of the blocks.
-    const CALL: f64 = 1000.0;
-    /// One more product of a call's repeat.
-    const REPEAT: f64 = 50.0;
-    /// One inner operation of the nest (an axpy, a dot, a written-out product).
-    const OP: f64 = 150.0;
+    use crate::tuning::{ESTIMATE_CALL as CALL, ESTIMATE_OP as OP, ESTIMATE_REPEAT as REPEAT};
     let fill = |len: usize| len as f64 / (16 * len.div_ceil(16)).max(1) as f64;
     let rows = |rows: usize| rows.min(4) as f64 / 4.0;
     let depth = |depth: usize| depth as f64 / (depth + 4) as f64;

@@ -50,41 +50,19 @@ use kcp_core::{
 use crate::backward::{BackwardPlan, BackwardStep, Tensor};
 use crate::graph::{ContractionGraph, Index, IndexSet, Operand};
 use crate::plan::{Phase, Plan, Step, Value};
+use crate::tuning::{
+    GEMM_MIN_LEN, LANES, LANES_MAX_ELEMS, LANES_MIN_SAVING, MAX_UNROLL_EXTENT, UNROLL_BUDGET, WRITTEN_OUT_MAX_LEN,
+};
 
 mod layout;
 
 /// The loop-nest IR: the runtime's program format.
 pub type LoopNest = Program;
 
-/// The largest loop that unrolling expands.
-pub const MAX_UNROLL_EXTENT: usize = 16;
-/// The most inner operations one step may unroll to.
-pub const UNROLL_BUDGET: usize = 64;
-/// The widest GEMM (in floats) that emission may write out rather than call: four 16-float
-/// vectors (eight of the AVX2 path), whose row sums stay in registers. (32 before the rows
-/// of a block went from 8 to 16: the six-mode small layer then called products of 2x2x64 and
-/// 2x4x64, 8% slower than written out.)
-pub const WRITTEN_OUT_MAX_LEN: usize = 64;
-/// The shortest contiguous run that becomes a small GEMM rather than axpys.
-pub const GEMM_MIN_LEN: usize = 4;
-
 /// Lower a plan to its loop nest, one batch row at a time.
 pub fn lower(plan: &Plan, graph: &ContractionGraph) -> LoopNest {
     lower_lanes(plan, graph, 1)
 }
-
-/// The rows a nest of [`interleave`] runs at once: one 16-float vector of the AVX-512 path,
-/// two of the AVX2 one. (Eight, half a vector, measured 1.3x-5x slower than sixteen in the
-/// executor on layers of 1,000 to 35,000 elements per row, on a Zen 5.)
-pub const LANES: usize = 16;
-/// The most elements (x, y and both scratch buffers) that [`interleave`] lets a block of
-/// [`LANES`] rows touch: 4 MiB. The layers measured above it (the UCF11 layers, 5-10 MiB a
-/// block) ran 0.5x-0.97x as fast interleaved: their blocks stream from L3 or memory, while
-/// their rows already run wide products.
-pub const LANES_MAX_ELEMS: usize = 1 << 20;
-/// The least that interleaving must save of the row nest's estimated time ([`interleave`]):
-/// the estimate is coarse, and a block also pays the transposes of x and y.
-const LANES_MIN_SAVING: f64 = 0.1;
 
 /// Lower a plan for `lanes` rows at once, the batch index last in every tensor: x is read as
 /// `[N, lanes]` and y written as `[M, lanes]` (`lanes` = 1 is [`lower`]).
