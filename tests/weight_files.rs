@@ -12,13 +12,8 @@ use safetensors::Dtype;
 
 kcp_layer! { struct Kt { in_shape: [6, 5], out_shape: [4, 3], rank: 2, bias: true } }
 
-thread_local! {
-    /// Each test's own directory (a test runs on a thread of its own), removed when it ends.
-    static DIR: tempfile::TempDir = tempfile::tempdir().expect("a temporary directory");
-}
-
 fn temp(name: &str) -> PathBuf {
-    DIR.with(|dir| dir.path().join(name))
+    common::test_dir().join(name)
 }
 
 fn tensors(layer: &Kt) -> Vec<(String, Vec<usize>, Vec<f32>)> {

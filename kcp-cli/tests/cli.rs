@@ -17,13 +17,8 @@ fn kcp(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_kcp")).args(args).output().unwrap()
 }
 
-thread_local! {
-    /// Each test's own directory (a test runs on a thread of its own), removed when it ends.
-    static DIR: tempfile::TempDir = tempfile::tempdir().expect("a temporary directory");
-}
-
 fn dir() -> PathBuf {
-    DIR.with(|dir| dir.path().to_path_buf())
+    common::test_dir()
 }
 
 fn path(name: &str) -> String {

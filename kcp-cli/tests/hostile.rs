@@ -15,13 +15,8 @@ use std::time::{Duration, Instant};
 
 use kcp::{npy, save, CellKind, Recurrent, Weights};
 
-thread_local! {
-    /// Each test's own directory (a test runs on a thread of its own), removed when it ends.
-    static DIR: tempfile::TempDir = tempfile::tempdir().expect("a temporary directory");
-}
-
 fn dir() -> PathBuf {
-    DIR.with(|dir| dir.path().to_path_buf())
+    common::test_dir()
 }
 
 fn path(name: &str) -> String {

@@ -14,13 +14,8 @@ use std::process::Command;
 use kcp::{npy, TensorFile};
 use proptest::prelude::*;
 
-thread_local! {
-    /// Each test's own directory (a test runs on a thread of its own), removed when it ends.
-    static DIR: tempfile::TempDir = tempfile::tempdir().expect("a temporary directory");
-}
-
 fn dir() -> PathBuf {
-    DIR.with(|dir| dir.path().to_path_buf())
+    common::test_dir()
 }
 
 fn file(name: &str, bytes: &[u8]) -> PathBuf {

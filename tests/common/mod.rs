@@ -1,10 +1,21 @@
-//! What several integration tests share: KCP weights from factor shapes `[R, m_d, n_d]`.
+//! What several integration tests share: each test's own temporary directory, and KCP weights
+//! from factor shapes `[R, m_d, n_d]`.
 
 #![allow(dead_code)]
 
 use kcp::ir::network::Network;
 use kcp::ir::{Batch, Format};
 use kcp::Weights;
+
+thread_local! {
+    /// Each test's own directory (a test runs on a thread of its own), removed when it ends.
+    static DIR: tempfile::TempDir = tempfile::tempdir().expect("a temporary directory");
+}
+
+/// This test's own temporary directory, removed when the test ends.
+pub fn test_dir() -> std::path::PathBuf {
+    DIR.with(|dir| dir.path().to_path_buf())
+}
 
 /// The network of a KCP layer with these factor shapes.
 pub fn kcp_network(shapes: &[[usize; 3]]) -> Network {
