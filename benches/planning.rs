@@ -1,6 +1,8 @@
-//! Planning time: compile (validate, graph, e-graph saturation, extraction) for KCP at D = 2..8,
-//! the UCF11 layer, and every format at D = 5 (CP and TR have eleven operands there: the
-//! declarations that take longest to plan, README's "Build times").
+//! Planning time: compile (validate, graph, the e-graph, extraction, lowering) for KCP at
+//! D = 2..8, the UCF11 layer, and every format at D = 5 (CP and TR have eleven operands there:
+//! the declarations that take longest to plan, README's "Build times"). With
+//! `--profile user-debug` everything builds unoptimised, as `kcp_layer!` runs in a user's plain
+//! debug build (docs/cost-model.md has both columns).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use kcp::ir::network::Format;

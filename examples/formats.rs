@@ -171,7 +171,7 @@ fn main() {
             params: network.params(),
             compression: network.compression_ratio(),
             planned_macs: lowered.plan.macs(),
-            optimal: lowered.search.saturated,
+            optimal: lowered.search.complete,
             references: references.iter().map(|r| (r.name, r.macs(&network))).collect(),
             us_per_frame,
             reference_us_per_frame,

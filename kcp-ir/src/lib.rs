@@ -26,7 +26,7 @@ pub use backward::{plan_backward, BackwardPlan, BackwardStep, BackwardStrategy, 
 pub use emit::{emit_layer, emit_stub, Backward, Item};
 pub use error::{Error, Errors, Location, Quantity, Side};
 pub use graph::{ContractionGraph, Index, IndexSet, Node, Operand, OperandSet, ParseOperandError};
-pub use loops::{lower, lower_backward, lower_lanes, LoopNest};
+pub use loops::{estimate_per_row, lower, lower_backward, lower_lanes, LoopNest};
 pub use network::Format;
 pub use plan::{Phase, Plan, Step, Tree, Value};
 pub use rewrite::cost::Cost;
@@ -53,10 +53,8 @@ pub struct Options {
     /// 65,536 elements (256 KiB of f32), keeps pre-products cache-resident and rules out
     /// materialising the dense weight of any but small layers.
     pub max_prep_elems: u64,
-    /// The e-graph's node limit.
+    /// The most e-graph nodes the planner builds (see [`Search::complete`]).
     pub node_limit: usize,
-    /// The e-graph's iteration limit.
-    pub iter_limit: usize,
     /// The most elements per batch row that a training forward pass keeps for the backward
     /// pass (forward intermediates it would otherwise recompute). The default, 65,536 (256 KiB
     /// of f32 per row), keeps all of the UCF11 layer's.
@@ -65,7 +63,7 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Options {
-        Options { max_prep_elems: 1 << 16, node_limit: 1_000_000, iter_limit: 64, max_saved_elems: 1 << 16 }
+        Options { max_prep_elems: 1 << 16, node_limit: 1_000_000, max_saved_elems: 1 << 16 }
     }
 }
 

@@ -1,6 +1,13 @@
 //! The compiler's tuning constants, in one place: each says what it bounds and where its value
 //! comes from. What they cost or save in time is measured in BENCHMARKS.md, not here.
 
+// -- planning (rewrite/, network/) --
+
+/// The most equally cheap plans whose lowerings the planner compares (by the layout model's
+/// estimate): enough for every order of three modes of equal sizes; a layer with more equal
+/// modes (the corpus's six-mode layers) compares the first eight in the e-graph's order.
+pub(crate) const MAX_TIED_PLANS: usize = 8;
+
 // -- lowering (loops/) --
 
 /// The largest loop that unrolling expands: a loop of at most one vector of the AVX-512 path.

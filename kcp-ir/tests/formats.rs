@@ -106,7 +106,7 @@ fn reference_orders_cost_what_the_projects_pay() {
     for (format, expected) in cases {
         let network = ucf11(format.clone());
         let (planned, search) = network.plan(&Options::default());
-        assert!(search.saturated, "{format}");
+        assert!(search.complete, "{format}");
         let references = orders::references(&network);
         assert_eq!(references.len(), expected.len(), "{format}");
         for (reference, &(name, macs, weight_only)) in references.iter().zip(expected) {
@@ -167,7 +167,7 @@ fn every_format_plans_optimally_and_computes_y() {
                 .iter()
                 .map(|&max_prep_elems| {
                     let (plan, search) = network.plan(&Options { max_prep_elems, ..Options::default() });
-                    assert!(search.saturated, "{name}");
+                    assert!(search.complete, "{name}");
                     let (_, optimal) = optimal_tree(&network.graph(), max_prep_elems);
                     assert_eq!(plan.cost(), optimal, "{name}, max_prep_elems {max_prep_elems}");
                     plan

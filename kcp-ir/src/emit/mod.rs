@@ -185,7 +185,7 @@ pub fn emit_stub(spec: &crate::Spec, cell: bool, item: &Item) -> TokenStream {
     let kind = spec.cell.map_or(crate::CellKind::Lstm, |c| c.kind);
     let entry = spec.format.table_entry();
     // The stand-in's plan does not matter: a small e-graph finds one quickly.
-    let options = crate::Options { node_limit: 10_000, iter_limit: 4, ..crate::Options::default() };
+    let options = crate::Options { node_limit: 10_000, ..crate::Options::default() };
     let stand_in = |modes: usize| {
         let mut out_shape = vec![1; modes];
         if cell {

@@ -101,6 +101,10 @@ impl IndexSet {
     pub fn len(self) -> usize {
         self.0.count_ones() as usize
     }
+    /// The set as bits (bit k: the index whose position in layout order is k).
+    pub(crate) fn bits(self) -> u64 {
+        self.0
+    }
     /// The indices in layout order.
     pub fn iter(self) -> impl Iterator<Item = Index> {
         (0..64).filter(move |b| self.0 & (1 << b) != 0).map(Index::from_bit)

@@ -294,12 +294,18 @@ pub fn interleave(plan: &Plan, graph: &ContractionGraph, rows: &LoopNest) -> Opt
         return None;
     }
     let lanes = lower_lanes(plan, graph, LANES);
-    let per_row = |nest: &LoopNest, rows: usize| {
-        let steps = plan.steps().iter().filter(|s| s.phase == Phase::Call);
-        let time: f64 = nest.call.iter().zip(steps).map(|(k, s)| layout::estimate(k, s.macs as usize * rows)).sum();
-        time / rows as f64
-    };
-    (per_row(&lanes, LANES) <= (1.0 - LANES_MIN_SAVING) * per_row(rows, 1)).then_some(lanes)
+    (estimate_per_row(plan, &lanes, LANES) <= (1.0 - LANES_MIN_SAVING) * estimate_per_row(plan, rows, 1))
+        .then_some(lanes)
+}
+
+/// The layout search's estimate of a row's time under `nest`, a lowering of `plan` for `rows`
+/// rows at once, in multiply-adds at the full vector rate (docs/cost-model.md): each per-call
+/// kernel's MACs over the efficiency of its inner operation, plus the fixed cost of its calls
+/// and inner operations.
+pub fn estimate_per_row(plan: &Plan, nest: &LoopNest, rows: usize) -> f64 {
+    let steps = plan.steps().iter().filter(|s| s.phase == Phase::Call);
+    let time: f64 = nest.call.iter().zip(steps).map(|(k, s)| layout::estimate(k, s.macs as usize * rows)).sum();
+    time / rows as f64
 }
 
 /// How many statements emission writes for one run of `inner`: one axpy or dot, a written-out

@@ -255,11 +255,23 @@ impl Network {
 
     /// The plan stage of [`compile`](crate::compile): the cheapest plan, found by e-graph
     /// rewriting (weight-only pre-products within `options.max_prep_elems`), and what the
-    /// search did.
+    /// search did. Of equally cheap plans (up to eight, `tuning::MAX_TIED_PLANS`), the one
+    /// whose lowered loop nest the layout model estimates fastest
+    /// ([`estimate_per_row`](crate::loops::estimate_per_row)), the first of equals: equally
+    /// cheap orders differ in the layouts of their intermediates and so in how long their
+    /// products' rows are (the UCF11 rank-4 layer's two orders of its equal modes 2 and 3 run
+    /// 2x apart).
     pub fn plan(&self, options: &crate::Options) -> (Plan, crate::Search) {
         let graph = self.graph();
-        let (tree, _, search) = crate::rewrite::saturate::plan_tree(&graph, options);
-        (Plan::new(&graph, &tree, self.batch, options.max_prep_elems), search)
+        let (trees, _, search) = crate::rewrite::saturate::plan_trees(&graph, options, crate::tuning::MAX_TIED_PLANS);
+        let plans = trees.iter().map(|tree| Plan::new(&graph, tree, self.batch, options.max_prep_elems));
+        let estimate = |plan: &Plan| crate::loops::estimate_per_row(plan, &crate::loops::lower(plan, &graph), 1);
+        let best =
+            plans.map(|plan| (estimate(&plan), plan)).reduce(|best, next| if next.0 < best.0 { next } else { best });
+        // The e-graph holds the paper's orders, so it always has a cheapest tree; the forward
+        // order stands in should that ever fail.
+        let plan = best.map_or_else(|| self.plan_of(&Tree::forward(self.cores.len()), options.max_prep_elems), |b| b.1);
+        (plan, search)
     }
 
     /// A given order as a plan (weight-only steps at load time, within `max_prep_elems`).

@@ -4,12 +4,14 @@
 //! `A1`..`AD`. Every e-class carries, as analysis data, the set of operands below it: all terms of
 //! a class contract the same operands, so they produce the same tensor (its open indices and
 //! sizes follow from the set and the graph), and differ only in cost. Commutativity and
-//! associativity ([`rules`]) reach every pairwise contraction tree; [`saturate`] runs them and
-//! extracts the cheapest tree by the cost model of [`cost`].
+//! associativity (`rules`, compiled with the tests) reach every pairwise contraction tree;
+//! [`saturate`] builds the e-graph they saturate to, class by class, and extracts the cheapest
+//! tree by the cost model of [`cost`].
 //!
 //! [`Tree`]: crate::plan::Tree
 
 pub mod cost;
+#[cfg(test)]
 pub mod rules;
 pub mod saturate;
 

@@ -1,5 +1,8 @@
-//! The rewrite rules, one per line. Commutativity and one associativity reach every pairwise
-//! contraction tree: `(a * b) * c` = `c * (a * b)` -> `(c * a) * b` = `b * (c * a)` ->
+//! The rewrite rules, one per line: the specification of the planner's e-graph. The planner
+//! builds what they saturate to directly ([`saturate`](super::saturate)); the tests here check
+//! that each rule is sound, and those of `saturate` that the built e-graph is their closure.
+//!
+//! Commutativity and one associativity reach every pairwise contraction tree: `(a * b) * c` = `c * (a * b)` -> `(c * a) * b` = `b * (c * a)` ->
 //! `(b * c) * a` = `a * (b * c)`, so the other association needs no rule of its own (and
 //! saturation is faster without it).
 
