@@ -13,11 +13,12 @@
 
 pub use kcp_ir as ir;
 pub use kcp_runtime::{
-    isa, save, set_isa, write_atomically, BackwardKernel, BackwardProgram, Block, Buffer, CellGrads, CellKind,
-    CoreShape, Error, Executor, Gemm, Inner, Isa, Kept, Kernel, Loop, NamedTensor, Program, ProgramError, Recurrent,
-    RecurrentExecutor, Repeat, Rng, RowsFromA, ShapeError, State, Tape, TensorFile, Trace, Weights, GRAD_PARTS,
-    PAR_MIN_MACS,
+    isa, set_isa, write_atomically, BackwardKernel, BackwardProgram, Block, Buffer, CellGrads, CellKind, CoreShape,
+    Error, Executor, Gemm, Inner, Isa, Kept, Kernel, Loop, NamedTensor, Program, ProgramError, Recurrent,
+    RecurrentExecutor, Repeat, Rng, RowsFromA, ShapeError, State, Tape, Trace, Weights, GRAD_PARTS, PAR_MIN_MACS,
 };
+#[cfg(feature = "files")]
+pub use kcp_runtime::{save, TensorFile};
 
 /// Declare a KCP layer whose forward pass is compiled from the planner's cheapest plan.
 ///

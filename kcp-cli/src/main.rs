@@ -308,7 +308,8 @@ fn plan(layer: &LayerArgs, as_json: bool, backward: bool) -> Result<String> {
 
 fn emit(layer: &LayerArgs, name: &str) -> Result<String> {
     let ident = syn::parse_str::<proc_macro2::Ident>(name).map_err(|_| format!("`{name}` is not a Rust identifier"))?;
-    let item = Item { attrs: quote::quote!(), vis: quote::quote!(pub), name: ident, threads: 0, backward: None };
+    let item =
+        Item { attrs: quote::quote!(), vis: quote::quote!(pub), name: ident, threads: 0, backward: None, files: true };
     let tokens = emit_layer(&compile_layer(layer)?, &item);
     let file: syn::File = syn::parse2(tokens).map_err(|e| format!("internal error: {e}"))?;
     Ok(prettyplease::unparse(&file))

@@ -28,6 +28,7 @@ fn emitted_with(name: &str, spec: &kcp_ir::Spec, backward: Option<kcp_ir::Backwa
         name: Ident::new(&camel(name), Span::call_site()),
         threads: 0,
         backward,
+        files: true,
     };
     let file: syn::File = syn::parse2(emit_layer(&compiled, &item)).unwrap();
     prettyplease::unparse(&file)
@@ -109,6 +110,7 @@ fn every_stub_is_a_whole_item() {
         name: Ident::new("Stub", Span::call_site()),
         threads: 0,
         backward: None,
+        files: true,
     };
     for entry in &kcp_ir::network::FORMATS {
         for modes in 0..=10 {
@@ -153,6 +155,7 @@ fn format_code() {
             name: Ident::new(&camel(&format!("small_{name}")), Span::call_site()),
             threads: 0,
             backward: None,
+            files: true,
         };
         let compiled =
             compile(&kcp_ir::Spec::new(&[6, 5], &[4, 3], format).with_bias(true), &Options::default()).unwrap();
@@ -172,6 +175,7 @@ fn format_training_code() {
         name: Ident::new("SmallTtTrained", Span::call_site()),
         threads: 0,
         backward: Some(kcp_ir::Backward::Dx),
+        files: true,
     };
     let compiled = compile(&spec, &Options::default()).unwrap();
     let file: syn::File = syn::parse2(emit_layer(&compiled, &item)).unwrap();

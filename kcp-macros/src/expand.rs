@@ -64,5 +64,6 @@ fn item(decl: &Declaration, parsed: &parse::Parsed) -> Item {
         name: decl.name.clone(),
         threads: parsed.threads,
         backward: parsed.backward,
+        files: cfg!(feature = "files"),
     }
 }

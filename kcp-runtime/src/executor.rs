@@ -3,9 +3,8 @@
 
 use crate::bptt::CellGrads;
 use crate::driver::{Lanes, NoHalves, RowFn, RowKernel};
-use crate::recurrent::load_recurrent;
 use crate::training::{BackFn, KeepFn, Trace, TrainKernel};
-use crate::{BackwardProgram, CellKind, Error, Program, Recurrent, ShapeError, State, Weights};
+use crate::{BackwardProgram, Error, Program, Recurrent, ShapeError, State, Weights};
 
 /// A layer of any format executed from its program.
 #[derive(Clone, Debug)]
@@ -209,18 +208,6 @@ impl RecurrentExecutor {
             });
         }
         Ok(RecurrentExecutor { input, cell })
-    }
-
-    /// Load a layer saved with the names of docs/files.md: `weight_ih.factor.{d}`, `weight_hh`,
-    /// `bias_ih`, `bias_hh`.
-    pub fn load(
-        path: &std::path::Path,
-        program: Program,
-        kind: CellKind,
-        hidden: usize,
-    ) -> Result<RecurrentExecutor, Error> {
-        let (weights, cell) = load_recurrent(path, &program.cores, kind, hidden)?;
-        RecurrentExecutor::new(Executor::new(program, weights)?, cell)
     }
 
     /// The same layer with its input projection running whole blocks of rows through `lanes`

@@ -18,6 +18,8 @@ mod fork;
 mod recurrent;
 mod training;
 mod tuning;
+#[cfg(feature = "files")]
+mod weight_files;
 mod weights;
 
 pub use bptt::{CellGrads, Tape};
@@ -29,19 +31,20 @@ pub use kcp_core::{
     BackwardKernel, BackwardProgram, Block, Buffer, CellKind, CoreShape, Gemm, Inner, Isa, Kept, Kernel, Loop, Program,
     ProgramError, Real, Repeat, Rng, RowsFromA,
 };
-pub use recurrent::{load_recurrent, Recurrent, State};
+pub use recurrent::{Recurrent, State};
 pub use training::Trace;
 pub use tuning::{GRAD_PARTS, PAR_MIN_MACS};
-pub use weights::{kcp_cores, save, NamedTensor, TensorFile, Weights};
+#[cfg(feature = "files")]
+pub use weight_files::{load_recurrent, save, TensorFile};
+pub use weights::{kcp_cores, NamedTensor, Weights};
 
 /// What generated code uses. Not a public API: it changes with the code generator.
 #[doc(hidden)]
 pub mod __private {
     pub use crate::driver::{rows, with_scratch, HalfFn, Lanes, NoHalves, NoLanes, RowFn, RowKernel};
     pub use crate::training::{BackFn, KeepFn, TrainKernel};
-    pub use crate::{
-        kcp_cores, load_recurrent, CellGrads, CellKind, CoreShape, Error, Recurrent, ShapeError, State, TensorFile,
-        Weights,
-    };
+    pub use crate::{kcp_cores, CellGrads, CellKind, CoreShape, Error, Recurrent, ShapeError, State, Weights};
+    #[cfg(feature = "files")]
+    pub use crate::{load_recurrent, TensorFile};
     pub use kcp_core::kernels::{axpy, dispatch, dot, gemm, mul_add, Block, Gemm, Repeat};
 }

@@ -11,7 +11,7 @@
 
 use rayon::prelude::*;
 
-use crate::weights::{check_values, TensorFile};
+use crate::weights::check_values;
 use crate::{CellKind, Error, Rng, ShapeError};
 
 /// The recurrent state of a batch: h `[B, H]`, and c `[B, H]` for an LSTM (empty for a GRU).
@@ -98,14 +98,6 @@ impl Recurrent {
         let weight_hh = rng.vec_f32(g * hidden, scale);
         let bias_hh = rng.vec_f32(g, scale);
         Recurrent { kind, hidden, weight_hh, bias_hh }
-    }
-
-    /// Read `{prefix}weight_hh` and `{prefix}bias_hh` from a weight file.
-    pub fn load(file: &TensorFile, prefix: &str, kind: CellKind, hidden: usize) -> Result<Recurrent, Error> {
-        let g = kind.gates() * hidden;
-        let weight_hh = file.tensor(&format!("{prefix}weight_hh"), &[g, hidden])?;
-        let bias_hh = file.tensor(&format!("{prefix}bias_hh"), &[g])?;
-        Recurrent::new(kind, hidden, weight_hh, bias_hh)
     }
 
     /// The cell kind.
@@ -334,29 +326,6 @@ impl Recurrent {
             }
         }
     }
-}
-
-/// Read a recurrent layer's weights with the names of docs/files.md: its input weight's cores
-/// prefixed `weight_ih.` (a KCP layer's `weight_ih.factor.{d}`), `bias_ih`, `weight_hh` and
-/// `bias_hh`.
-pub fn load_recurrent(
-    path: &std::path::Path,
-    cores: &[crate::CoreShape],
-    kind: CellKind,
-    hidden: usize,
-) -> Result<(crate::Weights, Recurrent), Error> {
-    let gates = kind.gates() * hidden;
-    let file = TensorFile::read(path)?;
-    let weights = crate::Weights::from_file(&file, "weight_ih.", cores, None)?;
-    let mut expected: Vec<String> = cores.iter().flat_map(|c| &c.tensors).map(|t| format!("weight_ih.{t}")).collect();
-    expected.extend(["bias_ih", "weight_hh", "bias_hh"].map(String::from));
-    file.expect_only(
-        &expected,
-        "a recurrent layer has its input weight's cores (weight_ih.*), bias_ih, weight_hh and bias_hh",
-    )?;
-    let bias = file.tensor("bias_ih", &[gates])?;
-    let cell = Recurrent::load(&file, "", kind, hidden)?;
-    Ok((crate::Weights { cores: weights.cores, bias: Some(bias) }, cell))
 }
 
 #[cfg(test)]

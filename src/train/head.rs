@@ -1,7 +1,7 @@
 //! The classifier head: a dense [`Linear`] layer on the last hidden state, its logits scored by
 //! [`softmax_cross_entropy`].
 
-use kcp_runtime::{Error, NamedTensor, Rng, ShapeError, TensorFile};
+use kcp_runtime::{NamedTensor, Rng, ShapeError};
 
 use super::{Parameters, TrainError};
 
@@ -95,7 +95,13 @@ impl Linear {
     }
 
     /// The layer `{prefix}weight` `[outputs, inputs]` and `{prefix}bias` of a file.
-    pub fn load(file: &TensorFile, prefix: &str, inputs: usize, outputs: usize) -> Result<Linear, Error> {
+    #[cfg(feature = "files")]
+    pub fn load(
+        file: &kcp_runtime::TensorFile,
+        prefix: &str,
+        inputs: usize,
+        outputs: usize,
+    ) -> Result<Linear, kcp_runtime::Error> {
         let weight = file.tensor(&format!("{prefix}weight"), &[outputs, inputs])?;
         let bias = file.tensor(&format!("{prefix}bias"), &[outputs])?;
         Ok(Linear { inputs, outputs, weight, bias })

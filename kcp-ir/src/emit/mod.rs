@@ -26,6 +26,9 @@ pub struct Item {
     pub threads: usize,
     /// The training path (`forward_train`, `backward`, ...) the declaration asks for, if any.
     pub backward: Option<Backward>,
+    /// Whether the layer has `load` (weight files): the `kcp` crate's feature `files`, which
+    /// it passes on to the macro.
+    pub files: bool,
 }
 
 /// What a layer's training path computes: the declaration's `backward:` key.
@@ -215,6 +218,7 @@ fn input_item(item: &Item) -> Item {
         name: input_name(item),
         threads: item.threads,
         backward: item.backward,
+        files: item.files,
     }
 }
 
@@ -223,6 +227,23 @@ fn input_item(item: &Item) -> Item {
 fn cell_struct(input: TokenStream, compiled: &Compiled, item: &Item, cell: crate::Cell) -> TokenStream {
     let Item { attrs, vis, name, .. } = item;
     let input_name = input_name(item);
+    let hidden_lit = usize_lit(cell.hidden);
+    let kind_path = match cell.kind {
+        crate::CellKind::Lstm => quote!(::kcp::__private::CellKind::Lstm),
+        crate::CellKind::Gru => quote!(::kcp::__private::CellKind::Gru),
+    };
+    let load = if item.files {
+        quote! {
+            /// Load from a safetensors file with the names `weight_ih.` and the input weight's
+            /// cores (`weight_ih.factor.{d}` for KCP), `bias_ih`, `weight_hh` and `bias_hh`.
+            #vis fn load(path: impl ::std::convert::AsRef<::std::path::Path>) -> ::std::result::Result<Self, ::kcp::Error> {
+                let (weights, cell) = ::kcp::__private::load_recurrent(path.as_ref(), &#input_name::__kcp_cores(), #kind_path, #hidden_lit)?;
+                ::std::result::Result::Ok(Self { __kcp_input: #input_name::from_weights(weights)?, __kcp_cell: cell })
+            }
+        }
+    } else {
+        TokenStream::new()
+    };
     let rank = match compiled.network().format() {
         crate::network::Format::Kcp { .. } => quote! {
             /// R, the rank of the KCP input weight.
@@ -334,12 +355,7 @@ fn cell_struct(input: TokenStream, compiled: &Compiled, item: &Item, cell: crate
                 }
             }
 
-            /// Load from a safetensors file with the names `weight_ih.` and the input weight's
-            /// cores (`weight_ih.factor.{d}` for KCP), `bias_ih`, `weight_hh` and `bias_hh`.
-            #vis fn load(path: impl ::std::convert::AsRef<::std::path::Path>) -> ::std::result::Result<Self, ::kcp::Error> {
-                let (weights, cell) = ::kcp::__private::load_recurrent(path.as_ref(), &#input_name::__kcp_cores(), #kind, #hidden)?;
-                ::std::result::Result::Ok(Self { __kcp_input: #input_name::from_weights(weights)?, __kcp_cell: cell })
-            }
+            #load
 
             /// The input projection.
             #vis fn input(&self) -> &#input_name {
@@ -396,6 +412,18 @@ struct Parts {
 fn layer_struct(compiled: &Compiled, item: &Item, parts: Parts) -> TokenStream {
     let Item { attrs, vis, name, threads, .. } = item;
     let Parts { consts, zeros, random, constructor, halves, items } = parts;
+    let load = if item.files {
+        quote! {
+            /// Load the layer from a safetensors file: its cores under `CORE_NAMES` (a block
+            /// term's as `block.{k}.*`, one per block), and `bias` if the layer has one, all f32.
+            #vis fn load(path: impl ::std::convert::AsRef<::std::path::Path>) -> ::std::result::Result<Self, ::kcp::Error> {
+                let bias_len = if Self::HAS_BIAS { ::std::option::Option::Some(Self::OUT) } else { ::std::option::Option::None };
+                Self::from_weights(::kcp::__private::Weights::load(path.as_ref(), "", &Self::__kcp_cores(), bias_len)?)
+            }
+        }
+    } else {
+        TokenStream::new()
+    };
     let (nest, lanes, bias) = (&compiled.nest, compiled.lanes.as_ref(), compiled.spec.bias());
     let (prep_macs, plan) = (compiled.plan.prep_macs(), compiled.plan.to_string());
     let (halves, halves_type) = halves;
@@ -472,12 +500,7 @@ fn layer_struct(compiled: &Compiled, item: &Item, parts: Parts) -> TokenStream {
                 Self::__kcp_trusted(#random)
             }
 
-            /// Load the layer from a safetensors file: its cores under `CORE_NAMES` (a block
-            /// term's as `block.{k}.*`, one per block), and `bias` if the layer has one, all f32.
-            #vis fn load(path: impl ::std::convert::AsRef<::std::path::Path>) -> ::std::result::Result<Self, ::kcp::Error> {
-                let bias_len = if Self::HAS_BIAS { ::std::option::Option::Some(Self::OUT) } else { ::std::option::Option::None };
-                Self::from_weights(::kcp::__private::Weights::load(path.as_ref(), "", &Self::__kcp_cores(), bias_len)?)
-            }
+            #load
 
             /// The weights.
             #vis fn weights(&self) -> &::kcp::__private::Weights {
