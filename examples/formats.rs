@@ -54,7 +54,7 @@ use classifier::{median_seconds, train, Budget, Clips, Input, Model};
 use kcp::data::Split;
 use kcp::ir::network::{orders, Format, Network};
 use kcp::ir::{lower, plan_backward, Batch, Index, LoopNest, Options};
-use kcp::{CellKind, Executor, Weights};
+use kcp::{CellKind, Executor, Threads, Weights};
 
 const IN_SHAPE: [usize; 4] = [8, 20, 20, 18];
 const OUT_SHAPE: [usize; 4] = [16, 4, 4, 4];
@@ -136,8 +136,13 @@ fn main() {
                 (0..batch * network.input_size()).map(|k| ((k * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
             let mut y = vec![0.0f32; batch * network.output_size()];
             for threads in THREADS {
-                let ns =
-                    pool.install(|| median_ns(quick, || planned.forward_par(&x, &mut y, threads).expect("shapes fit")));
+                let ns = pool.install(|| {
+                    median_ns(quick, || {
+                        planned
+                            .forward_par(&x, &mut y, Threads::at_most(threads).expect("a thread"))
+                            .expect("shapes fit")
+                    })
+                });
                 us_per_frame.push((batch, threads, ns / 1e3 / batch as f64));
             }
             // At batch 256 the slowest references take a minute per call: batch 1 and 16 only.

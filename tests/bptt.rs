@@ -6,7 +6,7 @@
 
 mod common;
 
-use kcp::{CellGrads, CellKind, Recurrent, Rng, State};
+use kcp::{CellGrads, CellKind, Recurrent, Rng, State, Threads};
 
 fn sigmoid(v: f64) -> f64 {
     1.0 / (1.0 + (-v).exp())
@@ -152,7 +152,7 @@ fn cell_with_a_kcp_input_matches_finite_differences() {
         let dh = rng.vec_f32(steps * batch * hidden, 1.0);
         let backward = lower_backward(&c.backward(true), &c.graph);
         let mut dx = vec![0.0; x.len()];
-        let (wi, wh) = layer.gradients(&backward, &x, batch, &dh, Some(&mut dx), 1).unwrap();
+        let (wi, wh) = layer.gradients(&backward, &x, batch, &dh, Some(&mut dx), Threads::ONE).unwrap();
 
         let f64s = |v: &[f32]| v.iter().map(|&v| f64::from(v)).collect::<Vec<f64>>();
         let (w_hh, b_hh, d) = (f64s(cell.weight_hh()), f64s(cell.bias_hh()), f64s(&dh));

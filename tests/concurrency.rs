@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use kcp::ir::{compile, Options, Spec};
-use kcp::{Executor, RecurrentExecutor, Rng};
+use kcp::{Executor, RecurrentExecutor, Rng, Threads};
 
 kcp::kcp_layer! { struct Ucf11 { in_shape: [8, 20, 20, 18], out_shape: [4, 4, 4, 16], rank: 4, bias: true, backward: weights } }
 kcp::kcp_layer! { struct Lstm { in_shape: [4, 6, 5], out_shape: [4, 4, 2], rank: 2, cell: lstm, hidden: 8 } }
@@ -90,7 +90,7 @@ fn a_generated_layer_and_an_executor_serve_many_threads() {
     let x2 = Arc::clone(&x);
     hammer(&want, move || {
         let mut y = vec![0.0f32; 3 * Ucf11::OUT];
-        executor.forward_par(&x2, &mut y, 2).unwrap();
+        executor.forward_par(&x2, &mut y, Threads::at_most(2).unwrap()).unwrap();
         y
     });
 }

@@ -12,7 +12,7 @@ use std::path::Path;
 use kcp::ir::network::{eval, Format, Network};
 use kcp::ir::test::{relative_error, Rng};
 use kcp::ir::{Batch, Options};
-use kcp::{kcp_layer, save, Executor, RecurrentExecutor, State, Weights};
+use kcp::{kcp_layer, save, Executor, RecurrentExecutor, State, Threads, Weights};
 
 kcp_layer! { struct Tt3 { in_shape: [3, 4, 5], out_shape: [2, 3, 4], format: tt, ranks: [1, 3, 2, 1], bias: true, backward: dx } }
 kcp_layer! { struct Cp2 { in_shape: [6, 5], out_shape: [4, 3], format: cp, rank: 5, backward: weights } }
@@ -237,7 +237,7 @@ macro_rules! check_training {
                 }
                 check(if par { "generated, threaded" } else { "generated" }, &grads, &dx);
             }
-            for threads in [1, 2] {
+            for threads in [Threads::ONE, Threads::All] {
                 let grads =
                     executor.gradients(&backward, &x32, &dy32, dx_asked.then_some(&mut dx[..]), threads).unwrap();
                 check("executor", &grads, &dx);
@@ -275,7 +275,8 @@ fn a_tensor_train_lstm_trains_as_the_executor_does() {
     let dh: Vec<f32> = rng.vec(steps * batch * 4).iter().map(|&v| v as f32).collect();
     let (mut dx, mut want_dx) = (vec![0.0f32; x.len()], vec![0.0f32; x.len()]);
     let (input, cell_grads) = cell.gradients(&x, batch, &dh, Some(&mut dx)).unwrap();
-    let (want_input, want_cell) = executor.gradients(&backward, &x, batch, &dh, Some(&mut want_dx), 1).unwrap();
+    let (want_input, want_cell) =
+        executor.gradients(&backward, &x, batch, &dh, Some(&mut want_dx), Threads::ONE).unwrap();
     let close = |got: &[f32], want: &[f32]| {
         let as64 = |v: &[f32]| v.iter().map(|&v| f64::from(v)).collect::<Vec<f64>>();
         relative_error(&as64(got), &as64(want)) < 1e-5
@@ -304,9 +305,9 @@ fn a_backward_program_of_another_layer_is_a_typed_error() {
     let (_, other_ranks) = lowered(Format::Tt { ranks: vec![1, 2, 1] }, &[8, 2]);
     let (_, other_shapes) = lowered(Format::Tt { ranks: vec![1, 3, 1] }, &[4, 4]);
     let (x, dy) = (vec![0.5f32; 2 * 24], vec![1.0f32; 2 * 16]);
-    let error = executor.gradients(&other_ranks, &x, &dy, None, 1).unwrap_err();
+    let error = executor.gradients(&other_ranks, &x, &dy, None, Threads::ONE).unwrap_err();
     assert_eq!(error.to_string(), "the backward program is of another layer: its cores differ from the layer's");
-    let error = executor.gradients(&other_shapes, &x, &dy, None, 1).unwrap_err();
+    let error = executor.gradients(&other_shapes, &x, &dy, None, Threads::ONE).unwrap_err();
     assert_eq!(error.to_string(), "the backward program is of another layer: its shapes differ from the layer's");
 }
 

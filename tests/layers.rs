@@ -5,7 +5,7 @@
 
 use kcp::ir::test::{dense_forward, relative_error, Rng};
 use kcp::ir::{compile, Options, Spec};
-use kcp::{kcp_layer, Executor, Weights};
+use kcp::{kcp_layer, Executor, Threads, Weights};
 
 kcp_layer! {
     /// The UCF11 input layer, gate mode last.
@@ -67,7 +67,7 @@ macro_rules! check_layer {
             executor.forward(&x, &mut y).unwrap();
             check("executor", &y);
             y.fill(f32::NAN);
-            executor.forward_par(&x, &mut y, 0).unwrap();
+            executor.forward_par(&x, &mut y, Threads::All).unwrap();
             check("executor_par", &y);
         }
     }};

@@ -8,7 +8,7 @@
 
 use kcp::ir::network::Format;
 use kcp::ir::{compile, lower_backward, Options, Spec};
-use kcp::{Buffer, Error, Executor, Inner, ShapeError};
+use kcp::{Buffer, Error, Executor, Inner, ShapeError, Threads};
 
 fn formats() -> Vec<Format> {
     vec![
@@ -82,13 +82,13 @@ fn a_broken_program_is_a_typed_error() {
     let program = lower_backward(&c.backward(true), &c.graph);
     let (x, dy) = (vec![0.5f32; 2 * 60], vec![1.0f32; 2 * 12]);
     let mut dx = vec![0.0f32; x.len()];
-    executor.gradients(&program, &x, &dy, Some(&mut dx), 1).unwrap();
+    executor.gradients(&program, &x, &dy, Some(&mut dx), Threads::ONE).unwrap();
     let mut no_dx = program.clone();
     no_dx.dx = false;
     let mut wide = program.clone();
     wide.steps[0].kernel.loops.iter_mut().for_each(|l| l.strides = [l.strides[0], l.strides[1] + 7, l.strides[2] + 7]);
     for (what, broken) in [("dx", no_dx), ("strides", wide)] {
-        match executor.gradients(&broken, &x, &dy, None, 1) {
+        match executor.gradients(&broken, &x, &dy, None, Threads::ONE) {
             Err(Error::Shape(ShapeError::Program(e))) => assert!(e.to_string().starts_with("invalid program"), "{e}"),
             other => panic!("{what}: {other:?}"),
         }

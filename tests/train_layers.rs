@@ -7,7 +7,7 @@
 
 use kcp::ir::test::dense_gradients;
 use kcp::ir::{compile, lower_backward, validate, CellKind, Options, Spec};
-use kcp::{Error, Executor, Recurrent, RecurrentExecutor, Rng, ShapeError, Trace, Weights};
+use kcp::{Error, Executor, Recurrent, RecurrentExecutor, Rng, ShapeError, Threads, Trace, Weights};
 
 kcp::kcp_layer! { struct Dense1 { in_shape: [12], out_shape: [7], rank: 3, bias: true, backward: dx } }
 kcp::kcp_layer! { struct Ones { in_shape: [1, 5, 1], out_shape: [3, 1, 2], rank: 2, backward: dx } }
@@ -109,7 +109,7 @@ fn ucf11_gradients_match_the_executor_threaded_or_not() {
     let batch = 5;
     let x = rng.vec_f32(batch * Ucf11::IN, 1.0);
     let dy = rng.vec_f32(batch * Ucf11::OUT, 1.0);
-    let want = executor.gradients(&program, &x, &dy, None, 1).unwrap();
+    let want = executor.gradients(&program, &x, &dy, None, Threads::ONE).unwrap();
     let mut plain = vec![0.0f32; dy.len()];
     layer.forward(&x, &mut plain).unwrap();
     let mut y = vec![0.0f32; dy.len()];
@@ -152,7 +152,8 @@ fn generated_cell_gradients_match_the_executor() {
     let recurrent: Recurrent = layer.cell().clone();
     let executor = RecurrentExecutor::new(Executor::new(compiled.nest.clone(), weights).unwrap(), recurrent).unwrap();
     let mut want_dx = vec![0.0f32; x.len()];
-    let (want_input, want_cell) = executor.gradients(&program, &x, batch, &dh, Some(&mut want_dx), 1).unwrap();
+    let (want_input, want_cell) =
+        executor.gradients(&program, &x, batch, &dh, Some(&mut want_dx), Threads::ONE).unwrap();
     for (g, w) in input.cores.iter().zip(&want_input.cores) {
         assert!(relative(g, &to64(w)) < 1e-5);
     }

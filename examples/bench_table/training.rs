@@ -7,7 +7,7 @@
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
 use kcp::ir::{compile, lower_backward, Options, Spec};
-use kcp::{kcp_layer, Executor, Trace};
+use kcp::{kcp_layer, Executor, Threads, Trace};
 
 use crate::measure::{Bench, Row};
 
@@ -70,8 +70,8 @@ pub fn bench_training(bench: &mut Bench) {
         });
         let mut generic = Trace::new();
         row("generic forward_train + backward (kept)", isa, b * (fwd + bwd), with_kept, &mut || {
-            executor.forward_train(&program, &x, &mut y, &mut generic, 1).expect("shapes");
-            executor.backward(&program, &x, &dy, &mut generic, None, &mut grads, 1).expect("shapes");
+            executor.forward_train(&program, &x, &mut y, &mut generic, Threads::ONE).expect("shapes");
+            executor.backward(&program, &x, &dy, &mut generic, None, &mut grads, Threads::ONE).expect("shapes");
         });
     }
 }

@@ -16,7 +16,7 @@ use kcp::data::{mean_frame, Split, CLASSES, CLIP, FRAME, FRAMES};
 use kcp::ir::network::{Format, Network};
 use kcp::ir::{lower_backward, plan_backward, Batch, Options};
 use kcp::train::{accuracy, clip_grad_norm, softmax_cross_entropy, Adam, Linear, Optimizer, Parameters};
-use kcp::{BackwardProgram, CellGrads, CellKind, Executor, Program, Recurrent, Rng, State, Trace, Weights};
+use kcp::{BackwardProgram, CellGrads, CellKind, Executor, Program, Recurrent, Rng, State, Threads, Trace, Weights};
 use rayon::prelude::*;
 
 /// The frame's shape, as the input modes of every projection.
@@ -127,8 +127,8 @@ impl Input {
             Input::Compressed { program, weights, backward } => {
                 let executor = Executor::new((**program).clone(), weights.clone()).expect("weights fit");
                 match trace {
-                    Some(trace) => executor.forward_train(backward, x, proj, trace, 0).expect("shapes"),
-                    None => executor.forward_par(x, proj, 0).expect("shapes"),
+                    Some(trace) => executor.forward_train(backward, x, proj, trace, Threads::All).expect("shapes"),
+                    None => executor.forward_par(x, proj, Threads::All).expect("shapes"),
                 }
             }
             Input::Dense { weight, bias } => {
@@ -148,7 +148,7 @@ impl Input {
             Input::Compressed { program, backward, weights } => {
                 let executor = Executor::new((**program).clone(), weights.clone()).expect("weights fit");
                 let mut grads = Weights::zeros(&program.cores, Some(g));
-                executor.backward(backward, x, dproj, trace, None, &mut grads, 0).expect("shapes");
+                executor.backward(backward, x, dproj, trace, None, &mut grads, Threads::All).expect("shapes");
                 Input::Compressed { program: program.clone(), backward: backward.clone(), weights: grads }
             }
             Input::Dense { .. } => {

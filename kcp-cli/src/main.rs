@@ -13,7 +13,7 @@ use kcp::compress::{compress, tt_svd, Options as FitOptions};
 use kcp::ir::network::{orders, Format, FormatEntry, Network, RankArgs, RankKey, FORMATS};
 use kcp::ir::{compile, emit_layer, Compiled, Item, LoopNest, Options, Spec};
 use kcp::npy;
-use kcp::{save, CellKind, Executor, NamedTensor, RecurrentExecutor, State, TensorFile, Weights};
+use kcp::{save, CellKind, Executor, NamedTensor, RecurrentExecutor, State, TensorFile, Threads, Weights};
 
 #[derive(Parser)]
 #[command(name = "kcp", version, about = "Plan, generate, run and compress Kronecker CP (KCP) compressed layers")]
@@ -308,8 +308,14 @@ fn plan(layer: &LayerArgs, as_json: bool, backward: bool) -> Result<String> {
 
 fn emit(layer: &LayerArgs, name: &str) -> Result<String> {
     let ident = syn::parse_str::<proc_macro2::Ident>(name).map_err(|_| format!("`{name}` is not a Rust identifier"))?;
-    let item =
-        Item { attrs: quote::quote!(), vis: quote::quote!(pub), name: ident, threads: 0, backward: None, files: true };
+    let item = Item {
+        attrs: quote::quote!(),
+        vis: quote::quote!(pub),
+        name: ident,
+        threads: None,
+        backward: None,
+        files: true,
+    };
     let tokens = emit_layer(&compile_layer(layer)?, &item);
     let file: syn::File = syn::parse2(tokens).map_err(|e| format!("internal error: {e}"))?;
     Ok(prettyplease::unparse(&file))
@@ -346,7 +352,7 @@ fn run(layer: &LayerArgs, cell: Option<Cell>, weights: &Path, x: &Path, y: &Path
             fits_in_memory(&nest, lanes.as_ref(), None, batch, threads)?;
             let executor = Executor::new(nest, loaded).map_err(|e| e.to_string())?.interleaved(lanes);
             let mut out = zeros(&[batch, m], "y")?;
-            in_pool(threads, || executor.forward_par(&input.data, &mut out, threads))
+            in_pool(threads, || executor.forward_par(&input.data, &mut out, Threads::All))
                 .and_then(|r| r.map_err(|e| e.to_string()))?;
             npy::write(y, &[batch, m], &out).map_err(|e| e.to_string())?;
             Ok(String::new())
@@ -414,7 +420,7 @@ fn grad(
             let mut dx = zeros(if dx_out.is_some() { &input.shape } else { &[0] }, "dx")?;
             let dx_slice = dx_out.is_some().then_some(&mut dx[..]);
             let grads =
-                in_pool(threads, || executor.gradients(&backward, &input.data, &grad_y.data, dx_slice, threads))
+                in_pool(threads, || executor.gradients(&backward, &input.data, &grad_y.data, dx_slice, Threads::All))
                     .and_then(|r| r.map_err(|e| e.to_string()))?;
             (grads.tensors("", &cores), dx, input.shape)
         }
@@ -434,7 +440,7 @@ fn grad(
             let mut dx = zeros(if dx_out.is_some() { &input.shape } else { &[0] }, "dx")?;
             let dx_slice = dx_out.is_some().then_some(&mut dx[..]);
             let (input_grads, cell_grads) = in_pool(threads, || {
-                recurrent.gradients(&backward, &input.data, batch, &grad_h.data, dx_slice, threads)
+                recurrent.gradients(&backward, &input.data, batch, &grad_h.data, dx_slice, Threads::All)
             })
             .and_then(|r| r.map_err(|e| e.to_string()))?;
             let g = kind.gates() * hidden;

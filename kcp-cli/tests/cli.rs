@@ -11,7 +11,7 @@ use std::process::{Command, Output};
 
 use kcp::ir::test::{dense_forward, relative_error};
 use kcp::ir::{compile, Options, Spec};
-use kcp::{npy, save, CellKind, Executor, Recurrent, RecurrentExecutor, State, Weights};
+use kcp::{npy, save, CellKind, Executor, Recurrent, RecurrentExecutor, State, Threads, Weights};
 
 fn kcp(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_kcp")).args(args).output().unwrap()
@@ -715,7 +715,7 @@ fn grad_of_a_cell_writes_the_library_gradients() {
 
         let layer = RecurrentExecutor::new(Executor::new(c.nest.clone(), input).unwrap(), rec).unwrap();
         let backward = lower_backward(&c.backward(false), &c.graph);
-        let (wi, wh) = layer.gradients(&backward, &x, batch, &dh, None, 1).unwrap();
+        let (wi, wh) = layer.gradients(&backward, &x, batch, &dh, None, Threads::ONE).unwrap();
         let file = TensorFile::read(Path::new(&path("cg.safetensors"))).unwrap();
         let g = gates * hidden;
         for (d, shape) in shapes.iter().enumerate() {

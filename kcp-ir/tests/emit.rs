@@ -26,7 +26,7 @@ fn emitted_with(name: &str, spec: &kcp_ir::Spec, backward: Option<kcp_ir::Backwa
         attrs: quote!(#[doc = "A layer of the corpus."]),
         vis: quote!(pub),
         name: Ident::new(&camel(name), Span::call_site()),
-        threads: 0,
+        threads: None,
         backward,
         files: true,
     };
@@ -108,7 +108,7 @@ fn every_stub_is_a_whole_item() {
         attrs: quote!(),
         vis: quote!(pub),
         name: Ident::new("Stub", Span::call_site()),
-        threads: 0,
+        threads: None,
         backward: None,
         files: true,
     };
@@ -153,7 +153,7 @@ fn format_code() {
             attrs: quote!(#[doc = "A layer of another format."]),
             vis: quote!(pub),
             name: Ident::new(&camel(&format!("small_{name}")), Span::call_site()),
-            threads: 0,
+            threads: None,
             backward: None,
             files: true,
         };
@@ -173,7 +173,7 @@ fn format_training_code() {
         attrs: quote!(#[doc = "A trainable tensor train."]),
         vis: quote!(pub),
         name: Ident::new("SmallTtTrained", Span::call_site()),
-        threads: 0,
+        threads: None,
         backward: Some(kcp_ir::Backward::Dx),
         files: true,
     };

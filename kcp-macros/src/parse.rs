@@ -59,7 +59,8 @@ pub struct Parsed {
     /// with every rank 1, and an unknown one as KCP's, so that the shapes are still checked
     /// and the stub has the declared format's API.
     pub spec: Spec,
-    pub threads: usize,
+    /// `threads: n`: the most threads the layer uses (`None`: all of rayon's pool).
+    pub threads: Option<std::num::NonZeroUsize>,
     /// `backward: weights` or `backward: dx`: the training path.
     pub backward: Option<Backward>,
     pub origins: BTreeMap<Location, Span>,
@@ -153,7 +154,7 @@ pub fn spec(decl: &Declaration, errors: &mut Errors) -> Parsed {
     let mut origins = BTreeMap::new();
     origins.insert(Location::Batch, decl.name.span());
     let mut seen: BTreeMap<String, Span> = BTreeMap::new();
-    let (mut in_shape, mut out_shape, mut rank, mut bias, mut threads) = (None, None, None, false, 0);
+    let (mut in_shape, mut out_shape, mut rank, mut bias, mut threads) = (None, None, None, false, None);
     let mut backward = None;
     let (mut format, mut ranks, mut blocks, mut bad_format) = (None, None, None, false);
     let mut reported = Vec::new();
@@ -178,7 +179,13 @@ pub fn spec(decl: &Declaration, errors: &mut Errors) -> Parsed {
                     errors.push_at(other.span(), format!("bias must be `true` or `false`, found `{found}`"));
                 }
             },
-            "threads" => threads = integer(value, "threads", errors).unwrap_or(0),
+            "threads" => match integer(value, "threads", errors) {
+                Some(0) => errors.push_at(
+                    value.span(),
+                    "threads must be at least 1 (leave it out to use all of rayon's pool)".to_string(),
+                ),
+                n => threads = n.and_then(std::num::NonZeroUsize::new),
+            },
             "format" => {
                 let word = value.to_token_stream().to_string();
                 match Format::entry(&word) {

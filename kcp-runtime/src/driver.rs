@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use crate::tuning::{PARTS_PER_TASK, PAR_MIN_MACS};
-use crate::ShapeError;
+use crate::{ShapeError, Threads};
 use kcp_core::kernels::transpose;
 
 thread_local! {
@@ -171,16 +171,15 @@ impl<F: RowFn, H: HalfFn, B: RowFn> RowKernel<'_, F, H, B> {
         });
     }
 
-    /// y = x W^T + b on as many threads as rayon's pool has (at most `threads` if non-zero):
+    /// y = x W^T + b on the threads `threads` allows of rayon's pool:
     /// the batch cut into [`PARTS_PER_TASK`] parts per thread, which the calling thread takes
     /// from the front and the pool's from the back until they meet (the caller works rather
     /// than blocking while the pool runs: one thread fewer to wake per call); a single row
     /// split into two halves of the rank terms where the layer has them; sequential when the
     /// call is too small to pay for threads.
-    pub fn forward_par(&self, x: &[f32], y: &mut [f32], threads: usize) -> Result<(), ShapeError> {
+    pub fn forward_par(&self, x: &[f32], y: &mut [f32], threads: Threads) -> Result<(), ShapeError> {
         let rows = rows(x, y, self.input, self.output)?;
-        let pool = rayon::current_num_threads();
-        let threads = if threads == 0 { pool } else { threads.min(pool) };
+        let threads = threads.count();
         let tasks = threads.min(rows);
         let pays = (rows as u64).saturating_mul(self.macs_per_row) >= PAR_MIN_MACS;
         if let (1, Some((half, scratch)), true) = (rows, &self.halves, pays && threads >= 2) {
@@ -266,8 +265,8 @@ mod tests {
                 // From a thread of a pool of `threads` (helpers from 0 to 3), and from outside
                 // any pool (the global one; the caller spins while it waits).
                 let (mut inside, mut outside) = (vec![0.0; 2 * rows], vec![0.0; 2 * rows]);
-                pool.install(|| kernel.forward_par(&x, &mut inside, 0)).unwrap();
-                kernel.forward_par(&x, &mut outside, threads).unwrap();
+                pool.install(|| kernel.forward_par(&x, &mut inside, Threads::All)).unwrap();
+                kernel.forward_par(&x, &mut outside, Threads::at_most(threads).unwrap()).unwrap();
                 assert_eq!(inside, want, "{rows} rows, {threads} threads, inside the pool");
                 assert_eq!(outside, want, "{rows} rows, {threads} threads, outside the pool");
             }
@@ -301,7 +300,7 @@ mod tests {
                 let x: Vec<f32> = (0..rows).map(|r| r as f32).collect();
                 let want: Vec<f32> = x.iter().flat_map(|&r| [1.0, r]).collect();
                 let mut y = vec![0.0; 2 * rows];
-                pool.install(|| kernel.forward_par(&x, &mut y, 0)).unwrap();
+                pool.install(|| kernel.forward_par(&x, &mut y, Threads::All)).unwrap();
                 assert_eq!(y, want, "{rows} rows, {threads} threads");
             }
         }

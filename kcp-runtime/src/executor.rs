@@ -4,7 +4,7 @@
 use crate::bptt::CellGrads;
 use crate::driver::{Lanes, NoHalves, RowFn, RowKernel};
 use crate::training::{BackFn, KeepFn, Trace, TrainKernel};
-use crate::{BackwardProgram, Error, Program, Recurrent, ShapeError, State, Weights};
+use crate::{BackwardProgram, Error, Program, Recurrent, ShapeError, State, Threads, Weights};
 
 /// A layer of any format executed from its program.
 #[derive(Clone, Debug)]
@@ -86,8 +86,8 @@ impl Executor {
         self.kernel().forward(x, y)
     }
 
-    /// The same, split over threads (`threads` = 0: all of rayon's pool).
-    pub fn forward_par(&self, x: &[f32], y: &mut [f32], threads: usize) -> Result<(), ShapeError> {
+    /// The same, split over threads.
+    pub fn forward_par(&self, x: &[f32], y: &mut [f32], threads: Threads) -> Result<(), ShapeError> {
         self.kernel().forward_par(x, y, threads)
     }
 
@@ -127,15 +127,15 @@ impl Executor {
     }
 
     /// y = x W^T + b for x `[B, N]`, keeping in `trace` the forward intermediates that
-    /// `backward` (the layer's backward program, `kcp_ir::lower_backward`) reads. `threads`:
-    /// 1 runs on this thread, 0 on all of rayon's pool.
+    /// `backward` (the layer's backward program, `kcp_ir::lower_backward`) reads, on the
+    /// threads `threads` allows.
     pub fn forward_train(
         &self,
         backward: &BackwardProgram,
         x: &[f32],
         y: &mut [f32],
         trace: &mut Trace,
-        threads: usize,
+        threads: Threads,
     ) -> Result<(), ShapeError> {
         let core_lens = self.core_lens();
         let kernel = self.train_kernel(backward, &core_lens)?;
@@ -155,7 +155,7 @@ impl Executor {
         trace: &mut Trace,
         dx: Option<&mut [f32]>,
         grads: &mut Weights,
-        threads: usize,
+        threads: Threads,
     ) -> Result<(), Error> {
         let core_lens = self.core_lens();
         let kernel = self.train_kernel(backward, &core_lens)?;
@@ -172,7 +172,7 @@ impl Executor {
         x: &[f32],
         dy: &[f32],
         dx: Option<&mut [f32]>,
-        threads: usize,
+        threads: Threads,
     ) -> Result<Weights, Error> {
         let mut trace = Trace::recomputing();
         let (n, m) = (self.program.input_size(), self.program.output_size());
@@ -234,7 +234,7 @@ impl RecurrentExecutor {
 
     /// The same, threaded: the projection over T*B rows, the recurrence over batch rows.
     pub fn forward_par(&self, x: &[f32], batch: usize, hs: &mut [f32], state: &mut State) -> Result<(), ShapeError> {
-        let project = |x: &[f32], p: &mut [f32]| self.input.forward_par(x, p, 0);
+        let project = |x: &[f32], p: &mut [f32]| self.input.forward_par(x, p, Threads::All);
         self.cell.sequence(project, self.input.program.input_size(), x, batch, hs, state, true)
     }
 
@@ -250,7 +250,7 @@ impl RecurrentExecutor {
         batch: usize,
         dh: &[f32],
         dx: Option<&mut [f32]>,
-        threads: usize,
+        threads: Threads,
     ) -> Result<(Weights, CellGrads), Error> {
         let (n, g) = (self.input.program.input_size(), self.cell.kind().gates() * self.cell.hidden());
         // The trace goes from the projection's forward pass to its backward pass.

@@ -16,6 +16,7 @@ mod executor;
 mod files;
 mod fork;
 mod recurrent;
+mod threads;
 mod training;
 mod tuning;
 #[cfg(feature = "files")]
@@ -32,6 +33,7 @@ pub use kcp_core::{
     ProgramError, Real, Repeat, Rng, RowsFromA,
 };
 pub use recurrent::{Recurrent, State};
+pub use threads::Threads;
 pub use training::Trace;
 pub use tuning::{GRAD_PARTS, PAR_MIN_MACS};
 #[cfg(feature = "files")]
@@ -43,7 +45,7 @@ pub use weights::{kcp_cores, NamedTensor, Weights};
 pub mod __private {
     pub use crate::driver::{rows, with_scratch, HalfFn, Lanes, NoHalves, NoLanes, RowFn, RowKernel};
     pub use crate::training::{BackFn, KeepFn, TrainKernel};
-    pub use crate::{kcp_cores, CellGrads, CellKind, CoreShape, Error, Recurrent, ShapeError, State, Weights};
+    pub use crate::{kcp_cores, CellGrads, CellKind, CoreShape, Error, Recurrent, ShapeError, State, Threads, Weights};
     #[cfg(feature = "files")]
     pub use crate::{load_recurrent, TensorFile};
     pub use kcp_core::kernels::{axpy, dispatch, dot, gemm, mul_add, Block, Gemm, Repeat};

@@ -16,7 +16,7 @@ use rayon::prelude::*;
 use crate::driver::{rows, with_scratch};
 use crate::tuning::GRAD_PARTS;
 use crate::tuning::PAR_MIN_MACS;
-use crate::{Error, ShapeError, Weights};
+use crate::{Error, ShapeError, Threads, Weights};
 
 /// A training forward row: `keep(x_row, y_row, scratch, kept_row)` writes y's row (which holds
 /// the bias or zeros) and the row's kept intermediates.
@@ -109,23 +109,13 @@ pub struct TrainKernel<'a, K, G> {
     pub back: G,
 }
 
-/// The threads `threads` stands for (0: rayon's pool; never more than the pool).
-fn workers(threads: usize) -> usize {
-    let pool = rayon::current_num_threads();
-    if threads == 0 {
-        pool
-    } else {
-        threads.min(pool)
-    }
-}
-
 impl<K: KeepFn, G: BackFn> TrainKernel<'_, K, G> {
-    /// How many parts `threads` (0: rayon's pool) cut `rows` rows of `macs` MACs each into.
-    fn parts(rows: usize, macs: u64, threads: usize) -> usize {
+    /// How many parts `threads` cut `rows` rows of `macs` MACs each into.
+    fn parts(rows: usize, macs: u64, threads: Threads) -> usize {
         if (rows as u64).saturating_mul(macs) < PAR_MIN_MACS {
             1
         } else {
-            workers(threads).clamp(1, rows.max(1))
+            threads.count().clamp(1, rows.max(1))
         }
     }
 
@@ -156,7 +146,7 @@ impl<K: KeepFn, G: BackFn> TrainKernel<'_, K, G> {
 
     /// y = x W^T + b for x `[B, N]`, keeping in `trace` what the backward pass reads; `threads`
     /// as in [`TrainKernel::backward`].
-    pub fn forward(&self, x: &[f32], y: &mut [f32], trace: &mut Trace, threads: usize) -> Result<(), ShapeError> {
+    pub fn forward(&self, x: &[f32], y: &mut [f32], trace: &mut Trace, threads: Threads) -> Result<(), ShapeError> {
         let rows = rows(x, y, self.input, self.output)?;
         let (n, m, k) = (self.input, self.output, self.kept);
         let recompute = trace.recompute;
@@ -205,7 +195,7 @@ impl<K: KeepFn, G: BackFn> TrainKernel<'_, K, G> {
         trace: &mut Trace,
         dx: Option<&mut [f32]>,
         grads: &mut Weights,
-        threads: usize,
+        threads: Threads,
     ) -> Result<(), Error> {
         let (n, m, k) = (self.input, self.output, self.kept);
         if n == 0 || !x.len().is_multiple_of(n) {
@@ -300,7 +290,7 @@ impl<K: KeepFn, G: BackFn> TrainKernel<'_, K, G> {
                 run(&x[from * n..to * n], &dy[from * m..to * m], kept, dx, part);
             };
             // The parts are the same on any number of threads; the threads only share them out.
-            let workers = workers(threads);
+            let workers = threads.count();
             if workers == 1 {
                 own.into_iter().zip(dx_parts).enumerate().for_each(one);
             } else {

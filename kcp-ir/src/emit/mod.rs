@@ -22,8 +22,8 @@ pub struct Item {
     pub vis: TokenStream,
     /// The struct's name.
     pub name: Ident,
-    /// The most threads `forward_par` uses; 0 for all of rayon's pool.
-    pub threads: usize,
+    /// The most threads `forward_par` and the training path use; `None` for all of rayon's pool.
+    pub threads: Option<std::num::NonZeroUsize>,
     /// The training path (`forward_train`, `backward`, ...) the declaration asks for, if any.
     pub backward: Option<Backward>,
     /// Whether the layer has `load` (weight files): the `kcp` crate's feature `files`, which
@@ -435,7 +435,13 @@ fn layer_struct(compiled: &Compiled, item: &Item, parts: Parts) -> TokenStream {
     let dense_params = (nest.input_size() * nest.output_size()) as u64;
     let macs = nest.macs_per_row;
     let scratch = usize_lit(2 * nest.scratch_len);
-    let threads = usize_lit(*threads);
+    let threads = match threads {
+        None => quote!(::kcp::Threads::All),
+        Some(n) => {
+            let more = usize_lit(n.get() - 1);
+            quote!(::kcp::Threads::AtMost(::std::num::NonZeroUsize::MIN.saturating_add(#more)))
+        }
+    };
     let prep_fn = kernels::prep_fn(nest, "__kcp_prep");
     let row_fn = kernels::row_fn(nest, "__kcp_row", None);
     let row_call = kernels::row_call("__kcp_row");
@@ -478,7 +484,7 @@ fn layer_struct(compiled: &Compiled, item: &Item, parts: Parts) -> TokenStream {
             /// The compiled plan, as `kcp plan` prints it.
             #vis const PLAN: &'static str = #plan;
             const __KCP_SCRATCH: usize = #scratch;
-            const __KCP_THREADS: usize = #threads;
+            const __KCP_THREADS: ::kcp::Threads = #threads;
 
             #constructor
 
@@ -609,7 +615,7 @@ fn training(compiled: &Compiled, dx: bool, zeros: &TokenStream, vis: &TokenStrea
 
         /// `forward` on this thread, keeping in `trace` what the backward pass reads.
         #vis fn forward_train(&self, x: &[f32], y: &mut [f32], trace: &mut ::kcp::Trace) -> ::std::result::Result<(), ::kcp::ShapeError> {
-            self.__kcp_train().forward(x, y, trace, 1)
+            self.__kcp_train().forward(x, y, trace, ::kcp::Threads::ONE)
         }
 
         /// `forward_train` with the batch split over threads when it pays.
@@ -626,7 +632,7 @@ fn training(compiled: &Compiled, dx: bool, zeros: &TokenStream, vis: &TokenStrea
             dx: ::std::option::Option<&mut [f32]>,
             grads: &mut ::kcp::__private::Weights,
         ) -> ::std::result::Result<(), ::kcp::Error> {
-            self.__kcp_train().backward(x, dy, trace, dx, grads, 1)
+            self.__kcp_train().backward(x, dy, trace, dx, grads, ::kcp::Threads::ONE)
         }
 
         /// `backward` with the batch split over threads when it pays: the batch is cut into
