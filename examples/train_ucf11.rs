@@ -31,7 +31,7 @@ use std::time::Instant;
 use classifier::{frame_time_us, median_seconds, train, Budget, Clips, Epoch, Input, Model, HIDDEN};
 use kcp::data::{Split, CLASSES, FRAMES};
 use kcp::ir::network::{Format, RankArgs, RankKey};
-use kcp::CellKind;
+use kcp::{CellKind, NamedTensor};
 
 struct Args {
     quick: bool,
@@ -167,9 +167,9 @@ fn main() {
     }
     if let Input::Compressed { weights, program, .. } = &compressed.input {
         let mut tensors = kcp::Weights { bias: None, ..weights.clone() }.tensors("weight_ih.", &program.cores);
-        tensors.push(("bias_ih".into(), vec![g], weights.bias.clone().unwrap_or_default()));
-        tensors.push(("weight_hh".into(), vec![g, HIDDEN], compressed.cell.weight_hh().to_vec()));
-        tensors.push(("bias_hh".into(), vec![g], compressed.cell.bias_hh().to_vec()));
+        tensors.push(NamedTensor::new("bias_ih", vec![g], weights.bias.clone().unwrap_or_default()));
+        tensors.push(NamedTensor::new("weight_hh", vec![g, HIDDEN], compressed.cell.weight_hh().to_vec()));
+        tensors.push(NamedTensor::new("bias_hh", vec![g], compressed.cell.bias_hh().to_vec()));
         tensors.extend(compressed.head.named("head."));
         let path = args.out.join(format!("{}_model.safetensors", args.format.name()));
         if let Err(e) = kcp::save(&path, &tensors) {

@@ -21,7 +21,7 @@ use kcp_runtime::Weights;
 
 /// Knobs of the fit.
 #[derive(Clone, Debug)]
-pub struct Options {
+pub struct FitOptions {
     /// The most ALS sweeps.
     pub iters: usize,
     /// Seed of the random initial factors.
@@ -30,9 +30,9 @@ pub struct Options {
     pub tol: f64,
 }
 
-impl Default for Options {
-    fn default() -> Options {
-        Options { iters: 100, seed: 0, tol: 1e-9 }
+impl Default for FitOptions {
+    fn default() -> FitOptions {
+        FitOptions { iters: 100, seed: 0, tol: 1e-9 }
     }
 }
 
@@ -162,7 +162,7 @@ pub fn compress(
     in_shape: &[usize],
     out_shape: &[usize],
     rank: usize,
-    options: &Options,
+    options: &FitOptions,
     mut progress: impl FnMut(usize, f64),
 ) -> Result<Fit, CompressError> {
     let modes = in_shape.len();

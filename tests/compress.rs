@@ -4,7 +4,7 @@
 
 mod common;
 
-use kcp::compress::{compress, Options};
+use kcp::compress::{compress, FitOptions};
 use kcp::Weights;
 
 fn relative(a: &[f32], b: &[f32]) -> f64 {
@@ -27,8 +27,8 @@ fn recovers_an_exactly_rank_r_weight() {
         let truth = common::kcp_random(&shapes(&n, &m, r), None, seed);
         let w = truth.dense(&shapes(&n, &m, r));
         let mut sweeps = Vec::new();
-        let fit =
-            compress(&w, &n, &m, r, &Options { iters: 500, seed: 7, tol: 1e-12 }, |k, e| sweeps.push((k, e))).unwrap();
+        let fit = compress(&w, &n, &m, r, &FitOptions { iters: 500, seed: 7, tol: 1e-12 }, |k, e| sweeps.push((k, e)))
+            .unwrap();
         assert!(fit.relative_error < 1e-4, "{n:?} {m:?} r{r}: reported error {}", fit.relative_error);
         let rebuilt = fit.weights.dense(&shapes(&n, &m, r));
         let actual = relative(&rebuilt, &w);
@@ -43,12 +43,12 @@ fn reports_the_error_of_a_lower_rank_fit() {
     let (n, m) = (vec![6, 5], vec![4, 3]);
     let truth = common::kcp_random(&shapes(&n, &m, 4), None, 5);
     let w = truth.dense(&shapes(&n, &m, 4));
-    let fit = compress(&w, &n, &m, 1, &Options::default(), |_, _| {}).unwrap();
+    let fit = compress(&w, &n, &m, 1, &FitOptions::default(), |_, _| {}).unwrap();
     let actual = relative(&fit.weights.dense(&shapes(&n, &m, 1)), &w);
     assert!(actual > 0.05, "a rank-4 weight cannot fit rank 1 well: {actual}");
     assert!((actual - fit.relative_error).abs() < 1e-4, "reported {} vs actual {actual}", fit.relative_error);
     // Deterministic: the same seed gives the same factors.
-    let again = compress(&w, &n, &m, 1, &Options::default(), |_, _| {}).unwrap();
+    let again = compress(&w, &n, &m, 1, &FitOptions::default(), |_, _| {}).unwrap();
     assert_eq!(again.weights, fit.weights);
 }
 
@@ -58,7 +58,7 @@ fn reports_the_error_of_a_lower_rank_fit() {
 #[test]
 fn degenerate_weights_and_ranks() {
     let (n, m) = (vec![6, 5], vec![4, 3]);
-    let zero = compress(&[0.0; 360], &n, &m, 2, &Options::default(), |_, _| {}).unwrap();
+    let zero = compress(&[0.0; 360], &n, &m, 2, &FitOptions::default(), |_, _| {}).unwrap();
     assert_eq!(zero.relative_error, 0.0);
     assert!(zero.weights.cores.iter().flatten().all(|&v| v == 0.0));
 
@@ -66,7 +66,7 @@ fn degenerate_weights_and_ranks() {
     let w = truth.dense(&shapes(&n, &m, 2));
     let peak = w.iter().fold(0.0f32, |p, v| p.max(v.abs()));
     let huge: Vec<f32> = w.iter().map(|v| v / peak * 3e38).collect();
-    let fit = compress(&huge, &n, &m, 2, &Options { iters: 300, seed: 1, tol: 1e-12 }, |_, _| {}).unwrap();
+    let fit = compress(&huge, &n, &m, 2, &FitOptions { iters: 300, seed: 1, tol: 1e-12 }, |_, _| {}).unwrap();
     assert!(fit.weights.cores.iter().flatten().all(|v| v.is_finite()));
     // Scaled back down by the square root of the scale per factor, it reconstructs w.
     let down = (3e38 / f64::from(peak)).sqrt();
@@ -75,12 +75,12 @@ fn degenerate_weights_and_ranks() {
     let actual = relative(&rebuilt, &w);
     assert!(actual < 1e-3 && fit.relative_error < 1e-3, "actual {actual}, reported {}", fit.relative_error);
 
-    let none = compress(&w, &n, &m, 2, &Options { iters: 0, ..Options::default() }, |_, _| {}).unwrap();
+    let none = compress(&w, &n, &m, 2, &FitOptions { iters: 0, ..FitOptions::default() }, |_, _| {}).unwrap();
     let actual = relative(&none.weights.dense(&shapes(&n, &m, 2)), &w);
     assert!(actual > 0.5, "random factors fit badly: {actual}");
     assert!((actual - none.relative_error).abs() < 1e-4, "reported {} vs actual {actual}", none.relative_error);
 
-    let error = compress(&w, &n, &m, 8000, &Options::default(), |_, _| {}).unwrap_err();
+    let error = compress(&w, &n, &m, 8000, &FitOptions::default(), |_, _| {}).unwrap_err();
     assert_eq!(
         error.to_string(),
         "rank 8000 is more than 15, the rank that fits every weight of these shapes exactly (the largest useful rank)"
@@ -103,7 +103,7 @@ proptest::proptest! {
         let (n, m): (Vec<usize>, Vec<usize>) = dims.into_iter().unzip();
         let size: usize = n.iter().product::<usize>() * m.iter().product::<usize>();
         let w: Vec<f32> = kcp::Rng::new(seed).vec(size).iter().map(|v| (v * scale) as f32).collect();
-        match compress(&w, &n, &m, rank, &Options { iters, seed, tol: 1e-12 }, |_, _| {}) {
+        match compress(&w, &n, &m, rank, &FitOptions { iters, seed, tol: 1e-12 }, |_, _| {}) {
             Ok(fit) => {
                 proptest::prop_assert!(fit.weights.cores.iter().flatten().all(|v| v.is_finite()));
                 if scale == 0.0 {

@@ -330,7 +330,7 @@ fn block_terms_of_one_to_three_blocks_round_trip_their_files() {
                     .unwrap();
             let tensors = layer.weights().tensors("", &network.core_shapes());
             let shapes: std::collections::BTreeMap<String, Vec<usize>> =
-                tensors.iter().map(|(name, shape, _)| (name.clone(), shape.clone())).collect();
+                tensors.iter().map(|t| (t.name.clone(), t.shape.clone())).collect();
             for k in 0..$blocks {
                 assert_eq!(shapes[&format!("block.{k}.factor.0")], [6, 6, 2], "{} blocks", $blocks);
                 assert_eq!(shapes[&format!("block.{k}.factor.1")], [2, 5, 3], "{} blocks", $blocks);

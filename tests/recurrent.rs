@@ -8,6 +8,7 @@ mod common;
 use kcp::__private::{CellKind, Recurrent, State};
 use kcp::ir::test::{dense_weight, relative_error, Rng};
 use kcp::ir::{compile, Options, Spec};
+use kcp::NamedTensor;
 use kcp::{kcp_layer, Executor, RecurrentExecutor, Weights};
 use proptest::prelude::*;
 
@@ -246,10 +247,10 @@ fn weight_files_round_trip_and_errors_are_typed() {
     let path = dir.path().join("lstm.safetensors");
     let input = lstm.input().weights();
     let mut tensors = input.tensors("weight_ih.", &common::kcp_cores(&[[3, 4, 4], [3, 2, 5], [3, 4, 3]]));
-    tensors.retain(|t| t.0 != "weight_ih.bias");
-    tensors.push(("bias_ih".into(), vec![32], input.bias.clone().unwrap()));
-    tensors.push(("weight_hh".into(), vec![32, 8], lstm.cell().weight_hh().to_vec()));
-    tensors.push(("bias_hh".into(), vec![32], lstm.cell().bias_hh().to_vec()));
+    tensors.retain(|t| t.name != "weight_ih.bias");
+    tensors.push(NamedTensor::new("bias_ih", vec![32], input.bias.clone().unwrap()));
+    tensors.push(NamedTensor::new("weight_hh", vec![32, 8], lstm.cell().weight_hh().to_vec()));
+    tensors.push(NamedTensor::new("bias_hh", vec![32], lstm.cell().bias_hh().to_vec()));
     kcp::save(&path, &tensors).unwrap();
     let loaded = SmallLstm::load(&path).unwrap();
     assert_eq!(loaded.input().weights(), input);
@@ -265,7 +266,7 @@ fn weight_files_round_trip_and_errors_are_typed() {
     // A GRU cannot read an LSTM's file: weight_hh has 4H rows, not 3H.
     let error = RecurrentExecutor::load(&path, compiled.nest, CellKind::Gru, 8).unwrap_err();
     assert_eq!(error.to_string(), "tensor `bias_ih` has shape [32], expected [24]");
-    let wrong_hh: Vec<_> = tensors.iter().filter(|t| t.0 != "weight_hh").cloned().collect();
+    let wrong_hh: Vec<_> = tensors.iter().filter(|t| t.name != "weight_hh").cloned().collect();
     kcp::save(&path, &wrong_hh).unwrap();
     assert_eq!(SmallLstm::load(&path).unwrap_err().to_string(), "tensor `weight_hh` is missing");
 }

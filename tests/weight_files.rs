@@ -6,7 +6,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use kcp::{kcp_layer, save, Error};
+use kcp::{kcp_layer, save, Error, NamedTensor};
 use safetensors::tensor::TensorView;
 use safetensors::Dtype;
 
@@ -16,7 +16,7 @@ fn temp(name: &str) -> PathBuf {
     common::test_dir().join(name)
 }
 
-fn tensors(layer: &Kt) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+fn tensors(layer: &Kt) -> Vec<NamedTensor> {
     layer.weights().tensors("", &common::kcp_cores(&Kt::FACTOR_SHAPES))
 }
 
@@ -34,7 +34,7 @@ fn save_then_load_round_trips() {
     assert_eq!(a, b);
 }
 
-fn load_error(name: &str, tensors: &[(String, Vec<usize>, Vec<f32>)]) -> String {
+fn load_error(name: &str, tensors: &[NamedTensor]) -> String {
     let path = temp(name);
     save(&path, tensors).unwrap();
     Kt::load(&path).unwrap_err().to_string()
@@ -43,18 +43,18 @@ fn load_error(name: &str, tensors: &[(String, Vec<usize>, Vec<f32>)]) -> String 
 #[test]
 fn missing_and_misshapen_tensors() {
     let good = tensors(&Kt::random(1));
-    let without_bias: Vec<_> = good.iter().filter(|t| t.0 != "bias").cloned().collect();
+    let without_bias: Vec<_> = good.iter().filter(|t| t.name != "bias").cloned().collect();
     assert_eq!(load_error("no_bias.safetensors", &without_bias), "tensor `bias` is missing");
-    let without_factor: Vec<_> = good.iter().filter(|t| t.0 != "factor.1").cloned().collect();
+    let without_factor: Vec<_> = good.iter().filter(|t| t.name != "factor.1").cloned().collect();
     assert_eq!(load_error("no_factor.safetensors", &without_factor), "tensor `factor.1` is missing");
     let mut transposed = good.clone();
-    transposed[0].1 = vec![2, 6, 4];
+    transposed[0].shape = vec![2, 6, 4];
     assert_eq!(
         load_error("transposed.safetensors", &transposed),
         "tensor `factor.0` has shape [2, 6, 4], expected [2, 4, 6]"
     );
     let mut nan = good;
-    nan[2].2[1] = f32::INFINITY;
+    nan[2].values[1] = f32::INFINITY;
     assert_eq!(load_error("inf.safetensors", &nan), "tensor `bias` holds a non-finite value (inf) at element 1");
 }
 
@@ -63,12 +63,13 @@ fn wrong_dtype() {
     let path = temp("f64.safetensors");
     let layer = Kt::random(1);
     let mut named = tensors(&layer);
-    let f64_bytes: Vec<u8> = named[0].2.iter().flat_map(|&v| (v as f64).to_le_bytes()).collect();
+    let f64_bytes: Vec<u8> = named[0].values.iter().flat_map(|&v| (v as f64).to_le_bytes()).collect();
     named.remove(0);
-    let f32_bytes: Vec<Vec<u8>> = named.iter().map(|t| t.2.iter().flat_map(|v| v.to_le_bytes()).collect()).collect();
+    let f32_bytes: Vec<Vec<u8>> =
+        named.iter().map(|t| t.values.iter().flat_map(|v| v.to_le_bytes()).collect()).collect();
     let mut views = vec![("factor.0".to_string(), TensorView::new(Dtype::F64, vec![2, 4, 6], &f64_bytes).unwrap())];
     for (t, bytes) in named.iter().zip(&f32_bytes) {
-        views.push((t.0.clone(), TensorView::new(Dtype::F32, t.1.clone(), bytes).unwrap()));
+        views.push((t.name.clone(), TensorView::new(Dtype::F32, t.shape.clone(), bytes).unwrap()));
     }
     std::fs::write(&path, safetensors::serialize(views, None).unwrap()).unwrap();
     assert_eq!(Kt::load(&path).unwrap_err().to_string(), "tensor `factor.0` has dtype F64, expected F32");

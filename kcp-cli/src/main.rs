@@ -9,7 +9,7 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::json;
 
-use kcp::compress::{compress, tt_svd, Options as FitOptions};
+use kcp::compress::{compress, tt_svd, FitOptions};
 use kcp::ir::network::{orders, Format, FormatEntry, Network, RankArgs, RankKey, FORMATS};
 use kcp::ir::{compile, emit_layer, Compiled, Item, LoopNest, Options, Spec};
 use kcp::npy;
@@ -445,9 +445,9 @@ fn grad(
             .and_then(|r| r.map_err(|e| e.to_string()))?;
             let g = kind.gates() * hidden;
             let mut tensors = Weights { bias: None, ..input_grads.clone() }.tensors("weight_ih.", &cores);
-            tensors.push(("weight_hh".into(), vec![g, hidden], cell_grads.weight_hh));
-            tensors.push(("bias_ih".into(), vec![g], input_grads.bias.unwrap_or_default()));
-            tensors.push(("bias_hh".into(), vec![g], cell_grads.bias_hh));
+            tensors.push(NamedTensor::new("weight_hh", vec![g, hidden], cell_grads.weight_hh));
+            tensors.push(NamedTensor::new("bias_ih", vec![g], input_grads.bias.unwrap_or_default()));
+            tensors.push(NamedTensor::new("bias_hh", vec![g], cell_grads.bias_hh));
             (tensors, dx, input.shape)
         }
         (None, _, _) => return Err("a layer needs --dy (and no --dh); a cell (--cell) needs --dh".into()),
@@ -548,15 +548,15 @@ fn compress_cmd(
             Some(cell) => {
                 let hidden = hidden(layer, cell.kind())?;
                 let extra = vec![
-                    ("bias_ih".to_string(), vec![m], get("bias_ih_l0", &[m])?),
-                    ("weight_hh".to_string(), vec![m, hidden], get("weight_hh_l0", &[m, hidden])?),
-                    ("bias_hh".to_string(), vec![m], get("bias_hh_l0", &[m])?),
+                    NamedTensor::new("bias_ih", vec![m], get("bias_ih_l0", &[m])?),
+                    NamedTensor::new("weight_hh", vec![m, hidden], get("weight_hh_l0", &[m, hidden])?),
+                    NamedTensor::new("bias_hh", vec![m], get("bias_hh_l0", &[m])?),
                 ];
                 (get("weight_ih_l0", &[m, n])?, "weight_ih.", extra)
             }
             None => {
                 let bias = if file.contains("bias") {
-                    vec![("bias".to_string(), vec![m], get("bias", &[m])?)]
+                    vec![NamedTensor::new("bias", vec![m], get("bias", &[m])?)]
                 } else {
                     vec![]
                 };

@@ -11,7 +11,7 @@ use std::process::{Command, Output};
 
 use kcp::ir::test::{dense_forward, relative_error};
 use kcp::ir::{compile, Options, Spec};
-use kcp::{npy, save, CellKind, Executor, Recurrent, RecurrentExecutor, State, Threads, Weights};
+use kcp::{npy, save, CellKind, Executor, NamedTensor, Recurrent, RecurrentExecutor, State, Threads, Weights};
 
 fn kcp(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_kcp")).args(args).output().unwrap()
@@ -213,10 +213,10 @@ fn the_lstm_path_from_pytorch_names() {
     let truth = kcp::random_weights(c.network(), true, 4);
     let cell = Recurrent::random(CellKind::Lstm, hidden, 5);
     let torch = vec![
-        ("weight_ih_l0".to_string(), vec![8, 12], truth.dense(&c.nest.factor_shapes())),
-        ("bias_ih_l0".to_string(), vec![8], truth.bias.clone().unwrap()),
-        ("weight_hh_l0".to_string(), vec![8, 2], cell.weight_hh().to_vec()),
-        ("bias_hh_l0".to_string(), vec![8], cell.bias_hh().to_vec()),
+        NamedTensor::new("weight_ih_l0", vec![8, 12], truth.dense(&c.nest.factor_shapes())),
+        NamedTensor::new("bias_ih_l0", vec![8], truth.bias.clone().unwrap()),
+        NamedTensor::new("weight_hh_l0", vec![8, 2], cell.weight_hh().to_vec()),
+        NamedTensor::new("bias_hh_l0", vec![8], cell.bias_hh().to_vec()),
     ];
     save(Path::new(&path("torch_lstm.safetensors")), &torch).unwrap();
     let args = [
@@ -277,13 +277,13 @@ fn bad_input_gives_one_line_and_exit_code_2() {
     let tensors = good.tensors("", &c.nest.cores);
     save(Path::new(&path("good.safetensors")), &tensors).unwrap();
     let mut nan = tensors.clone();
-    nan[1].2[4] = f32::NAN;
+    nan[1].values[4] = f32::NAN;
     save(Path::new(&path("nan.safetensors")), &nan).unwrap();
     let bytes = std::fs::read(path("good.safetensors")).unwrap();
     std::fs::write(path("truncated.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
     std::fs::write(path("corrupt.safetensors"), b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}").unwrap();
-    let f64_bytes: Vec<u8> = tensors[0].2.iter().flat_map(|&v| (v as f64).to_le_bytes()).collect();
-    let f32_bytes: Vec<u8> = tensors[1].2.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let f64_bytes: Vec<u8> = tensors[0].values.iter().flat_map(|&v| (v as f64).to_le_bytes()).collect();
+    let f32_bytes: Vec<u8> = tensors[1].values.iter().flat_map(|v| v.to_le_bytes()).collect();
     let views = vec![
         ("factor.0", safetensors::tensor::TensorView::new(safetensors::Dtype::F64, vec![2, 4, 6], &f64_bytes).unwrap()),
         ("factor.1", safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![2, 3, 5], &f32_bytes).unwrap()),
@@ -699,9 +699,9 @@ fn grad_of_a_cell_writes_the_library_gradients() {
         let input = common::kcp_random(&shapes, Some(gates * hidden), 2);
         let rec = Recurrent::random(kind, hidden, 3);
         let mut tensors = Weights { bias: None, ..input.clone() }.tensors("weight_ih.", &common::kcp_cores(&shapes));
-        tensors.push(("bias_ih".into(), vec![gates * hidden], input.bias.clone().unwrap()));
-        tensors.push(("weight_hh".into(), vec![gates * hidden, hidden], rec.weight_hh().to_vec()));
-        tensors.push(("bias_hh".into(), vec![gates * hidden], rec.bias_hh().to_vec()));
+        tensors.push(NamedTensor::new("bias_ih", vec![gates * hidden], input.bias.clone().unwrap()));
+        tensors.push(NamedTensor::new("weight_hh", vec![gates * hidden, hidden], rec.weight_hh().to_vec()));
+        tensors.push(NamedTensor::new("bias_hh", vec![gates * hidden], rec.bias_hh().to_vec()));
         save(Path::new(&path(&format!("{cell}.safetensors"))), &tensors).unwrap();
         let x: Vec<f32> = (0..steps * batch * 12).map(|k| ((k * 7 % 13) as f32 / 6.0) - 1.0).collect();
         let dh: Vec<f32> = (0..steps * batch * hidden).map(|k| ((k * 5 % 7) as f32 / 3.0) - 1.0).collect();
@@ -789,7 +789,7 @@ fn block_terms_of_one_to_three_blocks_run_and_differentiate() {
         let weights = kcp::random_weights(c.network(), false, 4);
         let file = path(&format!("bt{blocks}.safetensors"));
         let tensors = weights.tensors("", &c.nest.cores);
-        assert!(tensors.iter().any(|(name, shape, _)| name == "block.0.factor.0" && shape == &[6, 6, 2]));
+        assert!(tensors.iter().any(|t| t.name == "block.0.factor.0" && t.shape == [6, 6, 2]));
         save(Path::new(&file), &tensors).unwrap();
         let x: Vec<f32> = (0..2 * 30).map(|k| (k % 7) as f32 / 7.0 - 0.5).collect();
         npy::write(Path::new(&path("btx.npy")), &[2, 30], &x).unwrap();

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kcp::{npy, save, CellKind, Recurrent, Weights};
+use kcp::{npy, save, CellKind, NamedTensor, Recurrent, Weights};
 
 fn dir() -> PathBuf {
     common::test_dir()
@@ -87,7 +87,7 @@ fn cases() -> Vec<(&'static str, Vec<String>, &'static str)> {
     let weights = common::kcp_random(&shapes, None, 1);
     save(Path::new(&path("good.safetensors")), &weights.tensors("", &common::kcp_cores(&shapes))).unwrap();
     let mut extra = weights.tensors("", &common::kcp_cores(&shapes));
-    extra.push(("factor.2".into(), vec![2, 1, 1], vec![1.0, 2.0]));
+    extra.push(NamedTensor::new("factor.2", vec![2, 1, 1], vec![1.0, 2.0]));
     save(Path::new(&path("extra.safetensors")), &extra).unwrap();
     npy::write(Path::new(&path("x.npy")), &[2, 30], &[0.5; 60]).unwrap();
     let good = path("good.safetensors");
@@ -114,12 +114,12 @@ fn cases() -> Vec<(&'static str, Vec<String>, &'static str)> {
     let cell_shapes = [[2, 4, 6], [2, 3, 5]];
     let w_ih = common::kcp_random(&cell_shapes, Some(12), 3);
     let mut tensors = w_ih.tensors("weight_ih.", &common::kcp_cores(&cell_shapes));
-    tensors.retain(|t| t.0 != "weight_ih.bias");
-    tensors.push(("bias_ih".into(), vec![12], w_ih.bias.clone().unwrap()));
-    tensors.push(("weight_hh".into(), vec![12, 3], cell.weight_hh().to_vec()));
-    tensors.push(("bias_hh".into(), vec![12], cell.bias_hh().to_vec()));
+    tensors.retain(|t| t.name != "weight_ih.bias");
+    tensors.push(NamedTensor::new("bias_ih", vec![12], w_ih.bias.clone().unwrap()));
+    tensors.push(NamedTensor::new("weight_hh", vec![12, 3], cell.weight_hh().to_vec()));
+    tensors.push(NamedTensor::new("bias_hh", vec![12], cell.bias_hh().to_vec()));
     save(Path::new(&path("cell.safetensors")), &tensors).unwrap();
-    tensors.push(("weight_ih.factor.2".into(), vec![2, 1, 1], vec![0.5, 0.5]));
+    tensors.push(NamedTensor::new("weight_ih.factor.2", vec![2, 1, 1], vec![0.5, 0.5]));
     save(Path::new(&path("cell_extra.safetensors")), &tensors).unwrap();
     npy::write(Path::new(&path("x3.npy")), &[1, 1, 30], &[0.5; 30]).unwrap();
 

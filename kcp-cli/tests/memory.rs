@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 
 use kcp::ir::{Batch, Format};
-use kcp::{npy, save, Weights};
+use kcp::{npy, save, NamedTensor, Weights};
 use proptest::prelude::*;
 
 /// `kcp args` under the limits: exit code 0, or 2 with one line on stderr.
@@ -80,9 +80,9 @@ proptest! {
         if mm % 4 == 0 && mm / 4 <= 256 {
             let hidden = mm / 4;
             let mut tensors = Weights::zeros(&cores, None).tensors("weight_ih.", &cores);
-            tensors.push(("bias_ih".into(), vec![mm], vec![0.0; mm]));
-            tensors.push(("weight_hh".into(), vec![mm, hidden], vec![0.0; mm * hidden]));
-            tensors.push(("bias_hh".into(), vec![mm], vec![0.0; mm]));
+            tensors.push(NamedTensor::new("bias_ih", vec![mm], vec![0.0; mm]));
+            tensors.push(NamedTensor::new("weight_hh", vec![mm, hidden], vec![0.0; mm * hidden]));
+            tensors.push(NamedTensor::new("bias_hh", vec![mm], vec![0.0; mm]));
             save(Path::new(&path("cell.safetensors")), &tensors).unwrap();
             npy::write(Path::new(&path("x3.npy")), &[rows, 1, nn], &vec![0.5; rows * nn]).unwrap();
             npy::write(Path::new(&path("dh.npy")), &[rows, 1, hidden], &vec![0.5; rows * hidden]).unwrap();

@@ -22,7 +22,7 @@ mod rewrite;
 mod spec;
 mod tuning;
 
-pub use backward::{plan_backward, BackwardPlan, BackwardStep, BackwardStrategy, Tensor};
+pub use backward::{plan_backward, BackwardPlan, BackwardStep, BackwardStrategy, BackwardTensor};
 pub use emit::{emit_layer, emit_stub, Backward, Item};
 pub use error::{Error, Errors, Location, Quantity, Side};
 pub use graph::{ContractionGraph, Index, IndexSet, Node, Operand, OperandSet, ParseOperandError};

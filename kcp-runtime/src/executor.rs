@@ -136,10 +136,10 @@ impl Executor {
         y: &mut [f32],
         trace: &mut Trace,
         threads: Threads,
-    ) -> Result<(), ShapeError> {
+    ) -> Result<(), Error> {
         let core_lens = self.core_lens();
         let kernel = self.train_kernel(backward, &core_lens)?;
-        kernel.forward(x, y, trace, threads)
+        Ok(kernel.forward(x, y, trace, threads)?)
     }
 
     /// The backward pass of the last [`Executor::forward_train`] over x (`trace`) for dy
@@ -260,7 +260,7 @@ impl RecurrentExecutor {
             x,
             batch,
             dh,
-            |x, proj| Ok(self.input.forward_train(backward, x, proj, &mut trace.borrow_mut(), threads)?),
+            |x, proj| self.input.forward_train(backward, x, proj, &mut trace.borrow_mut(), threads),
             |dproj| {
                 let mut input = Weights::zeros(&self.input.program.cores, Some(g));
                 self.input.backward(backward, x, dproj, &mut trace.borrow_mut(), dx, &mut input, threads)?;

@@ -218,9 +218,7 @@ fn collapse_whitespace(text: &str) -> String {
 pub fn save(path: &Path, tensors: &[NamedTensor]) -> Result<(), Error> {
     let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
         .iter()
-        .map(|(name, shape, values)| {
-            (name.clone(), shape.clone(), values.iter().flat_map(|v| v.to_le_bytes()).collect())
-        })
+        .map(|t| (t.name.clone(), t.shape.clone(), t.values.iter().flat_map(|v| v.to_le_bytes()).collect()))
         .collect();
     let views = bytes
         .iter()

@@ -4,8 +4,23 @@
 
 use crate::{CoreShape, Error, Rng};
 
-/// A named f32 tensor: name, shape, values.
-pub type NamedTensor = (String, Vec<usize>, Vec<f32>);
+/// A named f32 tensor, as a weight file holds it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NamedTensor {
+    /// Its name in the file (`factor.0`, `bias`, `weight_ih.core.1`, ...).
+    pub name: String,
+    /// Its shape, row-major.
+    pub shape: Vec<usize>,
+    /// Its values.
+    pub values: Vec<f32>,
+}
+
+impl NamedTensor {
+    /// A tensor of these values under this name and shape.
+    pub fn new(name: impl Into<String>, shape: Vec<usize>, values: Vec<f32>) -> NamedTensor {
+        NamedTensor { name: name.into(), shape, values }
+    }
+}
 
 /// The cores and bias of one layer of any format, f32, row-major: core k in the layer's
 /// `CORE_NAMES` order, each of its [`CoreShape`].
@@ -96,11 +111,11 @@ impl Weights {
         for (data, core) in self.cores.iter().zip(cores) {
             let part = core.tensor_shape().iter().product::<usize>();
             for (tensor, chunk) in core.tensors.iter().zip(data.chunks(part.max(1))) {
-                out.push((format!("{prefix}{tensor}"), core.tensor_shape().to_vec(), chunk.to_vec()));
+                out.push(NamedTensor::new(format!("{prefix}{tensor}"), core.tensor_shape().to_vec(), chunk.to_vec()));
             }
         }
         if let Some(bias) = &self.bias {
-            out.push((format!("{prefix}bias"), vec![bias.len()], bias.clone()));
+            out.push(NamedTensor::new(format!("{prefix}bias"), vec![bias.len()], bias.clone()));
         }
         out
     }

@@ -89,8 +89,8 @@ impl Linear {
     /// The named tensors `{prefix}weight` and `{prefix}bias`, for [`kcp_runtime::save`].
     pub fn named(&self, prefix: &str) -> Vec<NamedTensor> {
         vec![
-            (format!("{prefix}weight"), vec![self.outputs, self.inputs], self.weight.clone()),
-            (format!("{prefix}bias"), vec![self.outputs], self.bias.clone()),
+            NamedTensor::new(format!("{prefix}weight"), vec![self.outputs, self.inputs], self.weight.clone()),
+            NamedTensor::new(format!("{prefix}bias"), vec![self.outputs], self.bias.clone()),
         ]
     }
 

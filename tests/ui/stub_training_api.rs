@@ -30,8 +30,8 @@ fn main() {
     let mut trace = kcp::Trace::new();
     let mut grads: kcp::Weights = Layer::zero_grads();
     let mut y = vec![0.0; Layer::OUT];
-    let _: Result<(), kcp::ShapeError> = layer.forward_train(&[], &mut y, &mut trace);
-    let _: Result<(), kcp::ShapeError> = layer.forward_train_par(&[], &mut y, &mut trace);
+    let _: Result<(), kcp::Error> = layer.forward_train(&[], &mut y, &mut trace);
+    let _: Result<(), kcp::Error> = layer.forward_train_par(&[], &mut y, &mut trace);
     let _: Result<(), kcp::Error> = layer.backward(&[], &[], &mut trace, None, &mut grads);
     let _: Result<(), kcp::Error> = layer.backward_par(&[], &[], &mut trace, None, &mut grads);
     let _: Result<(), kcp::Error> = layer.update_weights(|w| w.cores.clear());

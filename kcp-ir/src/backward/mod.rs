@@ -25,11 +25,11 @@ mod print;
 use crate::graph::{ContractionGraph, Index, IndexSet, Operand};
 use crate::plan::{Phase, Plan, Tree};
 
-pub use network::Network;
+pub use network::GradientNetwork;
 
 /// A tensor a backward step reads or writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Tensor {
+pub enum BackwardTensor {
     /// x, `[b, j1..jD]`.
     X,
     /// dy = dL/dy, `[b, i1..iD]`.
@@ -51,9 +51,9 @@ pub enum Tensor {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct BackwardStep {
     /// The two tensors contracted, with their indices in layout order.
-    pub inputs: [(Tensor, IndexSet); 2],
+    pub inputs: [(BackwardTensor, IndexSet); 2],
     /// What it writes.
-    pub output: Tensor,
+    pub output: BackwardTensor,
     /// The indices of the result, in layout order.
     pub indices: IndexSet,
     /// The indices summed away.
@@ -86,7 +86,7 @@ pub struct BackwardPlan {
     pub strategy: BackwardStrategy,
     /// Whether dx is computed.
     pub dx: bool,
-    /// The indices of each kept f_k (for `Tensor::Kept(k)`), by k.
+    /// The indices of each kept f_k (for `BackwardTensor::Kept(k)`), by k.
     pub kept_indices: Vec<(usize, IndexSet)>,
     /// MACs per call.
     pub macs: u64,
@@ -211,14 +211,14 @@ impl Steps<'_> {
     /// indices they loop over.
     fn push(
         &mut self,
-        a: (Tensor, IndexSet),
-        b: (Tensor, IndexSet),
+        a: (BackwardTensor, IndexSet),
+        b: (BackwardTensor, IndexSet),
         keep: IndexSet,
-        output: Option<Tensor>,
-    ) -> (Tensor, IndexSet) {
+        output: Option<BackwardTensor>,
+    ) -> (BackwardTensor, IndexSet) {
         let loops = a.1.union(b.1);
         let indices = loops.intersection(keep);
-        let output = output.unwrap_or(Tensor::Temp(self.steps.len()));
+        let output = output.unwrap_or(BackwardTensor::Temp(self.steps.len()));
         self.steps.push(BackwardStep {
             inputs: [a, b],
             output,
@@ -234,7 +234,7 @@ impl Steps<'_> {
 fn sweep(graph: &ContractionGraph, order: &[usize], kept: &[usize], dx: bool) -> BackwardPlan {
     let modes = order.len();
     let mut s = Steps { graph, steps: Vec::new() };
-    let factor = |d: usize| (Tensor::Factor(d), factor_indices(graph, d));
+    let factor = |d: usize| (BackwardTensor::Factor(d), factor_indices(graph, d));
     // f_k: {b, r, i_s1..i_sk, j_s(k+1)..j_sD}; f_0 = x.
     let f_indices = |k: usize| {
         let mut set = x_indices(graph);
@@ -243,11 +243,11 @@ fn sweep(graph: &ContractionGraph, order: &[usize], kept: &[usize], dx: bool) ->
         }
         set
     };
-    let mut f: Vec<(Tensor, IndexSet)> = vec![(Tensor::X, x_indices(graph))];
+    let mut f: Vec<(BackwardTensor, IndexSet)> = vec![(BackwardTensor::X, x_indices(graph))];
     let mut kept_indices = Vec::new();
     for k in 1..modes {
         if kept.contains(&k) {
-            f.push((Tensor::Kept(k), f_indices(k)));
+            f.push((BackwardTensor::Kept(k), f_indices(k)));
             kept_indices.push((k, f_indices(k)));
         } else {
             let next = s.push(f[k - 1], factor(order[k - 1]), f_indices(k), None);
@@ -255,7 +255,7 @@ fn sweep(graph: &ContractionGraph, order: &[usize], kept: &[usize], dx: bool) ->
         }
     }
     // e_k, from e_D = dy down, each dA as soon as its environment is there.
-    let mut e = (Tensor::Dy, dy_indices(graph));
+    let mut e = (BackwardTensor::Dy, dy_indices(graph));
     for k in (1..=modes).rev() {
         if k < modes {
             let d = order[k];
@@ -263,10 +263,10 @@ fn sweep(graph: &ContractionGraph, order: &[usize], kept: &[usize], dx: bool) ->
             e = s.push(e, factor(d), keep, None);
         }
         let d = order[k - 1];
-        s.push(f[k - 1], e, grad_indices(graph, d), Some(Tensor::Grad(d)));
+        s.push(f[k - 1], e, grad_indices(graph, d), Some(BackwardTensor::Grad(d)));
     }
     if dx {
-        s.push(e, factor(order[0]), x_indices(graph), Some(Tensor::Dx));
+        s.push(e, factor(order[0]), x_indices(graph), Some(BackwardTensor::Dx));
     }
     let saved_elems = kept_indices.iter().map(|&(_, set)| graph.volume(set)).sum();
     let macs = s.steps.iter().map(|st| st.macs).sum();
@@ -284,25 +284,26 @@ fn sweep(graph: &ContractionGraph, order: &[usize], kept: &[usize], dx: bool) ->
 
 /// The networks of the gradients planned on their own: dA_d from x, dy and the other
 /// factors (cores, for any format); dx from dy and every core.
-fn networks(graph: &ContractionGraph, dx: bool) -> Vec<(Network, Tensor)> {
+fn networks(graph: &ContractionGraph, dx: bool) -> Vec<(GradientNetwork, BackwardTensor)> {
     let cores = graph.cores();
-    let mut networks: Vec<(Network, Tensor)> = (0..cores)
+    let mut networks: Vec<(GradientNetwork, BackwardTensor)> = (0..cores)
         .map(|d| {
-            let mut operands = vec![(Tensor::X, x_indices(graph)), (Tensor::Dy, dy_indices(graph))];
-            operands.extend((0..cores).filter(|&e| e != d).map(|e| (Tensor::Factor(e), factor_indices(graph, e))));
-            (Network { operands, result: grad_indices(graph, d) }, Tensor::Grad(d))
+            let mut operands = vec![(BackwardTensor::X, x_indices(graph)), (BackwardTensor::Dy, dy_indices(graph))];
+            operands
+                .extend((0..cores).filter(|&e| e != d).map(|e| (BackwardTensor::Factor(e), factor_indices(graph, e))));
+            (GradientNetwork { operands, result: grad_indices(graph, d) }, BackwardTensor::Grad(d))
         })
         .collect();
     if dx {
-        let mut operands = vec![(Tensor::Dy, dy_indices(graph))];
-        operands.extend((0..cores).map(|e| (Tensor::Factor(e), factor_indices(graph, e))));
-        networks.push((Network { operands, result: x_indices(graph) }, Tensor::Dx));
+        let mut operands = vec![(BackwardTensor::Dy, dy_indices(graph))];
+        operands.extend((0..cores).map(|e| (BackwardTensor::Factor(e), factor_indices(graph, e))));
+        networks.push((GradientNetwork { operands, result: x_indices(graph) }, BackwardTensor::Dx));
     }
     networks
 }
 
 /// The total MACs of the gradients planned on their own, by brute force over every order
-/// (`Network::brute_force`): the oracle of [`separate`], for tests on small layers.
+/// (`GradientNetwork::brute_force`): the oracle of [`separate`], for tests on small layers.
 pub fn brute_force_macs(graph: &ContractionGraph, dx: bool) -> u64 {
     networks(graph, dx).iter().map(|(n, _)| n.brute_force(graph)).sum()
 }
@@ -316,21 +317,21 @@ pub fn separate(graph: &ContractionGraph, dx: bool) -> (Vec<BackwardStep>, u64) 
     let mut s = Steps { graph, steps: Vec::new() };
     let mut total = 0u64;
     // Every temporary so far: the operands it contracts, and the tensor with its indices.
-    let mut shared: Vec<(Vec<Tensor>, (Tensor, IndexSet))> = Vec::new();
+    let mut shared: Vec<(Vec<BackwardTensor>, (BackwardTensor, IndexSet))> = Vec::new();
     for (network, output) in networks(graph, dx) {
         total = total.saturating_add(network.optimal(graph).1);
         // Every network lists its operands in the same relative order (x, dy, cores by
         // number): the operands of a subset name it across networks.
-        let operands = |set: usize| -> Vec<Tensor> {
+        let operands = |set: usize| -> Vec<BackwardTensor> {
             network.operands.iter().enumerate().filter(|&(k, _)| set & (1 << k) != 0).map(|(_, &(t, _))| t).collect()
         };
-        let reused = |shared: &[(Vec<Tensor>, (Tensor, IndexSet))], set: usize, indices: IndexSet| {
+        let reused = |shared: &[(Vec<BackwardTensor>, (BackwardTensor, IndexSet))], set: usize, indices: IndexSet| {
             let key = operands(set);
             shared.iter().find(|(k, (_, i))| *k == key && *i == indices).map(|&(_, t)| t)
         };
         let (pairs, _) = network.optimal_reusing(graph, |set, indices| reused(&shared, set, indices).is_some());
         // Each subset's tensor, as the pairs produce it or an earlier network did.
-        let mut made: Vec<(usize, (Tensor, IndexSet))> =
+        let mut made: Vec<(usize, (BackwardTensor, IndexSet))> =
             network.operands.iter().enumerate().map(|(k, &op)| (1 << k, op)).collect();
         let last = pairs.len().saturating_sub(1);
         for (n, pair) in pairs.iter().enumerate() {

@@ -7,17 +7,17 @@
 use crate::graph::{ContractionGraph, IndexSet};
 use crate::plan::oracle::splits;
 
-use super::Tensor;
+use super::BackwardTensor;
 
 /// A network: its operands (tensor and indices) and the indices of its result.
 #[derive(Clone, Debug)]
-pub struct Network {
-    pub operands: Vec<(Tensor, IndexSet)>,
+pub struct GradientNetwork {
+    pub operands: Vec<(BackwardTensor, IndexSet)>,
     pub result: IndexSet,
 }
 
 /// A pairwise contraction of a planned network: operand subsets `a` and `b` (bit masks over
-/// `Network::operands`) and the indices of what it produces.
+/// `GradientNetwork::operands`) and the indices of what it produces.
 #[derive(Clone, Copy, Debug)]
 pub struct Pair {
     pub a: usize,
@@ -25,7 +25,7 @@ pub struct Pair {
     pub indices: IndexSet,
 }
 
-impl Network {
+impl GradientNetwork {
     /// The indices a contraction of the operands in `set` keeps: those some other operand or the
     /// result still needs.
     pub(super) fn open(&self, set: usize) -> IndexSet {
@@ -80,7 +80,7 @@ impl Network {
         (pairs, best[all].0)
     }
 
-    /// The cheapest total by brute force, independently of [`Network::optimal`]: every
+    /// The cheapest total by brute force, independently of [`GradientNetwork::optimal`]: every
     /// sequence of pairwise merges of the current tensors, each merge keeping the indices the
     /// other tensors or the result still need. Exponential: for tests on small networks.
     pub fn brute_force(&self, graph: &ContractionGraph) -> u64 {

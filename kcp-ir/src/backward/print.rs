@@ -8,18 +8,18 @@
 
 use std::fmt;
 
-use super::{BackwardPlan, BackwardStep, BackwardStrategy, Tensor};
+use super::{BackwardPlan, BackwardStep, BackwardStrategy, BackwardTensor};
 
-impl fmt::Display for Tensor {
+impl fmt::Display for BackwardTensor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Tensor::X => f.write_str("x"),
-            Tensor::Dy => f.write_str("dy"),
-            Tensor::Factor(d) => write!(f, "A{}", d + 1),
-            Tensor::Kept(k) => write!(f, "f{k}"),
-            Tensor::Temp(k) => write!(f, "t{k}"),
-            Tensor::Dx => f.write_str("dx"),
-            Tensor::Grad(d) => write!(f, "dA{}", d + 1),
+            BackwardTensor::X => f.write_str("x"),
+            BackwardTensor::Dy => f.write_str("dy"),
+            BackwardTensor::Factor(d) => write!(f, "A{}", d + 1),
+            BackwardTensor::Kept(k) => write!(f, "f{k}"),
+            BackwardTensor::Temp(k) => write!(f, "t{k}"),
+            BackwardTensor::Dx => f.write_str("dx"),
+            BackwardTensor::Grad(d) => write!(f, "dA{}", d + 1),
         }
     }
 }
@@ -27,7 +27,7 @@ impl fmt::Display for Tensor {
 impl fmt::Display for BackwardStep {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let [(a, ai), (b, bi)] = self.inputs;
-        let op = if matches!(self.output, Tensor::Grad(_)) { "+=" } else { "=" };
+        let op = if matches!(self.output, BackwardTensor::Grad(_)) { "+=" } else { "=" };
         write!(f, "{}[{}] {op} {a}[{ai}] * {b}[{bi}]", self.output, self.indices)?;
         if !self.summed.is_empty() {
             write!(f, "  sum {}", self.summed)?;

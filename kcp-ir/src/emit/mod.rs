@@ -614,13 +614,13 @@ fn training(compiled: &Compiled, dx: bool, zeros: &TokenStream, vis: &TokenStrea
         }
 
         /// `forward` on this thread, keeping in `trace` what the backward pass reads.
-        #vis fn forward_train(&self, x: &[f32], y: &mut [f32], trace: &mut ::kcp::Trace) -> ::std::result::Result<(), ::kcp::ShapeError> {
-            self.__kcp_train().forward(x, y, trace, ::kcp::Threads::ONE)
+        #vis fn forward_train(&self, x: &[f32], y: &mut [f32], trace: &mut ::kcp::Trace) -> ::std::result::Result<(), ::kcp::Error> {
+            ::std::result::Result::Ok(self.__kcp_train().forward(x, y, trace, ::kcp::Threads::ONE)?)
         }
 
         /// `forward_train` with the batch split over threads when it pays.
-        #vis fn forward_train_par(&self, x: &[f32], y: &mut [f32], trace: &mut ::kcp::Trace) -> ::std::result::Result<(), ::kcp::ShapeError> {
-            self.__kcp_train().forward(x, y, trace, Self::__KCP_THREADS)
+        #vis fn forward_train_par(&self, x: &[f32], y: &mut [f32], trace: &mut ::kcp::Trace) -> ::std::result::Result<(), ::kcp::Error> {
+            ::std::result::Result::Ok(self.__kcp_train().forward(x, y, trace, Self::__KCP_THREADS)?)
         }
 
         #[doc = #backward_doc]

@@ -2,7 +2,7 @@
 
 use super::interp::{contract, Dense};
 use super::reference::dense_weight;
-use crate::backward::{BackwardPlan, BackwardStrategy, Tensor};
+use crate::backward::{BackwardPlan, BackwardStrategy, BackwardTensor};
 use crate::graph::{ContractionGraph, Index, IndexSet, Operand};
 use crate::ValidSpec;
 
@@ -29,11 +29,13 @@ pub fn interpret_backward(
     batch: usize,
 ) -> Gradients {
     let size = |index: Index| if index == Index::Batch { batch } else { graph.size(index) as usize };
-    let operand = |t: Tensor| -> Option<Dense> {
+    let operand = |t: BackwardTensor| -> Option<Dense> {
         match t {
-            Tensor::X => Some(Dense { indices: graph.indices(Operand::Input), data: x.to_vec() }),
-            Tensor::Dy => Some(Dense { indices: graph.output_indices(), data: dy.to_vec() }),
-            Tensor::Factor(d) => Some(Dense { indices: graph.indices(Operand::Factor(d)), data: factors[d].clone() }),
+            BackwardTensor::X => Some(Dense { indices: graph.indices(Operand::Input), data: x.to_vec() }),
+            BackwardTensor::Dy => Some(Dense { indices: graph.output_indices(), data: dy.to_vec() }),
+            BackwardTensor::Factor(d) => {
+                Some(Dense { indices: graph.indices(Operand::Factor(d)), data: factors[d].clone() })
+            }
             _ => None,
         }
     };
@@ -41,9 +43,9 @@ pub fn interpret_backward(
     if let BackwardStrategy::Sweep { order, kept: ks } = &plan.strategy {
         for &k in ks {
             // f_k: x contracted with the sweep's first k factors, each summing its j.
-            let mut f = operand(Tensor::X).unwrap_or_default();
+            let mut f = operand(BackwardTensor::X).unwrap_or_default();
             for &d in &order[..k] {
-                let a = operand(Tensor::Factor(d)).unwrap_or_default();
+                let a = operand(BackwardTensor::Factor(d)).unwrap_or_default();
                 let keep = f.indices.union(a.indices).minus(IndexSet::EMPTY.with(Index::In(d)));
                 f = contract(&f, &a, keep, &size);
             }
@@ -54,10 +56,10 @@ pub fn interpret_backward(
     let mut grads: Vec<Vec<f64>> = factors.iter().map(|f| vec![0.0; f.len()]).collect();
     let mut dx = None;
     for (n, step) in plan.steps.iter().enumerate() {
-        let read = |t: Tensor| -> Dense {
+        let read = |t: BackwardTensor| -> Dense {
             match t {
-                Tensor::Kept(k) => kept.iter().find(|(j, _)| *j == k).map(|(_, f)| f.clone()),
-                Tensor::Temp(k) => temps.iter().find(|(j, _)| *j == k).map(|(_, f)| f.clone()),
+                BackwardTensor::Kept(k) => kept.iter().find(|(j, _)| *j == k).map(|(_, f)| f.clone()),
+                BackwardTensor::Temp(k) => temps.iter().find(|(j, _)| *j == k).map(|(_, f)| f.clone()),
                 other => operand(other),
             }
             .unwrap_or_default()
@@ -65,9 +67,9 @@ pub fn interpret_backward(
         let (a, b) = (read(step.inputs[0].0), read(step.inputs[1].0));
         let result = contract(&a, &b, step.indices, &size);
         match step.output {
-            Tensor::Temp(_) => temps.push((n, result)),
-            Tensor::Dx => dx = Some(result.data),
-            Tensor::Grad(d) => {
+            BackwardTensor::Temp(_) => temps.push((n, result)),
+            BackwardTensor::Dx => dx = Some(result.data),
+            BackwardTensor::Grad(d) => {
                 // Broadcast over the rank when the step had none (one mode).
                 let per_rank = result.data.len();
                 for (g, v) in grads[d].iter_mut().zip(result.data.iter().cycle()) {

@@ -31,7 +31,7 @@
 
 use kcp_core::{Buffer, Inner, Kernel};
 
-use crate::backward::{BackwardPlan, Tensor};
+use crate::backward::{BackwardPlan, BackwardTensor};
 use crate::graph::{ContractionGraph, Index, IndexSet, Operand};
 use crate::plan::{Phase, Plan, Value};
 use crate::tuning::{MAX_CLASSES, MAX_FREE, MAX_PAIR_TRIALS, MAX_ROUNDS, MAX_TRIALS, MIN_SAVING, SMALL_ELEMS};
@@ -132,8 +132,8 @@ pub(super) fn forward(plan: &Plan, graph: &ContractionGraph) -> Vec<Vec<Index>> 
 /// The layouts of a backward plan's temporaries, by step (a gradient's, dx's in their own).
 pub(super) fn backward(plan: &BackwardPlan, graph: &ContractionGraph) -> Vec<Vec<Index>> {
     let size = sizes(graph);
-    let slot = |tensor: Tensor, indices: IndexSet| match tensor {
-        Tensor::Temp(k) => Slot::Result(k),
+    let slot = |tensor: BackwardTensor, indices: IndexSet| match tensor {
+        BackwardTensor::Temp(k) => Slot::Result(k),
         other => Slot::Fixed(super::backward_layout(graph, other, indices)),
     };
     let nodes: Vec<Node> = plan
@@ -148,7 +148,7 @@ pub(super) fn backward(plan: &BackwardPlan, graph: &ContractionGraph) -> Vec<Vec
         .collect();
     // A KCP layer's backward pass (a sweep may read kept forward intermediates) keeps the
     // global order, as does a small layer's.
-    let temps = plan.steps.iter().filter(|s| matches!(s.output, Tensor::Temp(_))).map(|s| s.indices);
+    let temps = plan.steps.iter().filter(|s| matches!(s.output, BackwardTensor::Temp(_))).map(|s| s.indices);
     if crate::backward::is_kcp(graph) || small(graph, temps, &size) {
         return nodes.iter().map(|n| super::layout(n.output.1).collect()).collect();
     }

@@ -47,7 +47,7 @@ use kcp_core::{
     BackwardKernel, BackwardProgram, Buffer, CoreShape, Gemm, Inner, Kernel, Loop, Program, Repeat, RowsFromA,
 };
 
-use crate::backward::{BackwardPlan, BackwardStep, Tensor};
+use crate::backward::{BackwardPlan, BackwardStep, BackwardTensor};
 use crate::graph::{ContractionGraph, Index, IndexSet, Operand};
 use crate::plan::{Phase, Plan, Step, Value};
 use crate::tuning::{
@@ -170,13 +170,13 @@ pub fn lower_backward(plan: &BackwardPlan, graph: &ContractionGraph) -> Backward
     for (n, step) in plan.steps.iter().enumerate() {
         // A temporary in the layout chosen for it, a core and its gradient in the core's, every
         // other tensor in the global order.
-        let layout_of = |(t, indices): (Tensor, IndexSet)| match t {
-            Tensor::Temp(k) => layouts[k].clone(),
+        let layout_of = |(t, indices): (BackwardTensor, IndexSet)| match t {
+            BackwardTensor::Temp(k) => layouts[k].clone(),
             other => backward_layout(graph, other, indices),
         };
         let [first, second] = step.inputs.map(layout_of);
         let mut comment = step.to_string();
-        if matches!(step.output, Tensor::Temp(_)) {
+        if matches!(step.output, BackwardTensor::Temp(_)) {
             comment += &laid_out(step.output, &layouts[n], step.indices);
         }
         let (kernel, broadcast) = backward_kernel(graph, step, n, [&layouts[n], &first, &second], &size, comment);
@@ -211,9 +211,9 @@ fn laid_out(result: impl std::fmt::Display, chosen: &[Index], indices: IndexSet)
 
 /// The layout of a tensor of the backward pass that is not a temporary: a core and its
 /// gradient in the core's storage order, every other tensor in the global order.
-fn backward_layout(graph: &ContractionGraph, tensor: Tensor, indices: IndexSet) -> Vec<Index> {
+fn backward_layout(graph: &ContractionGraph, tensor: BackwardTensor, indices: IndexSet) -> Vec<Index> {
     match tensor {
-        Tensor::Factor(d) | Tensor::Grad(d) => graph.layout(Operand::Factor(d)),
+        BackwardTensor::Factor(d) | BackwardTensor::Grad(d) => graph.layout(Operand::Factor(d)),
         _ => layout(indices).collect(),
     }
 }
@@ -230,22 +230,22 @@ fn backward_kernel(
     size: &dyn Fn(Index) -> usize,
     comment: String,
 ) -> (Kernel, Option<usize>) {
-    let buffer = |t: Tensor| match t {
-        Tensor::X => Buffer::X,
-        Tensor::Dy => Buffer::Dy,
-        Tensor::Factor(d) => Buffer::Factor(d),
-        Tensor::Kept(k) => Buffer::Kept(k),
-        Tensor::Temp(k) => Buffer::Temp(k),
-        Tensor::Dx => Buffer::Dx,
-        Tensor::Grad(d) => Buffer::Grad(d),
+    let buffer = |t: BackwardTensor| match t {
+        BackwardTensor::X => Buffer::X,
+        BackwardTensor::Dy => Buffer::Dy,
+        BackwardTensor::Factor(d) => Buffer::Factor(d),
+        BackwardTensor::Kept(k) => Buffer::Kept(k),
+        BackwardTensor::Temp(k) => Buffer::Temp(k),
+        BackwardTensor::Dx => Buffer::Dx,
+        BackwardTensor::Grad(d) => Buffer::Grad(d),
     };
     let broadcast = match step.output {
-        Tensor::Grad(d) if !step.indices.contains(Index::Rank) && graph.size(Index::Rank) > 1 => Some(d),
+        BackwardTensor::Grad(d) if !step.indices.contains(Index::Rank) && graph.size(Index::Rank) > 1 => Some(d),
         _ => None,
     };
     let (out, out_layout) = match (step.output, broadcast) {
-        (Tensor::Grad(_), Some(_)) => (Buffer::Temp(n), layout(step.indices).collect()),
-        (Tensor::Temp(_), _) => (Buffer::Temp(n), out_layout.to_vec()),
+        (BackwardTensor::Grad(_), Some(_)) => (Buffer::Temp(n), layout(step.indices).collect()),
+        (BackwardTensor::Temp(_), _) => (Buffer::Temp(n), out_layout.to_vec()),
         (other, _) => (buffer(other), backward_layout(graph, other, step.indices)),
     };
     let out_len: usize = step.indices.iter().map(size).product();

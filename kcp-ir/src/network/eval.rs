@@ -6,7 +6,7 @@
 use kcp_core::Rng;
 
 use super::Network;
-use crate::backward::{BackwardPlan, Tensor as BackwardTensor};
+use crate::backward::{BackwardPlan, BackwardTensor};
 use crate::graph::{ContractionGraph, Index, IndexSet, Operand};
 use crate::plan::Tree;
 
