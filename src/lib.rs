@@ -110,4 +110,6 @@ pub use kcp_runtime::__private;
 pub mod compress;
 pub mod data;
 pub mod npy;
+#[cfg(feature = "json")]
+pub mod report;
 pub mod train;

@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::json;
 
 use kcp::compress::{compress, tt_svd, FitOptions};
-use kcp::ir::network::{orders, Format, FormatEntry, Network, RankArgs, RankKey, FORMATS};
+use kcp::ir::network::{orders, Format, FormatEntry, KeyMismatch, Network, RankArgs, FORMATS};
 use kcp::ir::{compile, emit_layer, Compiled, Item, LoopNest, Options, Spec};
 use kcp::npy;
 use kcp::{save, CellKind, Executor, NamedTensor, RecurrentExecutor, State, TensorFile, Threads, Weights};
@@ -160,14 +160,10 @@ impl LayerArgs {
     fn format(&self) -> Result<Format> {
         let entry = self.format;
         let args = RankArgs { rank: self.rank, ranks: self.ranks.clone().map(|s| s.0), blocks: self.blocks };
-        for key in RankKey::ALL {
-            match (args.has(key), entry.takes(key)) {
-                (true, false) => return Err(format!("--format {} takes no --{}", entry.name, key.name())),
-                (false, true) => return Err(format!("--format {} needs --{}", entry.name, key.name())),
-                _ => {}
-            }
-        }
-        Ok(entry.make(args))
+        entry.checked(args).map_err(|mismatch| match mismatch {
+            KeyMismatch::Unexpected(key) => format!("--format {} takes no --{}", entry.name, key.name()),
+            KeyMismatch::Missing(key) => format!("--format {} needs --{}", entry.name, key.name()),
+        })
     }
 
     /// The spec of the layer (of a cell's input projection with `cell`), for `--batch` rows.
@@ -248,42 +244,7 @@ fn plan(layer: &LayerArgs, as_json: bool, backward: bool) -> Result<String> {
         orders::references(network).into_iter().map(|r| (r.key, r.name, r.macs(network))).collect();
     let lanes = compiled.lanes.as_ref().map_or(1, |lanes| lanes.lanes);
     if as_json {
-        let mut candidates = serde_json::Map::new();
-        for (key, _, macs) in &references {
-            candidates.insert((*key).to_string(), json!(macs));
-        }
-        candidates.insert("optimal".into(), json!(plan.macs()));
-        let mut value = json!({
-            "format": network.format().name(),
-            "in_shape": network.in_shape(),
-            "out_shape": network.out_shape(),
-            "batch": layer.batch,
-            "params": network.params(),
-            "dense_params": network.dense_params(),
-            "compression_ratio": network.compression_ratio(),
-            "macs": plan.macs(),
-            "prep_macs": plan.prep_macs(),
-            "dense_macs": dense_macs,
-            "candidates": candidates,
-            "references": references.iter().map(|(_, name, macs)| json!({ "name": name, "macs": macs })).collect::<Vec<_>>(),
-            "cores": network.cores().iter().enumerate().map(|(k, c)| json!({ "name": c.name, "shape": network.shape(k) })).collect::<Vec<_>>(),
-            "plan": plan.to_string(),
-            "lanes": lanes,
-        });
-        let args = network.format().rank_args();
-        for (key, given) in [
-            ("rank", args.rank.map(|r| json!(r))),
-            ("ranks", args.ranks.map(|r| json!(r))),
-            ("blocks", args.blocks.map(|k| json!(k))),
-        ] {
-            if let Some(given) = given {
-                value[key] = given;
-            }
-        }
-        if let Some(back) = &back {
-            value["backward"] = json!({ "macs": back.macs, "saved_elems": back.saved_elems, "plan": back.to_string() });
-        }
-        return Ok(format!("{value}\n"));
+        return Ok(format!("{}\n", kcp::report::plan_json(&compiled, layer.batch, backward)));
     }
     let mut out = format!("{}\n", compiled.spec);
     let cores: Vec<String> =

@@ -96,6 +96,15 @@ impl RankArgs {
     }
 }
 
+/// A rank key given to a format that does not take it, or one it needs that is missing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyMismatch {
+    /// Given, not taken.
+    Unexpected(RankKey),
+    /// Taken, not given.
+    Missing(RankKey),
+}
+
 /// What a format's `ranks` list holds for a layer of D modes.
 #[derive(Clone, Copy, Debug)]
 pub struct RankList {
@@ -124,6 +133,20 @@ impl FormatEntry {
     /// validation then reports.
     pub fn make(&self, args: RankArgs) -> Format {
         (self.make)(args)
+    }
+
+    /// The format from its keys' values, or the first rank key that is given but not taken or
+    /// taken but not given (in [`RankKey::ALL`]'s order): what the command line and the Python
+    /// package check before [`make`](FormatEntry::make).
+    pub fn checked(&self, args: RankArgs) -> Result<Format, KeyMismatch> {
+        for key in RankKey::ALL {
+            match (args.has(key), self.takes(key)) {
+                (true, false) => return Err(KeyMismatch::Unexpected(key)),
+                (false, true) => return Err(KeyMismatch::Missing(key)),
+                _ => {}
+            }
+        }
+        Ok(self.make(args))
     }
 
     /// A stand-in of this format for D modes, every rank 1: what a declaration with errors

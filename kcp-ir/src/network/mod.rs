@@ -16,7 +16,7 @@ pub use crate::graph::Core;
 use crate::graph::{ContractionGraph, Index};
 use crate::plan::{Plan, Tree};
 use crate::spec::{validate, Batch, Spec};
-pub use format::{Format, FormatEntry, RankArgs, RankKey, RankList, FORMATS};
+pub use format::{Format, FormatEntry, KeyMismatch, RankArgs, RankKey, RankList, FORMATS};
 
 /// A layer of any format, validated: x `[B, n_1..n_D]` and the format's cores, to y
 /// `[B, m_1..m_D]`.

@@ -1,0 +1,103 @@
+"""kcp.torch.Linear against torch autograd through a float64 einsum of the same cores
+(reference.py), and as a module: parameters, state_dict, training, errors."""
+
+import numpy as np
+import pytest
+import torch
+
+import kcp.torch
+from reference import dense
+
+CASES = [
+    ("kcp", [3, 1, 4], [2, 2, 1], dict(rank=3)),
+    ("tt", [2, 3], [3, 2], dict(ranks=[1, 3, 1])),
+    ("cp", [2, 3], [3, 1], dict(rank=2)),
+    ("tr", [2, 3], [2, 2], dict(ranks=[2, 3, 1, 2])),
+    ("bt", [2, 3], [2, 2], dict(blocks=2, ranks=[2, 3])),
+    ("ht", [2, 1, 3], [2, 2, 1], dict(rank=2)),
+]
+
+
+def reference(module, x):
+    """y of the module's parameters through the float64 einsum, with autograd to them."""
+    format, d = module.layer.format, len(module.layer.in_shape)
+    cores = [c.detach().double().requires_grad_() for c in module.cores]
+    bias = module.bias.detach().double().requires_grad_() if module.bias is not None else None
+    w = dense(torch.einsum, format, d, module.core_names, cores, module.out_features, module.in_features)
+    y = x @ w.T + (bias if bias is not None else 0.0)
+    return y, cores, bias
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c[0])
+def test_linear_matches_autograd_through_the_dense_reference(case):
+    format, n, m, keys = case
+    torch.manual_seed(0)
+    module = kcp.torch.Linear(n, m, format=format, bias=True, **keys)
+    x = torch.randn(2, 3, module.in_features, requires_grad=True)  # batch dimensions [2, 3]
+    y = module(x)
+    assert y.shape == (2, 3, module.out_features) and y.dtype == torch.float32
+    dy = torch.randn_like(y)
+    (y * dy).sum().backward()
+
+    x64 = x.detach().double().requires_grad_()
+    want, cores, bias = reference(module, x64)
+    (want * dy.double()).sum().backward()
+    assert torch.allclose(y.double(), want, rtol=1e-4, atol=1e-5)
+    assert torch.allclose(x.grad.double(), x64.grad, rtol=1e-4, atol=1e-5)
+    for core, leaf in zip(module.cores, cores):
+        assert torch.allclose(core.grad.double(), leaf.grad, rtol=1e-4, atol=1e-4)
+    assert torch.allclose(module.bias.grad.double(), bias.grad, rtol=1e-4, atol=1e-5)
+
+
+def test_dx_only_when_x_needs_it_and_no_bias():
+    module = kcp.torch.Linear([4, 3], [2, 2], rank=2, bias=False)
+    assert module.bias is None and [name for name, _ in module.named_parameters()] == [
+        "cores.0", "cores.1"]
+    x = torch.randn(5, 12)
+    module(x).square().sum().backward()
+    assert x.grad is None
+    assert all(c.grad is not None for c in module.cores)
+
+
+def test_parameters_state_dict_and_core_names():
+    module = kcp.torch.Linear([8, 20, 20, 18], [4, 4, 4, 16], rank=4)
+    assert module.core_names == ["factor.0", "factor.1", "factor.2", "factor.3"]
+    assert [tuple(c.shape) for c in module.cores] == [(4, 4, 8), (4, 4, 20), (4, 4, 20), (4, 16, 18)]
+    assert sum(p.numel() for p in module.parameters()) == 1920 + 1024
+    copy = kcp.torch.Linear([8, 20, 20, 18], [4, 4, 4, 16], rank=4)
+    copy.load_state_dict(module.state_dict())
+    x = torch.randn(2, 57600)
+    assert torch.equal(module(x), copy(x))
+
+
+def test_a_model_trains():
+    # Fit a layer to the outputs of another of the same format: the loss falls by 10x.
+    torch.manual_seed(1)
+    teacher = kcp.torch.Linear([4, 6], [3, 4], format="tt", ranks=[1, 3, 1])
+    student = torch.nn.Sequential(kcp.torch.Linear([4, 6], [3, 4], format="tt", ranks=[1, 3, 1]))
+    optimiser = torch.optim.Adam(student.parameters(), lr=0.05)
+    x = torch.randn(256, 24)
+    with torch.no_grad():
+        target = teacher(x)
+    losses = []
+    for _ in range(200):
+        optimiser.zero_grad()
+        loss = torch.nn.functional.mse_loss(student(x), target)
+        loss.backward()
+        optimiser.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] / 10, (losses[0], losses[-1])
+
+
+def test_bad_input_is_a_value_or_type_error():
+    module = kcp.torch.Linear([4, 3], [2, 2], rank=2)
+    with pytest.raises(TypeError, match="float32"):
+        module(torch.randn(2, 12, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"\[\.\.\., 12\]"):
+        module(torch.randn(2, 11))
+    with pytest.raises(ValueError, match="CPU"):
+        module(torch.empty(2, 12, device="meta"))
+    with pytest.raises(TypeError, match="Tensor"):
+        module(np.ones((2, 12), np.float32))
+    with pytest.raises(ValueError, match="needs rank="):
+        kcp.torch.Linear([4, 3], [2, 2])
