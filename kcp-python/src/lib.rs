@@ -49,6 +49,15 @@ fn compiled(
     compile(&spec, &Options::default()).map_err(|errors| PyValueError::new_err(errors.to_string()))
 }
 
+/// A weight file's error: `OSError` where the file cannot be read or written, `ValueError`
+/// where it does not hold the layer.
+fn file_error(error: kcp::Error) -> PyErr {
+    match error {
+        kcp::Error::Io { .. } => pyo3::exceptions::PyOSError::new_err(error.to_string()),
+        other => PyValueError::new_err(other.to_string()),
+    }
+}
+
 /// The threads of a `threads=` argument: `None` for all of the pool.
 fn threads_of(threads: Option<usize>) -> PyResult<Threads> {
     match threads {
@@ -82,6 +91,17 @@ impl Layer {
         cores: &[PyReadonlyArrayDyn<'_, f32>],
         bias: Option<&PyReadonlyArray1<'_, f32>>,
     ) -> PyResult<Executor> {
+        let executor = Executor::new(self.compiled.nest.clone(), self.weights(cores, bias)?)
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        Ok(executor.interleaved(self.compiled.lanes.clone()))
+    }
+
+    /// These cores and bias as the layer's weights, their number and shapes checked.
+    fn weights(
+        &self,
+        cores: &[PyReadonlyArrayDyn<'_, f32>],
+        bias: Option<&PyReadonlyArray1<'_, f32>>,
+    ) -> PyResult<Weights> {
         if cores.len() != self.cores.len() {
             return Err(PyValueError::new_err(format!(
                 "the layer has {} cores ({}), found {}",
@@ -110,10 +130,7 @@ impl Layer {
             (Some(_), false) => return Err(PyValueError::new_err("the layer has no bias, but one was given")),
             (None, true) => return Err(PyValueError::new_err("the layer has a bias, but none was given")),
         };
-        let weights = Weights { cores: values_of, bias };
-        let executor =
-            Executor::new(self.compiled.nest.clone(), weights).map_err(|e| PyValueError::new_err(e.to_string()))?;
-        Ok(executor.interleaved(self.compiled.lanes.clone()))
+        Ok(Weights { cores: values_of, bias })
     }
 
     /// The rows of x `[B, N]`, checked against the layer's N.
@@ -283,6 +300,39 @@ impl Layer {
             .collect::<PyResult<Vec<_>>>()?;
         let dbias = grads.bias.map(|b| PyArray1::from_vec(py, b));
         Ok((dx, dcores, dbias))
+    }
+
+    /// The cores and bias of a weight file (safetensors: the cores under `core_names`, `bias`),
+    /// checked against the layer: `(cores, bias)`, bias None for a layer without one.
+    #[allow(clippy::type_complexity)]
+    fn load<'py>(
+        &self,
+        py: Python<'py>,
+        path: std::path::PathBuf,
+    ) -> PyResult<(Vec<Bound<'py, PyArrayDyn<f32>>>, Option<Bound<'py, PyArray1<f32>>>)> {
+        let bias_len = self.compiled.spec.bias().then(|| self.compiled.nest.output_size());
+        let weights = py.detach(|| Weights::load(&path, "", &self.cores, bias_len)).map_err(file_error)?;
+        let cores = weights
+            .cores
+            .iter()
+            .zip(&self.cores)
+            .map(|(values, core)| values.to_pyarray(py).reshape(core.shape.clone()))
+            .collect::<PyResult<Vec<_>>>()?;
+        Ok((cores, weights.bias.map(|b| PyArray1::from_vec(py, b))))
+    }
+
+    /// Write the cores and bias to a weight file that `load`, the Rust layers and the `kcp`
+    /// command line read: complete, or not at all.
+    #[pyo3(signature = (path, cores, bias = None))]
+    fn save(
+        &self,
+        py: Python<'_>,
+        path: std::path::PathBuf,
+        cores: Vec<PyReadonlyArrayDyn<'_, f32>>,
+        bias: Option<PyReadonlyArray1<'_, f32>>,
+    ) -> PyResult<()> {
+        let tensors = self.weights(&cores, bias.as_ref())?.tensors("", &self.cores);
+        py.detach(|| kcp::save(&path, &tensors)).map_err(file_error)
     }
 
     fn __repr__(&self) -> String {

@@ -2,6 +2,8 @@
 docs/formats.md), forward and backward, every format, shapes with modes of size 1; then the
 bad inputs, each a ValueError or TypeError."""
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -162,3 +164,46 @@ def test_bad_input_is_a_value_or_type_error():
         kcp.Layer([4, -3], [2, 2], rank=2)
     with pytest.raises(TypeError, match="integer"):
         kcp.Layer([4, 3.5], [2, 2], rank=2)
+
+
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "fixtures", "8516be0")
+FIXTURE_LAYERS = [
+    ("kcp", dict(rank=2)),
+    ("cp", dict(rank=3)),
+    ("tt", dict(ranks=[1, 2, 1])),
+    ("tr", dict(ranks=[2, 2, 2, 2])),
+    ("bt", dict(blocks=2, ranks=[2, 2])),
+    ("ht", dict(rank=2)),
+]
+
+
+@pytest.mark.parametrize("format,keys", FIXTURE_LAYERS, ids=[f for f, _ in FIXTURE_LAYERS])
+def test_weight_files_of_the_rust_crate_load_and_compute_what_they_did(format, keys, tmp_path):
+    # Files the Rust crate wrote (tests/fixtures/8516be0: in [4, 3], out [2, 3], with bias),
+    # with the outputs the Rust layers gave for x.
+    layer = kcp.Layer([4, 3], [2, 3], format=format, bias=True, **keys)
+    cores, bias = layer.load_weights(os.path.join(FIXTURES, f"{format}.safetensors"))
+    x = np.load(os.path.join(FIXTURES, "x.npy")).reshape(-1, 12)
+    want = np.load(os.path.join(FIXTURES, f"{format}_y.npy")).reshape(-1, 6)
+    assert np.allclose(layer.forward(x, cores, bias), want, rtol=1e-5, atol=1e-6)
+    # Saved again and read back: the same values.
+    path = tmp_path / "again.safetensors"
+    layer.save_weights(path, cores, bias)
+    again, again_bias = layer.load_weights(path)
+    assert all(np.array_equal(a, b) for a, b in zip(cores, again)) and np.array_equal(bias, again_bias)
+
+
+def test_weight_file_errors(tmp_path):
+    layer = kcp.Layer([4, 3], [2, 3], rank=2, bias=True)
+    with pytest.raises(OSError):
+        layer.load_weights(tmp_path / "missing.safetensors")
+    # A file of another layer: a ValueError naming what is wrong; nothing written on bad cores.
+    other = kcp.Layer([4, 3], [2, 3], rank=3, bias=True)
+    other.save_weights(tmp_path / "r3.safetensors", other.random_cores(), np.zeros(6, np.float32))
+    with pytest.raises(ValueError, match="factor"):
+        layer.load_weights(tmp_path / "r3.safetensors")
+    with pytest.raises(ValueError, match="shape"):
+        layer.save_weights(tmp_path / "bad.safetensors", other.random_cores(), np.zeros(6, np.float32))
+    assert not (tmp_path / "bad.safetensors").exists()
+    with pytest.raises(TypeError, match="path"):
+        layer.load_weights(3)

@@ -101,3 +101,17 @@ def test_bad_input_is_a_value_or_type_error():
         module(np.ones((2, 12), np.float32))
     with pytest.raises(ValueError, match="needs rank="):
         kcp.torch.Linear([4, 3], [2, 2])
+
+
+def test_save_file_and_load_file_round_trip(tmp_path):
+    module = kcp.torch.Linear([4, 6], [3, 4], format="bt", blocks=2, ranks=[2, 2])
+    path = tmp_path / "bt.safetensors"
+    module.save_file(path)
+    other = kcp.torch.Linear([4, 6], [3, 4], format="bt", blocks=2, ranks=[2, 2])
+    x = torch.randn(3, 24)
+    assert not torch.equal(module(x), other(x))
+    other.load_file(path)
+    assert torch.equal(module(x), other(x))
+    # The same file through the NumPy layer (the names the Rust crate uses).
+    cores, bias = module.layer.load_weights(path)
+    assert all(np.array_equal(c, p.detach().numpy()) for c, p in zip(cores, module.cores))

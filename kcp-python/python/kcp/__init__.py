@@ -84,8 +84,27 @@ class Layer:
         x, dy = _matrix(x, "x"), _matrix(dy, "dy")
         return self._layer.backward(x, dy, _cores(cores), _vector(bias, "bias"), bool(dx), _threads(threads))
 
+    def load_weights(self, path):
+        """The cores and bias of a weight file written by `save_weights`, the Rust layers or the
+        `kcp` command line (safetensors: the cores under `core_names`, `bias`), checked against
+        the layer: `(cores, bias)`. An unreadable file is an OSError, one that does not hold
+        this layer a ValueError."""
+        return self._layer.load(_path(path))
+
+    def save_weights(self, path, cores, bias=None):
+        """Write the cores and bias as a weight file that `load_weights`, the Rust layers and the
+        `kcp` command line read: complete, or not at all (an old file of that name stays)."""
+        self._layer.save(_path(path), _cores(cores), _vector(bias, "bias"))
+
     def __repr__(self):
         return repr(self._layer)
+
+
+def _path(path):
+    import os
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, found {type(path).__name__}")
+    return os.fspath(path)
 
 
 def _float32(array, name):

@@ -102,6 +102,24 @@ class Linear(nn.Module):
         threads = self.threads if self.threads is not None else max(1, torch.get_num_threads())
         return _Apply.apply(self.layer, threads, x, self.bias, *self.cores)
 
+    def save_file(self, path):
+        """Write the cores and bias as a weight file (safetensors, the cores under
+        `core_names`): the file the Rust layers and the `kcp` command line read."""
+        cores = [c.detach().contiguous().numpy() for c in self.cores]
+        bias = None if self.bias is None else self.bias.detach().contiguous().numpy()
+        self.layer.save_weights(path, cores, bias)
+
+    def load_file(self, path):
+        """Read the cores and bias from a weight file (as `save_file`, the Rust layers and the
+        `kcp` command line write them) into this module's parameters."""
+        cores, bias = self.layer.load_weights(path)
+        with torch.no_grad():
+            for parameter, values in zip(self.cores, cores):
+                parameter.copy_(torch.from_numpy(values))
+            if self.bias is not None:
+                self.bias.copy_(torch.from_numpy(bias))
+        return self
+
     def extra_repr(self):
         return (f"in_shape={self.layer.in_shape}, out_shape={self.layer.out_shape}, format={self.layer.format!r}, "
                 f"params={self.layer.params}, bias={self.bias is not None}")
