@@ -115,3 +115,54 @@ def test_save_file_and_load_file_round_trip(tmp_path):
     # The same file through the NumPy layer (the names the Rust crate uses).
     cores, bias = module.layer.load_weights(path)
     assert all(np.array_equal(c, p.detach().numpy()) for c, p in zip(cores, module.cores))
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_cells_match_torch_with_the_dense_input_weight(kind, batch_first):
+    # nn.LSTM / nn.GRU with weight_ih_l0 the dense W of the cores: the same outputs, final
+    # state and gradients.
+    torch.manual_seed(5)
+    hidden, gates = 3, 4 if kind == "lstm" else 3
+    make = kcp.torch.LSTM if kind == "lstm" else kcp.torch.GRU
+    ours = make([4, 3], [gates, hidden], hidden, format="kcp", rank=2, batch_first=batch_first)
+    theirs = (torch.nn.LSTM if kind == "lstm" else torch.nn.GRU)(12, hidden, batch_first=batch_first)
+    with torch.no_grad():
+        w = dense(torch.einsum, "kcp", 2, ours.input.core_names, list(ours.input.cores), gates * hidden, 12)
+        theirs.weight_ih_l0.copy_(w)
+        theirs.weight_hh_l0.copy_(ours.weight_hh_l0)
+        theirs.bias_ih_l0.copy_(ours.bias_ih_l0)
+        theirs.bias_hh_l0.copy_(ours.bias_hh_l0)
+    steps, batch = 5, 2
+    x = torch.randn((batch, steps, 12) if batch_first else (steps, batch, 12))
+    x_ours, x_theirs = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out, state = ours(x_ours)
+    want, want_state = theirs(x_theirs)
+    assert torch.allclose(out, want, atol=1e-5)
+    states = state if kind == "lstm" else (state,)
+    want_states = want_state if kind == "lstm" else (want_state,)
+    for s, w_s in zip(states, want_states):
+        assert s.shape == w_s.shape and torch.allclose(s, w_s, atol=1e-5)
+    dout = torch.randn_like(out)
+    (out * dout).sum().backward()
+    (want * dout).sum().backward()
+    assert torch.allclose(x_ours.grad, x_theirs.grad, atol=1e-5)
+    assert torch.allclose(ours.weight_hh_l0.grad, theirs.weight_hh_l0.grad, atol=1e-5)
+    assert torch.allclose(ours.bias_hh_l0.grad, theirs.bias_hh_l0.grad, atol=1e-5)
+    assert torch.allclose(ours.bias_ih_l0.grad, theirs.bias_ih_l0.grad, atol=1e-5)
+    # The cores' gradients: dW (torch's) pulled back through the einsum.
+    cores = [c.detach().clone().requires_grad_() for c in ours.input.cores]
+    w = dense(torch.einsum, "kcp", 2, ours.input.core_names, cores, gates * hidden, 12)
+    (w * theirs.weight_ih_l0.grad).sum().backward()
+    for got, leaf in zip(ours.input.cores, cores):
+        assert torch.allclose(got.grad, leaf.grad, atol=1e-4)
+
+
+def test_cell_bad_input():
+    with pytest.raises(ValueError, match="4 x hidden"):
+        kcp.torch.LSTM([4, 3], [3, 3], 3, rank=2)
+    lstm = kcp.torch.LSTM([4, 3], [4, 3], 3, rank=2)
+    with pytest.raises(ValueError, match=r"\[T, B, N\]"):
+        lstm(torch.randn(5, 12))
+    with pytest.raises(ValueError, match="hidden"):
+        kcp.torch.GRU([4, 3], [3, 3], 0, rank=2)

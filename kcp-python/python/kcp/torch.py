@@ -1,5 +1,6 @@
 """PyTorch modules on kcp's layers: `kcp.torch.Linear`, an `nn.Module` whose forward and
-backward passes are kcp's planned kernels (a `torch.autograd.Function`).
+backward passes are kcp's planned kernels (a `torch.autograd.Function`), and `LSTM` and `GRU`
+whose input projection is such a layer.
 
     import kcp.torch
     layer = kcp.torch.Linear([8, 20, 20, 18], [4, 4, 4, 16], format="kcp", rank=4)
@@ -19,7 +20,7 @@ from torch import nn
 
 from . import Layer as _Layer
 
-__all__ = ["Linear"]
+__all__ = ["Linear", "LSTM", "GRU"]
 
 
 class _Apply(torch.autograd.Function):
@@ -123,3 +124,114 @@ class Linear(nn.Module):
     def extra_repr(self):
         return (f"in_shape={self.layer.in_shape}, out_shape={self.layer.out_shape}, format={self.layer.format!r}, "
                 f"params={self.layer.params}, bias={self.bias is not None}")
+
+
+class _Recurrent(nn.Module):
+    """The shared part of LSTM and GRU: the input projection `input` (a `Linear` of `gates`
+    times `hidden` outputs, kcp's kernels forward and backward), run once over every step of the
+    sequence, then the recurrence in torch operations (BPTT by torch's autograd)."""
+
+    gates = None
+
+    def __init__(self, in_shape, out_shape, hidden, format="kcp", rank=None, ranks=None, blocks=None, bias=True,
+                 batch_first=False, threads=None):
+        super().__init__()
+        if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
+            raise ValueError(f"hidden must be a positive integer, found {hidden!r}")
+        self.input = Linear(in_shape, out_shape, format=format, rank=rank, ranks=ranks, blocks=blocks, bias=bias,
+                            threads=threads)
+        g = self.gates * hidden
+        if self.input.out_features != g:
+            raise ValueError(f"out_shape must multiply to {self.gates} x hidden = {g} (the gates stacked), "
+                             f"found {self.input.out_features}")
+        self.hidden_size, self.batch_first = hidden, batch_first
+        self.input_size = self.input.in_features
+        self.weight_hh_l0 = nn.Parameter(torch.empty(g, hidden, dtype=torch.float32))
+        if bias:
+            self.bias_hh_l0 = nn.Parameter(torch.empty(g, dtype=torch.float32))
+        else:
+            self.register_parameter("bias_hh_l0", None)
+        bound = 1.0 / math.sqrt(hidden)
+        with torch.no_grad():
+            self.weight_hh_l0.uniform_(-bound, bound)
+            if self.bias_hh_l0 is not None:
+                self.bias_hh_l0.uniform_(-bound, bound)
+
+    @property
+    def bias_ih_l0(self):
+        """The input projection's bias, under PyTorch's name."""
+        return self.input.bias
+
+    def _sequence(self, x):
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x must be a torch.Tensor, found {type(x).__name__}")
+        if x.dim() != 3:
+            raise ValueError(f"x must be [T, B, N] ([B, T, N] with batch_first), found {list(x.shape)}")
+        return x.transpose(0, 1) if self.batch_first else x
+
+    def _projected(self, x):
+        steps, batch = x.shape[0], x.shape[1]
+        return self.input(x.reshape(steps * batch, -1)).reshape(steps, batch, -1)
+
+    def _output(self, hs):
+        out = torch.stack(hs)
+        return out.transpose(0, 1) if self.batch_first else out
+
+
+class LSTM(_Recurrent):
+    """`nn.LSTM`'s equations (one layer, one direction) whose input weight `weight_ih_l0` is a
+    compressed layer: `input` (a `kcp.torch.Linear` whose `out_shape` multiplies to 4 x
+    hidden, the gates stacked i, f, g, o as PyTorch stacks them). Input `[T, B, N]` (or
+    `[B, T, N]` with `batch_first=True`), an optional `(h_0, c_0)` each `[1, B, H]`; returns
+    `(output, (h_n, c_n))` as `nn.LSTM` does. `weight_hh_l0`, `bias_hh_l0` and `bias_ih_l0`
+    (the projection's bias) carry PyTorch's names."""
+
+    gates = 4
+
+    def forward(self, x, state=None):
+        x = self._sequence(x)
+        batch, h_size = x.shape[1], self.hidden_size
+        if state is None:
+            h = x.new_zeros(batch, h_size)
+            c = x.new_zeros(batch, h_size)
+        else:
+            h, c = state[0].reshape(batch, h_size), state[1].reshape(batch, h_size)
+        projected = self._projected(x)
+        hs = []
+        for step in projected:
+            gates = step + h @ self.weight_hh_l0.T
+            if self.bias_hh_l0 is not None:
+                gates = gates + self.bias_hh_l0
+            i, f, g, o = gates.chunk(4, dim=1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(c)
+            hs.append(h)
+        return self._output(hs), (h.unsqueeze(0), c.unsqueeze(0))
+
+
+class GRU(_Recurrent):
+    """`nn.GRU`'s equations (one layer, one direction) whose input weight is a compressed
+    layer: `input`, whose `out_shape` multiplies to 3 x hidden (the gates stacked r, z, n as
+    PyTorch stacks them). Input as `LSTM`'s, an optional `h_0` `[1, B, H]`; returns
+    `(output, h_n)` as `nn.GRU` does."""
+
+    gates = 3
+
+    def forward(self, x, h0=None):
+        x = self._sequence(x)
+        batch, h_size = x.shape[1], self.hidden_size
+        h = x.new_zeros(batch, h_size) if h0 is None else h0.reshape(batch, h_size)
+        projected = self._projected(x)
+        hs = []
+        for step in projected:
+            hidden = h @ self.weight_hh_l0.T
+            if self.bias_hh_l0 is not None:
+                hidden = hidden + self.bias_hh_l0
+            ir, iz, inn = step.chunk(3, dim=1)
+            hr, hz, hn = hidden.chunk(3, dim=1)
+            r = torch.sigmoid(ir + hr)
+            z = torch.sigmoid(iz + hz)
+            n = torch.tanh(inn + r * hn)
+            h = (1 - z) * n + z * h
+            hs.append(h)
+        return self._output(hs), h.unsqueeze(0)
