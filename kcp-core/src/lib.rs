@@ -21,6 +21,6 @@ mod tuning;
 pub use backward::{BackwardKernel, BackwardProgram, Kept};
 pub use cell::CellKind;
 pub use check::ProgramError;
-pub use kernels::{Block, Gemm, Isa, Real, Repeat};
+pub use kernels::{Block, Blocks, Gemm, Isa, Real, Repeat, Route};
 pub use program::{Buffer, CoreShape, Inner, Kernel, Loop, Program, RowsFromA};
 pub use rng::Rng;

@@ -9,7 +9,7 @@
 
 use std::fmt;
 
-use crate::kernels::{axpy, dot, gemm, mul_add, Block, Gemm, Real, Repeat};
+use crate::kernels::{axpy, dot, gemm, mul_add, Gemm, Isa, Real, Repeat};
 
 /// A buffer a kernel reads or writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -431,7 +431,7 @@ impl fmt::Display for Kernel {
                 if g.outer > 1 {
                     write!(f, " x {} (a +{}, w +{})", g.outer, g.a_outer, g.w_outer)?;
                 }
-                called(f, written_out, g.repeat, g.len, g.block)
+                called(f, written_out, g.repeat, &g)
             }
             Inner::GemmRowsFromA { shape: g, written_out } => {
                 write!(
@@ -447,25 +447,27 @@ impl fmt::Display for Kernel {
                     g.a_row,
                     g.w_col
                 )?;
-                called(f, written_out, g.repeat, g.len, g.gemm().block)
+                called(f, written_out, g.repeat, &g.gemm())
             }
         }
     }
 }
 
-/// What a called GEMM adds to its line: the products it repeats inside the call, and the
-/// AVX-512 register block (none for a product of at most [`Gemm::NARROW`] floats a row).
-fn called(f: &mut fmt::Formatter<'_>, written_out: bool, repeat: Repeat, len: usize, block: Block) -> fmt::Result {
+/// What a called GEMM adds to its line: the products it repeats inside the call (`r`, with the
+/// strides the line names), and how the micro-kernel runs it (`g`'s [`Gemm::route`], the
+/// decision the kernels dispatch on), on each SIMD path where the two differ.
+fn called(f: &mut fmt::Formatter<'_>, written_out: bool, r: Repeat, g: &Gemm) -> fmt::Result {
     if written_out {
         return Ok(());
     }
-    if repeat.count > 1 {
-        write!(f, ", {} times in one call (out +{}, a +{}, w +{})", repeat.count, repeat.out, repeat.a, repeat.w)?;
+    if r.count > 1 {
+        write!(f, ", {} times in one call (out +{}, a +{}, w +{})", r.count, r.out, r.a, r.w)?;
     }
-    if len <= Gemm::NARROW {
-        return write!(f, ", narrow (AVX2 blocks)");
+    match (g.route(Isa::Avx512), g.route(Isa::Avx2)) {
+        (Some(wide), Some(narrow)) if wide == narrow => write!(f, ", {wide}"),
+        (Some(wide), Some(narrow)) => write!(f, ", AVX-512 {wide}; AVX2 {narrow}"),
+        _ => Ok(()),
     }
-    write!(f, ", block {block}")
 }
 
 impl fmt::Display for Program {

@@ -3,7 +3,7 @@
 use std::arch::x86_64::*;
 
 use super::shape::Swept;
-use super::Gemm;
+use super::{Blocks, Gemm, Isa, Route};
 use crate::tuning::{MR, NARROW_MR, PREFETCH, PREFETCH_MIN_LEN, TALL_MR};
 
 /// The blocked product, each of its repeats.
@@ -14,19 +14,21 @@ use crate::tuning::{MR, NARROW_MR, PREFETCH, PREFETCH_MIN_LEN, TALL_MR};
 pub(super) unsafe fn gemm(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
     // SAFETY: the function's contract (its `# Safety`) is what these operations need.
     unsafe {
-        if let Some(d) = g.dots() {
-            for ([o, ia, iw], once) in d.products(a.len(), w.len()) {
-                // SAFETY: the extents of `d` are those of `g`.
-                dots(&mut out[o..], &a[ia..], &w[iw..], once);
+        match g.route(Isa::Avx2) {
+            Some(Route::Dots(d)) => {
+                for ([o, ia, iw], once) in d.products(a.len(), w.len()) {
+                    // SAFETY: the extents of `d` are those of `g`.
+                    dots(&mut out[o..], &a[ia..], &w[iw..], once);
+                }
             }
-            return;
-        }
-        if g.interleaves(8..PREFETCH_MIN_LEN) {
-            return interleaved(out, a, w, g);
-        }
-        for ([o, ia, iw], once) in g.products(a.len(), w.len()) {
-            // SAFETY: the extents of `g` cover every repeat's.
-            product(&mut out[o..], &a[ia..], &w[iw..], once);
+            Some(Route::Interleaved(_)) => interleaved(out, a, w, g),
+            Some(Route::Products { packed, blocks }) => {
+                for ([o, ia, iw], once) in g.products(a.len(), w.len()) {
+                    // SAFETY: the extents of `g` cover every repeat's.
+                    product(&mut out[o..], &a[ia..], &w[iw..], once, packed, blocks);
+                }
+            }
+            Some(Route::Portable) | None => g.run_portable(out, a, w),
         }
     }
 }
@@ -63,19 +65,20 @@ unsafe fn interleaved(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
     }
 }
 
-/// One product.
+/// One product, as its route says: `a` packed first if `packed`, then `blocks` (the narrow
+/// ones, or the 8-float ones).
 ///
 /// # Safety
 /// As for [`gemm`].
 #[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn product(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
+pub(super) unsafe fn product(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm, packed: bool, blocks: Blocks) {
     // SAFETY: the function's contract (its `# Safety`) is what these operations need.
     unsafe {
-        if g.a_col != 1 {
+        if packed {
             // Pack the transposed a into [outer][depth][len], then run the contiguous product.
             // SAFETY: the packed product's extents are those of `a`'s packed copy.
             return g
-                .with_packed_a(a, |packed, contiguous| product(out, packed, w, contiguous))
+                .with_packed_a(a, |packed, contiguous| product(out, packed, w, contiguous, false, blocks))
                 .unwrap_or_else(|| g.run_portable(out, a, w));
         }
         // Short rows of x stream slowly from DRAM (the hardware prefetcher does not follow
@@ -89,7 +92,7 @@ pub(super) unsafe fn product(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
         let end = a.as_ptr_range().end;
         let (out, a, w) = (out.as_mut_ptr(), a.as_ptr(), w.as_ptr());
         first_lines(a, end, &g);
-        if (4..8).contains(&g.len) {
+        if blocks == Blocks::Narrow {
             return narrow(out, a, w, &g);
         }
         // Blocks one vector wide take twice the rows, to keep as many FMA chains in flight.

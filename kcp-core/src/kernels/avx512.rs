@@ -5,7 +5,7 @@
 use std::arch::x86_64::*;
 
 use super::shape::Swept;
-use super::{Block, Gemm, Repeat};
+use super::{Block, Blocks, Gemm, Isa, Repeat, Route};
 use crate::tuning::{PREFETCH, PREFETCH_MIN_LEN};
 
 /// `$body` with `R` and `V` the constants `$rows` and `$vectors` (a block [`Block::clamped`]
@@ -44,19 +44,21 @@ const LANES: usize = 16;
 pub(super) unsafe fn gemm(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
     // SAFETY: the function's contract (its `# Safety`) is what these operations need.
     unsafe {
-        if let Some(d) = g.dots() {
-            for ([o, ia, iw], once) in d.products(a.len(), w.len()) {
-                // SAFETY: the extents of `d` are those of `g`.
-                dots(&mut out[o..], &a[ia..], &w[iw..], once);
+        match g.route(Isa::Avx512) {
+            Some(Route::Dots(d)) => {
+                for ([o, ia, iw], once) in d.products(a.len(), w.len()) {
+                    // SAFETY: the extents of `d` are those of `g`.
+                    dots(&mut out[o..], &a[ia..], &w[iw..], once);
+                }
             }
-            return;
-        }
-        if g.interleaves(Gemm::NARROW + 1..PREFETCH_MIN_LEN) {
-            return interleaved(out, a, w, g);
-        }
-        for ([o, ia, iw], once) in g.products(a.len(), w.len()) {
-            // SAFETY: the extents of `g` cover every repeat's.
-            product(&mut out[o..], &a[ia..], &w[iw..], once);
+            Some(Route::Interleaved(_)) => interleaved(out, a, w, g),
+            Some(Route::Products { packed, blocks }) => {
+                for ([o, ia, iw], once) in g.products(a.len(), w.len()) {
+                    // SAFETY: the extents of `g` cover every repeat's.
+                    product(&mut out[o..], &a[ia..], &w[iw..], once, packed, blocks);
+                }
+            }
+            Some(Route::Portable) | None => g.run_portable(out, a, w),
         }
     }
 }
@@ -126,23 +128,23 @@ unsafe fn block_over(
     }
 }
 
-/// One product.
+/// One product, as its route says: `a` packed first if `packed`, then `blocks` (the AVX2
+/// kernel's for a product of at most [`Gemm::NARROW`] floats a row, half a 16-float vector).
 ///
 /// # Safety
 /// As for [`gemm`].
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn product(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
+unsafe fn product(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm, packed: bool, blocks: Blocks) {
     // SAFETY: the function's contract (its `# Safety`) is what these operations need.
     unsafe {
-        if g.len <= Gemm::NARROW {
-            // Half a 16-float vector or less: the AVX2 blocks, whose 8-float vectors are full.
+        if !matches!(blocks, Blocks::Avx512(_)) {
             // SAFETY: the CPU has AVX2 and FMA (with AVX-512F), the slices cover the extents.
-            return super::avx2::product(out, a, w, g);
+            return super::avx2::product(out, a, w, g, packed, blocks);
         }
-        if g.a_col != 1 {
+        if packed {
             // SAFETY: the packed product's extents are those of `a`'s packed copy.
             return g
-                .with_packed_a(a, |packed, contiguous| product(out, packed, w, contiguous))
+                .with_packed_a(a, |packed, contiguous| product(out, packed, w, contiguous, false, blocks))
                 .unwrap_or_else(|| g.run_portable(out, a, w));
         }
         // As in the AVX2 kernel: short rows of x with a next row there sweep its slab into L2.

@@ -22,7 +22,7 @@ mod shape;
 #[cfg(test)]
 mod tests;
 
-pub use shape::{Block, Gemm, Repeat};
+pub use shape::{Block, Blocks, Gemm, Repeat, Route};
 
 /// The element types kernels run on: f32 in layers, f64 in reference checks.
 pub trait Real: Copy + Default + Send + Sync + Add<Output = Self> + Mul<Output = Self> + AddAssign + 'static {

@@ -1,7 +1,7 @@
 //! [`Gemm`]: the shape of one small matrix product, and its portable loops.
 
-use super::{axpy, Real};
-use crate::tuning::STREAM_MAX_LEN;
+use super::{axpy, Isa, Real};
+use crate::tuning::{PREFETCH_MIN_LEN, STREAM_MAX_LEN};
 
 /// The operand of a product whose next row is swept into L2 ([`Gemm::sweep`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -121,7 +121,92 @@ impl std::fmt::Display for Block {
     }
 }
 
+/// How a SIMD path's micro-kernel runs a called product. It follows from the product's shape
+/// alone ([`Gemm::route`]), which the lowering fixes: the kernels dispatch on it, and a loop
+/// nest prints it, so what a nest says is what runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Route {
+    /// Register blocks of dot products along the sum, both operands contiguous along it: the
+    /// product as [`Gemm::dots`] recasts it.
+    Dots(Gemm),
+    /// The repeats block by block: each register block over every product in turn (short
+    /// products repeated inside the call).
+    Interleaved(Blocks),
+    /// Each product on its own, `a` first packed into contiguous rows where it is transposed.
+    Products {
+        /// Whether `a` is packed first.
+        packed: bool,
+        /// The register blocks.
+        blocks: Blocks,
+    },
+    /// The portable loops: a transposed `a` larger than [`Gemm::PACK`].
+    Portable,
+}
+
+/// The register blocks a route runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Blocks {
+    /// The AVX-512 blocks, of this shape ([`Block::clamped`]).
+    Avx512(Block),
+    /// The AVX2 blocks of 8-float vectors (on the AVX-512 path too, for products of at most
+    /// [`Gemm::NARROW`] floats a row, which a 16-float vector would half fill).
+    Avx2,
+    /// The AVX2 128-bit blocks of 4 columns, for rows of 4 to 7 floats.
+    Narrow,
+}
+
+impl std::fmt::Display for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Route::Dots(_) => f.write_str("dots"),
+            Route::Interleaved(blocks) => write!(f, "interleaved, {blocks}"),
+            Route::Products { packed: true, blocks } => write!(f, "packed, {blocks}"),
+            Route::Products { packed: false, blocks } => write!(f, "{blocks}"),
+            Route::Portable => f.write_str("portable loops"),
+        }
+    }
+}
+
+impl std::fmt::Display for Blocks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Blocks::Avx512(block) => write!(f, "block {block}"),
+            Blocks::Avx2 => f.write_str("8-float blocks"),
+            Blocks::Narrow => f.write_str("4-float blocks"),
+        }
+    }
+}
+
 impl Gemm {
+    /// How the micro-kernel of `isa` runs this product (`None` on the portable path, which has
+    /// no micro-kernel): dots where both operands run along the sum and it is long, the repeats
+    /// interleaved where they are short products, otherwise each product on its own, packed
+    /// first where `a` is transposed, in the blocks its row length suits.
+    pub fn route(&self, isa: Isa) -> Option<Route> {
+        let (interleave_from, blocks) = match isa {
+            Isa::Portable => return None,
+            Isa::Avx2 => (8, if (4..8).contains(&self.len) { Blocks::Narrow } else { Blocks::Avx2 }),
+            Isa::Avx512 => {
+                let blocks = match self.len {
+                    len if len > Gemm::NARROW => Blocks::Avx512(self.block.clamped()),
+                    4..=7 => Blocks::Narrow,
+                    _ => Blocks::Avx2,
+                };
+                (Gemm::NARROW + 1, blocks)
+            }
+        };
+        if let Some(dots) = self.dots() {
+            return Some(Route::Dots(dots));
+        }
+        if self.interleaves(interleave_from..PREFETCH_MIN_LEN) {
+            return Some(Route::Interleaved(blocks));
+        }
+        if self.a_col != 1 && self.outer.saturating_mul(self.depth).saturating_mul(self.len) > Gemm::PACK {
+            return Some(Route::Portable);
+        }
+        Some(Route::Products { packed: self.a_col != 1, blocks })
+    }
+
     /// The most elements of a transposed `a` (`outer * depth * len`) that the micro-kernel packs.
     pub const PACK: usize = 1024;
     /// The shortest sum over which a product whose operands are both contiguous along it (a

@@ -216,3 +216,35 @@ fn a_cap_lowers_the_path_and_names_round_trip() {
     assert!(Isa::available().all(|isa| isa <= Isa::detected()));
     assert_eq!(Isa::available().last(), Some(Isa::detected()));
 }
+
+/// The routes of typical products, on each SIMD path: what the nests print and the kernels run.
+#[test]
+fn routes_follow_the_shape() {
+    use super::{Blocks, Isa, Route};
+    let wide = Gemm::row_major(4, 20, 360);
+    assert_eq!(wide.route(Isa::Portable), None);
+    assert_eq!(wide.route(Isa::Avx2), Some(Route::Products { packed: false, blocks: Blocks::Avx2 }));
+    assert_eq!(
+        wide.route(Isa::Avx512),
+        Some(Route::Products { packed: false, blocks: Blocks::Avx512(wide.block.clamped()) })
+    );
+    // Rows of 4 to 7 floats: the 128-bit blocks on both paths.
+    let narrow = Gemm::row_major(8, 5, 6);
+    for isa in [Isa::Avx2, Isa::Avx512] {
+        assert_eq!(narrow.route(isa), Some(Route::Products { packed: false, blocks: Blocks::Narrow }));
+    }
+    // A transposed a: packed, unless too large to pack.
+    let transposed = Gemm { a_col: 20, a_row: 1, ..Gemm::row_major(4, 20, 18) };
+    assert_eq!(transposed.route(Isa::Avx2), Some(Route::Products { packed: true, blocks: Blocks::Avx2 }));
+    let huge = Gemm { a_col: 64, a_row: 1, w_col: 4, w_row: 1, ..Gemm::row_major(4, 64, 64) };
+    assert_eq!(huge.route(Isa::Avx512), Some(Route::Portable));
+    // Both operands along a long sum, few rows: dots.
+    let dots = Gemm { a_col: 256, a_row: 1, w_col: 1, w_row: 256, ..Gemm::row_major(2, 256, 8) };
+    assert!(matches!(dots.route(Isa::Avx512), Some(Route::Dots(_))));
+    // Short products repeated inside one call: interleaved on AVX2 from 8 floats, on AVX-512
+    // from 9 (8 floats run in the AVX2 blocks there).
+    let repeated = |len| Gemm { repeat: Repeat { count: 8, out: 64, a: 64, w: 0 }, ..Gemm::row_major(2, 4, len) };
+    assert!(matches!(repeated(8).route(Isa::Avx2), Some(Route::Interleaved(Blocks::Avx2))));
+    assert!(matches!(repeated(8).route(Isa::Avx512), Some(Route::Products { .. })));
+    assert!(matches!(repeated(12).route(Isa::Avx512), Some(Route::Interleaved(Blocks::Avx512(_)))));
+}
