@@ -166,8 +166,8 @@ fn select(cap: Option<Isa>) -> Isa {
 /// `#[target_feature]` function for code outside this crate: generated code stays safe Rust.
 #[inline(always)]
 pub fn dispatch<R>(f: impl FnOnce() -> R) -> R {
-    match isa() {
-        // SAFETY: `isa` never selects a path the CPU lacks; each is compiled for its own.
+    match Supported::selected().isa() {
+        // SAFETY: a `Supported` path is one the CPU has; each is compiled for its own.
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => unsafe { with_avx512(f) },
         #[cfg(target_arch = "x86_64")]
@@ -252,27 +252,57 @@ pub fn gemm<T: Real>(out: &mut [T], a: &[T], w: &[T], g: Gemm) {
     T::gemm(out, a, w, g)
 }
 
+/// A path this CPU has, as a value: the capability the SIMD kernels need, which only detection
+/// makes ([`Supported::selected`]; the tests also take every available one), so that "this CPU has AVX-512"
+/// is a fact a function takes as an argument rather than a promise its callers keep.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Supported(Isa);
+
+impl Supported {
+    /// The path [`isa`] selects (never more than the CPU has: [`select`] caps it).
+    #[inline(always)]
+    pub(crate) fn selected() -> Supported {
+        Supported(isa())
+    }
+
+    /// Every path this CPU has (the kernel tests run each).
+    #[cfg(test)]
+    pub(crate) fn available() -> impl Iterator<Item = Supported> {
+        Isa::available().map(Supported)
+    }
+
+    /// The path.
+    pub(crate) fn isa(self) -> Isa {
+        self.0
+    }
+}
+
+impl std::fmt::Display for Supported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// The f32 product on the path [`isa`] selects.
 #[inline(always)]
 fn gemm_f32(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
-    gemm_on(isa(), out, a, w, g);
+    gemm_on(Supported::selected(), out, a, w, g);
 }
 
-/// The f32 product on path `isa`, which the CPU must have: a micro-kernel where there is work
-/// to do (a product with an empty dimension runs the portable loops, which do at most the
-/// zeroing that `overwrite` asks for, and form no pointer).
+/// The f32 product on path `path`: a micro-kernel where there is work to do (a product with an
+/// empty dimension runs the portable loops, which do at most the zeroing that `overwrite` asks
+/// for, and form no pointer).
 #[inline(always)]
-fn gemm_on(isa: Isa, out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
-    debug_assert!(isa <= Isa::detected());
+fn gemm_on(path: Supported, out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
     #[cfg(target_arch = "x86_64")]
-    if isa > Isa::Portable && !g.is_empty() {
+    if path.isa() > Isa::Portable && !g.is_empty() {
         let fits = g.extents().is_some_and(|[o, ia, iw]| out.len() >= o && a.len() >= ia && w.len() >= iw);
         if fits {
-            // SAFETY: the CPU has the path's features (the caller's contract, kept by `isa`),
+            // SAFETY: the CPU has the path's features (`Supported` is made by detection only),
             // and every slice is at least as long as the highest index the product touches
             // (`extents`).
             unsafe {
-                match isa {
+                match path.isa() {
                     Isa::Avx512 => avx512::gemm(out, a, w, g),
                     _ => avx2::gemm(out, a, w, g),
                 }
@@ -293,7 +323,7 @@ pub fn transpose(from: &[f32], to: &mut [f32], rows: usize, cols: usize) {
     let len = rows.saturating_mul(cols);
     let (from, to) = (&from[..len], &mut to[..len]);
     #[cfg(target_arch = "x86_64")]
-    if isa() >= Isa::Avx2 {
+    if Supported::selected().isa() >= Isa::Avx2 {
         let (full_rows, full_cols) = (rows / 8 * 8, cols / 8 * 8);
         // SAFETY: the CPU has AVX2, and every tile lies within both slices (cut to size above).
         unsafe { avx2::transpose_tiles(from, to, rows, cols, full_rows, full_cols) };

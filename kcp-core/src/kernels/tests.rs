@@ -10,14 +10,14 @@ use crate::Rng;
 /// extents, empty where those are 0: no kernel may form a pointer past them).
 #[test]
 fn gemm_matches_the_portable_product() {
-    for isa in Isa::available() {
+    for isa in Supported::available() {
         products_match_on(isa);
     }
 }
 
 /// The f32 product `g` on path `isa` against the portable f64 one, on random operands and a
 /// random starting `out` (slices exactly as long as the extents), to within `tolerance`.
-fn matches_portable(isa: Isa, g: Gemm, next: &mut impl FnMut() -> f32, tolerance: f64) {
+fn matches_portable(isa: Supported, g: Gemm, next: &mut impl FnMut() -> f32, tolerance: f64) {
     let [o, ia, iw] = g.extents().unwrap();
     let a: Vec<f32> = (0..ia).map(|_| next()).collect();
     let w: Vec<f32> = (0..iw).map(|_| next()).collect();
@@ -32,7 +32,7 @@ fn matches_portable(isa: Isa, g: Gemm, next: &mut impl FnMut() -> f32, tolerance
     }
 }
 
-fn products_match_on(isa: Isa) {
+fn products_match_on(isa: Supported) {
     let mut rng = Rng::new(0x2545_f491_4f6c_dd1d);
     let mut next = move || rng.next_f64() as f32 / 2.0;
     let mut blocks = (0..).map(|k: usize| Block { rows: 1 + k % 17, vectors: 1 + k / 17 % 5 });
@@ -79,7 +79,7 @@ fn products_match_on(isa: Isa) {
 fn dots_match_the_portable_product() {
     let mut rng = Rng::new(0x0D07_5000);
     let mut next = move || rng.next_f64() as f32 / 2.0;
-    for isa in Isa::available() {
+    for isa in Supported::available() {
         for rows in [1, 2, 3, 4, 5, 9, 17] {
             for len in [1, 2, 3, 4, 5, 7, 8, 9, 20] {
                 for (depth, outer) in [(32, 1), (33, 1), (47, 1), (360, 1), (18, 2), (9, 4), (40, 3), (2, 1)] {
@@ -124,7 +124,7 @@ fn streaming_the_next_row_changes_nothing() {
         let a: Vec<f32> = (0..3 * slab).map(|v| (v % 17) as f32 - 8.0).collect();
         let w: Vec<f32> = (0..rows * depth).map(|v| (v % 5) as f32 - 2.0).collect();
         let plain = Gemm::row_major(rows, depth, len);
-        for isa in Isa::available() {
+        for isa in Supported::available() {
             let mut want = vec![0.0f32; rows * len];
             gemm_on(isa, &mut want, &a, &w, plain);
             // The next row right after this one, further on, or cut short by the slice.
@@ -157,7 +157,7 @@ fn streaming_the_next_row_of_w_changes_nothing() {
         };
         let swept = Gemm { stream: n, ..plain }.sweep(t.len(), 2 * n);
         assert_eq!(swept, Some((super::shape::Swept::W, slab)), "{rows}x{depth}x{len}");
-        for isa in Isa::available() {
+        for isa in Supported::available() {
             let mut want = vec![0.0f32; count * rows * len];
             gemm_on(isa, &mut want, &t, &x, plain);
             // The next row right after this one, and cut short by the slice.
