@@ -13,9 +13,9 @@
 
 pub use kcp_ir as ir;
 pub use kcp_runtime::{
-    isa, set_isa, write_atomically, BackwardKernel, BackwardProgram, Block, Buffer, CellGrads, CellKind, CoreShape,
-    Error, Executor, Gemm, Inner, Isa, Kept, Kernel, Loop, NamedTensor, Program, ProgramError, Recurrent,
-    RecurrentExecutor, Repeat, Rng, RowsFromA, ShapeError, State, Tape, Threads, Trace, Weights, GRAD_PARTS,
+    isa, set_isa, write_atomically, BackwardKernel, BackwardProgram, Block, Blocks, Buffer, CellGrads, CellKind,
+    CoreShape, Error, Executor, Gemm, Inner, Isa, Kept, Kernel, Loop, NamedTensor, Program, ProgramError, Recurrent,
+    RecurrentExecutor, Repeat, Rng, Route, RowsFromA, ShapeError, State, Tape, Threads, Trace, Weights, GRAD_PARTS,
     PAR_MIN_MACS,
 };
 #[cfg(feature = "files")]

@@ -29,8 +29,8 @@ pub use executor::{Executor, RecurrentExecutor};
 pub use files::write_atomically;
 pub use kcp_core::kernels::{isa, set_isa};
 pub use kcp_core::{
-    BackwardKernel, BackwardProgram, Block, Buffer, CellKind, CoreShape, Gemm, Inner, Isa, Kept, Kernel, Loop, Program,
-    ProgramError, Real, Repeat, Rng, RowsFromA,
+    BackwardKernel, BackwardProgram, Block, Blocks, Buffer, CellKind, CoreShape, Gemm, Inner, Isa, Kept, Kernel, Loop,
+    Program, ProgramError, Real, Repeat, Rng, Route, RowsFromA,
 };
 pub use recurrent::{Recurrent, State};
 pub use threads::Threads;
