@@ -237,15 +237,15 @@ fn hidden(layer: &LayerArgs, kind: CellKind) -> Result<usize> {
 /// one, the plan (and the backward plan).
 fn plan(layer: &LayerArgs, as_json: bool, backward: bool) -> Result<String> {
     let compiled = compile_layer(layer)?;
+    if as_json {
+        return Ok(format!("{}\n", kcp::report::plan_json(&compiled, layer.batch, backward)));
+    }
     let (network, plan) = (compiled.network(), &compiled.plan);
     let back = backward.then(|| compiled.backward(true));
     let dense_macs = layer.batch as u64 * network.dense_params();
     let references: Vec<_> =
         orders::references(network).into_iter().map(|r| (r.key, r.name, r.macs(network))).collect();
     let lanes = compiled.lanes.as_ref().map_or(1, |lanes| lanes.lanes);
-    if as_json {
-        return Ok(format!("{}\n", kcp::report::plan_json(&compiled, layer.batch, backward)));
-    }
     let mut out = format!("{}\n", compiled.spec);
     let cores: Vec<String> =
         network.cores().iter().enumerate().map(|(k, c)| format!("{} {:?}", c.name, network.shape(k))).collect();

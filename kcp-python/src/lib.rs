@@ -81,10 +81,14 @@ struct Layer {
     /// The backward programs: the cores' and bias' gradients, and those with dx.
     weights_only: BackwardProgram,
     with_dx: BackwardProgram,
-    cores: Vec<CoreShape>,
 }
 
 impl Layer {
+    /// The cores' names and shapes, in the order calls take them.
+    fn cores(&self) -> &[CoreShape] {
+        &self.compiled.nest.cores
+    }
+
     /// The executor of this layer with these cores and bias, all checked.
     fn executor(
         &self,
@@ -102,16 +106,16 @@ impl Layer {
         cores: &[PyReadonlyArrayDyn<'_, f32>],
         bias: Option<&PyReadonlyArray1<'_, f32>>,
     ) -> PyResult<Weights> {
-        if cores.len() != self.cores.len() {
+        if cores.len() != self.cores().len() {
             return Err(PyValueError::new_err(format!(
                 "the layer has {} cores ({}), found {}",
-                self.cores.len(),
+                self.cores().len(),
                 self.core_names().join(", "),
                 cores.len()
             )));
         }
         let mut values_of = Vec::with_capacity(cores.len());
-        for (array, core) in cores.iter().zip(&self.cores) {
+        for (array, core) in cores.iter().zip(self.cores()) {
             if array.shape() != core.shape.as_slice() {
                 return Err(PyValueError::new_err(format!(
                     "core {} must have shape {:?}, found {:?}",
@@ -163,8 +167,7 @@ impl Layer {
         let compiled = compiled(in_shape, out_shape, format, rank, ranks, blocks, bias, 1)?;
         let weights_only = lower_backward(&compiled.backward(false), &compiled.graph);
         let with_dx = lower_backward(&compiled.backward(true), &compiled.graph);
-        let cores = compiled.nest.cores.clone();
-        Ok(Layer { compiled, weights_only, with_dx, cores })
+        Ok(Layer { compiled, weights_only, with_dx })
     }
 
     /// The format's name.
@@ -206,13 +209,13 @@ impl Layer {
     /// The cores' names, in the order `forward` takes them.
     #[getter]
     fn core_names(&self) -> Vec<String> {
-        self.cores.iter().map(|c| c.name.clone()).collect()
+        self.cores().iter().map(|c| c.name.clone()).collect()
     }
 
     /// The cores' shapes, in `core_names` order.
     #[getter]
     fn core_shapes(&self) -> Vec<Vec<usize>> {
-        self.cores.iter().map(|c| c.shape.clone()).collect()
+        self.cores().iter().map(|c| c.shape.clone()).collect()
     }
 
     /// The per-core scales of a random initialisation (uniform in [-scale, scale]) that keeps
@@ -295,7 +298,7 @@ impl Layer {
         let dcores = grads
             .cores
             .iter()
-            .zip(&self.cores)
+            .zip(self.cores())
             .map(|(g, core)| g.to_pyarray(py).reshape(core.shape.clone()))
             .collect::<PyResult<Vec<_>>>()?;
         let dbias = grads.bias.map(|b| PyArray1::from_vec(py, b));
@@ -311,11 +314,11 @@ impl Layer {
         path: std::path::PathBuf,
     ) -> PyResult<(Vec<Bound<'py, PyArrayDyn<f32>>>, Option<Bound<'py, PyArray1<f32>>>)> {
         let bias_len = self.compiled.spec.bias().then(|| self.compiled.nest.output_size());
-        let weights = py.detach(|| Weights::load(&path, "", &self.cores, bias_len)).map_err(file_error)?;
+        let weights = py.detach(|| Weights::load(&path, "", self.cores(), bias_len)).map_err(file_error)?;
         let cores = weights
             .cores
             .iter()
-            .zip(&self.cores)
+            .zip(self.cores())
             .map(|(values, core)| values.to_pyarray(py).reshape(core.shape.clone()))
             .collect::<PyResult<Vec<_>>>()?;
         Ok((cores, weights.bias.map(|b| PyArray1::from_vec(py, b))))
@@ -331,7 +334,7 @@ impl Layer {
         cores: Vec<PyReadonlyArrayDyn<'_, f32>>,
         bias: Option<PyReadonlyArray1<'_, f32>>,
     ) -> PyResult<()> {
-        let tensors = self.weights(&cores, bias.as_ref())?.tensors("", &self.cores);
+        let tensors = self.weights(&cores, bias.as_ref())?.tensors("", self.cores());
         py.detach(|| kcp::save(&path, &tensors)).map_err(file_error)
     }
 
