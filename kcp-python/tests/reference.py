@@ -7,7 +7,6 @@ W has shape [M, N], rows i = (i_1..i_D) and columns j = (j_1..j_D) row-major, an
 
 import string
 
-LETTERS = iter(())
 
 
 def _letters():
