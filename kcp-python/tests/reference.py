@@ -8,7 +8,6 @@ W has shape [M, N], rows i = (i_1..i_D) and columns j = (j_1..j_D) row-major, an
 import string
 
 
-
 def _letters():
     return iter(string.ascii_letters)
 
