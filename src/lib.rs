@@ -19,7 +19,7 @@ pub use kcp_runtime::{
     PAR_MIN_MACS,
 };
 #[cfg(feature = "files")]
-pub use kcp_runtime::{save, TensorFile};
+pub use kcp_runtime::{load_recurrent, save, TensorFile};
 
 /// Declare a KCP layer whose forward pass is compiled from the planner's cheapest plan.
 ///

@@ -89,6 +89,14 @@ def test_forward_and_backward_match_the_dense_reference(case, bias):
     assert no_dx is None
     for got, leaf in zip(dcores2, leaves):
         assert relative_error(got, leaf.grad.numpy()) < 1e-4
+    # The training forward pass: the same y, and its trace gives the same gradients.
+    for want_dx in (True, False):
+        y_train, trace = layer.forward_train(x, cores, b, dx=want_dx)
+        assert np.array_equal(y_train, layer.forward(x, cores, b))
+        kept = trace.backward(dy)
+        again = layer.backward(x, dy, cores, b, dx=want_dx)
+        assert (kept[0] is None) == (not want_dx) and (want_dx is False or np.array_equal(kept[0], again[0]))
+        assert all(np.array_equal(k, a) for k, a in zip(kept[1], again[1]))
 
 
 def test_layer_reports_its_plan_and_sizes():
@@ -150,6 +158,15 @@ def test_bad_input_is_a_value_or_type_error():
         layer.forward(x, cores, b, threads=0)
     with pytest.raises(ValueError, match="dy must have shape"):
         layer.backward(x, np.ones((3, 4), np.float32), cores, b)
+    _, trace = layer.forward_train(x, cores, b)
+    with pytest.raises(ValueError, match="dy must have shape"):
+        trace.backward(np.ones((3, 4), np.float32))
+    with pytest.raises(TypeError, match="float32"):
+        trace.backward(np.ones((2, 4)))
+    with pytest.raises(ValueError, match="w must have shape"):
+        layer.compress(np.ones((4, 11), np.float32))
+    with pytest.raises(ValueError, match="cell"):
+        layer.load_cell("x.safetensors", "rnn")
     with pytest.raises(ValueError, match="unknown format"):
         kcp.Layer([4], [2], format="svd", rank=2)
     with pytest.raises(ValueError, match="needs ranks="):

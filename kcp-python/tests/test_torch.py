@@ -95,8 +95,12 @@ def test_bad_input_is_a_value_or_type_error():
         module(torch.randn(2, 12, dtype=torch.float64))
     with pytest.raises(ValueError, match=r"\[\.\.\., 12\]"):
         module(torch.randn(2, 11))
-    with pytest.raises(ValueError, match="CPU"):
-        module(torch.empty(2, 12, device="meta"))
+    with pytest.raises(ValueError, match="meta"):
+        module(torch.empty(2, 12, device="meta"))  # the parameters are on the CPU
+    with pytest.raises(ValueError, match="engine must be one of"):
+        module.engine = "gpu"
+    with pytest.raises(ValueError, match="engine must be one of"):
+        kcp.torch.Linear([4, 3], [2, 2], rank=2, engine=None)
     with pytest.raises(TypeError, match="Tensor"):
         module(np.ones((2, 12), np.float32))
     with pytest.raises(ValueError, match="needs rank="):

@@ -6,22 +6,25 @@ kernels, as NumPy functions (`kcp.Layer`) and PyTorch modules (`kcp.torch`).
     cores = layer.random_cores(seed=0)          # float32 arrays, in layer.core_names order
     y = layer.forward(x, cores, bias)           # x float32 [B, N] -> y [B, M]
     dx, dcores, dbias = layer.backward(x, dy, cores, bias, dx=True)
+    y, trace = layer.forward_train(x, cores, bias, dx=True)   # keeps what backward reads
+    dx, dcores, dbias = trace.backward(dy)                    # no second forward pass
     kcp.plan([8, 20, 20, 18], [4, 4, 4, 16], format="tt", ranks=[1, 4, 4, 4, 1])  # a dict
 
 Arrays are float32. A C-contiguous float32 array is used in place (no copy); a float32 array
 of another layout is copied once into C order; an array of any other dtype is a TypeError
 (convert it with `.astype(numpy.float32)`), so that no precision changes silently. Shapes that
 do not fit the layer are ValueErrors. Kernels run with the GIL released, on `threads` threads
-(None: all of the pool's).
+(None: all of the pool's). `kcp.data` generates the synthetic UCF11-shaped clips of the
+training example; `kcp.torch` holds the PyTorch modules.
 """
 
 import json
 
 import numpy as np
 
-from . import _kcp
+from . import _kcp, data
 
-__all__ = ["Layer", "plan", "formats"]
+__all__ = ["Layer", "plan", "formats", "data"]
 
 
 def formats():
@@ -80,9 +83,37 @@ class Layer:
 
     def backward(self, x, dy, cores, bias=None, dx=False, threads=None):
         """The gradients of `sum(dy * y)` for x `[B, N]` and dy `[B, M]`: `(dx, dcores, dbias)`,
-        dx None unless `dx=True`, dbias None for a layer without bias."""
+        dx None unless `dx=True`, dbias None for a layer without bias. Runs the forward pass
+        again; `forward_train` keeps it instead."""
         x, dy = _matrix(x, "x"), _matrix(dy, "dy")
         return self._layer.backward(x, dy, _cores(cores), _vector(bias, "bias"), bool(dx), _threads(threads))
+
+    def forward_train(self, x, cores, bias=None, dx=False, threads=None):
+        """y as `forward` computes it, and a trace whose `backward(dy, threads=None)` returns
+        the gradients as `backward` does without a second forward pass. The trace keeps x (a
+        float32 C-contiguous x itself, not a copy: do not change it in place before the
+        backward pass), the weights of this call and the intermediates the backward plan reads.
+        `dx`: whether that backward pass computes dx."""
+        x = _matrix(x, "x")
+        y, trace = self._layer.forward_train(x, _cores(cores), _vector(bias, "bias"), bool(dx), _threads(threads))
+        return y, Trace(trace)
+
+    @property
+    def einsum_steps(self):
+        """The plan as a list of einsum steps `(equation, inputs, output)`, load-time steps
+        first, in the planned order: inputs and output are `(kind, number)` with kind "x" (x as
+        `[B, *in_shape]`), "core", "temp" (an earlier step's result) or "y" (`[B, *out_shape]`).
+        `kcp.torch` runs them with `torch.einsum` on devices kcp's kernels do not serve."""
+        return [(eq, [tuple(i) for i in inputs], tuple(out)) for eq, inputs, out in self._layer.einsum_steps]
+
+    def compress(self, w, iters=100, seed=0):
+        """Cores fitted to a dense weight w `[M, N]` (float32): alternating least squares for a
+        kcp layer (at most `iters` sweeps from a random start drawn from `seed`), TT-SVD for a
+        tt layer (exact where the ranks allow), as `kcp compress` fits them; other formats are a
+        ValueError. Returns `(cores, relative_error, sweeps)` (sweeps None for TT-SVD),
+        relative_error `||W - W_fit||_F / ||W||_F`. The bias is not fitted."""
+        w = _matrix(w, "w")
+        return self._layer.compress(w, _integer(iters, "iters"), _integer(seed, "seed"))
 
     def load_weights(self, path):
         """The cores and bias of a weight file written by `save_weights`, the Rust layers or the
@@ -96,8 +127,33 @@ class Layer:
         `kcp` command line read: complete, or not at all (an old file of that name stays)."""
         self._layer.save(_path(path), _cores(cores), _vector(bias, "bias"))
 
+    def load_cell(self, path, cell):
+        """The weights of a recurrent layer (`cell` "lstm" or "gru") whose input projection is
+        this layer, from a file the Rust recurrent layers and `kcp run --cell` read
+        (`weight_ih.{core}`, `bias_ih`, `weight_hh`, `bias_hh`): `(cores, bias_ih, weight_hh,
+        bias_hh)`. The layer's M must be gates x hidden, and it must have a bias."""
+        return self._layer.load_cell(_path(path), _name(cell, "cell"))
+
+    def save_cell(self, path, cell, cores, bias_ih, weight_hh, bias_hh):
+        """Write a recurrent layer's weight file (the names `load_cell` reads): complete, or not
+        at all."""
+        self._layer.save_cell(_path(path), _name(cell, "cell"), _cores(cores), _vector(bias_ih, "bias_ih"),
+                              _matrix(weight_hh, "weight_hh"), _vector(bias_hh, "bias_hh"))
+
     def __repr__(self):
         return repr(self._layer)
+
+
+class Trace:
+    """What `Layer.forward_train` keeps for the backward pass of that call."""
+
+    def __init__(self, trace):
+        self._trace = trace
+
+    def backward(self, dy, threads=None):
+        """The gradients of `sum(dy * y)` for the pass that made this trace, dy `[B, M]`:
+        `(dx, dcores, dbias)` as `Layer.backward` returns them. May be called more than once."""
+        return self._trace.backward(_matrix(dy, "dy"), _threads(threads))
 
 
 def _path(path):
@@ -105,6 +161,12 @@ def _path(path):
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a str or os.PathLike, found {type(path).__name__}")
     return os.fspath(path)
+
+
+def _name(value, name):
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, found {type(value).__name__}")
+    return value
 
 
 def _float32(array, name):

@@ -1,16 +1,22 @@
 """PyTorch modules on kcp's layers: `kcp.torch.Linear`, an `nn.Module` whose forward and
-backward passes are kcp's planned kernels (a `torch.autograd.Function`), and `LSTM` and `GRU`
-whose input projection is such a layer.
+backward passes are kcp's planned kernels (a `torch.autograd.Function`), `LSTM` and `GRU`
+whose input projection is such a layer, and `compress`, which makes them from PyTorch's own.
 
     import kcp.torch
     layer = kcp.torch.Linear([8, 20, 20, 18], [4, 4, 4, 16], format="kcp", rank=4)
-    y = layer(x)            # x float32 [..., 57600] on the CPU -> y [..., 1024]
+    y = layer(x)            # x [..., 57600] -> y [..., 1024]
     y.sum().backward()      # layer.cores[k].grad, layer.bias.grad (and x.grad if x requires it)
 
 The cores are an `nn.ParameterList` in `core_names` order (named as weight files name them,
 in `core_names`), the bias a `Parameter` or None, so `state_dict()`, optimisers and
-`DistributedDataParallel` see ordinary parameters. This version runs float32 CPU tensors; any
-other device or dtype is a clear error.
+`DistributedDataParallel` see ordinary parameters.
+
+Engines: float32 CPU tensors run kcp's kernels; tensors on any other device or of another
+dtype run the same plan as a sequence of `torch.einsum` calls, one per planned pairwise step
+in the planned order (so a model moved to a GPU keeps the optimal order), differentiated by
+torch's autograd. `engine="torch"` forces the einsum steps on the CPU too, `engine="kernels"`
+refuses anything the kernels do not run. Under `torch.compile`, the kernels' call is a graph
+break (`torch.compiler.disable`); the einsum steps compile like any torch code.
 """
 
 import math
@@ -20,55 +26,72 @@ from torch import nn
 
 from . import Layer as _Layer
 
-__all__ = ["Linear", "LSTM", "GRU"]
+__all__ = ["Linear", "LSTM", "GRU", "compress", "ENGINES"]
+
+ENGINES = ("auto", "kernels", "torch")
+"""The values of `engine=`: kcp's kernels where they run (float32 CPU tensors), the einsum
+steps elsewhere; the kernels only; the einsum steps only."""
 
 
 class _Apply(torch.autograd.Function):
     """y = x W^T + b by kcp's forward kernels; the gradients by its planned backward pass, dx
-    only when x needs one (the plan without dx is cheaper)."""
+    only when x needs one (the plan without dx is cheaper). When any input needs a gradient,
+    the forward pass keeps what the backward pass reads (`kcp.Layer.forward_train`), so the
+    backward pass does not run it again."""
 
     @staticmethod
     def forward(ctx, layer, threads, x, bias, *cores):
         x2 = x.detach().reshape(-1, layer.in_features).contiguous()
         arrays = [c.detach().contiguous().numpy() for c in cores]
         b = None if bias is None else bias.detach().contiguous().numpy()
-        y = torch.from_numpy(layer.forward(x2.numpy(), arrays, b, threads))
-        ctx.layer, ctx.threads, ctx.x_shape, ctx.has_bias = layer, threads, x.shape, bias is not None
-        ctx.save_for_backward(x2, bias, *cores)
-        return y.reshape(*x.shape[:-1], layer.out_features)
+        ctx.x_shape, ctx.threads, ctx.out_features = x.shape, threads, layer.out_features
+        if any(ctx.needs_input_grad):
+            y, ctx.trace = layer.forward_train(x2.numpy(), arrays, b, dx=ctx.needs_input_grad[2], threads=threads)
+            # Saved so that autograd refuses a backward pass after x changed in place (the
+            # trace reads x's memory).
+            ctx.save_for_backward(x2)
+        else:
+            y = layer.forward(x2.numpy(), arrays, b, threads)
+        return torch.from_numpy(y).reshape(*x.shape[:-1], layer.out_features)
 
     @staticmethod
     def backward(ctx, dy):
-        layer = ctx.layer
-        x2, bias, *cores = ctx.saved_tensors
-        need_dx = ctx.needs_input_grad[2]
-        dy2 = dy.reshape(-1, layer.out_features).contiguous().to(torch.float32)
-        arrays = [c.detach().contiguous().numpy() for c in cores]
-        b = None if bias is None else bias.detach().contiguous().numpy()
-        dx, dcores, dbias = layer.backward(x2.numpy(), dy2.numpy(), arrays, b, dx=need_dx, threads=ctx.threads)
-        dx = torch.from_numpy(dx).reshape(ctx.x_shape) if need_dx else None
+        ctx.saved_tensors  # noqa: B018 -- autograd's check that x is unchanged
+        dy2 = dy.reshape(-1, ctx.out_features).to(torch.float32).contiguous()
+        dx, dcores, dbias = ctx.trace.backward(dy2.numpy(), threads=ctx.threads)
+        dx = torch.from_numpy(dx).reshape(ctx.x_shape) if ctx.needs_input_grad[2] else None
         dbias = torch.from_numpy(dbias) if (dbias is not None and ctx.needs_input_grad[3]) else None
         dcores = [torch.from_numpy(g) if needed else None for g, needed in zip(dcores, ctx.needs_input_grad[4:])]
         return (None, None, dx, dbias, *dcores)
 
 
+def _disable(function):
+    """`function` as a graph break under torch.compile (where torch has it)."""
+    compiler = getattr(torch, "compiler", None)
+    disable = getattr(compiler, "disable", None)
+    return function if disable is None else disable(function)
+
+
 class Linear(nn.Module):
     """A linear layer `y = x W^T + b` whose weight W is stored in a tensor format and applied
-    by kcp's planned kernels.
+    in the order kcp's planner chose.
 
     `in_shape` and `out_shape` fold N and M into modes; `format` and its rank keys are those of
     `kcp.Layer`. The cores start uniform in [-scale, scale] with the scales that keep y's
     variance near x's, the bias uniform in [-1/sqrt(N), 1/sqrt(N)] as `nn.Linear`'s.
     `threads`: the most threads kcp's kernels use (default: `torch.get_num_threads()` at each
-    call, so that kcp and torch's own pool do not oversubscribe the cores).
+    call, so that kcp and torch's own pool do not oversubscribe the cores). `engine`: one of
+    `ENGINES` (see the module's doc).
     """
 
     def __init__(self, in_shape, out_shape, format="kcp", rank=None, ranks=None, blocks=None, bias=True,
-                 threads=None):
+                 threads=None, engine="auto"):
         super().__init__()
         self.layer = _Layer(in_shape, out_shape, format=format, rank=rank, ranks=ranks, blocks=blocks, bias=bias)
         self.in_features, self.out_features = self.layer.in_features, self.layer.out_features
         self.threads = threads
+        self.engine = engine
+        self._steps = self.layer.einsum_steps
         self.cores = nn.ParameterList(
             nn.Parameter(torch.empty(shape, dtype=torch.float32)) for shape in self.layer.core_shapes)
         if bias:
@@ -76,6 +99,17 @@ class Linear(nn.Module):
         else:
             self.register_parameter("bias", None)
         self.reset_parameters()
+
+    @property
+    def engine(self):
+        """What runs the layer: one of `ENGINES`."""
+        return self._engine
+
+    @engine.setter
+    def engine(self, engine):
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINES)}; found {engine!r}")
+        self._engine = engine
 
     @property
     def core_names(self):
@@ -94,21 +128,44 @@ class Linear(nn.Module):
     def forward(self, x):
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"x must be a torch.Tensor, found {type(x).__name__}")
-        if x.device.type != "cpu":
-            raise ValueError(f"kcp.torch.Linear runs CPU tensors in this version; x is on {x.device}")
-        if x.dtype != torch.float32:
-            raise TypeError(f"x must be float32, found {x.dtype}")
         if x.dim() == 0 or x.shape[-1] != self.in_features:
             raise ValueError(f"x must have shape [..., {self.in_features}], found {list(x.shape)}")
+        weight = self.cores[0]
+        if x.device != weight.device:
+            raise ValueError(f"x is on {x.device}, the layer's parameters on {weight.device}")
+        if x.dtype != weight.dtype:
+            raise TypeError(f"x is {x.dtype}, the layer's parameters {weight.dtype}")
+        kernels = x.device.type == "cpu" and x.dtype == torch.float32
+        if self._engine == "kernels" and not kernels:
+            raise ValueError(f"engine=\"kernels\" runs float32 CPU tensors; x is {x.dtype} on {x.device}")
+        if kernels and self._engine != "torch":
+            return self._kernels(x)
+        return self._einsum(x)
+
+    @_disable
+    def _kernels(self, x):
         threads = self.threads if self.threads is not None else max(1, torch.get_num_threads())
         return _Apply.apply(self.layer, threads, x, self.bias, *self.cores)
+
+    def _einsum(self, x):
+        """The plan's pairwise steps, one `torch.einsum` each, in the planned order."""
+        x_modes = x.reshape(-1, *self.layer.in_shape)
+        temps, y = {}, None
+        for equation, inputs, (kind, number) in self._steps:
+            operands = [x_modes if k == "x" else self.cores[n] if k == "core" else temps[n] for k, n in inputs]
+            result = torch.einsum(equation, *operands)
+            if kind == "temp":
+                temps[number] = result
+            else:
+                y = result
+        y = y.reshape(*x.shape[:-1], self.out_features)
+        return y if self.bias is None else y + self.bias
 
     def save_file(self, path):
         """Write the cores and bias as a weight file (safetensors, the cores under
         `core_names`): the file the Rust layers and the `kcp` command line read."""
-        cores = [c.detach().contiguous().numpy() for c in self.cores]
-        bias = None if self.bias is None else self.bias.detach().contiguous().numpy()
-        self.layer.save_weights(path, cores, bias)
+        cores = [_array(c) for c in self.cores]
+        self.layer.save_weights(path, cores, None if self.bias is None else _array(self.bias))
 
     def load_file(self, path):
         """Read the cores and bias from a weight file (as `save_file`, the Rust layers and the
@@ -126,20 +183,27 @@ class Linear(nn.Module):
                 f"params={self.layer.params}, bias={self.bias is not None}")
 
 
+def _array(parameter):
+    """A parameter's values as a float32 C-contiguous NumPy array (copied from another device
+    or dtype)."""
+    return parameter.detach().to("cpu", torch.float32).contiguous().numpy()
+
+
 class _Recurrent(nn.Module):
     """The shared part of LSTM and GRU: the input projection `input` (a `Linear` of `gates`
     times `hidden` outputs, kcp's kernels forward and backward), run once over every step of the
     sequence, then the recurrence in torch operations (BPTT by torch's autograd)."""
 
     gates = None
+    cell = None
 
     def __init__(self, in_shape, out_shape, hidden, format="kcp", rank=None, ranks=None, blocks=None, bias=True,
-                 batch_first=False, threads=None):
+                 batch_first=False, threads=None, engine="auto"):
         super().__init__()
         if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
             raise ValueError(f"hidden must be a positive integer, found {hidden!r}")
         self.input = Linear(in_shape, out_shape, format=format, rank=rank, ranks=ranks, blocks=blocks, bias=bias,
-                            threads=threads)
+                            threads=threads, engine=engine)
         g = self.gates * hidden
         if self.input.out_features != g:
             raise ValueError(f"out_shape must multiply to {self.gates} x hidden = {g} (the gates stacked), "
@@ -161,6 +225,31 @@ class _Recurrent(nn.Module):
     def bias_ih_l0(self):
         """The input projection's bias, under PyTorch's name."""
         return self.input.bias
+
+    def save_file(self, path):
+        """Write the layer as the Rust recurrent layers and `kcp run --cell` read it: the input
+        projection's cores as `weight_ih.{core}`, `bias_ih`, `weight_hh`, `bias_hh` (a layer
+        without biases cannot be written so: a ValueError)."""
+        cores = [_array(c) for c in self.input.cores]
+        bias_ih = None if self.input.bias is None else _array(self.input.bias)
+        bias_hh = None if self.bias_hh_l0 is None else _array(self.bias_hh_l0)
+        if bias_ih is None or bias_hh is None:
+            raise ValueError("kcp's recurrent weight files hold a cell with biases (bias_ih, bias_hh); this one has none")
+        self.input.layer.save_cell(path, self.cell, cores, bias_ih, _array(self.weight_hh_l0), bias_hh)
+
+    def load_file(self, path):
+        """Read a file `save_file`, the Rust recurrent layers or `kcp compress --cell` wrote
+        into this module's parameters."""
+        if self.input.bias is None or self.bias_hh_l0 is None:
+            raise ValueError("kcp's recurrent weight files hold a cell with biases (bias_ih, bias_hh); this one has none")
+        cores, bias_ih, weight_hh, bias_hh = self.input.layer.load_cell(path, self.cell)
+        with torch.no_grad():
+            for parameter, values in zip(self.input.cores, cores):
+                parameter.copy_(torch.from_numpy(values))
+            self.input.bias.copy_(torch.from_numpy(bias_ih))
+            self.weight_hh_l0.copy_(torch.from_numpy(weight_hh))
+            self.bias_hh_l0.copy_(torch.from_numpy(bias_hh))
+        return self
 
     def _sequence(self, x):
         if not isinstance(x, torch.Tensor):
@@ -187,6 +276,7 @@ class LSTM(_Recurrent):
     (the projection's bias) carry PyTorch's names."""
 
     gates = 4
+    cell = "lstm"
 
     def forward(self, x, state=None):
         x = self._sequence(x)
@@ -216,6 +306,7 @@ class GRU(_Recurrent):
     `(output, h_n)` as `nn.GRU` does."""
 
     gates = 3
+    cell = "gru"
 
     def forward(self, x, h0=None):
         x = self._sequence(x)
@@ -235,3 +326,54 @@ class GRU(_Recurrent):
             h = (1 - z) * n + z * h
             hs.append(h)
         return self._output(hs), h.unsqueeze(0)
+
+
+def compress(module, in_shape, out_shape, format="kcp", rank=None, ranks=None, iters=100, seed=0, **options):
+    """A kcp module fitted to a PyTorch one, the starting point of a fine-tune: a `Linear` from
+    an `nn.Linear`, an `LSTM` from an `nn.LSTM`, a `GRU` from an `nn.GRU` (one layer, one
+    direction). The dense input weight is fitted as `kcp compress` fits it: alternating least
+    squares for `format="kcp"` (`rank`, at most `iters` sweeps from a start drawn from `seed`),
+    TT-SVD for `format="tt"` (`ranks`); biases and a cell's `weight_hh_l0` are copied. The
+    result's `relative_error` is `||W - W_fit||_F / ||W||_F`. `options` (`threads`, `engine`,
+    and for cells `batch_first`, taken from the module unless given) go to the constructor."""
+    if isinstance(module, nn.Linear):
+        target = Linear(in_shape, out_shape, format=format, rank=rank, ranks=ranks, bias=module.bias is not None,
+                        **options)
+        _check_size(target, module.in_features, module.out_features)
+        target.relative_error = _fit(target, module.weight, iters, seed)
+        with torch.no_grad():
+            if module.bias is not None:
+                target.bias.copy_(module.bias)
+        return target.to(module.weight.device)
+    if isinstance(module, (nn.LSTM, nn.GRU)):
+        if module.num_layers != 1 or module.bidirectional or getattr(module, "proj_size", 0):
+            raise ValueError("compress fits one-layer, one-direction cells without projections "
+                             f"(found num_layers={module.num_layers}, bidirectional={module.bidirectional})")
+        kind = LSTM if isinstance(module, nn.LSTM) else GRU
+        options.setdefault("batch_first", module.batch_first)
+        target = kind(in_shape, out_shape, module.hidden_size, format=format, rank=rank, ranks=ranks,
+                      bias=module.bias, **options)
+        _check_size(target.input, module.input_size, kind.gates * module.hidden_size)
+        target.relative_error = _fit(target.input, module.weight_ih_l0, iters, seed)
+        with torch.no_grad():
+            target.weight_hh_l0.copy_(module.weight_hh_l0)
+            if module.bias:
+                target.input.bias.copy_(module.bias_ih_l0)
+                target.bias_hh_l0.copy_(module.bias_hh_l0)
+        return target.to(module.weight_ih_l0.device)
+    raise TypeError(f"compress takes an nn.Linear, nn.LSTM or nn.GRU, found {type(module).__name__}")
+
+
+def _check_size(target, n, m):
+    if (target.in_features, target.out_features) != (n, m):
+        raise ValueError(f"in_shape and out_shape multiply to {target.in_features} and {target.out_features}; "
+                         f"the module maps {n} to {m}")
+
+
+def _fit(target, weight, iters, seed):
+    """Fit `target`'s cores to `weight`; the relative error."""
+    cores, error, _ = target.layer.compress(_array(weight), iters=iters, seed=seed)
+    with torch.no_grad():
+        for parameter, values in zip(target.cores, cores):
+            parameter.copy_(torch.from_numpy(values))
+    return error

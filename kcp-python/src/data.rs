@@ -1,0 +1,78 @@
+//! The synthetic UCF11-shaped clips of `kcp::data` ("moving shapes"), for `kcp.data`: clips
+//! generated on several threads with the GIL released, as bytes (each pixel `round(255 v)`, the
+//! way the Rust training example stores them: a training split is 1 GB so, 4 GB as float32).
+
+use std::num::NonZeroUsize;
+
+use kcp::data::{Split, CLASSES, CLIP, FRAME, FRAMES, HEIGHT, WIDTH};
+use numpy::{PyArray1, PyArray3, PyArrayMethods};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+
+/// The split of a name.
+fn split(name: &str) -> PyResult<Split> {
+    match name {
+        "train" => Ok(Split::TRAIN),
+        "test" => Ok(Split::TEST),
+        other => Err(PyValueError::new_err(format!("unknown split {other:?}: expected \"train\" or \"test\""))),
+    }
+}
+
+/// Clips `start .. start + count` of a split (`"train"`, `"test"`): `(frames, labels)`, frames
+/// uint8 `[count, T, 57600]` (each frame `[120, 160, 3]` row-major, pixel `round(255 v)`),
+/// labels int64 `[count]`. Generated on `threads` threads (None: every core).
+#[pyfunction]
+#[pyo3(signature = (name, start, count, threads = None))]
+#[allow(clippy::type_complexity)]
+fn clips<'py>(
+    py: Python<'py>,
+    name: &str,
+    start: usize,
+    count: usize,
+    threads: Option<usize>,
+) -> PyResult<(Bound<'py, PyArray3<u8>>, Bound<'py, PyArray1<i64>>)> {
+    let split = split(name)?;
+    if start.checked_add(count).is_none_or(|end| end > split.len) {
+        return Err(PyValueError::new_err(format!(
+            "clips {start}..{} are not all in the {name} split, which has {}",
+            start.saturating_add(count),
+            split.len
+        )));
+    }
+    let threads = match threads {
+        None => std::thread::available_parallelism().map_or(1, NonZeroUsize::get),
+        Some(0) => return Err(PyValueError::new_err("threads must be at least 1 (None: all of them)")),
+        Some(n) => n,
+    };
+    let mut bytes = vec![0u8; count * CLIP];
+    let mut labels = vec![0i64; count];
+    py.detach(|| {
+        let per = count.div_ceil(threads).max(1);
+        std::thread::scope(|scope| {
+            for (part, (bytes, labels)) in bytes.chunks_mut(per * CLIP).zip(labels.chunks_mut(per)).enumerate() {
+                scope.spawn(move || {
+                    let mut frames = vec![0.0f32; CLIP];
+                    for (k, (clip, label)) in bytes.chunks_exact_mut(CLIP).zip(labels.iter_mut()).enumerate() {
+                        *label = split.clip_into(start + part * per + k, &mut frames) as i64;
+                        clip.iter_mut().zip(&frames).for_each(|(b, &v)| *b = (v * 255.0).round() as u8);
+                    }
+                });
+            }
+        });
+    });
+    let frames = PyArray1::from_vec(py, bytes).reshape([count, FRAMES, FRAME])?;
+    Ok((frames, PyArray1::from_vec(py, labels)))
+}
+
+/// Add `clips` and the data set's constants to the module.
+pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    module.add_function(wrap_pyfunction!(clips, module)?)?;
+    module.add("DATA_FRAMES", FRAMES)?;
+    module.add("DATA_HEIGHT", HEIGHT)?;
+    module.add("DATA_WIDTH", WIDTH)?;
+    module.add("DATA_FRAME", FRAME)?;
+    module.add("DATA_CLASSES", CLASSES)?;
+    module.add("DATA_TRAIN_LEN", Split::TRAIN.len)?;
+    module.add("DATA_TEST_LEN", Split::TEST.len)?;
+    Ok(())
+}
