@@ -1,11 +1,12 @@
 //! The synthetic UCF11-shaped clips of `kcp::data` ("moving shapes"), for `kcp.data`: clips
 //! generated on several threads with the GIL released, as bytes (each pixel `round(255 v)`, the
-//! way the Rust training example stores them: a training split is 1 GB so, 4 GB as float32).
+//! way the Rust training example stores them: a training split is 1 GB so, 4 GB as float32),
+//! and turned into model input a batch at a time.
 
 use std::num::NonZeroUsize;
 
 use kcp::data::{Split, CLASSES, CLIP, FRAME, FRAMES, HEIGHT, WIDTH};
-use numpy::{PyArray1, PyArray3, PyArrayMethods};
+use numpy::{PyArray1, PyArray3, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
@@ -64,9 +65,56 @@ fn clips<'py>(
     Ok((frames, PyArray1::from_vec(py, labels)))
 }
 
-/// Add `clips` and the data set's constants to the module.
+/// Clips as float32 model input: each pixel byte / 255, minus the clip's mean frame (of those
+/// values), as the Rust training example feeds its models; `clips` uint8 `[..., T, FRAME]`,
+/// C-contiguous. One pass over the bytes, clips spread over `threads` threads.
+#[pyfunction]
+#[pyo3(signature = (clips, threads = None))]
+fn frames<'py>(
+    py: Python<'py>,
+    clips: PyReadonlyArrayDyn<'py, u8>,
+    threads: Option<usize>,
+) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+    let shape = clips.shape().to_vec();
+    let [.., frames_per_clip, frame] = shape[..] else {
+        return Err(PyValueError::new_err(format!("clips must be [..., frames, pixels], found {shape:?}")));
+    };
+    let bytes = clips.as_slice().map_err(|_| PyValueError::new_err("clips must be C-contiguous"))?;
+    let clip = frames_per_clip * frame;
+    let mut values = vec![0.0f32; bytes.len()];
+    let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, NonZeroUsize::get)).max(1);
+    if clip > 0 {
+        py.detach(|| {
+            let count = bytes.len() / clip;
+            let per = count.div_ceil(threads).max(1) * clip;
+            std::thread::scope(|scope| {
+                for (bytes, values) in bytes.chunks(per).zip(values.chunks_mut(per)) {
+                    scope.spawn(move || {
+                        let mut mean = vec![0.0f32; frame];
+                        for (bytes, values) in bytes.chunks_exact(clip).zip(values.chunks_exact_mut(clip)) {
+                            mean.fill(0.0);
+                            for frame_bytes in bytes.chunks_exact(frame) {
+                                mean.iter_mut().zip(frame_bytes).for_each(|(m, &b)| *m += f32::from(b) / 255.0);
+                            }
+                            mean.iter_mut().for_each(|m| *m /= frames_per_clip as f32);
+                            for (frame_bytes, out) in bytes.chunks_exact(frame).zip(values.chunks_exact_mut(frame)) {
+                                for ((v, &b), m) in out.iter_mut().zip(frame_bytes).zip(&mean) {
+                                    *v = f32::from(b) / 255.0 - m;
+                                }
+                            }
+                        }
+                    });
+                }
+            });
+        });
+    }
+    PyArray1::from_vec(py, values).reshape(shape)
+}
+
+/// Add `clips`, `frames` and the data set's constants to the module.
 pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(clips, module)?)?;
+    module.add_function(wrap_pyfunction!(frames, module)?)?;
     module.add("DATA_FRAMES", FRAMES)?;
     module.add("DATA_HEIGHT", HEIGHT)?;
     module.add("DATA_WIDTH", WIDTH)?;

@@ -18,13 +18,23 @@ def test_clips_are_deterministic_balanced_and_shaped():
     # Frames vary (objects, noise), and the mean frame goes.
     x = kcp.data.frames(clips)
     assert x.dtype == np.float32 and np.abs(x.mean(axis=1)).max() < 1e-6 and x.std() > 0.01
+    # Against the same in NumPy.
+    values = clips.astype(np.float64) / 255
+    assert np.abs(x - (values - values.mean(axis=1, keepdims=True))).max() < 1e-5
+    assert np.array_equal(kcp.data.frames(clips, threads=1), kcp.data.frames(clips, threads=3))
 
 
 def test_a_data_set_for_a_data_loader():
+    import torch
+
     dataset = kcp.data.Clips("test", count=3)
     assert len(dataset) == 3
-    frames, label = dataset[2]
-    assert frames.shape == (16, 57600) and label == 2
+    clip, label = dataset[2]
+    assert clip.shape == (16, 57600) and clip.dtype == np.uint8 and label == 2
+    loader = torch.utils.data.DataLoader(dataset, batch_size=2, collate_fn=kcp.data.collate)
+    (x, labels), (x2, labels2) = list(loader)
+    assert x.shape == (2, 16, 57600) and x.dtype == torch.float32 and labels.tolist() == [0, 1]
+    assert torch.equal(x2[0], torch.from_numpy(kcp.data.frames(clip)))
 
 
 def test_bad_arguments():

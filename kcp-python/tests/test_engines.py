@@ -2,9 +2,11 @@
 float64 einsum reference and against kcp's kernels; the routing between them; the trace the
 kernels' forward pass keeps for the backward pass; torch.compile."""
 
+import numpy as np
 import pytest
 import torch
 
+import kcp
 import kcp.torch
 from test_torch import CASES, reference
 
@@ -100,6 +102,15 @@ def test_the_kernels_keep_the_forward_pass_for_the_backward_pass():
                                           dx=True, threads=module.threads)
     assert torch.equal(torch.from_numpy(dx), first[-1])
     assert all(torch.equal(torch.from_numpy(a), b) for a, b in zip(dcores, first))
+    # A batch whose forward intermediates exceed what a pass keeps (16 MiB; the UCF11 layer
+    # keeps 184 KB per row) is run again by the backward pass: the same gradients.
+    big = kcp.Layer([8, 20, 20, 18], [4, 4, 4, 16], rank=4)
+    cores = big.random_cores(seed=1)
+    xs = torch.randn(100, 57600).numpy()
+    dys = torch.randn(100, 1024).numpy()
+    _, trace = big.forward_train(xs, cores, dx=True)
+    kept, again = trace.backward(dys), big.backward(xs, dys, cores, dx=True)
+    assert np.array_equal(kept[0], again[0]) and all(np.array_equal(a, b) for a, b in zip(kept[1], again[1]))
     # x changed in place after the forward pass: autograd refuses the backward pass.
     x2 = torch.randn(7, 24)
     y2 = module(x2)

@@ -8,14 +8,14 @@ class k % 11.
     import kcp.data
     clips, labels = kcp.data.clips("train", count=110)   # uint8 [110, 16, 57600], int64 [110]
     x = kcp.data.frames(clips)                            # float32, each clip's mean frame subtracted
-    dataset = kcp.data.Clips("test")                      # for torch.utils.data.DataLoader
+    loader = torch.utils.data.DataLoader(kcp.data.Clips("test"), batch_size=16, collate_fn=kcp.data.collate)
 """
 
 import numpy as np
 
 from . import _kcp
 
-__all__ = ["clips", "frames", "Clips", "FRAMES", "HEIGHT", "WIDTH", "FRAME", "CLASSES", "TRAIN_LEN", "TEST_LEN"]
+__all__ = ["clips", "frames", "Clips", "collate", "FRAMES", "HEIGHT", "WIDTH", "FRAME", "CLASSES", "TRAIN_LEN", "TEST_LEN"]
 
 FRAMES = _kcp.DATA_FRAMES
 """Frames per clip, T."""
@@ -50,22 +50,24 @@ def clips(split="train", start=0, count=None, threads=None):
     return _kcp.clips(split, start, count, threads)
 
 
-def frames(clips):
+def frames(clips, threads=None):
     """Clips as float32 model input: pixel / 255, each clip's mean frame subtracted from its
     frames (the static background goes, the motion stays), as the Rust example feeds its
-    models. `clips` uint8 `[..., FRAMES, FRAME]`."""
-    clips = np.asarray(clips)
-    if clips.dtype != np.uint8 or clips.ndim < 2:
-        raise TypeError(f"clips must be uint8 [..., frames, pixels], found {clips.dtype} {clips.shape}")
-    values = clips.astype(np.float32) / np.float32(255)
-    return values - values.mean(axis=-2, keepdims=True, dtype=np.float32)
+    models. `clips` uint8 `[..., FRAMES, FRAME]`; one pass, on `threads` threads (None: every
+    core)."""
+    if not isinstance(clips, np.ndarray) or clips.dtype != np.uint8 or clips.ndim < 2:
+        found = f"{clips.dtype} {clips.shape}" if isinstance(clips, np.ndarray) else type(clips).__name__
+        raise TypeError(f"clips must be a uint8 numpy.ndarray [..., frames, pixels], found {found}")
+    if threads is not None:
+        threads = _count(threads, "threads")
+    return _kcp.frames(np.ascontiguousarray(clips), threads)
 
 
 class Clips:
-    """A split as a map-style data set (for `torch.utils.data.DataLoader`): item k is
-    `(frames(clip k), label)`, frames float32 `[FRAMES, FRAME]`. The clips are generated once,
-    when it is made, and kept as bytes (the training split: 1 GB); `count` takes the first
-    clips only."""
+    """A split as a map-style data set for `torch.utils.data.DataLoader`: item k is `(clip,
+    label)`, the clip as stored (uint8 `[FRAMES, FRAME]`); `collate` makes a batch of them model
+    input. The clips are generated once, when it is made, and kept as bytes (the training
+    split: 1 GB); `count` takes the first clips only."""
 
     def __init__(self, split="train", count=None, threads=None):
         self.clips, self.labels = clips(split, 0, count, threads)
@@ -74,7 +76,17 @@ class Clips:
         return len(self.labels)
 
     def __getitem__(self, k):
-        return frames(self.clips[k]), int(self.labels[k])
+        return self.clips[k], int(self.labels[k])
+
+
+def collate(items):
+    """A DataLoader's batch of `Clips` items: `(x, labels)`, x a float32 torch tensor
+    `[B, FRAMES, FRAME]` (`frames` of the clips, in one pass), labels int64 `[B]`."""
+    import torch
+
+    stacked = np.stack([clip for clip, _ in items])
+    labels = torch.tensor([label for _, label in items], dtype=torch.int64)
+    return torch.from_numpy(frames(stacked)), labels
 
 
 def _count(value, name):

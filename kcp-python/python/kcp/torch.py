@@ -251,16 +251,16 @@ class _Recurrent(nn.Module):
             self.bias_hh_l0.copy_(torch.from_numpy(bias_hh))
         return self
 
-    def _sequence(self, x):
+    def _projected(self, x):
+        """The projected inputs `[T, B, G]` of x (`[T, B, N]`, or `[B, T, N]` batch first): one
+        call of the projection over every step, on x as it is laid out (no copy of x), the
+        small result transposed where the batch comes first."""
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"x must be a torch.Tensor, found {type(x).__name__}")
         if x.dim() != 3:
             raise ValueError(f"x must be [T, B, N] ([B, T, N] with batch_first), found {list(x.shape)}")
-        return x.transpose(0, 1) if self.batch_first else x
-
-    def _projected(self, x):
-        steps, batch = x.shape[0], x.shape[1]
-        return self.input(x.reshape(steps * batch, -1)).reshape(steps, batch, -1)
+        projected = self.input(x)
+        return projected.transpose(0, 1) if self.batch_first else projected
 
     def _output(self, hs):
         out = torch.stack(hs)
@@ -279,14 +279,13 @@ class LSTM(_Recurrent):
     cell = "lstm"
 
     def forward(self, x, state=None):
-        x = self._sequence(x)
-        batch, h_size = x.shape[1], self.hidden_size
+        projected = self._projected(x)
+        batch, h_size = projected.shape[1], self.hidden_size
         if state is None:
-            h = x.new_zeros(batch, h_size)
-            c = x.new_zeros(batch, h_size)
+            h = projected.new_zeros(batch, h_size)
+            c = projected.new_zeros(batch, h_size)
         else:
             h, c = state[0].reshape(batch, h_size), state[1].reshape(batch, h_size)
-        projected = self._projected(x)
         hs = []
         for step in projected:
             gates = step + h @ self.weight_hh_l0.T
@@ -309,10 +308,9 @@ class GRU(_Recurrent):
     cell = "gru"
 
     def forward(self, x, h0=None):
-        x = self._sequence(x)
-        batch, h_size = x.shape[1], self.hidden_size
-        h = x.new_zeros(batch, h_size) if h0 is None else h0.reshape(batch, h_size)
         projected = self._projected(x)
+        batch, h_size = projected.shape[1], self.hidden_size
+        h = projected.new_zeros(batch, h_size) if h0 is None else h0.reshape(batch, h_size)
         hs = []
         for step in projected:
             hidden = h @ self.weight_hh_l0.T
