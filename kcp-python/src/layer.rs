@@ -310,6 +310,22 @@ impl Layer {
         Ok(steps)
     }
 
+    /// These cores and bias checked and bound to the layer, its load-time pre-products computed
+    /// once: what `forward` and `forward_train` do on every call, for callers whose weights
+    /// stay the same across calls.
+    #[pyo3(signature = (cores, bias = None))]
+    fn prepare(
+        &self,
+        cores: Vec<PyReadonlyArrayDyn<'_, f32>>,
+        bias: Option<PyReadonlyArray1<'_, f32>>,
+    ) -> PyResult<Prepared> {
+        Ok(Prepared {
+            executor: Arc::new(self.executor(&cores, bias.as_ref())?),
+            weights_only: Arc::clone(&self.weights_only),
+            with_dx: Arc::clone(&self.with_dx),
+        })
+    }
+
     /// y = x W^T + b for x `[B, N]` float32 C-contiguous, with the cores (and bias) given.
     #[pyo3(signature = (x, cores, bias = None, threads = None))]
     fn forward<'py>(
@@ -320,13 +336,7 @@ impl Layer {
         bias: Option<PyReadonlyArray1<'py, f32>>,
         threads: Option<usize>,
     ) -> PyResult<Bound<'py, PyArray2<f32>>> {
-        let threads = threads_of(threads)?;
-        let rows = self.rows(&x, "x")?;
-        let executor = self.executor(&cores, bias.as_ref())?;
-        let xs = matrix(&x, "x")?;
-        let mut y = vec![0.0f32; rows * self.compiled.nest.output_size()];
-        py.detach(|| executor.forward_par(xs, &mut y, threads)).map_err(|e| PyValueError::new_err(e.to_string()))?;
-        PyArray1::from_vec(py, y).reshape([rows, self.compiled.nest.output_size()])
+        self.prepare(cores, bias)?.forward(py, x, threads)
     }
 
     /// y as `forward` computes it, and the trace of the pass (the executor, x itself and, up to
@@ -344,27 +354,7 @@ impl Layer {
         dx: bool,
         threads: Option<usize>,
     ) -> PyResult<(Bound<'py, PyArray2<f32>>, ForwardTrace)> {
-        let threads = threads_of(threads)?;
-        let readonly = x.readonly();
-        let rows = self.rows(&readonly, "x")?;
-        let executor = self.executor(&cores, bias.as_ref())?;
-        let backward = Arc::clone(self.backward_program(dx));
-        let xs = matrix(&readonly, "x")?;
-        let m = self.compiled.nest.output_size();
-        let mut y = vec![0.0f32; rows * m];
-        let keep = rows.saturating_mul(backward.kept_len()).saturating_mul(size_of::<f32>()) <= MAX_KEPT_BYTES;
-        let trace = if keep {
-            let mut trace = Trace::new();
-            py.detach(|| executor.forward_train(&backward, xs, &mut y, &mut trace, threads)).map_err(error)?;
-            Some(trace)
-        } else {
-            py.detach(|| executor.forward_par(xs, &mut y, threads))
-                .map_err(|e| PyValueError::new_err(e.to_string()))?;
-            None
-        };
-        let y = PyArray1::from_vec(py, y).reshape([rows, m])?;
-        drop(readonly);
-        Ok((y, ForwardTrace { executor, backward, trace, x: x.unbind(), dx }))
+        self.prepare(cores, bias)?.forward_train(py, x, dx, threads)
     }
 
     /// The gradients of `L = sum(dy * y)`: `(dx, dcores, dbias)`, dx `None` unless asked for,
@@ -575,11 +565,87 @@ fn gradients<'py>(
     Ok((dx, dcores, dbias))
 }
 
+/// A layer with its weights bound (`Layer.prepare`): forward passes without checking the
+/// weights or computing pre-products again.
+#[pyclass(module = "kcp._kcp", frozen)]
+pub struct Prepared {
+    executor: Arc<Executor>,
+    weights_only: Arc<BackwardProgram>,
+    with_dx: Arc<BackwardProgram>,
+}
+
+impl Prepared {
+    /// The rows of x `[B, N]`, checked against the layer's N.
+    fn rows(&self, x: &PyReadonlyArray2<'_, f32>) -> PyResult<usize> {
+        let n = self.executor.program().input_size();
+        if x.shape()[1] != n {
+            return Err(PyValueError::new_err(format!(
+                "x must have {n} columns (the product of in_shape), found {}",
+                x.shape()[1]
+            )));
+        }
+        Ok(x.shape()[0])
+    }
+}
+
+#[pymethods]
+impl Prepared {
+    /// As `Layer.forward`, with the bound weights.
+    #[pyo3(signature = (x, threads = None))]
+    fn forward<'py>(
+        &self,
+        py: Python<'py>,
+        x: PyReadonlyArray2<'py, f32>,
+        threads: Option<usize>,
+    ) -> PyResult<Bound<'py, PyArray2<f32>>> {
+        let threads = threads_of(threads)?;
+        let rows = self.rows(&x)?;
+        let xs = matrix(&x, "x")?;
+        let m = self.executor.program().output_size();
+        let mut y = vec![0.0f32; rows * m];
+        let executor = &self.executor;
+        py.detach(|| executor.forward_par(xs, &mut y, threads)).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        PyArray1::from_vec(py, y).reshape([rows, m])
+    }
+
+    /// As `Layer.forward_train`, with the bound weights.
+    #[pyo3(signature = (x, dx = false, threads = None))]
+    fn forward_train<'py>(
+        &self,
+        py: Python<'py>,
+        x: Bound<'py, PyArray2<f32>>,
+        dx: bool,
+        threads: Option<usize>,
+    ) -> PyResult<(Bound<'py, PyArray2<f32>>, ForwardTrace)> {
+        let threads = threads_of(threads)?;
+        let readonly = x.readonly();
+        let rows = self.rows(&readonly)?;
+        let backward = Arc::clone(if dx { &self.with_dx } else { &self.weights_only });
+        let xs = matrix(&readonly, "x")?;
+        let m = self.executor.program().output_size();
+        let mut y = vec![0.0f32; rows * m];
+        let keep = rows.saturating_mul(backward.kept_len()).saturating_mul(size_of::<f32>()) <= MAX_KEPT_BYTES;
+        let executor = &self.executor;
+        let trace = if keep {
+            let mut trace = Trace::new();
+            py.detach(|| executor.forward_train(&backward, xs, &mut y, &mut trace, threads)).map_err(error)?;
+            Some(trace)
+        } else {
+            py.detach(|| executor.forward_par(xs, &mut y, threads))
+                .map_err(|e| PyValueError::new_err(e.to_string()))?;
+            None
+        };
+        let y = PyArray1::from_vec(py, y).reshape([rows, m])?;
+        drop(readonly);
+        Ok((y, ForwardTrace { executor: Arc::clone(&self.executor), backward, trace, x: x.unbind(), dx }))
+    }
+}
+
 /// What a training forward pass (`Layer.forward_train`) keeps for its backward pass: the
 /// executor with its weights, the intermediates the backward plan reads, and x.
 #[pyclass(module = "kcp._kcp", name = "Trace")]
 pub struct ForwardTrace {
-    executor: Executor,
+    executor: Arc<Executor>,
     backward: Arc<BackwardProgram>,
     /// The kept intermediates; None where the backward pass runs the forward pass again.
     trace: Option<Trace>,

@@ -100,6 +100,7 @@ fn formats() -> Vec<&'static str> {
 fn _kcp(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<layer::Layer>()?;
     module.add_class::<layer::ForwardTrace>()?;
+    module.add_class::<layer::Prepared>()?;
     module.add_function(wrap_pyfunction!(plan_json, module)?)?;
     module.add_function(wrap_pyfunction!(formats, module)?)?;
     data::register(module)

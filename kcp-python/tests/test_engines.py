@@ -138,3 +138,30 @@ def test_torch_compile(engine, backend):
     assert torch.allclose(got, want, rtol=1e-5, atol=1e-6)
     for p, g in zip(model.parameters(), want_grads):
         assert torch.allclose(p.grad, g, rtol=1e-4, atol=1e-6)
+
+
+def test_bound_weights_follow_every_change_of_the_parameters():
+    # The module binds the parameters' values once and binds them again when any changes:
+    # in place (an optimiser's step, copy_), by load_state_dict, or by a new tensor.
+    torch.manual_seed(10)
+    module = kcp.torch.Linear([4, 6], [3, 4], format="tr", ranks=[2, 2, 2, 2])
+    x = torch.randn(3, 24)
+
+    def check():
+        with torch.no_grad():
+            want = reference(module, x.double())[0]
+            assert torch.allclose(module(x).double(), want, rtol=1e-4, atol=1e-5)
+
+    check()
+    with torch.no_grad():
+        module.cores[1].mul_(2.0)
+    check()
+    other = kcp.torch.Linear([4, 6], [3, 4], format="tr", ranks=[2, 2, 2, 2])
+    module.load_state_dict(other.state_dict())
+    check()
+    module.cores[0].data = torch.randn_like(module.cores[0])
+    check()
+    optimiser = torch.optim.SGD(module.parameters(), lr=0.1)
+    module(x).square().sum().backward()
+    optimiser.step()
+    check()

@@ -98,6 +98,13 @@ class Layer:
         y, trace = self._layer.forward_train(x, _cores(cores), _vector(bias, "bias"), bool(dx), _threads(threads))
         return y, Trace(trace)
 
+    def prepare(self, cores, bias=None):
+        """The layer with these weights bound: a `Prepared` whose `forward` and
+        `forward_train` do not check the weights or compute the plan's load-time pre-products
+        again (what every call of `forward` does). The weights are copied: changing the arrays
+        later does not change it."""
+        return Prepared(self._layer.prepare(_cores(cores), _vector(bias, "bias")))
+
     @property
     def einsum_steps(self):
         """The plan as a list of einsum steps `(equation, inputs, output)`, load-time steps
@@ -142,6 +149,22 @@ class Layer:
 
     def __repr__(self):
         return repr(self._layer)
+
+
+class Prepared:
+    """A layer with its weights bound (`Layer.prepare`)."""
+
+    def __init__(self, prepared):
+        self._prepared = prepared
+
+    def forward(self, x, threads=None):
+        """As `Layer.forward`, with the bound weights."""
+        return self._prepared.forward(_matrix(x, "x"), _threads(threads))
+
+    def forward_train(self, x, dx=False, threads=None):
+        """As `Layer.forward_train`, with the bound weights."""
+        y, trace = self._prepared.forward_train(_matrix(x, "x"), bool(dx), _threads(threads))
+        return y, Trace(trace)
 
 
 class Trace:

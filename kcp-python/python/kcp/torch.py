@@ -40,29 +40,29 @@ class _Apply(torch.autograd.Function):
     backward pass does not run it again."""
 
     @staticmethod
-    def forward(ctx, arrays, layer, threads, x, bias, *cores):
-        # arrays: the cores' and the bias' values as NumPy arrays sharing their memory.
-        x2 = x.detach().reshape(-1, layer.in_features).contiguous()
-        core_arrays, bias_array = arrays
-        ctx.x_shape, ctx.threads, ctx.out_features = x.shape, threads, layer.out_features
+    def forward(ctx, prepared, threads, x, bias, *cores):
+        # prepared: kcp's layer with the current values of bias and cores bound.
+        x2 = x.detach().reshape(-1, x.shape[-1]).contiguous()
+        ctx.x_shape, ctx.threads = x.shape, threads
         if any(ctx.needs_input_grad):
-            y, ctx.trace = layer.forward_train(x2.numpy(), core_arrays, bias_array, ctx.needs_input_grad[3], threads)
+            y, ctx.trace = prepared.forward_train(x2.numpy(), ctx.needs_input_grad[2], threads)
             # Saved so that autograd refuses a backward pass after x changed in place (the
             # trace reads x's memory).
             ctx.save_for_backward(x2)
         else:
-            y = layer.forward(x2.numpy(), core_arrays, bias_array, threads)
-        return torch.from_numpy(y).reshape(*x.shape[:-1], layer.out_features)
+            y = prepared.forward(x2.numpy(), threads)
+        ctx.out_features = y.shape[1]
+        return torch.from_numpy(y).reshape(*x.shape[:-1], y.shape[1])
 
     @staticmethod
     def backward(ctx, dy):
         ctx.saved_tensors  # noqa: B018 -- autograd's check that x is unchanged
         dy2 = dy.reshape(-1, ctx.out_features).to(torch.float32).contiguous()
         dx, dcores, dbias = ctx.trace.backward(dy2.numpy(), ctx.threads)
-        dx = torch.from_numpy(dx).reshape(ctx.x_shape) if ctx.needs_input_grad[3] else None
-        dbias = torch.from_numpy(dbias) if (dbias is not None and ctx.needs_input_grad[4]) else None
-        dcores = [torch.from_numpy(g) if needed else None for g, needed in zip(dcores, ctx.needs_input_grad[5:])]
-        return (None, None, None, dx, dbias, *dcores)
+        dx = torch.from_numpy(dx).reshape(ctx.x_shape) if ctx.needs_input_grad[2] else None
+        dbias = torch.from_numpy(dbias) if (dbias is not None and ctx.needs_input_grad[3]) else None
+        dcores = [torch.from_numpy(g) if needed else None for g, needed in zip(dcores, ctx.needs_input_grad[4:])]
+        return (None, None, dx, dbias, *dcores)
 
 
 def _disable(function):
@@ -92,7 +92,7 @@ class Linear(nn.Module):
         self.threads = threads
         self.engine = engine
         self._steps = self.layer.einsum_steps
-        self._views = None
+        self._bound = None
         self.cores = nn.ParameterList(
             nn.Parameter(torch.empty(shape, dtype=torch.float32)) for shape in self.layer.core_shapes)
         if bias:
@@ -146,27 +146,24 @@ class Linear(nn.Module):
     @_disable
     def _kernels(self, x):
         threads = self.threads if self.threads is not None else max(1, torch.get_num_threads())
-        arrays = self._arrays()
-        # The extension itself (`kcp._kcp.Layer`): x, the cores and the bias are checked here.
-        layer = self.layer._layer
+        prepared = self._prepared()
         if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters())):
-            return _Apply.apply(arrays, layer, threads, x, self.bias, *self.cores)
-        y = layer.forward(x.reshape(-1, self.in_features).contiguous().numpy(), *arrays, threads)
+            return _Apply.apply(prepared, threads, x, self.bias, *self.cores)
+        y = prepared.forward(x.reshape(-1, self.in_features).contiguous().numpy(), threads)
         return torch.from_numpy(y).reshape(*x.shape[:-1], self.out_features)
 
-    def _arrays(self):
-        """The cores' and the bias' values as NumPy arrays: views of the parameters, made once
-        and kept while the parameters keep their memory (an optimiser's step writes into it;
-        `.to()` or assigning `.data` moves it, and the views are made again)."""
+    def _prepared(self):
+        """kcp's layer with the parameters' current values bound (`kcp._kcp.Layer.prepare`:
+        the weights checked, the plan's load-time pre-products computed), made again only when
+        a parameter changed: its memory (`.to()`, assigning `.data`) or its version (anything
+        writing into it, an optimiser's step included)."""
         parameters = list(self.cores) + ([] if self.bias is None else [self.bias])
-        key = tuple(p.data_ptr() for p in parameters)
-        if self._views is not None and self._views[0] == key:
-            return self._views[1]
-        arrays = [_array(p) for p in parameters]
-        views = (arrays[:len(self.cores)], None if self.bias is None else arrays[-1])
-        if all(a.ctypes.data == p.data_ptr() for a, p in zip(arrays, parameters)):
-            self._views = (key, views)
-        return views
+        key = tuple((p.data_ptr(), p._version) for p in parameters)
+        if self._bound is None or self._bound[0] != key:
+            arrays = [_array(p) for p in parameters]
+            bias = None if self.bias is None else arrays.pop()
+            self._bound = (key, self.layer._layer.prepare(arrays, bias))
+        return self._bound[1]
 
     def _einsum(self, x):
         """The plan's pairwise steps, one `torch.einsum` each, in the planned order."""
