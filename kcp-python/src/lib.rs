@@ -1,6 +1,6 @@
 //! `kcp._kcp`, the extension module of the Python package `kcp`: a layer of any format planned
 //! by kcp's compiler for shapes known at run time and run by its executor, forward and
-//! backward, on NumPy arrays ([`layer`]), and the synthetic UCF11-shaped clips ([`data`]). The
+//! backward, on NumPy arrays (`layer.rs`), and the synthetic UCF11-shaped clips (`data.rs`). The
 //! Python half (`python/kcp/`) wraps it: `kcp.Layer`, `kcp.plan`, `kcp.data` and the PyTorch
 //! modules of `kcp.torch`.
 //!
