@@ -53,7 +53,7 @@ fn vector<'a>(array: &'a PyReadonlyArray1<'_, f32>, name: &str) -> PyResult<&'a 
 }
 
 /// A cell kind from its name.
-fn cell_kind(name: &str) -> PyResult<CellKind> {
+pub(crate) fn cell_kind(name: &str) -> PyResult<CellKind> {
     match name {
         "lstm" => Ok(CellKind::Lstm),
         "gru" => Ok(CellKind::Gru),

@@ -10,6 +10,7 @@
 
 mod data;
 mod layer;
+mod recurrence;
 
 use std::num::NonZeroUsize;
 
@@ -101,6 +102,8 @@ fn _kcp(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<layer::Layer>()?;
     module.add_class::<layer::ForwardTrace>()?;
     module.add_class::<layer::Prepared>()?;
+    module.add_class::<recurrence::Recurrence>()?;
+    module.add_class::<recurrence::RecurrenceTape>()?;
     module.add_function(wrap_pyfunction!(plan_json, module)?)?;
     module.add_function(wrap_pyfunction!(formats, module)?)?;
     data::register(module)

@@ -170,3 +170,59 @@ def test_cell_bad_input():
         lstm(torch.randn(5, 12))
     with pytest.raises(ValueError, match="hidden"):
         kcp.torch.GRU([4, 3], [3, 3], 0, rank=2)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("engine", ["auto", "torch"])
+def test_cells_from_a_given_state_match_torch_through_every_output(kind, engine):
+    # An initial state that needs gradients, and a loss on the output and the final state: the
+    # same values and gradients as nn.LSTM / nn.GRU (kcp's recurrence on the CPU, torch's with
+    # engine="torch").
+    torch.manual_seed(11)
+    hidden, gates = 4, 4 if kind == "lstm" else 3
+    make = kcp.torch.LSTM if kind == "lstm" else kcp.torch.GRU
+    ours = make([4, 3], [gates, hidden], hidden, format="tt", ranks=[1, 3, 1], engine=engine)
+    theirs = (torch.nn.LSTM if kind == "lstm" else torch.nn.GRU)(12, hidden)
+    with torch.no_grad():
+        w = dense(torch.einsum, "tt", 2, ours.input.core_names, list(ours.input.cores), gates * hidden, 12)
+        theirs.weight_ih_l0.copy_(w)
+        theirs.weight_hh_l0.copy_(ours.weight_hh_l0)
+        theirs.bias_ih_l0.copy_(ours.bias_ih_l0)
+        theirs.bias_hh_l0.copy_(ours.bias_hh_l0)
+    steps, batch = 6, 3
+    x = torch.randn(steps, batch, 12)
+    states = [torch.randn(1, batch, hidden) for _ in range(2 if kind == "lstm" else 1)]
+    results = []
+    for module in (ours, theirs):
+        module.zero_grad()
+        xs = x.clone().requires_grad_()
+        s0 = [s.clone().requires_grad_() for s in states]
+        out, final = module(xs, tuple(s0) if kind == "lstm" else s0[0])
+        finals = final if kind == "lstm" else (final,)
+        loss = (out * torch.linspace(-1, 1, hidden)).sum() + sum((f * (k + 2)).sum() for k, f in enumerate(finals))
+        loss.backward()
+        results.append([out, *finals, xs.grad, *[s.grad for s in s0], module.weight_hh_l0.grad,
+                         module.bias_hh_l0.grad])
+    for got, want in zip(*results):
+        assert got.shape == want.shape and torch.allclose(got, want, atol=1e-5), (got - want).abs().max()
+
+
+def test_modules_copy_and_pickle(tmp_path):
+    import copy
+
+    torch.manual_seed(12)
+    model = torch.nn.Sequential(kcp.torch.Linear([4, 3], [4, 2], format="tr", ranks=[2, 2, 2, 2]))
+    lstm = kcp.torch.LSTM([4, 3], [4, 2], 2, rank=2)
+    x = torch.randn(3, 12)
+    model(x)  # binds its weights
+    for original, run in [(model, lambda m: m(x)), (lstm, lambda m: m(x.reshape(3, 1, 12))[0])]:
+        twin = copy.deepcopy(original)
+        assert torch.equal(run(twin), run(original))
+        path = tmp_path / "model.pt"
+        torch.save(original, path)
+        loaded = torch.load(path, weights_only=False)
+        assert torch.equal(run(loaded), run(original))
+        # The copy's parameters are its own.
+        with torch.no_grad():
+            next(twin.parameters()).add_(1.0)
+        assert not torch.equal(run(twin), run(original))

@@ -130,7 +130,8 @@ impl Recurrent {
     /// Backpropagation through time over a taped sequence: given `dh` (`[T, B, H]`, dL/dh_t of
     /// every step, added to what flows back from later steps) and the hidden states `hs` the
     /// taped pass wrote, accumulate dL/dW_hh and dL/db_hh into `grads` and write dL/dproj to
-    /// `dproj` (`[T, B, G*H]`). The gradient of the initial state is not kept.
+    /// `dproj` (`[T, B, G*H]`). The gradient of the initial state is not kept
+    /// ([`Recurrent::backward_through`] returns it).
     pub fn backward(
         &self,
         tape: &Tape,
@@ -139,14 +140,31 @@ impl Recurrent {
         dproj: &mut [f32],
         grads: &mut CellGrads,
     ) -> Result<(), ShapeError> {
+        self.backward_through(tape, hs, dh, None, dproj, grads).map(|_| ())
+    }
+
+    /// [`Recurrent::backward`], with the gradient of the final cell state too (`dc_last`,
+    /// `[B, H]`, an LSTM's; None for none), returning the gradient of the initial state (its
+    /// `c` empty for a GRU).
+    pub fn backward_through(
+        &self,
+        tape: &Tape,
+        hs: &[f32],
+        dh: &[f32],
+        dc_last: Option<&[f32]>,
+        dproj: &mut [f32],
+        grads: &mut CellGrads,
+    ) -> Result<State, ShapeError> {
         let (hidden, g) = (self.hidden(), self.kind().gates() * self.hidden());
         let (steps, batch) = (tape.steps, tape.batch);
+        let lstm = self.kind() == CellKind::Lstm;
         for (name, len, expected) in [
             ("hs", hs.len(), steps * batch * hidden),
             ("dh", dh.len(), steps * batch * hidden),
             ("dproj", dproj.len(), steps * batch * g),
             ("weight_hh gradient", grads.weight_hh.len(), g * hidden),
             ("bias_hh gradient", grads.bias_hh.len(), g),
+            ("dc_last", dc_last.map_or(0, <[f32]>::len), if dc_last.is_some() && lstm { batch * hidden } else { 0 }),
         ] {
             if len != expected {
                 return Err(ShapeError::Buffer { name, len, expected });
@@ -154,7 +172,10 @@ impl Recurrent {
         }
         // What flows back into h and c of the step before, per batch row.
         let mut dh_next = vec![0.0f32; batch * hidden];
-        let mut dc_next = vec![0.0f32; if self.kind() == CellKind::Lstm { batch * hidden } else { 0 }];
+        let mut dc_next = match dc_last {
+            Some(dc) => dc.to_vec(),
+            None => vec![0.0f32; if lstm { batch * hidden } else { 0 }],
+        };
         let mut da_hh = vec![0.0f32; g];
         // Compiled for the kernel path in use (the dots, axpys and gate formulas at its width).
         dispatch(
@@ -201,7 +222,7 @@ impl Recurrent {
                 }
             },
         );
-        Ok(())
+        Ok(State { h: dh_next, c: dc_next })
     }
 }
 

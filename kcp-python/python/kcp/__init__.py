@@ -52,8 +52,13 @@ class Layer:
     """
 
     def __init__(self, in_shape, out_shape, format="kcp", rank=None, ranks=None, blocks=None, bias=False):
-        self._layer = _kcp.Layer(_shape(in_shape, "in_shape"), _shape(out_shape, "out_shape"), format,
-                                 _count(rank, "rank"), _ranks(ranks), _count(blocks, "blocks"), bool(bias))
+        self._args = (_shape(in_shape, "in_shape"), _shape(out_shape, "out_shape"), format, _count(rank, "rank"),
+                      _ranks(ranks), _count(blocks, "blocks"), bool(bias))
+        self._layer = _kcp.Layer(*self._args)
+
+    def __reduce__(self):
+        # Copied and pickled as its arguments: the copy plans the layer again.
+        return (Layer, self._args)
 
     format = property(lambda self: self._layer.format, doc="The format's name.")
     in_shape = property(lambda self: list(self._layer.in_shape), doc="The input modes.")

@@ -21,10 +21,12 @@ break (`torch.compiler.disable`); the einsum steps compile like any torch code.
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
 from . import Layer as _Layer
+from . import _kcp
 
 __all__ = ["Linear", "LSTM", "GRU", "compress", "ENGINES"]
 
@@ -65,6 +67,33 @@ class _Apply(torch.autograd.Function):
         return (None, None, dx, dbias, *dcores)
 
 
+class _Recurrence(torch.autograd.Function):
+    """The hidden states of every step (and an LSTM's final cell state) by kcp's recurrence;
+    the gradients by its backpropagation through time (projected inputs, W_hh, b_hh and, where
+    given, the initial state)."""
+
+    @staticmethod
+    def forward(ctx, recurrence, projected, weight_hh, bias_hh, h0, c0):
+        def array(t):
+            return None if t is None else t.detach().contiguous().numpy()
+
+        bias = array(bias_hh) if bias_hh is not None else np.zeros(weight_hh.shape[0], np.float32)
+        hs, c_n, ctx.tape = recurrence.forward_train(array(projected), array(weight_hh), bias, array(h0), array(c0))
+        ctx.lstm = c_n is not None
+        outputs = (torch.from_numpy(hs),) + ((torch.from_numpy(c_n),) if ctx.lstm else ())
+        return outputs
+
+    @staticmethod
+    def backward(ctx, dhs, dc_n=None):
+        dhs = dhs.to(torch.float32).contiguous()
+        dc = None if dc_n is None else dc_n.to(torch.float32).contiguous().numpy()
+        dproj, dw, db, dh0, dc0 = ctx.tape.backward(dhs.numpy(), dc)
+        needs = ctx.needs_input_grad
+        return (None, torch.from_numpy(dproj) if needs[1] else None, torch.from_numpy(dw) if needs[2] else None,
+                torch.from_numpy(db) if needs[3] else None, torch.from_numpy(dh0) if needs[4] else None,
+                torch.from_numpy(dc0) if needs[5] and dc0 is not None else None)
+
+
 def _disable(function):
     """`function` as a graph break under torch.compile (where torch has it)."""
     compiler = getattr(torch, "compiler", None)
@@ -100,6 +129,12 @@ class Linear(nn.Module):
         else:
             self.register_parameter("bias", None)
         self.reset_parameters()
+
+    def __getstate__(self):
+        # The bound weights are not copied or pickled: the copy binds its own.
+        state = self.__dict__.copy()
+        state["_bound"] = None
+        return state
 
     @property
     def engine(self):
@@ -210,7 +245,9 @@ def _array(parameter):
 class _Recurrent(nn.Module):
     """The shared part of LSTM and GRU: the input projection `input` (a `Linear` of `gates`
     times `hidden` outputs, kcp's kernels forward and backward), run once over every step of the
-    sequence, then the recurrence in torch operations (BPTT by torch's autograd)."""
+    sequence, then the recurrence: kcp's (the Rust crate's `Recurrent` and its backpropagation
+    through time, a `torch.autograd.Function`) where the projection runs on kcp's kernels,
+    measured faster than torch's (docs/python.md), torch operations otherwise."""
 
     gates = None
     cell = None
@@ -227,6 +264,7 @@ class _Recurrent(nn.Module):
             raise ValueError(f"out_shape must multiply to {self.gates} x hidden = {g} (the gates stacked), "
                              f"found {self.input.out_features}")
         self.hidden_size, self.batch_first = hidden, batch_first
+        self._kcp = _kcp.Recurrence(self.cell, hidden)
         self.input_size = self.input.in_features
         self.weight_hh_l0 = nn.Parameter(torch.empty(g, hidden, dtype=torch.float32))
         if bias:
@@ -238,6 +276,15 @@ class _Recurrent(nn.Module):
             self.weight_hh_l0.uniform_(-bound, bound)
             if self.bias_hh_l0 is not None:
                 self.bias_hh_l0.uniform_(-bound, bound)
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        del state["_kcp"]
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        self._kcp = _kcp.Recurrence(self.cell, self.hidden_size)
 
     @property
     def bias_ih_l0(self):
@@ -281,8 +328,31 @@ class _Recurrent(nn.Module):
         return projected.transpose(0, 1) if self.batch_first else projected
 
     def _output(self, hs):
-        out = torch.stack(hs)
-        return out.transpose(0, 1) if self.batch_first else out
+        return hs.transpose(0, 1) if self.batch_first else hs
+
+    def _recurrence(self, projected, state):
+        """The hidden states `[T, B, H]` and the final state: by kcp's recurrence where the
+        projection ran on kcp's kernels (float32 CPU tensors), by torch operations otherwise."""
+        weight = self.weight_hh_l0
+        kernels = (self.input.engine != "torch" and projected.device.type == "cpu" and projected.dtype == torch.float32
+                   and weight.device.type == "cpu" and weight.dtype == torch.float32)
+        if not kernels:
+            return self._torch_recurrence(projected, state)
+        return self._kcp_recurrence(projected, state)
+
+    @_disable
+    def _kcp_recurrence(self, projected, state):
+        batch, h_size = projected.shape[1], self.hidden_size
+        lstm = self.cell == "lstm"
+        if state is None:
+            h0, c0 = None, None
+        elif lstm:
+            h0, c0 = state[0].reshape(batch, h_size), state[1].reshape(batch, h_size)
+        else:
+            h0, c0 = state.reshape(batch, h_size), None
+        outputs = _Recurrence.apply(self._kcp, projected, self.weight_hh_l0, self.bias_hh_l0, h0, c0)
+        hs = outputs[0]
+        return (hs, (hs[-1], outputs[1])) if lstm else (hs, hs[-1])
 
 
 class LSTM(_Recurrent):
@@ -297,7 +367,12 @@ class LSTM(_Recurrent):
     cell = "lstm"
 
     def forward(self, x, state=None):
-        projected = self._projected(x)
+        hs, (h, c) = self._recurrence(self._projected(x), state)
+        return self._output(hs), (h.unsqueeze(0), c.unsqueeze(0))
+
+    def _torch_recurrence(self, projected, state):
+        """The hidden states `[T, B, H]` and the final `(h, c)` from projected inputs
+        `[T, B, 4H]`, in torch operations."""
         batch, h_size = projected.shape[1], self.hidden_size
         if state is None:
             h = projected.new_zeros(batch, h_size)
@@ -313,7 +388,7 @@ class LSTM(_Recurrent):
             c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
             h = torch.sigmoid(o) * torch.tanh(c)
             hs.append(h)
-        return self._output(hs), (h.unsqueeze(0), c.unsqueeze(0))
+        return torch.stack(hs), (h, c)
 
 
 class GRU(_Recurrent):
@@ -326,7 +401,12 @@ class GRU(_Recurrent):
     cell = "gru"
 
     def forward(self, x, h0=None):
-        projected = self._projected(x)
+        hs, h = self._recurrence(self._projected(x), h0)
+        return self._output(hs), h.unsqueeze(0)
+
+    def _torch_recurrence(self, projected, h0):
+        """The hidden states `[T, B, H]` and the final h from projected inputs `[T, B, 3H]`, in
+        torch operations."""
         batch, h_size = projected.shape[1], self.hidden_size
         h = projected.new_zeros(batch, h_size) if h0 is None else h0.reshape(batch, h_size)
         hs = []
@@ -341,7 +421,7 @@ class GRU(_Recurrent):
             n = torch.tanh(inn + r * hn)
             h = (1 - z) * n + z * h
             hs.append(h)
-        return self._output(hs), h.unsqueeze(0)
+        return torch.stack(hs), h
 
 
 def compress(module, in_shape, out_shape, format="kcp", rank=None, ranks=None, iters=100, seed=0, **options):
