@@ -14,9 +14,27 @@ fn sigmoid(v: f64) -> f64 {
 
 /// L = sum_t sum(dh[t] * h[t]) of the cell in f64, from a zero state, on proj `[T, B, G*H]`.
 fn loss64(kind: CellKind, hidden: usize, w: &[f64], b: &[f64], proj: &[f64], batch: usize, dh: &[f64]) -> f64 {
+    let zeros = vec![0.0; batch * hidden];
+    loss64_from(kind, hidden, w, b, proj, batch, dh, [&zeros, &zeros], &zeros)
+}
+
+/// The same from the state `[h0, c0]` (`[B, H]` each; c0 unused by a GRU), plus
+/// `sum(dc * c_T)` for an LSTM.
+#[allow(clippy::too_many_arguments)]
+fn loss64_from(
+    kind: CellKind,
+    hidden: usize,
+    w: &[f64],
+    b: &[f64],
+    proj: &[f64],
+    batch: usize,
+    dh: &[f64],
+    [h0, c0]: [&[f64]; 2],
+    dc: &[f64],
+) -> f64 {
     let g = kind.gates() * hidden;
     let steps = proj.len() / (batch * g);
-    let (mut h, mut c) = (vec![0.0; batch * hidden], vec![0.0; batch * hidden]);
+    let (mut h, mut c) = (h0.to_vec(), c0.to_vec());
     let mut loss = 0.0;
     for t in 0..steps {
         for r in 0..batch {
@@ -45,6 +63,9 @@ fn loss64(kind: CellKind, hidden: usize, w: &[f64], b: &[f64], proj: &[f64], bat
                 loss += dh[row * hidden + k] * new;
             }
         }
+    }
+    if kind == CellKind::Lstm {
+        loss += c.iter().zip(dc).map(|(c, d)| c * d).sum::<f64>();
     }
     loss
 }
@@ -92,6 +113,61 @@ fn bptt_matches_finite_differences() {
             assert!(relative(&grads.weight_hh, &dw) < 1e-4, "{what}: dW_hh {}", relative(&grads.weight_hh, &dw));
             assert!(relative(&grads.bias_hh, &db) < 1e-4, "{what}: db_hh {}", relative(&grads.bias_hh, &db));
             assert!(relative(&dproj, &dp) < 1e-4, "{what}: dproj {}", relative(&dproj, &dp));
+        }
+    }
+}
+
+/// From a given state and with a gradient of the final cell state: the gradients of the
+/// initial state too, against finite differences.
+#[test]
+fn bptt_through_a_given_state_matches_finite_differences() {
+    let mut rng = Rng::new(23);
+    for kind in [CellKind::Lstm, CellKind::Gru] {
+        for (hidden, steps, batch) in [(1, 1, 1), (3, 4, 2), (2, 6, 3)] {
+            let cell = Recurrent::random(kind, hidden, rng.next_u64());
+            let g = kind.gates() * hidden;
+            let proj = rng.vec_f32(steps * batch * g, 1.0);
+            let dh = rng.vec_f32(steps * batch * hidden, 1.0);
+            let dc = rng.vec_f32(batch * hidden, 1.0);
+            let mut state = State::zeros(kind, batch, hidden);
+            state.h = rng.vec_f32(batch * hidden, 1.0);
+            if kind == CellKind::Lstm {
+                state.c = rng.vec_f32(batch * hidden, 1.0);
+            }
+            let (h0, c0) = (state.h.clone(), state.c.clone());
+            let mut hs = vec![0.0; steps * batch * hidden];
+            let tape = cell.run_taped(&proj, batch, &mut hs, &mut state).unwrap();
+            let mut grads = CellGrads::zeros(&cell);
+            let mut dproj = vec![0.0; proj.len()];
+            let dc_last = (kind == CellKind::Lstm).then_some(&dc[..]);
+            let initial = cell.backward_through(&tape, &hs, &dh, dc_last, &mut dproj, &mut grads).unwrap();
+
+            let f64s = |v: &[f32]| v.iter().map(|&v| f64::from(v)).collect::<Vec<f64>>();
+            let (w, b, p, d, dcs) = (f64s(cell.weight_hh()), f64s(cell.bias_hh()), f64s(&proj), f64s(&dh), f64s(&dc));
+            let (h0, c0) = (f64s(&h0), if kind == CellKind::Lstm { f64s(&c0) } else { vec![0.0; batch * hidden] });
+            let e = 1e-6;
+            let fd = |v: &[f64], at: &dyn Fn(&[f64]) -> f64| -> Vec<f64> {
+                (0..v.len())
+                    .map(|k| {
+                        let (mut up, mut down) = (v.to_vec(), v.to_vec());
+                        up[k] += e;
+                        down[k] -= e;
+                        (at(&up) - at(&down)) / (2.0 * e)
+                    })
+                    .collect()
+            };
+            let loss = |h: &[f64], c: &[f64], p: &[f64]| loss64_from(kind, hidden, &w, &b, p, batch, &d, [h, c], &dcs);
+            let what = format!("{kind:?} H{hidden} T{steps} B{batch}");
+            let dh0 = fd(&h0, &|h| loss(h, &c0, &p));
+            assert!(relative(&initial.h, &dh0) < 1e-4, "{what}: dh0 {}", relative(&initial.h, &dh0));
+            let dp = fd(&p, &|p| loss(&h0, &c0, p));
+            assert!(relative(&dproj, &dp) < 1e-4, "{what}: dproj {}", relative(&dproj, &dp));
+            if kind == CellKind::Lstm {
+                let dc0 = fd(&c0, &|c| loss(&h0, c, &p));
+                assert!(relative(&initial.c, &dc0) < 1e-4, "{what}: dc0 {}", relative(&initial.c, &dc0));
+            } else {
+                assert!(initial.c.is_empty());
+            }
         }
     }
 }
