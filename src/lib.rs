@@ -113,3 +113,4 @@ pub mod npy;
 #[cfg(feature = "json")]
 pub mod report;
 pub mod train;
+pub mod tune;

@@ -1,6 +1,8 @@
 //! The `kcp` command line: plan, emit, run and compress KCP layers from shapes and weight files
 //! (the contract of docs/cli.md). Bad input gives one line on stderr and exit code 2.
 
+mod tune;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -121,6 +123,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Choose a layer for a parameter budget: tensorizations, formats and ranks planned, the
+    /// fastest timed on this machine, the Pareto front of parameters against time
+    Tune(tune::TuneArgs),
 }
 
 #[derive(Args)]
@@ -656,6 +661,7 @@ fn main() -> ExitCode {
         Command::Compress { layer, dense, cell, weights_out, iters, seed, json } => {
             compress_cmd(layer, dense, *cell, weights_out, *iters, *seed, *json)
         }
+        Command::Tune(args) => tune::tune_cmd(args),
     };
     let text = match result {
         Ok(text) => text,

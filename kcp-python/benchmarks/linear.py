@@ -5,8 +5,9 @@ measured side by side in one process.
     python kcp-python/benchmarks/linear.py [--quick] [--formats kcp tt ...] [--threads 1 2]
 
 The layer is the UCF11 input projection (57,600 = 8x20x20x18 inputs -> 1,024 = 4x4x4x16
-gates) in KCP at rank 4 (the headline layer, 1,920 parameters) and in every format at the
-matched budgets of docs/formats.md (about 3,300 parameters). For one thread and two, batch 1,
+gates) in KCP at rank 4 (the headline layer, 1,920 parameters) and in every format with the
+ranks of docs/formats.md's matched budgets (matched there for out shape [16,4,4,4]; here they
+hold 3,384 to 4,352 parameters, the params column). For one thread and two, batch 1,
 16 and 256, forward and forward + backward (dx included), it times:
 - kcp: `kcp.torch.Linear` (kcp's planned kernels forward and backward);
 - einsum: one `torch.einsum` over x and every core, the network written as docs/formats.md
