@@ -225,6 +225,8 @@ pub enum Fit {
     Budget,
     /// Half of those: a smaller, faster point for the front.
     Half,
+    /// A layer given to time beside the candidates ([`TuneOptions::compare`]), not one.
+    Given,
 }
 
 /// What to search and measure.
@@ -252,6 +254,9 @@ pub struct TuneOptions {
     pub out_shape: Option<Vec<usize>>,
     /// About how long the tuner may take, planning and measuring.
     pub time: Duration,
+    /// Layers to time beside the candidates, in the same rounds (a hand-chosen layer to hold
+    /// the tuner's against): their formats and modes, of these sizes.
+    pub compare: Vec<(Format, Tensorization)>,
 }
 
 /// Why a tuning cannot be done.
@@ -297,6 +302,9 @@ pub enum TuneError {
     /// An unknown format name.
     #[error("unknown format {0:?}: the tuner tries kcp, cp, tt, tr, bt, ht")]
     Format(String),
+    /// A layer to compare with that is not a layer of these sizes.
+    #[error("a layer to compare with: {0}")]
+    Compare(String),
 }
 
 /// A layer the tuner planned, and what it measured of it.
@@ -331,6 +339,8 @@ pub struct Tuning {
     /// as many parameters and is at least as fast, one of them strictly), fewest parameters
     /// first.
     pub front: Vec<usize>,
+    /// The layers of [`TuneOptions::compare`], timed in the same rounds.
+    pub compared: Vec<Candidate>,
 }
 
 /// The tensorizations kept per mode count for planning (the cheapest by parameters per rank).
@@ -488,9 +498,35 @@ pub fn tune(options: &TuneOptions, mut progress: impl FnMut(&str, usize, usize))
             }
         }
     }
-    let measured = measure(&finalists, options, start, &mut progress);
+    for (format, t) in &options.compare {
+        let spec = Spec::new(&t.in_shape, &t.out_shape, format.clone()).with_batch(options.batch);
+        let compiled = compile(&spec, &plan_options).map_err(|e| TuneError::Compare(e.to_string()))?;
+        if (t.in_size(), t.out_size()) != (options.in_size, options.out_size) {
+            return Err(TuneError::Compare(format!(
+                "{} x {} is a layer of {} -> {}, not {} -> {}",
+                t.in_shape.len(),
+                t.out_shape.len(),
+                t.in_size(),
+                t.out_size(),
+                options.in_size,
+                options.out_size
+            )));
+        }
+        let candidate = Candidate {
+            format: format.clone(),
+            tensorization: t.clone(),
+            params: compiled.network().params(),
+            fit: Fit::Given,
+            macs: compiled.plan.macs() / compiled.plan.batch_rows().max(1),
+            scratch: Some(compiled.nest.scratch_len),
+            us_per_row: None,
+        };
+        finalists.push((candidate, compiled));
+    }
+    let (compared, measured): (Vec<Candidate>, Vec<Candidate>) =
+        measure(&finalists, options, start, &mut progress).into_iter().partition(|c| c.fit == Fit::Given);
     let front = front(&measured);
-    Ok(Tuning { tensorizations: all, planned, measured, front })
+    Ok(Tuning { tensorizations: all, planned, measured, front, compared })
 }
 
 /// Time each finalist: calls of its executor interleaved candidate by candidate in rounds (each
@@ -507,6 +543,7 @@ fn measure(
     let mut rng = Rng::new(7);
     let x = rng.vec_f32(batch * n, 1.0);
     let mut runs: Vec<Box<dyn FnMut()>> = Vec::new();
+    let mut timed: Vec<&Candidate> = Vec::new();
     for (candidate, compiled) in finalists {
         let network = compiled.network();
         let weights = crate::random_weights(network, false, 1);
@@ -520,6 +557,7 @@ fn measure(
         let mut y = vec![0.0f32; batch * m];
         let x = x.clone();
         let threads = options.threads;
+        timed.push(candidate);
         runs.push(Box::new(move || {
             let result = if np == n && mp == m {
                 executor.forward_par(&x, &mut y, threads)
@@ -549,10 +587,10 @@ fn measure(
         }
         round += 1;
     }
-    finalists
-        .iter()
+    timed
+        .into_iter()
         .zip(samples)
-        .map(|((candidate, _), mut times)| {
+        .map(|(candidate, mut times)| {
             times.sort_by(f64::total_cmp);
             let median = times.get(times.len() / 2).copied().unwrap_or(f64::NAN);
             Candidate { us_per_row: Some(median * 1e6 / batch as f64), ..candidate.clone() }

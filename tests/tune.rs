@@ -191,6 +191,7 @@ fn a_small_tuning_measures_a_front_within_the_budget() {
         out_shape: None,
         // Far more than it takes: nothing is cut short on a slow machine.
         time: Duration::from_secs(60),
+        compare: vec![],
     };
     let tuning = tune(&options, |_, _, _| {}).unwrap();
     assert!(!tuning.measured.is_empty() && !tuning.front.is_empty());

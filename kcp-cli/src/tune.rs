@@ -9,8 +9,8 @@ use clap::Args;
 use serde_json::{json, Value};
 
 use kcp::compress::{compress, tt_svd, FitOptions};
-use kcp::ir::network::Format;
-use kcp::tune::{tune, Candidate, Fit, TuneOptions, Tuning, FORMATS};
+use kcp::ir::network::{Format, RankArgs};
+use kcp::tune::{tune, Candidate, Fit, Tensorization, TuneOptions, Tuning, FORMATS};
 use kcp::{npy, Threads};
 
 use crate::{parse_shape, Result, Shape, MAX_THREADS};
@@ -60,9 +60,42 @@ pub struct TuneArgs {
     /// Draw the front (time per row against parameters, one colour per format) as an SVG file
     #[arg(long)]
     svg: Option<PathBuf>,
+    /// A layer to time beside the candidates, in the same rounds: FORMAT:IN:OUT:RANKS, e.g.
+    /// cp:8x20x20x18:16x4x4x4:36, tt:8x20x20x18:16x4x4x4:1x4x4x4x1, bt:...:2/4x4x4x4 (blocks/ranks)
+    #[arg(long, value_parser = parse_compare)]
+    compare: Vec<Compare>,
     /// Print only the kcp_layer! declaration of the fastest layer at the budget's ranks
     #[arg(long)]
     emit: bool,
+}
+
+/// A layer of `--compare`.
+#[derive(Clone, Debug)]
+struct Compare(Format, Tensorization);
+
+/// `FORMAT:IN:OUT:RANKS`: RANKS is the rank (kcp, cp, ht), the ranks like 1x4x4x4x1 (tt, tr), or
+/// blocks/ranks like 2/4x4x4x4 (bt).
+fn parse_compare(text: &str) -> Result<Compare> {
+    let bad = |why: &str| format!("--compare {text}: {why} (FORMAT:IN:OUT:RANKS, e.g. cp:8x20x20x18:16x4x4x4:36)");
+    let [name, ins, outs, ranks] = text.split(':').collect::<Vec<_>>()[..] else {
+        return Err(bad("four fields"));
+    };
+    let entry = Format::entry(name).ok_or_else(|| bad("an unknown format"))?;
+    let list = |t: &str| -> Result<Vec<usize>> {
+        t.split('x').map(|v| v.trim().parse::<usize>().map_err(|_| bad("a number that is not one"))).collect()
+    };
+    let mut args = RankArgs::default();
+    match entry.name {
+        "tt" | "tr" => args.ranks = Some(list(ranks)?),
+        "bt" => {
+            let (blocks, ranks) = ranks.split_once('/').ok_or_else(|| bad("bt's ranks are blocks/ranks"))?;
+            args.blocks = Some(blocks.trim().parse().map_err(|_| bad("a block count that is not a number"))?);
+            args.ranks = Some(list(ranks)?);
+        }
+        _ => args.rank = Some(ranks.trim().parse().map_err(|_| bad("a rank that is not a number"))?),
+    }
+    let format = entry.checked(args).map_err(|_| bad("the format's rank keys"))?;
+    Ok(Compare(format, Tensorization { in_shape: list(ins)?, out_shape: list(outs)? }))
 }
 
 /// "5%" or "0.05" as a fraction.
@@ -145,6 +178,7 @@ impl TuneArgs {
             in_shape: self.in_shape.clone().map(|s| s.0),
             out_shape: self.out_shape.clone().map(|s| s.0),
             time: parse_time(&self.time)?,
+            compare: self.compare.iter().map(|c| (c.0.clone(), c.1.clone())).collect(),
         })
     }
 }
@@ -307,6 +341,20 @@ fn table(tuning: &Tuning, options: &TuneOptions, errors: &[Option<f64>], with_er
         }
         out += "\n";
     }
+    for c in &tuning.compared {
+        let ranks: Vec<String> = rank_keys(&c.format).into_iter().map(|(key, v)| format!("{key} {v}")).collect();
+        out += &format!(
+            "given | {} | {} x {} | {} | {} | {:.0}x | {} | {:.2}\n",
+            c.format.name(),
+            shape(&c.tensorization.in_shape),
+            shape(&c.tensorization.out_shape),
+            ranks.join(", "),
+            c.params,
+            options.in_size as f64 * options.out_size as f64 / c.params as f64,
+            c.macs,
+            c.us_per_row.unwrap_or(f64::NAN)
+        );
+    }
     if let Some(best) = fastest(tuning) {
         out += &format!(
             "\nfastest at the budget's ranks: {} {} x {} ({}), {:.2} us per row; `--emit` prints its declaration\n",
@@ -371,6 +419,7 @@ fn report(tuning: &Tuning, options: &TuneOptions, errors: &[Option<f64>], with_e
         "planned": tuning.planned.len(),
         "front": front,
         "measured": tuning.measured.iter().map(|c| point(c, options, None)).collect::<Vec<_>>(),
+        "compared": tuning.compared.iter().map(|c| point(c, options, None)).collect::<Vec<_>>(),
     })
 }
 

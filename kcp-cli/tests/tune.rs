@@ -153,3 +153,35 @@ fn bad_input_is_one_line_and_exit_2() {
     let out = kcp(&["tune", "--in-size", "1", "--out-size", "12", "--params", "100"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn given_layers_are_timed_beside_the_candidates() {
+    let v = json(&[
+        "tune",
+        "--in-size",
+        "60",
+        "--out-size",
+        "12",
+        "--params",
+        "60",
+        "--compare",
+        "cp:4x3x5:2x3x2:2",
+        "--compare",
+        "bt:4x3x5:2x3x2:2/1x1x1",
+        "--time",
+        "20s",
+    ]);
+    let compared = v["compared"].as_array().unwrap();
+    assert_eq!(compared.len(), 2);
+    assert_eq!((compared[0]["format"].as_str(), compared[0]["rank"].as_u64()), (Some("cp"), Some(2)));
+    assert_eq!((compared[1]["blocks"].as_u64(), compared[1]["params"].as_u64()), (Some(2), Some(56)));
+    assert!(compared.iter().all(|p| p["us_per_row"].as_f64().unwrap() > 0.0));
+    for (given, expect) in
+        [("cp:4x3x5:2x3x2", "four fields"), ("cp:4x3x5:2x3x3:2", "60 -> 12"), ("svd:4:3:1", "format")]
+    {
+        let out = kcp(&["tune", "--in-size", "60", "--out-size", "12", "--params", "60", "--compare", given]);
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!((out.status.code(), err.lines().count()), (Some(2), 1), "{given}: {err}");
+        assert!(err.contains(expect), "{given}: {err}");
+    }
+}
