@@ -4,12 +4,13 @@
 //!
 //! The search: every tensorization of N and M into D modes of at least 2 (with padding, of
 //! slightly larger sizes whose factors are 2, 3 and 5 only), the pairs (n_d, m_d) taken as a
-//! set (an order of the pairs is the same layer up to a permutation of x's and y's modes); the
-//! most promising by the parameters one rank of KCP costs (`sum_d n_d m_d`, smallest first: the
-//! budget then buys the most rank); for each format, the largest uniform ranks within the
-//! budget (and half of them, a smaller point for the front); each candidate planned (its exact
-//! MACs); the cheapest few per format compiled and timed with the executor, calls interleaved
-//! candidate by candidate; the Pareto front of parameters against time.
+//! set (an order of the pairs is the same layer up to a permutation of x's and y's modes); for
+//! each format, the most promising by the parameters one unit of its rank costs ([`per_rank`],
+//! smallest first: the budget then buys the most rank); the largest uniform ranks within the
+//! budget, at least [`MIN_RANK`] (and half of them, a smaller point for the front); each
+//! candidate planned (its exact MACs); the cheapest few per format compiled and timed with the
+//! executor, calls interleaved candidate by candidate; the Pareto front of parameters against
+//! time.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -38,12 +39,22 @@ impl Tensorization {
     pub fn out_size(&self) -> usize {
         self.out_shape.iter().product()
     }
+}
 
-    /// The parameters of one KCP rank: `sum_d n_d m_d`, what the search orders by.
-    pub fn per_rank(&self) -> u64 {
-        self.in_shape.iter().zip(&self.out_shape).map(|(&n, &m)| (n * m) as u64).sum()
+/// What the search orders a format's tensorizations by: about the parameters one unit of rank
+/// costs, `sum_d n_d + m_d` for the formats whose cores hold a mode each (CP, TR), `sum_d n_d
+/// m_d` for those whose cores hold a pair (KCP, TT, BT, HT).
+pub fn per_rank(format: &str, t: &Tensorization) -> u64 {
+    let pairs = t.in_shape.iter().zip(&t.out_shape);
+    match format {
+        "cp" | "tr" => pairs.map(|(&n, &m)| (n + m) as u64).sum(),
+        _ => pairs.map(|(&n, &m)| (n * m) as u64).sum(),
     }
 }
+
+/// The smallest uniform rank the tuner proposes: a rank-1 layer (one Kronecker or outer
+/// product, a weight of rank one in each mode) fits any budget and can learn little.
+pub const MIN_RANK: usize = 2;
 
 /// The factorizations of `n` into `modes` factors of at least 2, each non-increasing.
 pub fn factorizations(n: usize, modes: usize) -> Vec<Vec<usize>> {
@@ -178,7 +189,8 @@ const BT_BLOCKS: [usize; 3] = [1, 2, 4];
 
 /// The formats of `name` for a tensorization whose parameters are within `budget`: for each
 /// variant of the format (a block term's block counts), the largest uniform rank that fits
-/// (`Fit::Budget`) and half of it (`Fit::Half`). Each with its parameters.
+/// (`Fit::Budget`) and half of it (`Fit::Half`), neither below [`MIN_RANK`]. Each with its
+/// parameters.
 pub fn fitting_formats(name: &str, t: &Tensorization, budget: u64) -> Vec<(Format, u64, Fit)> {
     let modes = t.in_shape.len();
     let blocks: &[usize] = if name == "bt" { &BT_BLOCKS } else { &[1] };
@@ -189,10 +201,10 @@ pub fn fitting_formats(name: &str, t: &Tensorization, budget: u64) -> Vec<(Forma
             Network::new(&t.in_shape, &t.out_shape, format, Batch::Symbolic).ok().map(|n| n.params())
         };
         // The largest r with params(r) <= budget: double, then bisect (params grow with r).
-        if params(1).is_none_or(|p| p > budget) {
+        if params(MIN_RANK).is_none_or(|p| p > budget) {
             continue;
         }
-        let (mut lo, mut hi) = (1usize, 2usize);
+        let (mut lo, mut hi) = (MIN_RANK, 2 * MIN_RANK);
         while params(hi).is_some_and(|p| p <= budget) {
             lo = hi;
             hi *= 2;
@@ -206,7 +218,7 @@ pub fn fitting_formats(name: &str, t: &Tensorization, budget: u64) -> Vec<(Forma
             }
         }
         for (r, fit) in [(lo, Fit::Budget), (lo / 2, Fit::Half)] {
-            if r >= 1 {
+            if r >= MIN_RANK {
                 if let (Some(format), Some(p)) = (uniform(name, modes, r, k), params(r)) {
                     if !out.iter().any(|(f, _, _)| *f == format) {
                         out.push((format, p, fit));
@@ -345,8 +357,6 @@ pub struct Tuning {
 
 /// The tensorizations kept per mode count for planning (the cheapest by parameters per rank).
 const KEEP_PER_MODES: usize = 12;
-/// The candidates timed per format (the fewest MACs).
-const MEASURE_PER_FORMAT: usize = 3;
 
 /// The search of the module's doc. `progress(done, total)` is called as candidates are
 /// planned and then timed.
@@ -378,7 +388,8 @@ pub fn tune(options: &TuneOptions, mut progress: impl FnMut(&str, usize, usize))
     let (in_sizes, out_sizes) =
         (sizes(options.in_size, &options.in_shape), sizes(options.out_size, &options.out_shape));
     let mut all = 0;
-    let mut kept: Vec<Tensorization> = Vec::new();
+    // Per format, the tensorizations kept for it.
+    let mut kept: Vec<Vec<Tensorization>> = vec![Vec::new(); options.formats.len()];
     let mut sides_found = [false, false];
     for modes in options.modes.clone() {
         let mut these = Vec::new();
@@ -390,16 +401,19 @@ pub fn tune(options: &TuneOptions, mut progress: impl FnMut(&str, usize, usize))
             }
         }
         all += these.len();
-        // The fewest parameters per rank first; then the least padding; then in order.
-        these.sort_by_key(|t| (t.per_rank(), t.in_size() + t.out_size(), t.clone()));
-        kept.extend(these.into_iter().take(KEEP_PER_MODES));
+        // For each format, the fewest parameters per rank first; then the least padding; then
+        // in order.
+        for (name, kept) in options.formats.iter().zip(&mut kept) {
+            these.sort_by_key(|t| (per_rank(name, t), t.in_size() + t.out_size(), t.clone()));
+            kept.extend(these.iter().take(KEEP_PER_MODES).cloned());
+        }
     }
     for (k, (side, size)) in [("inputs", options.in_size), ("outputs", options.out_size)].into_iter().enumerate() {
         if !sides_found[k] {
             return Err(TuneError::NoTensorization { side, size, modes: modes_text, padded: options.pad > 0.0 });
         }
     }
-    if kept.is_empty() {
+    if kept.iter().all(Vec::is_empty) {
         return Err(TuneError::NoTensorization {
             side: "inputs and outputs",
             size: options.in_size,
@@ -414,11 +428,11 @@ pub fn tune(options: &TuneOptions, mut progress: impl FnMut(&str, usize, usize))
     // the time runs out.
     let mut lists: Vec<Vec<(Format, Tensorization, u64, Fit)>> = Vec::new();
     let mut smallest = u64::MAX;
-    for name in &options.formats {
+    for (name, kept) in options.formats.iter().zip(&kept) {
         let mut list = Vec::new();
-        for t in &kept {
+        for t in kept {
             let modes = t.in_shape.len();
-            if let Some(p) = uniform(name, modes, 1, 1)
+            if let Some(p) = uniform(name, modes, MIN_RANK, 1)
                 .and_then(|f| Network::new(&t.in_shape, &t.out_shape, f, Batch::Symbolic).ok())
                 .map(|n| n.params())
             {
@@ -473,28 +487,26 @@ pub fn tune(options: &TuneOptions, mut progress: impl FnMut(&str, usize, usize))
         ))
     });
 
-    // The fewest MACs of each format: a few at the budget's ranks, one at half of them,
-    // compiled.
+    // For each format, the fewest MACs at the budget's ranks for each mode count (a menu across
+    // D: fewer modes mean fewer, larger steps), and the fewest at half of them; compiled.
     let mut finalists: Vec<(Candidate, Compiled)> = Vec::new();
     for name in &options.formats {
-        for (fit, count) in [(Fit::Budget, MEASURE_PER_FORMAT - 1), (Fit::Half, 1)] {
-            let mut taken = 0;
-            for candidate in planned.iter().filter(|c| c.format.name() == name && c.fit == fit) {
-                if taken == count {
-                    break;
-                }
-                let spec = Spec::new(
-                    &candidate.tensorization.in_shape,
-                    &candidate.tensorization.out_shape,
-                    candidate.format.clone(),
-                )
-                .with_batch(options.batch);
-                if let Ok(compiled) = compile(&spec, &plan_options) {
-                    let mut candidate = candidate.clone();
-                    candidate.scratch = Some(compiled.nest.scratch_len);
-                    finalists.push((candidate, compiled));
-                    taken += 1;
-                }
+        let groups = options.modes.clone().map(|d| (Fit::Budget, Some(d))).chain([(Fit::Half, None)]);
+        for (fit, modes) in groups {
+            let chosen = planned.iter().find(|c| {
+                c.format.name() == name && c.fit == fit && modes.is_none_or(|d| c.tensorization.in_shape.len() == d)
+            });
+            let Some(candidate) = chosen else { continue };
+            let spec = Spec::new(
+                &candidate.tensorization.in_shape,
+                &candidate.tensorization.out_shape,
+                candidate.format.clone(),
+            )
+            .with_batch(options.batch);
+            if let Ok(compiled) = compile(&spec, &plan_options) {
+                let mut candidate = candidate.clone();
+                candidate.scratch = Some(compiled.nest.scratch_len);
+                finalists.push((candidate, compiled));
             }
         }
     }

@@ -379,6 +379,11 @@ fn point(c: &Candidate, options: &TuneOptions, error: Option<f64>) -> Value {
         "us_per_row": c.us_per_row,
         "scratch_floats": c.scratch,
         "padded": c.tensorization.in_size() != options.in_size || c.tensorization.out_size() != options.out_size,
+        "ranks_at": match c.fit {
+            Fit::Budget => "budget",
+            Fit::Half => "half",
+            Fit::Given => "given",
+        },
     });
     let args = c.format.rank_args();
     if let Some(r) = args.rank {

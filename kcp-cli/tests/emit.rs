@@ -20,9 +20,10 @@ fn emitted_code_compiles_and_runs() {
     let kcp_layer = emit(&["--in-shape", "4x3x5", "--out-shape", "2x3x2", "--rank", "2"], "EmittedKcp");
     let tt =
         emit(&["--in-shape", "4x3x5", "--out-shape", "2x3x2", "--format", "tt", "--ranks", "1x2x3x1"], "EmittedTt");
-    // `kcp tune --emit`, where one layer fits: KCP rank 1 on these modes (27 parameters).
+    // `kcp tune --emit`, where one layer fits: KCP rank 2 on these modes (54 parameters; rank 1,
+    // half of it, is below the tuner's smallest rank).
     let tuned = Command::new(env!("CARGO_BIN_EXE_kcp"))
-        .args(["tune", "--in-size", "60", "--out-size", "12", "--params", "40", "--formats", "kcp"])
+        .args(["tune", "--in-size", "60", "--out-size", "12", "--params", "60", "--formats", "kcp"])
         .args(["--in-shape", "4x3x5", "--out-shape", "2x3x2", "--time", "5s", "--emit"])
         .output()
         .unwrap();
@@ -37,7 +38,7 @@ include!("tuned_layer.rs");
 
 kcp::kcp_layer! { struct DeclaredKcp { in_shape: [4, 3, 5], out_shape: [2, 3, 2], rank: 2 } }
 kcp::kcp_layer! { struct DeclaredTt { in_shape: [4, 3, 5], out_shape: [2, 3, 2], format: tt, ranks: [1, 2, 3, 1] } }
-kcp::kcp_layer! { struct DeclaredRank1 { in_shape: [4, 3, 5], out_shape: [2, 3, 2], rank: 1 } }
+kcp::kcp_layer! { struct DeclaredRank2 { in_shape: [4, 3, 5], out_shape: [2, 3, 2], rank: 2 } }
 
 fn main() {
     let x: Vec<f32> = (0..3 * 60).map(|k| (k % 7) as f32 / 7.0 - 0.5).collect();
@@ -53,9 +54,9 @@ fn main() {
     assert_eq!(run(&|x, y| emitted.forward(x, y).unwrap()), run(&|x, y| declared.forward(x, y).unwrap()));
     assert_eq!((EmittedTt::MACS_PER_SAMPLE, EmittedTt::CORE_NAMES), (DeclaredTt::MACS_PER_SAMPLE, DeclaredTt::CORE_NAMES));
     // The tuned declaration is the layer the tuner chose, with its plan.
-    let (tuned, declared) = (TunedLayer::random(7), DeclaredRank1::random(7));
+    let (tuned, declared) = (TunedLayer::random(7), DeclaredRank2::random(7));
     assert_eq!(run(&|x, y| tuned.forward(x, y).unwrap()), run(&|x, y| declared.forward(x, y).unwrap()));
-    assert_eq!(TunedLayer::PLAN, DeclaredRank1::PLAN);
+    assert_eq!(TunedLayer::PLAN, DeclaredRank2::PLAN);
 }
 "#;
     let path = dir.path().join("emitted_layers.rs");
