@@ -267,7 +267,7 @@ pub struct TuneOptions {
     /// About how long the tuner may take, planning and measuring.
     pub time: Duration,
     /// Layers to time beside the candidates, in the same rounds (a hand-chosen layer to hold
-    /// the tuner's against): their formats and modes, of these sizes.
+    /// the tuner's against): their formats and modes, of these sizes or padded ones.
     pub compare: Vec<(Format, Tensorization)>,
 }
 
@@ -513,11 +513,9 @@ pub fn tune(options: &TuneOptions, mut progress: impl FnMut(&str, usize, usize))
     for (format, t) in &options.compare {
         let spec = Spec::new(&t.in_shape, &t.out_shape, format.clone()).with_batch(options.batch);
         let compiled = compile(&spec, &plan_options).map_err(|e| TuneError::Compare(e.to_string()))?;
-        if (t.in_size(), t.out_size()) != (options.in_size, options.out_size) {
+        if t.in_size() < options.in_size || t.out_size() < options.out_size {
             return Err(TuneError::Compare(format!(
-                "{} x {} is a layer of {} -> {}, not {} -> {}",
-                t.in_shape.len(),
-                t.out_shape.len(),
+                "a layer of {} -> {} cannot hold {} -> {} (a layer may be padded, not cut)",
                 t.in_size(),
                 t.out_size(),
                 options.in_size,

@@ -177,7 +177,7 @@ fn given_layers_are_timed_beside_the_candidates() {
     assert_eq!((compared[1]["blocks"].as_u64(), compared[1]["params"].as_u64()), (Some(2), Some(56)));
     assert!(compared.iter().all(|p| p["us_per_row"].as_f64().unwrap() > 0.0));
     for (given, expect) in
-        [("cp:4x3x5:2x3x2", "four fields"), ("cp:4x3x5:2x3x3:2", "60 -> 12"), ("svd:4:3:1", "format")]
+        [("cp:4x3x5:2x3x2", "four fields"), ("cp:4x3x5:2x2x2:2", "60 -> 12"), ("svd:4:3:1", "format")]
     {
         let out = kcp(&["tune", "--in-size", "60", "--out-size", "12", "--params", "60", "--compare", given]);
         let err = String::from_utf8(out.stderr).unwrap();
