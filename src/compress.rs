@@ -1,5 +1,5 @@
-//! Compression: fit a rank-R KCP factorisation to a dense `[M, N]` weight (or, in [`tt_svd`],
-//! a tensor train).
+//! Compression: fit a rank-R KCP factorisation to a dense `[M, N]` weight (or, in
+//! [`compress_cp`], a CP layer's vectors; in [`tt_svd`], a tensor train).
 //!
 //! W is rearranged into the D-way tensor of docs/format.md, whose mode d is the pair
 //! `(i_d, j_d)` of size `m_d n_d`; a rank-R CP decomposition of that tensor is exactly a KCP
@@ -7,7 +7,8 @@
 //! the factor `U_d` (`[m_d n_d, R]`) solves the normal equations
 //! `U_d V = MTTKRP_d`, `V = *_{k != d} U_k^T U_k` (Hadamard product of the Gram matrices), with
 //! faer's LU. Init is seeded and deterministic; iteration stops when the relative error changes
-//! by less than the tolerance, or at the iteration cap.
+//! by less than the tolerance, or at the iteration cap. A CP layer is the same fit over the 2D
+//! modes `i_1..i_D, j_1..j_D` of W taken apart.
 
 mod tt;
 
@@ -163,9 +164,8 @@ pub fn compress(
     out_shape: &[usize],
     rank: usize,
     options: &FitOptions,
-    mut progress: impl FnMut(usize, f64),
+    progress: impl FnMut(usize, f64),
 ) -> Result<Fit, CompressError> {
-    let modes = in_shape.len();
     let n: usize = in_shape.iter().product();
     let m: usize = out_shape.iter().product();
     if w.len() != m * n {
@@ -175,29 +175,73 @@ pub fn compress(
     if rank > max {
         return Err(CompressError::Rank { rank, max });
     }
-    let shapes: Vec<[usize; 3]> = in_shape.iter().zip(out_shape).map(|(&n, &m)| [rank, m, n]).collect();
-    let scale = w.iter().fold(0.0f64, |s, &v| s.max(f64::from(v).abs()));
-    if scale == 0.0 {
-        // A zero weight has an exact factorisation: zero factors.
-        return Ok(Fit {
-            weights: Weights::zeros(&kcp_runtime::kcp_cores(&shapes), None),
-            relative_error: 0.0,
-            iterations: 0,
-        });
-    }
-    let scaled: Vec<f64> = w.iter().map(|&v| f64::from(v) / scale).collect();
-    let w = &scaled[..];
-    let stride = |shape: &[usize], k: usize| shape[k + 1..].iter().product::<usize>();
-    let offsets: Vec<Vec<usize>> = (0..modes)
+    // Mode d: the pairs (i_d, j_d), i_d major.
+    let offsets: Vec<Vec<usize>> = (0..in_shape.len())
         .map(|k| {
             let (mk, nk) = (out_shape[k], in_shape[k]);
             (0..mk * nk).map(|p| (p / nk) * stride(out_shape, k) * n + (p % nk) * stride(in_shape, k)).collect()
         })
         .collect();
+    als(w, offsets, rank, options, progress)
+}
+
+/// Fit `w` (`[M, N]`) with a rank-`rank` CP layer (the format `cp`: `out.d` `[R, m_d]`, then
+/// `in.d` `[R, n_d]`, in the network's order): the same alternating least squares as
+/// [`compress`], over the 2D modes i_1..i_D, j_1..j_D of W taken apart.
+pub fn compress_cp(
+    w: &[f32],
+    in_shape: &[usize],
+    out_shape: &[usize],
+    rank: usize,
+    options: &FitOptions,
+    progress: impl FnMut(usize, f64),
+) -> Result<Fit, CompressError> {
+    let n: usize = in_shape.iter().product();
+    let m: usize = out_shape.iter().product();
+    if w.len() != m * n {
+        return Err(CompressError::Size { expected: m * n, found: w.len() });
+    }
+    let sizes: Vec<usize> = out_shape.iter().chain(in_shape).copied().collect();
+    let max = (0..sizes.len())
+        .map(|d| sizes.iter().enumerate().filter(|(k, _)| *k != d).fold(1usize, |p, (_, s)| p.saturating_mul(*s)))
+        .min()
+        .unwrap_or(1);
+    if rank > max {
+        return Err(CompressError::Rank { rank, max });
+    }
+    let outs = (0..out_shape.len()).map(|k| (0..out_shape[k]).map(|i| i * stride(out_shape, k) * n).collect());
+    let ins = (0..in_shape.len()).map(|k| (0..in_shape[k]).map(|j| j * stride(in_shape, k)).collect());
+    als(w, outs.chain(ins).collect(), rank, options, progress)
+}
+
+/// The row-major stride of mode `k` of `shape`.
+fn stride(shape: &[usize], k: usize) -> usize {
+    shape[k + 1..].iter().product()
+}
+
+/// Alternating least squares: the rank-`rank` CP decomposition of the tensor whose mode d
+/// takes the entries of W at `offsets[d]` (every entry of W the sum of one offset per mode),
+/// each factor returned `[R, len]` row-major.
+fn als(
+    w: &[f32],
+    offsets: Vec<Vec<usize>>,
+    rank: usize,
+    options: &FitOptions,
+    mut progress: impl FnMut(usize, f64),
+) -> Result<Fit, CompressError> {
+    let modes = offsets.len();
+    let scale = w.iter().fold(0.0f64, |s, &v| s.max(f64::from(v).abs()));
+    if scale == 0.0 {
+        // A zero weight has an exact factorisation: zero factors.
+        let cores = offsets.iter().map(|o| vec![0.0; rank * o.len()]).collect();
+        return Ok(Fit { weights: Weights { cores, bias: None }, relative_error: 0.0, iterations: 0 });
+    }
+    let scaled: Vec<f64> = w.iter().map(|&v| f64::from(v) / scale).collect();
+    let w = &scaled[..];
     let tensor = Tensor { w, offsets };
     let norm2: f64 = w.iter().map(|v| v * v).sum();
     let mut rng = Rng::new(options.seed);
-    let mut factors: Vec<Vec<f64>> = (0..modes).map(|k| rng.vec(out_shape[k] * in_shape[k] * rank)).collect();
+    let mut factors: Vec<Vec<f64>> = tensor.offsets.iter().map(|o| rng.vec(o.len() * rank)).collect();
     let (mut error, mut iterations) = (1.0, 0);
     while iterations < options.iters {
         iterations += 1;
@@ -254,7 +298,7 @@ pub fn compress(
         .iter()
         .enumerate()
         .map(|(k, u)| {
-            let p = out_shape[k] * in_shape[k];
+            let p = tensor.offsets[k].len();
             (0..rank).flat_map(|r| (0..p).map(move |q| u[q * rank + r])).collect()
         })
         .collect();

@@ -119,3 +119,55 @@ proptest::proptest! {
         }
     }
 }
+
+/// The dense weight of CP cores (`out.d` `[R, m_d]`, then `in.d` `[R, n_d]`), written here.
+fn cp_dense(cores: &[Vec<f32>], n: &[usize], m: &[usize], rank: usize) -> Vec<f32> {
+    let (big_n, big_m, d) = (n.iter().product::<usize>(), m.iter().product::<usize>(), n.len());
+    let digits = |mut v: usize, shape: &[usize]| {
+        let mut out = vec![0; shape.len()];
+        for k in (0..shape.len()).rev() {
+            out[k] = v % shape[k];
+            v /= shape[k];
+        }
+        out
+    };
+    let mut w = vec![0.0f32; big_m * big_n];
+    for row in 0..big_m {
+        let i = digits(row, m);
+        for col in 0..big_n {
+            let j = digits(col, n);
+            let mut sum = 0.0f64;
+            for r in 0..rank {
+                let mut p = 1.0f64;
+                for k in 0..d {
+                    p *= f64::from(cores[k][r * m[k] + i[k]]) * f64::from(cores[d + k][r * n[k] + j[k]]);
+                }
+                sum += p;
+            }
+            w[row * big_n + col] = sum as f32;
+        }
+    }
+    w
+}
+
+#[test]
+fn cp_recovers_an_exactly_rank_r_weight_and_reports_a_lower_rank_fit() {
+    use kcp::compress::compress_cp;
+    use kcp::Rng;
+    for (n, m, r) in [(vec![6, 5, 4], vec![3, 4, 2], 3), (vec![8, 7], vec![5, 6], 2), (vec![4, 1, 3], vec![2, 3, 1], 2)]
+    {
+        let mut rng = Rng::new(11);
+        let truth: Vec<Vec<f32>> = m.iter().chain(&n).map(|&s| rng.vec_f32(r * s, 1.0)).collect();
+        let w = cp_dense(&truth, &n, &m, r);
+        let fit = compress_cp(&w, &n, &m, r, &FitOptions { iters: 500, seed: 7, tol: 1e-12 }, |_, _| {}).unwrap();
+        let shapes: Vec<usize> = fit.weights.cores.iter().map(Vec::len).collect();
+        assert_eq!(shapes, m.iter().chain(&n).map(|&s| r * s).collect::<Vec<_>>());
+        let actual = relative(&cp_dense(&fit.weights.cores, &n, &m, r), &w);
+        assert!(actual < 1e-4 && fit.relative_error < 1e-4, "{n:?} {m:?} r{r}: {actual} {}", fit.relative_error);
+        // Rank 1 of a rank-r weight: a true, larger error, reported as it is.
+        let low = compress_cp(&w, &n, &m, 1, &FitOptions::default(), |_, _| {}).unwrap();
+        let actual = relative(&cp_dense(&low.weights.cores, &n, &m, 1), &w);
+        assert!(actual > 1e-3 && (actual - low.relative_error).abs() < 1e-4, "{actual} vs {}", low.relative_error);
+    }
+    assert!(compress_cp(&[0.0; 12], &[4, 3], &[1, 1], 13, &FitOptions::default(), |_, _| {}).is_err());
+}

@@ -11,7 +11,7 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::json;
 
-use kcp::compress::{compress, tt_svd, FitOptions};
+use kcp::compress::{compress, compress_cp, tt_svd, FitOptions};
 use kcp::ir::network::{orders, Format, FormatEntry, KeyMismatch, Network, RankArgs, FORMATS};
 use kcp::ir::{compile, emit_layer, Compiled, Item, LoopNest, Options, Spec};
 use kcp::npy;
@@ -23,7 +23,7 @@ use kcp::{save, CellKind, Executor, NamedTensor, RecurrentExecutor, State, Tenso
 A KCP layer replaces a dense weight W [M, N] by rank-R factor stacks A_d [R, m_d, n_d] with \
 W = sum_r A_1[r] (x) ... (x) A_D[r]; shapes are written like 8x20x20x18 (N = 57600). \
 `plan` and `run` also take the other formats of the comparison (--format cp, tt, tr, bt, ht, \
-with their rank flags), as does `emit`; `compress` fits KCP (ALS) and TT (TT-SVD) layers; `grad` \
+with their rank flags), as does `emit`; `compress` fits KCP and CP (ALS) and TT (TT-SVD) layers; `grad` \
 takes KCP layers only.")]
 struct Cli {
     #[command(subcommand)]
@@ -100,7 +100,7 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         threads: usize,
     },
-    /// Fit KCP factors (ALS) or, with --format tt --ranks, TT cores (TT-SVD) to a dense weight (a .npy [M, N], or a PyTorch model saved as safetensors); other formats cannot be fitted yet
+    /// Fit KCP factors or, with --format cp, CP vectors (ALS), or with --format tt --ranks, TT cores (TT-SVD) to a dense weight (a .npy [M, N], or a PyTorch model saved as safetensors); other formats cannot be fitted yet
     Compress {
         #[command(flatten)]
         layer: LayerArgs,
@@ -137,7 +137,7 @@ struct LayerArgs {
     #[arg(long, value_parser = parse_shape)]
     out_shape: Shape,
     /// The weight's tensor format (docs/formats.md; plan, emit, run and grad take every format,
-    /// compress kcp and tt)
+    /// compress kcp, cp and tt)
     #[arg(long, default_value = "kcp", value_parser = format_parser())]
     format: &'static FormatEntry,
     /// Rank R: the number of Kronecker terms (kcp), of rank-1 terms (cp), every tree edge's rank (ht)
@@ -501,9 +501,9 @@ fn compress_cmd(
 ) -> Result<String> {
     let network = layer.network()?;
     let (m, n) = (network.output_size(), network.input_size());
-    if !matches!(network.format(), Format::Kcp { .. } | Format::Tt { .. }) {
+    if !matches!(network.format(), Format::Kcp { .. } | Format::Cp { .. } | Format::Tt { .. }) {
         let name = network.format().name();
-        return Err(format!("kcp compress fits --format kcp (ALS) or tt (TT-SVD) layers, not {name}"));
+        return Err(format!("kcp compress fits --format kcp or cp (ALS) or tt (TT-SVD) layers, not {name}"));
     }
     let is_safetensors = dense.extension().is_some_and(|e| e == "safetensors");
     // The dense weight, and what else the output file carries over (PyTorch's names -> kcp's).
@@ -577,11 +577,13 @@ fn compress_cmd(
     }
 }
 
-/// The KCP factors of `network` (a KCP layer) fitted to `w` by alternating least squares, with
+/// The cores of `network` (a KCP or CP layer) fitted to `w` by alternating least squares, with
 /// a progress bar.
 fn fit_kcp(network: &Network, w: &[f32], iters: usize, seed: u64) -> Result<kcp::compress::Fit> {
-    let Format::Kcp { rank } = *network.format() else {
-        return Err("a KCP fit of another format".into());
+    let (rank, cp) = match *network.format() {
+        Format::Kcp { rank } => (rank, false),
+        Format::Cp { rank } => (rank, true),
+        _ => return Err("an ALS fit of a format other than kcp and cp".into()),
     };
     let bar = indicatif::ProgressBar::new(iters as u64);
     bar.set_style(
@@ -601,10 +603,16 @@ fn fit_kcp(network: &Network, w: &[f32], iters: usize, seed: u64) -> Result<kcp:
         ));
     }
     let options = FitOptions { iters, seed, ..FitOptions::default() };
-    let fit = compress(w, network.in_shape(), network.out_shape(), rank, &options, |k, e| {
+    let mut progress = |k: usize, e: f64| {
         bar.set_position(k as u64);
         bar.set_message(format!("{e:.3e}"));
-    })
+    };
+    let (n, m) = (network.in_shape(), network.out_shape());
+    let fit = if cp {
+        compress_cp(w, n, m, rank, &options, &mut progress)
+    } else {
+        compress(w, n, m, rank, &options, &mut progress)
+    }
     .map_err(|e| e.to_string())?;
     bar.finish_and_clear();
     Ok(fit)

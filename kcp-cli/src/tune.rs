@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Args;
 use serde_json::{json, Value};
 
-use kcp::compress::{compress, tt_svd, FitOptions};
+use kcp::compress::{compress, compress_cp, tt_svd, FitOptions};
 use kcp::ir::network::{Format, RankArgs};
 use kcp::tune::{tune, Candidate, Fit, Tensorization, TuneOptions, Tuning, FORMATS};
 use kcp::{npy, Threads};
@@ -48,7 +48,7 @@ pub struct TuneArgs {
     /// Fix the output modes, e.g. 4x4x4x16
     #[arg(long, value_parser = parse_shape)]
     out_shape: Option<Shape>,
-    /// A dense weight W [M, N] (.npy): the relative error of each front layer's fit to it (kcp by ALS, tt by TT-SVD)
+    /// A dense weight W [M, N] (.npy): the relative error of each front layer's fit to it (kcp and cp by ALS, tt by TT-SVD)
     #[arg(long)]
     dense: Option<PathBuf>,
     /// About how long to plan and measure: 60s, 2m, 90
@@ -254,7 +254,7 @@ fn fastest(tuning: &Tuning) -> Option<&Candidate> {
 }
 
 /// The relative error of a fit of the candidate to W (padded with zeros to its sizes), for the
-/// formats kcp fits: kcp (ALS, 50 sweeps) and tt (TT-SVD).
+/// formats kcp fits: kcp and cp (ALS, 50 sweeps) and tt (TT-SVD).
 fn fit_error(candidate: &Candidate, w: &[f32], options: &TuneOptions) -> Option<f64> {
     let t = &candidate.tensorization;
     let (n, np, mp) = (options.in_size, t.in_size(), t.out_size());
@@ -266,6 +266,10 @@ fn fit_error(candidate: &Candidate, w: &[f32], options: &TuneOptions) -> Option<
         Format::Kcp { rank } => {
             let options = FitOptions { iters: 50, ..FitOptions::default() };
             compress(&padded, &t.in_shape, &t.out_shape, *rank, &options, |_, _| {}).ok().map(|f| f.relative_error)
+        }
+        Format::Cp { rank } => {
+            let options = FitOptions { iters: 50, ..FitOptions::default() };
+            compress_cp(&padded, &t.in_shape, &t.out_shape, *rank, &options, |_, _| {}).ok().map(|f| f.relative_error)
         }
         Format::Tt { ranks } => tt_svd(&padded, &t.in_shape, &t.out_shape, ranks).ok().map(|f| f.relative_error),
         _ => None,

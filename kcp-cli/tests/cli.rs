@@ -810,3 +810,30 @@ fn block_terms_of_one_to_three_blocks_run_and_differentiate() {
         assert_eq!(names.len(), 3 * blocks, "{blocks} blocks: {names:?}");
     }
 }
+
+/// `kcp compress --format cp` fits CP vectors by ALS: a weight of CP rank 2 comes back exactly,
+/// under the format's names, and the error reported is the true one.
+#[test]
+fn compress_cp_fits_by_als() {
+    use kcp::ir::network::{eval, Format, Network};
+    use kcp::ir::Batch;
+    let (in_shape, out_shape) = ([3usize, 4, 2], [2usize, 3, 2]);
+    let truth = Network::new(&in_shape, &out_shape, Format::Cp { rank: 2 }, Batch::Symbolic).unwrap();
+    let mut rng = kcp::ir::test::Rng::new(19);
+    let w64 = eval::dense_weight(&truth, &eval::random_cores(&truth, &mut rng));
+    let w: Vec<f32> = w64.iter().map(|&v| v as f32).collect();
+    npy::write(Path::new(&path("wcp.npy")), &[12, 24], &w).unwrap();
+    let file = path("cp.safetensors");
+    let args = ["compress", "--format", "cp", "--rank", "2", "--in-shape", "3x4x2", "--out-shape", "2x3x2"];
+    let dense = path("wcp.npy");
+    let args = [&args[..], &["--dense", &dense, "--weights-out", &file, "--iters", "500", "--json"]].concat();
+    let v: serde_json::Value = serde_json::from_str(&stdout(&kcp(&args))).unwrap();
+    assert_eq!(v["format"], "cp");
+    let loaded = Weights::load(Path::new(&file), "", &truth.core_shapes(), None).unwrap();
+    let cores: Vec<Vec<f64>> = loaded.cores.iter().map(|c| c.iter().map(|&v| f64::from(v)).collect()).collect();
+    let fitted = eval::dense_weight(&truth, &cores);
+    let norm = w.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>().sqrt();
+    let error = fitted.iter().zip(&w).map(|(a, &b)| (a - f64::from(b)).powi(2)).sum::<f64>().sqrt() / norm;
+    assert!(error < 1e-4, "true error {error}");
+    assert!((v["relative_error"].as_f64().unwrap() - error).abs() < 1e-5);
+}

@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use kcp::compress::{compress, tt_svd, FitOptions};
+use kcp::compress::{compress, compress_cp, tt_svd, FitOptions};
 use kcp::ir::network::Format;
 use kcp::ir::{lower_backward, Compiled, Index, IndexSet, Operand, Value};
 use kcp::{BackwardProgram, CellKind, CoreShape, Executor, NamedTensor, Recurrent, Trace, Weights};
@@ -386,7 +386,7 @@ impl Layer {
     }
 
     /// Cores fitted to a dense weight w `[M, N]` (float32, C-contiguous): by alternating least
-    /// squares for a KCP layer (`iters` sweeps at most, random start from `seed`), by TT-SVD for
+    /// squares for a KCP or CP layer (`iters` sweeps at most, random start from `seed`), by TT-SVD for
     /// a tensor train (exact where the ranks allow). Returns `(cores, relative_error,
     /// sweeps)`, sweeps None for TT-SVD; the bias is not fitted.
     #[pyo3(signature = (w, iters = 100, seed = 0))]
@@ -411,12 +411,17 @@ impl Layer {
                 compress(w, in_shape, out_shape, rank, &options, |_, _| {})
                     .map(|fit| (fit.weights, fit.relative_error, Some(fit.iterations)))
             }),
+            Format::Cp { rank } => py.detach(|| {
+                let options = FitOptions { iters, seed, ..FitOptions::default() };
+                compress_cp(w, in_shape, out_shape, rank, &options, |_, _| {})
+                    .map(|fit| (fit.weights, fit.relative_error, Some(fit.iterations)))
+            }),
             Format::Tt { ref ranks } => {
                 py.detach(|| tt_svd(w, in_shape, out_shape, ranks).map(|fit| (fit.weights, fit.relative_error, None)))
             }
             ref other => {
                 return Err(PyValueError::new_err(format!(
-                    "dense weights are fitted to kcp (ALS) and tt (TT-SVD) layers, not {}",
+                    "dense weights are fitted to kcp and cp (ALS) and tt (TT-SVD) layers, not {}",
                     other.name()
                 )))
             }

@@ -31,12 +31,13 @@ def test_a_linear_fitted_by_tt_svd_at_full_rank_is_the_linear():
     assert torch.allclose(ours.bias, linear.bias)
 
 
-def test_a_kcp_fit_reports_its_error_and_improves_with_rank():
+@pytest.mark.parametrize("format", ["kcp", "cp"])
+def test_an_als_fit_reports_its_error_and_improves_with_rank(format):
     torch.manual_seed(8)
     linear = torch.nn.Linear(24, 6, bias=False)
     errors = []
     for rank in (1, 3, 6):
-        ours = kcp.torch.compress(linear, [2, 3, 4], [3, 1, 2], format="kcp", rank=rank, iters=200)
+        ours = kcp.torch.compress(linear, [2, 3, 4], [3, 1, 2], format=format, rank=rank, iters=200)
         assert ours.bias is None
         w = linear.weight.detach().double()
         measured = (torch.linalg.norm(w - fitted_weight(ours)) / torch.linalg.norm(w)).item()
@@ -63,8 +64,8 @@ def test_compress_bad_input():
         kcp.torch.compress(torch.nn.Conv1d(1, 1, 1), [2], [2], rank=1)
     with pytest.raises(ValueError, match="multiply to 12 and 4"):
         kcp.torch.compress(torch.nn.Linear(24, 6), [4, 3], [2, 2], rank=2)
-    with pytest.raises(ValueError, match="not cp"):
-        kcp.torch.compress(torch.nn.Linear(12, 4), [4, 3], [2, 2], format="cp", rank=2)
+    with pytest.raises(ValueError, match="not tr"):
+        kcp.torch.compress(torch.nn.Linear(12, 4), [4, 3], [2, 2], format="tr", ranks=[2, 2, 2, 2])
     with pytest.raises(ValueError, match="num_layers=2"):
         kcp.torch.compress(torch.nn.LSTM(12, 1, num_layers=2), [4, 3], [2, 2], rank=2)
     with pytest.raises(ValueError, match="rank 50 is more than"):

@@ -120,8 +120,8 @@ class Layer:
 
     def compress(self, w, iters=100, seed=0):
         """Cores fitted to a dense weight w `[M, N]` (float32): alternating least squares for a
-        kcp layer (at most `iters` sweeps from a random start drawn from `seed`), TT-SVD for a
-        tt layer (exact where the ranks allow), as `kcp compress` fits them; other formats are a
+        kcp or cp layer (at most `iters` sweeps from a random start drawn from `seed`), TT-SVD
+        for a tt layer (exact where the ranks allow), as `kcp compress` fits them; other formats are a
         ValueError. Returns `(cores, relative_error, sweeps)` (sweeps None for TT-SVD),
         relative_error `||W - W_fit||_F / ||W||_F`. The bias is not fitted."""
         w = _matrix(w, "w")

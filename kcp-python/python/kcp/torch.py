@@ -439,9 +439,9 @@ def compress(module, in_shape, out_shape, format="kcp", rank=None, ranks=None, i
     """A kcp module fitted to a PyTorch one, the starting point of a fine-tune: a `Linear` from
     an `nn.Linear`, an `LSTM` from an `nn.LSTM`, a `GRU` from an `nn.GRU` (one layer, one
     direction). The dense input weight is fitted as `kcp compress` fits it: alternating least
-    squares for `format="kcp"` (`rank`, at most `iters` sweeps from a start drawn from `seed`),
-    TT-SVD for `format="tt"` (`ranks`); biases and a cell's `weight_hh_l0` are copied. The
-    result's `relative_error` is `||W - W_fit||_F / ||W||_F`. `options` (`threads`, `engine`,
+    squares for `format="kcp"` and `"cp"` (`rank`, at most `iters` sweeps from a start drawn
+    from `seed`), TT-SVD for `format="tt"` (`ranks`); biases and a cell's `weight_hh_l0` are
+    copied. The result's `relative_error` is `||W - W_fit||_F / ||W||_F`. `options` (`threads`, `engine`,
     and for cells `batch_first`, taken from the module unless given) go to the constructor."""
     if isinstance(module, nn.Linear):
         target = Linear(in_shape, out_shape, format=format, rank=rank, ranks=ranks, bias=module.bias is not None,
