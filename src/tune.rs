@@ -328,7 +328,7 @@ pub struct Candidate {
     pub tensorization: Tensorization,
     /// Its parameters.
     pub params: u64,
-    /// Whether its ranks are the budget's or half of them.
+    /// Whether its ranks are the budget's, half of them, or given to compare with.
     pub fit: Fit,
     /// MACs per row of its plan.
     pub macs: u64,
@@ -343,6 +343,9 @@ pub struct Candidate {
 pub struct Tuning {
     /// The tensorizations enumerated (every D, every padded size).
     pub tensorizations: usize,
+    /// The candidates (a format and ranks on a kept tensorization) there were to plan: more
+    /// than `planned` where the time ran out.
+    pub candidates: usize,
     /// The candidates planned, cheapest first within a format.
     pub planned: Vec<Candidate>,
     /// The candidates timed (a subset of `planned`, with times).
@@ -358,8 +361,8 @@ pub struct Tuning {
 /// The tensorizations kept per mode count for planning (the cheapest by parameters per rank).
 const KEEP_PER_MODES: usize = 12;
 
-/// The search of the module's doc. `progress(done, total)` is called as candidates are
-/// planned and then timed.
+/// The search of the module's doc. `progress(stage, done, total)` is called as candidates are
+/// planned (stage "planning") and then timed ("measuring", rounds).
 pub fn tune(options: &TuneOptions, mut progress: impl FnMut(&str, usize, usize)) -> Result<Tuning, TuneError> {
     let start = Instant::now();
     for name in &options.formats {
@@ -404,7 +407,8 @@ pub fn tune(options: &TuneOptions, mut progress: impl FnMut(&str, usize, usize))
         // For each format, the fewest parameters per rank first; then the least padding; then
         // in order.
         for (name, kept) in options.formats.iter().zip(&mut kept) {
-            these.sort_by_key(|t| (per_rank(name, t), t.in_size() + t.out_size(), t.clone()));
+            let key = |t: &Tensorization| (per_rank(name, t), t.in_size() + t.out_size());
+            these.sort_by(|a, b| key(a).cmp(&key(b)).then_with(|| a.cmp(b)));
             kept.extend(these.iter().take(KEEP_PER_MODES).cloned());
         }
     }
@@ -536,7 +540,7 @@ pub fn tune(options: &TuneOptions, mut progress: impl FnMut(&str, usize, usize))
     let (compared, measured): (Vec<Candidate>, Vec<Candidate>) =
         measure(&finalists, options, start, &mut progress).into_iter().partition(|c| c.fit == Fit::Given);
     let front = front(&measured);
-    Ok(Tuning { tensorizations: all, planned, measured, front, compared })
+    Ok(Tuning { tensorizations: all, candidates: total, planned, measured, front, compared })
 }
 
 /// Time each finalist: calls of its executor interleaved candidate by candidate in rounds (each

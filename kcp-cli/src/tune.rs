@@ -307,7 +307,7 @@ fn padding(candidate: &Candidate, options: &TuneOptions) -> String {
 
 fn table(tuning: &Tuning, options: &TuneOptions, errors: &[Option<f64>], with_errors: bool) -> String {
     let mut out = format!(
-        "{} -> {} within {} parameters, timed at batch {} on {} thread(s): {} tensorizations, {} layers planned, {} timed\n\n",
+        "{} -> {} within {} parameters, timed at batch {} on {} thread(s): {} tensorizations, {} of {} layers planned, {} timed\n\n",
         options.in_size,
         options.out_size,
         options.budget,
@@ -315,6 +315,7 @@ fn table(tuning: &Tuning, options: &TuneOptions, errors: &[Option<f64>], with_er
         thread_count(options),
         tuning.tensorizations,
         tuning.planned.len(),
+        tuning.candidates,
         tuning.measured.len()
     );
     out += "front | format | in x out | ranks | params | compression | MACs per row | us per row";
@@ -425,6 +426,7 @@ fn report(tuning: &Tuning, options: &TuneOptions, errors: &[Option<f64>], with_e
         "batch": options.batch,
         "threads": thread_count(options),
         "tensorizations": tuning.tensorizations,
+        "candidates": tuning.candidates,
         "planned": tuning.planned.len(),
         "front": front,
         "measured": tuning.measured.iter().map(|c| point(c, options, None)).collect::<Vec<_>>(),
