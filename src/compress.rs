@@ -75,6 +75,11 @@ pub enum CompressError {
 /// all its dimensions but one, so `min_d prod_{k != d} m_k n_k` terms fit every weight exactly.
 pub fn max_rank(in_shape: &[usize], out_shape: &[usize]) -> usize {
     let sizes: Vec<usize> = in_shape.iter().zip(out_shape).map(|(n, m)| n.saturating_mul(*m)).collect();
+    largest_useful_rank(&sizes)
+}
+
+/// The CP rank that fits every tensor of these mode sizes: the product of all but one.
+fn largest_useful_rank(sizes: &[usize]) -> usize {
     (0..sizes.len())
         .map(|d| sizes.iter().enumerate().filter(|(k, _)| *k != d).fold(1usize, |p, (_, s)| p.saturating_mul(*s)))
         .min()
@@ -166,15 +171,7 @@ pub fn compress(
     options: &FitOptions,
     progress: impl FnMut(usize, f64),
 ) -> Result<Fit, CompressError> {
-    let n: usize = in_shape.iter().product();
-    let m: usize = out_shape.iter().product();
-    if w.len() != m * n {
-        return Err(CompressError::Size { expected: m * n, found: w.len() });
-    }
-    let max = max_rank(in_shape, out_shape);
-    if rank > max {
-        return Err(CompressError::Rank { rank, max });
-    }
+    let n = checked(w, in_shape, out_shape, rank, max_rank(in_shape, out_shape))?;
     // Mode d: the pairs (i_d, j_d), i_d major.
     let offsets: Vec<Vec<usize>> = (0..in_shape.len())
         .map(|k| {
@@ -196,22 +193,30 @@ pub fn compress_cp(
     options: &FitOptions,
     progress: impl FnMut(usize, f64),
 ) -> Result<Fit, CompressError> {
+    let sizes: Vec<usize> = out_shape.iter().chain(in_shape).copied().collect();
+    let n = checked(w, in_shape, out_shape, rank, largest_useful_rank(&sizes))?;
+    let outs = (0..out_shape.len()).map(|k| (0..out_shape[k]).map(|i| i * stride(out_shape, k) * n).collect());
+    let ins = (0..in_shape.len()).map(|k| (0..in_shape[k]).map(|j| j * stride(in_shape, k)).collect());
+    als(w, outs.chain(ins).collect(), rank, options, progress)
+}
+
+/// N, once W's length is M * N and the rank at most `max`.
+fn checked(
+    w: &[f32],
+    in_shape: &[usize],
+    out_shape: &[usize],
+    rank: usize,
+    max: usize,
+) -> Result<usize, CompressError> {
     let n: usize = in_shape.iter().product();
     let m: usize = out_shape.iter().product();
     if w.len() != m * n {
         return Err(CompressError::Size { expected: m * n, found: w.len() });
     }
-    let sizes: Vec<usize> = out_shape.iter().chain(in_shape).copied().collect();
-    let max = (0..sizes.len())
-        .map(|d| sizes.iter().enumerate().filter(|(k, _)| *k != d).fold(1usize, |p, (_, s)| p.saturating_mul(*s)))
-        .min()
-        .unwrap_or(1);
     if rank > max {
         return Err(CompressError::Rank { rank, max });
     }
-    let outs = (0..out_shape.len()).map(|k| (0..out_shape[k]).map(|i| i * stride(out_shape, k) * n).collect());
-    let ins = (0..in_shape.len()).map(|k| (0..in_shape[k]).map(|j| j * stride(in_shape, k)).collect());
-    als(w, outs.chain(ins).collect(), rank, options, progress)
+    Ok(n)
 }
 
 /// The row-major stride of mode `k` of `shape`.

@@ -70,6 +70,19 @@ fn loss64_from(
     loss
 }
 
+/// Central finite differences (step 1e-6) of `at` around `v`, one per entry.
+fn finite_differences(v: &[f64], at: &dyn Fn(&[f64]) -> f64) -> Vec<f64> {
+    let e = 1e-6;
+    (0..v.len())
+        .map(|k| {
+            let (mut up, mut down) = (v.to_vec(), v.to_vec());
+            up[k] += e;
+            down[k] -= e;
+            (at(&up) - at(&down)) / (2.0 * e)
+        })
+        .collect()
+}
+
 /// ||a - b|| / ||b||.
 fn relative(a: &[f32], b: &[f64]) -> f64 {
     let num: f64 = a.iter().zip(b).map(|(&x, y)| (f64::from(x) - y).powi(2)).sum();
@@ -95,17 +108,7 @@ fn bptt_matches_finite_differences() {
 
             let f64s = |v: &[f32]| v.iter().map(|&v| f64::from(v)).collect::<Vec<f64>>();
             let (w, b, p, d) = (f64s(cell.weight_hh()), f64s(cell.bias_hh()), f64s(&proj), f64s(&dh));
-            let e = 1e-6;
-            let fd = |v: &[f64], at: &dyn Fn(&[f64]) -> f64| -> Vec<f64> {
-                (0..v.len())
-                    .map(|k| {
-                        let (mut up, mut down) = (v.to_vec(), v.to_vec());
-                        up[k] += e;
-                        down[k] -= e;
-                        (at(&up) - at(&down)) / (2.0 * e)
-                    })
-                    .collect()
-            };
+            let fd = finite_differences;
             let dw = fd(&w, &|w| loss64(kind, hidden, w, &b, &p, batch, &d));
             let db = fd(&b, &|b| loss64(kind, hidden, &w, b, &p, batch, &d));
             let dp = fd(&p, &|p| loss64(kind, hidden, &w, &b, p, batch, &d));
@@ -145,17 +148,7 @@ fn bptt_through_a_given_state_matches_finite_differences() {
             let f64s = |v: &[f32]| v.iter().map(|&v| f64::from(v)).collect::<Vec<f64>>();
             let (w, b, p, d, dcs) = (f64s(cell.weight_hh()), f64s(cell.bias_hh()), f64s(&proj), f64s(&dh), f64s(&dc));
             let (h0, c0) = (f64s(&h0), if kind == CellKind::Lstm { f64s(&c0) } else { vec![0.0; batch * hidden] });
-            let e = 1e-6;
-            let fd = |v: &[f64], at: &dyn Fn(&[f64]) -> f64| -> Vec<f64> {
-                (0..v.len())
-                    .map(|k| {
-                        let (mut up, mut down) = (v.to_vec(), v.to_vec());
-                        up[k] += e;
-                        down[k] -= e;
-                        (at(&up) - at(&down)) / (2.0 * e)
-                    })
-                    .collect()
-            };
+            let fd = finite_differences;
             let loss = |h: &[f64], c: &[f64], p: &[f64]| loss64_from(kind, hidden, &w, &b, p, batch, &d, [h, c], &dcs);
             let what = format!("{kind:?} H{hidden} T{steps} B{batch}");
             let dh0 = fd(&h0, &|h| loss(h, &c0, &p));

@@ -19,7 +19,7 @@ use numpy::{PyUntypedArrayMethods, ToPyArray};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use crate::{compiled, error, threads_of};
+use crate::{compiled, contiguous, error, threads_of};
 
 /// The most bytes of forward intermediates a training forward pass keeps for its backward
 /// pass; a batch whose intermediates need more is run again, row by row, by the backward pass.
@@ -36,21 +36,6 @@ type Gradients<'py> =
 /// A tensor a step of [`Layer::einsum_steps`] reads or writes: its kind (`"x"`, `"core"`,
 /// `"temp"` or `"y"`) and number.
 type Slot = (&'static str, usize);
-
-/// A contiguous array's values, or a `ValueError` naming it.
-fn values<'a>(array: &'a PyReadonlyArrayDyn<'_, f32>, name: &str) -> PyResult<&'a [f32]> {
-    array.as_slice().map_err(|_| PyValueError::new_err(format!("{name} must be C-contiguous")))
-}
-
-/// A contiguous matrix's values, or a `ValueError` naming it.
-fn matrix<'a>(array: &'a PyReadonlyArray2<'_, f32>, name: &str) -> PyResult<&'a [f32]> {
-    array.as_slice().map_err(|_| PyValueError::new_err(format!("{name} must be C-contiguous")))
-}
-
-/// A contiguous vector's values, or a `ValueError` naming it.
-fn vector<'a>(array: &'a PyReadonlyArray1<'_, f32>, name: &str) -> PyResult<&'a [f32]> {
-    array.as_slice().map_err(|_| PyValueError::new_err(format!("{name} must be C-contiguous")))
-}
 
 /// A cell kind from its name.
 pub(crate) fn cell_kind(name: &str) -> PyResult<CellKind> {
@@ -112,10 +97,10 @@ impl Layer {
                     array.shape()
                 )));
             }
-            values_of.push(values(array, &core.name)?.to_vec());
+            values_of.push(contiguous(array, &core.name)?.to_vec());
         }
         let bias = match (bias, self.compiled.spec.bias()) {
-            (Some(b), true) => Some(vector(b, "bias")?.to_vec()),
+            (Some(b), true) => Some(contiguous(b, "bias")?.to_vec()),
             (None, false) => None,
             (Some(_), false) => return Err(PyValueError::new_err("the layer has no bias, but one was given")),
             (None, true) => return Err(PyValueError::new_err("the layer has a bias, but none was given")),
@@ -375,7 +360,7 @@ impl Layer {
         let threads = threads_of(threads)?;
         let rows = self.rows(&x, "x")?;
         let executor = self.executor(&cores, bias.as_ref())?;
-        let (xs, dys) = (matrix(&x, "x")?, dy_values(&dy, rows, self.compiled.nest.output_size())?);
+        let (xs, dys) = (contiguous(&x, "x")?, dy_values(&dy, rows, self.compiled.nest.output_size())?);
         let program = self.backward_program(dx);
         let n = self.compiled.nest.input_size();
         let mut dx_values = vec![0.0f32; if dx { rows * n } else { 0 }];
@@ -402,7 +387,7 @@ impl Layer {
         if w.shape() != [m, n] {
             return Err(PyValueError::new_err(format!("w must have shape [{m}, {n}], found {:?}", w.shape())));
         }
-        let w = matrix(&w, "w")?;
+        let w = contiguous(&w, "w")?;
         let network = self.compiled.network();
         let (in_shape, out_shape) = (network.in_shape(), network.out_shape());
         let fit = match *network.format() {
@@ -505,8 +490,8 @@ impl Layer {
                 weight_hh.shape()
             )));
         }
-        let cell = Recurrent::new(kind, hidden, matrix(&weight_hh, "weight_hh")?.to_vec(), {
-            vector(&bias_hh, "bias_hh")?.to_vec()
+        let cell = Recurrent::new(kind, hidden, contiguous(&weight_hh, "weight_hh")?.to_vec(), {
+            contiguous(&bias_hh, "bias_hh")?.to_vec()
         })
         .map_err(error)?;
         let bias = weights.bias.clone().unwrap_or_default();
@@ -547,7 +532,7 @@ fn dy_values<'a>(dy: &'a PyReadonlyArray2<'_, f32>, rows: usize, m: usize) -> Py
     if dy.shape() != [rows, m] {
         return Err(PyValueError::new_err(format!("dy must have shape [{rows}, {m}], found {:?}", dy.shape())));
     }
-    matrix(dy, "dy")
+    contiguous(dy, "dy")
 }
 
 /// Gradients as NumPy arrays: dx `[rows, n]` if computed, the cores' in their shapes, the bias'.
@@ -605,7 +590,7 @@ impl Prepared {
     ) -> PyResult<Bound<'py, PyArray2<f32>>> {
         let threads = threads_of(threads)?;
         let rows = self.rows(&x)?;
-        let xs = matrix(&x, "x")?;
+        let xs = contiguous(&x, "x")?;
         let m = self.executor.program().output_size();
         let mut y = vec![0.0f32; rows * m];
         let executor = &self.executor;
@@ -626,7 +611,7 @@ impl Prepared {
         let readonly = x.readonly();
         let rows = self.rows(&readonly)?;
         let backward = Arc::clone(if dx { &self.with_dx } else { &self.weights_only });
-        let xs = matrix(&readonly, "x")?;
+        let xs = contiguous(&readonly, "x")?;
         let m = self.executor.program().output_size();
         let mut y = vec![0.0f32; rows * m];
         let keep = rows.saturating_mul(backward.kept_len()).saturating_mul(size_of::<f32>()) <= MAX_KEPT_BYTES;
@@ -675,7 +660,7 @@ impl ForwardTrace {
         let program = self.executor.program();
         let (n, m) = (program.input_size(), program.output_size());
         let rows = x.shape()[0];
-        let (xs, dys) = (matrix(&x, "x")?, dy_values(&dy, rows, m)?);
+        let (xs, dys) = (contiguous(&x, "x")?, dy_values(&dy, rows, m)?);
         let cores = program.cores.clone();
         let mut grads = Weights::zeros(&cores, self.executor.weights().bias.as_ref().map(Vec::len));
         let mut dx = vec![0.0f32; if self.dx { rows * n } else { 0 }];

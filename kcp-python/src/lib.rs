@@ -59,6 +59,14 @@ fn error(error: kcp::Error) -> PyErr {
     }
 }
 
+/// A C-contiguous array's values, or a `ValueError` naming it.
+fn contiguous<'a, T: numpy::Element, D: numpy::ndarray::Dimension>(
+    array: &'a numpy::PyReadonlyArray<'_, T, D>,
+    name: &str,
+) -> PyResult<&'a [T]> {
+    array.as_slice().map_err(|_| PyValueError::new_err(format!("{name} must be C-contiguous")))
+}
+
 /// The threads of a `threads=` argument: `None` for all of the pool.
 fn threads_of(threads: Option<usize>) -> PyResult<Threads> {
     match threads {

@@ -9,7 +9,7 @@ use numpy::{PyUntypedArrayMethods, ToPyArray};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use crate::error;
+use crate::{contiguous, error};
 
 /// `(dproj, dweight_hh, dbias_hh, dh0, dc0)`, dc0 None for a GRU.
 type CellGradients<'py> = (
@@ -19,14 +19,6 @@ type CellGradients<'py> = (
     Bound<'py, PyArray2<f32>>,
     Option<Bound<'py, PyArray2<f32>>>,
 );
-
-/// A contiguous array's values, or a `ValueError` naming it.
-fn contiguous<'a, T: numpy::Element, D: numpy::ndarray::Dimension>(
-    array: &'a numpy::PyReadonlyArray<'_, T, D>,
-    name: &str,
-) -> PyResult<&'a [T]> {
-    array.as_slice().map_err(|_| PyValueError::new_err(format!("{name} must be C-contiguous")))
-}
 
 /// The recurrence of an LSTM or GRU cell of `hidden` units (PyTorch's gate order and
 /// equations).
