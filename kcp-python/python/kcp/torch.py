@@ -344,7 +344,9 @@ class _Recurrent(nn.Module):
         projection ran on kcp's kernels (float32 CPU tensors) and the batch is at most
         `_KCP_RECURRENCE_MAX_BATCH`, by torch operations otherwise."""
         weight = self.weight_hh_l0
-        kernels = (self.input.engine != "torch" and projected.device.type == "cpu" and projected.dtype == torch.float32
+        # An input projection that is not a kcp Linear (replaced by the user) runs torch's.
+        engine = getattr(self.input, "engine", "torch")
+        kernels = (engine != "torch" and projected.device.type == "cpu" and projected.dtype == torch.float32
                    and weight.device.type == "cpu" and weight.dtype == torch.float32
                    and projected.shape[1] <= _KCP_RECURRENCE_MAX_BATCH)
         if not kernels:
