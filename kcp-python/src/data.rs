@@ -82,6 +82,7 @@ fn frames<'py>(
     let bytes = clips.as_slice().map_err(|_| PyValueError::new_err("clips must be C-contiguous"))?;
     let clip = frames_per_clip * frame;
     let mut values = vec![0.0f32; bytes.len()];
+    huge_pages(&mut values);
     let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, NonZeroUsize::get)).max(1);
     if clip > 0 {
         py.detach(|| {
@@ -109,6 +110,27 @@ fn frames<'py>(
         });
     }
     PyArray1::from_vec(py, values).reshape(shape)
+}
+
+/// Ask Linux to back a large fresh buffer with transparent huge pages (where the system leaves
+/// that to `madvise`, as many do): a batch of frames is 59 MB, whose first touch otherwise
+/// costs some 14,000 page faults, most of the time `frames` takes. Only a hint: the values are
+/// the same either way.
+fn huge_pages(values: &mut [f32]) {
+    #[cfg(target_os = "linux")]
+    {
+        const HUGE: usize = 2 << 20;
+        let (start, len) = (values.as_mut_ptr() as usize, std::mem::size_of_val(values));
+        let first = start.next_multiple_of(HUGE);
+        let end = (start + len) / HUGE * HUGE;
+        if end > first {
+            // SAFETY: [first, end) lies inside `values`, which this function borrows mutably;
+            // MADV_HUGEPAGE changes how the pages are backed, never their contents.
+            unsafe { libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_HUGEPAGE) };
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = values;
 }
 
 /// Add `clips`, `frames` and the data set's constants to the module.
