@@ -136,6 +136,24 @@ impl Layer {
         Ok((cores, weights.bias.as_ref().map(|b| b.to_pyarray(py))))
     }
 
+    /// The kind of a cell's name and its hidden size, the layer's M being gates x hidden.
+    fn cell(&self, name: &str) -> PyResult<(CellKind, usize)> {
+        let kind = cell_kind(name)?;
+        if !self.compiled.spec.bias() {
+            return Err(PyValueError::new_err(
+                "kcp's recurrent weight files hold a cell with biases (bias_ih, bias_hh); this layer has none",
+            ));
+        }
+        let m = self.compiled.nest.output_size();
+        if !m.is_multiple_of(kind.gates()) {
+            return Err(PyValueError::new_err(format!(
+                "a {name} cell's projection has {} x hidden outputs; this layer has {m}",
+                kind.gates()
+            )));
+        }
+        Ok((kind, m / kind.gates()))
+    }
+
     /// The backward program with or without dx.
     fn backward_program(&self, dx: bool) -> &Arc<BackwardProgram> {
         if dx {
@@ -490,10 +508,8 @@ impl Layer {
                 weight_hh.shape()
             )));
         }
-        let cell = Recurrent::new(kind, hidden, contiguous(&weight_hh, "weight_hh")?.to_vec(), {
-            contiguous(&bias_hh, "bias_hh")?.to_vec()
-        })
-        .map_err(error)?;
+        let (w_hh, b_hh) = (contiguous(&weight_hh, "weight_hh")?.to_vec(), contiguous(&bias_hh, "bias_hh")?.to_vec());
+        let cell = Recurrent::new(kind, hidden, w_hh, b_hh).map_err(error)?;
         let bias = weights.bias.clone().unwrap_or_default();
         let mut tensors = Weights { bias: None, ..weights }.tensors("weight_ih.", self.cores());
         tensors.push(NamedTensor::new("bias_ih", vec![g], bias));
@@ -504,26 +520,6 @@ impl Layer {
 
     fn __repr__(&self) -> String {
         format!("kcp.Layer({})", self.compiled.spec)
-    }
-}
-
-impl Layer {
-    /// The kind of a cell's name and its hidden size, the layer's M being gates x hidden.
-    fn cell(&self, name: &str) -> PyResult<(CellKind, usize)> {
-        let kind = cell_kind(name)?;
-        if !self.compiled.spec.bias() {
-            return Err(PyValueError::new_err(
-                "kcp's recurrent weight files hold a cell with biases (bias_ih, bias_hh); this layer has none",
-            ));
-        }
-        let m = self.compiled.nest.output_size();
-        if !m.is_multiple_of(kind.gates()) {
-            return Err(PyValueError::new_err(format!(
-                "a {name} cell's projection has {} x hidden outputs; this layer has {m}",
-                kind.gates()
-            )));
-        }
-        Ok((kind, m / kind.gates()))
     }
 }
 
