@@ -121,6 +121,21 @@ def test_save_file_and_load_file_round_trip(tmp_path):
     assert all(np.array_equal(c, p.detach().numpy()) for c, p in zip(cores, module.cores))
 
 
+def torch_twin(ours, kind, format, batch_first=False):
+    """nn.LSTM / nn.GRU with our cell's weights, weight_ih_l0 the dense W of its cores."""
+    cell = ours.input
+    theirs = (torch.nn.LSTM if kind == "lstm" else torch.nn.GRU)(cell.in_features, ours.hidden_size,
+                                                               batch_first=batch_first)
+    with torch.no_grad():
+        d = len(cell.layer.in_shape)
+        w = dense(torch.einsum, format, d, cell.core_names, list(cell.cores), cell.out_features, cell.in_features)
+        theirs.weight_ih_l0.copy_(w)
+        theirs.weight_hh_l0.copy_(ours.weight_hh_l0)
+        theirs.bias_ih_l0.copy_(ours.bias_ih_l0)
+        theirs.bias_hh_l0.copy_(ours.bias_hh_l0)
+    return theirs
+
+
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 @pytest.mark.parametrize("batch_first", [False, True])
 def test_cells_match_torch_with_the_dense_input_weight(kind, batch_first):
@@ -130,13 +145,7 @@ def test_cells_match_torch_with_the_dense_input_weight(kind, batch_first):
     hidden, gates = 3, 4 if kind == "lstm" else 3
     make = kcp.torch.LSTM if kind == "lstm" else kcp.torch.GRU
     ours = make([4, 3], [gates, hidden], hidden, format="kcp", rank=2, batch_first=batch_first)
-    theirs = (torch.nn.LSTM if kind == "lstm" else torch.nn.GRU)(12, hidden, batch_first=batch_first)
-    with torch.no_grad():
-        w = dense(torch.einsum, "kcp", 2, ours.input.core_names, list(ours.input.cores), gates * hidden, 12)
-        theirs.weight_ih_l0.copy_(w)
-        theirs.weight_hh_l0.copy_(ours.weight_hh_l0)
-        theirs.bias_ih_l0.copy_(ours.bias_ih_l0)
-        theirs.bias_hh_l0.copy_(ours.bias_hh_l0)
+    theirs = torch_twin(ours, kind, "kcp", batch_first)
     steps, batch = 5, 2
     x = torch.randn((batch, steps, 12) if batch_first else (steps, batch, 12))
     x_ours, x_theirs = x.clone().requires_grad_(), x.clone().requires_grad_()
@@ -183,13 +192,7 @@ def test_cells_from_a_given_state_match_torch_through_every_output(kind, engine,
     hidden, gates = 4, 4 if kind == "lstm" else 3
     make = kcp.torch.LSTM if kind == "lstm" else kcp.torch.GRU
     ours = make([4, 3], [gates, hidden], hidden, format="tt", ranks=[1, 3, 1], engine=engine)
-    theirs = (torch.nn.LSTM if kind == "lstm" else torch.nn.GRU)(12, hidden)
-    with torch.no_grad():
-        w = dense(torch.einsum, "tt", 2, ours.input.core_names, list(ours.input.cores), gates * hidden, 12)
-        theirs.weight_ih_l0.copy_(w)
-        theirs.weight_hh_l0.copy_(ours.weight_hh_l0)
-        theirs.bias_ih_l0.copy_(ours.bias_ih_l0)
-        theirs.bias_hh_l0.copy_(ours.bias_hh_l0)
+    theirs = torch_twin(ours, kind, "tt")
     steps = 6
     x = torch.randn(steps, batch, 12)
     states = [torch.randn(1, batch, hidden) for _ in range(2 if kind == "lstm" else 1)]
