@@ -18,6 +18,8 @@ use std::f64::consts::PI;
 
 use kcp_runtime::Rng;
 
+mod noise;
+
 /// Frames per clip, T.
 pub const FRAMES: usize = 16;
 /// Pixels per row.
@@ -117,6 +119,20 @@ impl Split {
     /// # Panics
     /// If `frames` is shorter than a clip.
     pub fn clip_into(&self, k: usize, frames: &mut [f32]) -> usize {
+        self.render_into(k, frames)
+    }
+
+    /// Clip `k` as bytes, each value `round(255 v)` of the [`Split::clip_into`] value `v`: a
+    /// quarter of the memory (a training split is 1 GB so), and what the training examples
+    /// and the Python package store. Writes [`CLIP`] bytes and returns the class.
+    ///
+    /// # Panics
+    /// If `bytes` is shorter than a clip.
+    pub fn clip_bytes_into(&self, k: usize, bytes: &mut [u8]) -> usize {
+        self.render_into(k, bytes)
+    }
+
+    fn render_into<P: Pixel>(&self, k: usize, frames: &mut [P]) -> usize {
         let label = self.label(k);
         // One stream per clip, from the split's seed and k alone.
         let mut rng = Rng::new(self.seed ^ (k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
@@ -125,6 +141,27 @@ impl Split {
             scene.render(t, frame, &mut rng);
         }
         label
+    }
+}
+
+/// How a channel's value in [0, 1] is stored: as it is, or as a byte.
+trait Pixel: Copy {
+    fn store(value: f32) -> Self;
+}
+
+impl Pixel for f32 {
+    #[inline(always)]
+    fn store(value: f32) -> f32 {
+        value
+    }
+}
+
+impl Pixel for u8 {
+    /// `round(255 v)` for v in [0, 1]: the integer read from the mantissa of itself plus 2^23
+    /// (exact below 2^23), since `as u8` saturates and its checks would not vectorise.
+    #[inline(always)]
+    fn store(value: f32) -> u8 {
+        ((value * 255.0).round() + 8_388_608.0).to_bits() as u8
     }
 }
 
@@ -223,7 +260,13 @@ struct Scene {
 
 /// Uniform in [lo, hi).
 fn uniform(rng: &mut Rng, lo: f64, hi: f64) -> f64 {
-    lo + (hi - lo) * (rng.next_f64() + 1.0) / 2.0
+    uniform_of(rng.next_u64(), lo, hi)
+}
+
+/// The value in [lo, hi) that [`uniform`] makes of the stream's next bits.
+#[inline(always)]
+fn uniform_of(bits: u64, lo: f64, hi: f64) -> f64 {
+    lo + (hi - lo) * (Rng::signed_unit(bits) + 1.0) / 2.0
 }
 
 /// The range of each channel of the background's colours.
@@ -235,13 +278,6 @@ const LIT: (f64, f64) = (0.55, 0.95);
 /// A random colour, each channel uniform in `range`.
 fn colour(rng: &mut Rng, range: (f64, f64)) -> [f64; 3] {
     [0; 3].map(|_| uniform(rng, range.0, range.1))
-}
-
-/// A standard normal value (Box-Muller).
-fn normal(rng: &mut Rng) -> f64 {
-    let u = uniform(rng, f64::EPSILON, 1.0);
-    let v = uniform(rng, 0.0, 1.0);
-    (-2.0 * u.ln()).sqrt() * (2.0 * PI * v).cos()
 }
 
 impl Scene {
@@ -303,14 +339,16 @@ impl Scene {
     }
 
     /// Frame t into `frame` (`[120, 160, 3]`), drawing the noise from `rng`.
-    fn render(&self, t: usize, frame: &mut [f32], rng: &mut Rng) {
+    fn render<P: Pixel>(&self, t: usize, frame: &mut [P], rng: &mut Rng) {
         let objects = [self.distractor, self.target].map(|o| (o, o.at(t)));
         // The gradient's coordinate, normalised to [0, 1] over the frame.
         let (cx, cy) = self.direction;
         let reach = cx.abs() * WIDTH as f64 + cy.abs() * HEIGHT as f64;
         let offset = cx.min(0.0) * WIDTH as f64 + cy.min(0.0) * HEIGHT as f64;
+        // A row's colours before the noise, channel by channel.
+        let mut clean = [0.0f64; WIDTH * CHANNELS];
         for (row, pixels) in frame.chunks_exact_mut(WIDTH * CHANNELS).enumerate() {
-            for (col, pixel) in pixels.chunks_exact_mut(CHANNELS).enumerate() {
+            for (col, pixel) in clean.chunks_exact_mut(CHANNELS).enumerate() {
                 let (x, y) = (col as f64 + 0.5, row as f64 + 0.5);
                 let s = ((cx * x + cy * y - offset) / reach).clamp(0.0, 1.0);
                 let mut c: [f64; 3] = std::array::from_fn(|k| self.from[k] + s * (self.to[k] - self.from[k]));
@@ -320,10 +358,9 @@ impl Scene {
                         c = o.colour;
                     }
                 }
-                for (p, c) in pixel.iter_mut().zip(c) {
-                    *p = (c + NOISE * normal(rng)).clamp(0.0, 1.0) as f32;
-                }
+                pixel.copy_from_slice(&c);
             }
+            noise::add_noise(&clean, rng, pixels);
         }
     }
 }

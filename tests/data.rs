@@ -70,3 +70,13 @@ fn the_mean_frame_goes() {
         assert!((0..CLIP / FRAME).all(|t| (raw[t * FRAME + p] - clip[t * FRAME + p] - shift).abs() < 1e-5));
     }
 }
+
+/// A clip as bytes is the clip's values, each `round(255 v)`.
+#[test]
+fn bytes_are_the_rounded_values() {
+    let (clip, label) = Split::TEST.clip(40);
+    let mut bytes = vec![7u8; CLIP + 3];
+    assert_eq!(Split::TEST.clip_bytes_into(40, &mut bytes), label);
+    assert!(bytes[..CLIP].iter().zip(&clip).all(|(&b, &v)| b == (v * 255.0).round() as u8));
+    assert_eq!(bytes[CLIP..], [7, 7, 7], "nothing past the clip is written");
+}

@@ -52,10 +52,8 @@ fn clips<'py>(
         std::thread::scope(|scope| {
             for (part, (bytes, labels)) in bytes.chunks_mut(per * CLIP).zip(labels.chunks_mut(per)).enumerate() {
                 scope.spawn(move || {
-                    let mut frames = vec![0.0f32; CLIP];
                     for (k, (clip, label)) in bytes.chunks_exact_mut(CLIP).zip(labels.iter_mut()).enumerate() {
-                        *label = split.clip_into(start + part * per + k, &mut frames) as i64;
-                        clip.iter_mut().zip(&frames).for_each(|(b, &v)| *b = (v * 255.0).round() as u8);
+                        *label = split.clip_bytes_into(start + part * per + k, clip) as i64;
                     }
                 });
             }
