@@ -24,12 +24,16 @@
 
 #[path = "common/classifier.rs"]
 mod classifier;
+#[path = "common/peak.rs"]
+mod peak;
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use classifier::{frame_time_us, median_seconds, train, Budget, Clips, Epoch, Input, Model, HIDDEN};
-use kcp::data::{Split, CLASSES, FRAMES};
+use classifier::{
+    copy_seconds, frame_time_us, median_seconds, train, Budget, Clips, Epoch, Input, Model, Phases, HIDDEN,
+};
+use kcp::data::{Split, CLASSES, FRAME, FRAMES};
 use kcp::ir::network::{Format, RankArgs, RankKey};
 use kcp::{CellKind, NamedTensor};
 
@@ -110,6 +114,42 @@ fn plot(path: &std::path::Path, curves: &[(&str, &[Epoch])]) -> Result<(), Box<d
     Ok(())
 }
 
+/// Where each model's epochs went, phase by phase, beside the floor: the plans' MACs at the
+/// FMA peak measured here on every thread, and the batches' values copied once.
+fn print_phases(models: &[(&Model, &Vec<Epoch>)], clips: usize, batch: usize) {
+    let median_ns = |f: &mut dyn FnMut()| {
+        let mut times: Vec<f64> = (0..21)
+            .map(|_| {
+                let start = Instant::now();
+                f();
+                start.elapsed().as_nanos() as f64
+            })
+            .collect();
+        times.sort_by(f64::total_cmp);
+        times[times.len() / 2]
+    };
+    let Some(one) = peak::fma_peak_gflops(kcp::isa(), median_ns) else {
+        println!("\n(no floor: the {} path has no FMA peak to measure)", kcp::isa());
+        return;
+    };
+    let threads = rayon::current_num_threads();
+    let gflops = one * threads as f64;
+    let copy = copy_seconds(FRAMES * batch * FRAME) * clips.div_ceil(batch) as f64;
+    println!("\nwhere an epoch goes (the mean epoch), against its floor: the plans' MACs at the {} FMA peak, {one:.1} GFLOP/s on each of {threads} threads, and the batches copied once", kcp::isa());
+    for (model, curve) in models.iter().filter(|(_, curve)| !curve.is_empty()) {
+        let floor = Phases { data: copy, ..model.floor((clips * FRAMES) as u64, gflops) };
+        let phases = Phases::mean(curve);
+        println!(
+            "  {}: {:.2} s, floor {:.2} s ({:.1}x): {}",
+            model.name,
+            phases.total(),
+            floor.total(),
+            phases.total() / floor.total(),
+            phases.describe(&floor)
+        );
+    }
+}
+
 fn main() {
     let args = match args() {
         Ok(args) => args,
@@ -149,6 +189,7 @@ fn main() {
     let mut dense = Model::new("dense", Input::dense(g, 1), args.kind, 0);
     let compressed_curve = train(&mut compressed, &train_set, &test_set, budget);
     let dense_curve = if args.kcp_only { Vec::new() } else { train(&mut dense, &train_set, &test_set, budget) };
+    print_phases(&[(&compressed, &compressed_curve), (&dense, &dense_curve)], train_len, budget.batch);
 
     std::fs::create_dir_all(&args.out).ok();
     let mut csv = String::from("model,epoch,train_loss,test_accuracy,seconds\n");

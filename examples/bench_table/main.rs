@@ -40,6 +40,7 @@ mod anchors;
 mod machine;
 mod measure;
 mod paired;
+#[path = "../common/peak.rs"]
 mod peak;
 mod print;
 #[path = "../common/anchors.rs"]

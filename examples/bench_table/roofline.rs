@@ -42,7 +42,8 @@ pub struct Peaks {
 
 impl Peaks {
     pub fn measure(bench: &Bench) -> Peaks {
-        let fma = Isa::available().filter_map(|path| Some((path, fma_peak_gflops(bench, path)?))).collect();
+        let fma =
+            Isa::available().filter_map(|path| Some((path, fma_peak_gflops(path, |f| bench.median_ns(f))?))).collect();
         let (l2, l3) = (cache_bytes(2).unwrap_or(512 << 10), cache_bytes(3).unwrap_or(8 << 20));
         let levels = [("L2", l2 / 2), ("L3", l3 / 2), ("DRAM", 256 << 20)];
         let gbs = levels.map(|(_, size)| [1, 2].map(|threads| read_gbs(bench, size / 4, threads)));

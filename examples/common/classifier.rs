@@ -12,7 +12,7 @@ use std::time::Instant;
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
 use indicatif::{ProgressBar, ProgressStyle};
-use kcp::data::{mean_frame, Split, CLASSES, CLIP, FRAME, FRAMES};
+use kcp::data::{Split, CLASSES, CLIP, FRAME, FRAMES};
 use kcp::ir::network::{Format, Network};
 use kcp::ir::{lower_backward, plan_backward, Batch, Options};
 use kcp::train::{accuracy, clip_grad_norm, softmax_cross_entropy, Adam, Linear, Optimizer, Parameters};
@@ -35,20 +35,18 @@ pub struct Clips {
 impl Clips {
     pub fn generate(split: Split, len: usize, what: &str) -> Clips {
         let bar = bar(len as u64, what);
-        let clips: Vec<(Vec<u8>, Vec<f32>, usize)> = (0..len)
-            .into_par_iter()
-            .map(|k| {
-                let (clip, label) = split.clip(k);
-                let bytes: Vec<u8> = clip.iter().map(|&v| (v * 255.0).round() as u8).collect();
-                let stored: Vec<f32> = bytes.iter().map(|&p| f32::from(p) / 255.0).collect();
-                bar.inc(1);
-                (bytes, mean_frame(&stored), label)
-            })
-            .collect();
+        let (mut data, mut means) = (vec![0u8; len * CLIP], vec![0.0f32; len * FRAME]);
+        data.par_chunks_mut(CLIP).zip(means.par_chunks_mut(FRAME)).enumerate().for_each(|(k, (clip, mean))| {
+            split.clip_bytes_into(k, clip);
+            // The mean of the stored values, frame after frame (as `kcp::data::mean_frame`).
+            for frame in clip.chunks_exact(FRAME) {
+                mean.iter_mut().zip(frame).for_each(|(m, &p)| *m += f32::from(p) / 255.0);
+            }
+            mean.iter_mut().for_each(|m| *m /= FRAMES as f32);
+            bar.inc(1);
+        });
         bar.finish_and_clear();
-        let labels = clips.iter().map(|c| c.2).collect();
-        let means = clips.iter().flat_map(|c| c.1.iter().copied()).collect();
-        Clips { data: clips.into_iter().flat_map(|c| c.0).collect(), means, labels }
+        Clips { data, means, labels: (0..len).map(|k| split.label(k)).collect() }
     }
 
     pub fn len(&self) -> usize {
@@ -229,14 +227,17 @@ impl Model {
         logits
     }
 
-    /// One training step's loss and gradients.
-    fn gradients(&self, x: &[f32], labels: &[usize]) -> (f32, (Input, (CellGrads, Linear))) {
+    /// One training step's loss and gradients, its time added to `phases`.
+    fn gradients(&self, x: &[f32], labels: &[usize], phases: &mut Phases) -> (f32, (Input, (CellGrads, Linear))) {
         let (batch, g) = (labels.len(), self.gates());
         let mut proj = vec![0.0; FRAMES * batch * g];
         // T*B rows of kept intermediates would spill to memory: each row's forward pass runs
         // again just before its backward row instead (BENCHMARKS.md measures both).
         let mut trace = Trace::recomputing();
+        let start = Instant::now();
         self.input.forward(x, &mut proj, g, Some(&mut trace));
+        phases.forward += start.elapsed().as_secs_f64();
+        let start = Instant::now();
         let mut hs = vec![0.0; FRAMES * batch * HIDDEN];
         let mut state = State::zeros(self.cell.kind(), batch, HIDDEN);
         let tape = self.cell.run_taped(&proj, batch, &mut hs, &mut state).expect("shapes");
@@ -251,8 +252,34 @@ impl Model {
         let mut cell = CellGrads::zeros(&self.cell);
         let mut dproj = vec![0.0; proj.len()];
         self.cell.backward(&tape, &hs, &dh, &mut dproj, &mut cell).expect("shapes");
+        phases.recurrence += start.elapsed().as_secs_f64();
+        let start = Instant::now();
         let input = self.input.backward(x, &dproj, g, &mut trace);
+        phases.backward += start.elapsed().as_secs_f64();
         (loss, (input, (cell, head)))
+    }
+
+    /// The least an epoch of `rows` frames can take at `gflops` (the FMA peak of every thread
+    /// together), phase by phase: each one's MACs, counted from the plans, at that peak. (The
+    /// data's own floor is a copy, which [`copy_seconds`] measures.) The projection's backward
+    /// phase runs its forward plan again (the recomputing trace) before the backward plan; the
+    /// recurrence is `W_hh h` forward, and `W_hh^T dgates` and `dgates^T h` back.
+    pub fn floor(&self, rows: u64, gflops: f64) -> Phases {
+        let (g, n, h) = (self.gates() as u64, FRAME as u64, HIDDEN as u64);
+        let (forward, backward) = match &self.input {
+            Input::Compressed { program, backward, .. } => {
+                (program.macs_per_row, program.macs_per_row + backward.macs_per_row)
+            }
+            Input::Dense { .. } => (g * n, g * n),
+        };
+        let seconds = |macs: u64| 2.0 * (macs * rows) as f64 / (gflops * 1e9);
+        Phases {
+            data: 0.0,
+            forward: seconds(forward),
+            recurrence: seconds(3 * g * h),
+            backward: seconds(backward),
+            optimiser: 0.0,
+        }
     }
 
     /// The input weight's parameters, and the whole model's.
@@ -291,11 +318,76 @@ pub struct Budget {
     pub lr: f32,
 }
 
-/// One epoch's mean training loss, test accuracy after it, and its training time.
+/// One epoch's mean training loss, test accuracy after it, its training time and where that
+/// time went.
 pub struct Epoch {
     pub loss: f32,
     pub accuracy: f32,
     pub seconds: f64,
+    pub phases: Phases,
+}
+
+/// Where a training epoch's time goes, in seconds.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Phases {
+    /// Making the batches: the clips' bytes to f32, less their mean frames.
+    pub data: f64,
+    /// The input projection's forward pass.
+    pub forward: f64,
+    /// The recurrence, the head and the loss, forward and back (BPTT).
+    pub recurrence: f64,
+    /// The input projection's backward pass.
+    pub backward: f64,
+    /// Clipping the gradients and Adam's step.
+    pub optimiser: f64,
+}
+
+impl Phases {
+    pub fn total(&self) -> f64 {
+        self.data + self.forward + self.recurrence + self.backward + self.optimiser
+    }
+
+    /// Each phase's mean over `epochs`.
+    pub fn mean(epochs: &[Epoch]) -> Phases {
+        let k = epochs.len().max(1) as f64;
+        epochs.iter().fold(Phases::default(), |m, e| Phases {
+            data: m.data + e.phases.data / k,
+            forward: m.forward + e.phases.forward / k,
+            recurrence: m.recurrence + e.phases.recurrence / k,
+            backward: m.backward + e.phases.backward / k,
+            optimiser: m.optimiser + e.phases.optimiser / k,
+        })
+    }
+
+    /// The phases with their floors, one line: `data 0.41 s (floor 0.10), ...`.
+    pub fn describe(&self, floor: &Phases) -> String {
+        [
+            ("data", self.data, floor.data),
+            ("projection forward", self.forward, floor.forward),
+            ("recurrence and BPTT", self.recurrence, floor.recurrence),
+            ("projection backward", self.backward, floor.backward),
+            ("optimiser", self.optimiser, floor.optimiser),
+        ]
+        .map(|(name, s, f)| format!("{name} {s:.2} s (floor {f:.2})"))
+        .join(", ")
+    }
+}
+
+/// The time, in seconds, that copying `len` f32 values takes on every thread (the median of
+/// eleven copies): the floor of making a batch of that many values.
+pub fn copy_seconds(len: usize) -> f64 {
+    let (from, mut to) = (vec![1.0f32; len], vec![0.0f32; len]);
+    let chunk = len.div_ceil(rayon::current_num_threads() * 4).max(1);
+    let mut times: Vec<f64> = (0..11)
+        .map(|_| {
+            let start = Instant::now();
+            to.par_chunks_mut(chunk).zip(from.par_chunks(chunk)).for_each(|(t, f)| t.copy_from_slice(f));
+            std::hint::black_box(&mut to);
+            start.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
 }
 
 pub fn evaluate(model: &Model, clips: &Clips, batch: usize) -> f32 {
@@ -321,12 +413,17 @@ pub fn train(model: &mut Model, train: &Clips, test: &Clips, budget: &Budget) ->
         }
         let bar = bar(train.len() as u64, &model.name);
         let start = Instant::now();
-        let mut total = 0.0;
+        let (mut total, mut phases) = (0.0, Phases::default());
         for ids in order.chunks(budget.batch) {
             let labels: Vec<usize> = ids.iter().map(|&k| train.labels[k]).collect();
-            let (loss, mut grads) = model.gradients(train.batch(ids, &mut x), &labels);
+            let data = Instant::now();
+            let x = train.batch(ids, &mut x);
+            phases.data += data.elapsed().as_secs_f64();
+            let (loss, mut grads) = model.gradients(x, &labels, &mut phases);
+            let step = Instant::now();
             clip_grad_norm(&mut grads, 5.0);
             adam.step(&mut Params(model), &grads).expect("gradients of the model's shapes");
+            phases.optimiser += step.elapsed().as_secs_f64();
             total += loss * ids.len() as f32;
             bar.inc(ids.len() as u64);
             bar.set_message(format!("loss {:.3}", total / bar.position() as f32));
@@ -341,7 +438,7 @@ pub fn train(model: &mut Model, train: &Clips, test: &Clips, budget: &Budget) ->
             epoch + 1,
             100.0 * acc
         );
-        epochs.push(Epoch { loss, accuracy: acc, seconds });
+        epochs.push(Epoch { loss, accuracy: acc, seconds, phases });
     }
     epochs
 }

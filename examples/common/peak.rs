@@ -6,16 +6,15 @@ use std::hint::black_box;
 
 use kcp::Isa;
 
-use crate::measure::Bench;
-
 /// Independent accumulators per loop: enough chains for two FMA pipes of latency up to 6.
 const CHAINS: usize = 12;
 /// Iterations per timed call: 12 * 2^16 FMAs, about 0.3 ms.
 const ITERATIONS: u64 = 1 << 16;
 
 /// GFLOP/s of `path`'s register-only FMA loop, if this CPU has the path (none for the
-/// portable one, whose width the compiler picks).
-pub fn fma_peak_gflops(bench: &Bench, path: Isa) -> Option<f64> {
+/// portable one, whose width the compiler picks), timed by `median_ns` (the median time of a
+/// call of the closure it is given, in nanoseconds).
+pub fn fma_peak_gflops(path: Isa, median_ns: impl FnOnce(&mut dyn FnMut()) -> f64) -> Option<f64> {
     if path > Isa::detected() {
         return None;
     }
@@ -24,7 +23,7 @@ pub fn fma_peak_gflops(bench: &Bench, path: Isa) -> Option<f64> {
         Isa::Avx2 => 8,
         Isa::Avx512 => 16,
     };
-    let ns = bench.median_ns(|| _ = black_box(fma_loop(path, ITERATIONS)));
+    let ns = median_ns(&mut || _ = black_box(fma_loop(path, ITERATIONS)));
     Some((2 * lanes * CHAINS) as f64 * ITERATIONS as f64 / ns)
 }
 
