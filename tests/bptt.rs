@@ -151,6 +151,8 @@ fn bptt_through_a_given_state_matches_finite_differences() {
             let fd = finite_differences;
             let loss = |h: &[f64], c: &[f64], p: &[f64]| loss64_from(kind, hidden, &w, &b, p, batch, &d, [h, c], &dcs);
             let what = format!("{kind:?} H{hidden} T{steps} B{batch}");
+            let dw = fd(&w, &|w| loss64_from(kind, hidden, w, &b, &p, batch, &d, [&h0, &c0], &dcs));
+            assert!(relative(&grads.weight_hh, &dw) < 1e-4, "{what}: dW_hh {}", relative(&grads.weight_hh, &dw));
             let dh0 = fd(&h0, &|h| loss(h, &c0, &p));
             assert!(relative(&initial.h, &dh0) < 1e-4, "{what}: dh0 {}", relative(&initial.h, &dh0));
             let dp = fd(&p, &|p| loss(&h0, &c0, p));
@@ -165,19 +167,68 @@ fn bptt_through_a_given_state_matches_finite_differences() {
     }
 }
 
-/// The taped pass computes what the plain one does, to the bit, and leaves the same state.
+/// The taped pass computes what the plain one does, on one thread or on blocks of rows over
+/// threads, to the bit, and leaves the same state (small cells, and cells wide enough for the
+/// vector kernels' blocks and tails).
 #[test]
 fn the_taped_pass_is_the_plain_pass() {
     for kind in [CellKind::Lstm, CellKind::Gru] {
-        let (hidden, steps, batch) = (6, 4, 3);
-        let cell = Recurrent::random(kind, hidden, 3);
-        let proj = Rng::new(4).vec_f32(steps * batch * kind.gates() * hidden, 1.5);
-        let (mut a, mut b) = (vec![0.0; steps * batch * hidden], vec![0.0; steps * batch * hidden]);
-        let (mut sa, mut sb) = (State::zeros(kind, batch, hidden), State::zeros(kind, batch, hidden));
-        cell.run(&proj, batch, &mut a, &mut sa, false).unwrap();
-        let tape = cell.run_taped(&proj, batch, &mut b, &mut sb).unwrap();
-        assert_eq!((a, sa), (b, sb));
-        assert_eq!((tape.steps(), tape.batch()), (steps, batch));
+        for (hidden, steps, batch) in [(6, 4, 3), (40, 3, 5), (67, 2, 17)] {
+            let cell = Recurrent::random(kind, hidden, 3);
+            let proj = Rng::new(4).vec_f32(steps * batch * kind.gates() * hidden, 1.5);
+            let run = |parallel: bool| {
+                let (mut hs, mut state) = (vec![0.0; steps * batch * hidden], State::zeros(kind, batch, hidden));
+                cell.run(&proj, batch, &mut hs, &mut state, parallel).unwrap();
+                (hs, state)
+            };
+            let (mut b, mut sb) = (vec![0.0; steps * batch * hidden], State::zeros(kind, batch, hidden));
+            let tape = cell.run_taped(&proj, batch, &mut b, &mut sb).unwrap();
+            let taped = (b, sb);
+            assert_eq!(run(false), taped, "{kind:?} H{hidden} B{batch}");
+            assert_eq!(run(true), taped, "{kind:?} H{hidden} B{batch}, threads");
+            assert_eq!((tape.steps(), tape.batch()), (steps, batch));
+        }
+    }
+}
+
+/// Cells wide enough for the vector kernels' register blocks and tails (hidden 40 and 67, up
+/// to 17 rows): the gradients against central differences of the f64 model along random
+/// directions (every entry at once: a check per entry would take minutes).
+#[test]
+fn bptt_of_wide_cells_matches_directional_differences() {
+    let mut rng = Rng::new(29);
+    for kind in [CellKind::Lstm, CellKind::Gru] {
+        for (hidden, steps, batch) in [(40, 3, 5), (67, 2, 17)] {
+            let cell = Recurrent::random(kind, hidden, rng.next_u64());
+            let g = kind.gates() * hidden;
+            let proj = rng.vec_f32(steps * batch * g, 1.0);
+            let dh = rng.vec_f32(steps * batch * hidden, 1.0);
+            let mut hs = vec![0.0; steps * batch * hidden];
+            let mut state = State::zeros(kind, batch, hidden);
+            let tape = cell.run_taped(&proj, batch, &mut hs, &mut state).unwrap();
+            let mut grads = CellGrads::zeros(&cell);
+            let mut dproj = vec![f32::NAN; proj.len()];
+            cell.backward(&tape, &hs, &dh, &mut dproj, &mut grads).unwrap();
+
+            let f64s = |v: &[f32]| v.iter().map(|&v| f64::from(v)).collect::<Vec<f64>>();
+            let (w, b, p, d) = (f64s(cell.weight_hh()), f64s(cell.bias_hh()), f64s(&proj), f64s(&dh));
+            let what = format!("{kind:?} H{hidden} T{steps} B{batch}");
+            for _ in 0..3 {
+                // d/de L(v + e u) = <grad, u>, by central differences in f64.
+                let mut along = |v: &[f64], grad: &[f32], loss: &dyn Fn(&[f64]) -> f64| {
+                    let u = rng.vec(v.len());
+                    let e = 1e-5;
+                    let moved = |s: f64| v.iter().zip(&u).map(|(x, u)| x + s * e * u).collect::<Vec<f64>>();
+                    let fd = (loss(&moved(1.0)) - loss(&moved(-1.0))) / (2.0 * e);
+                    let exact: f64 = grad.iter().zip(&u).map(|(&g, u)| f64::from(g) * u).sum();
+                    (exact - fd).abs() / fd.abs().max(1e-3)
+                };
+                let dw = along(&w, &grads.weight_hh, &|w| loss64(kind, hidden, w, &b, &p, batch, &d));
+                let db = along(&b, &grads.bias_hh, &|b| loss64(kind, hidden, &w, b, &p, batch, &d));
+                let dp = along(&p, &dproj, &|p| loss64(kind, hidden, &w, &b, p, batch, &d));
+                assert!(dw < 1e-4 && db < 1e-4 && dp < 1e-4, "{what}: dW_hh {dw}, db_hh {db}, dproj {dp}");
+            }
+        }
     }
 }
 

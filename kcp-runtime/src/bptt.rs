@@ -9,9 +9,9 @@
 //! b_hh`: `c' = f c + i g`, `h' = o tanh(c')`. GRU, `r = s(x_r + W_hr h + b_hr)`, `z = s(x_z +
 //! W_hz h + b_hz)`, `n = tanh(x_n + r (W_hn h + b_hn))`, `h' = (1 - z) n + z h`.
 
-use kcp_core::kernels::{axpy, dispatch};
+use kcp_core::kernels::{dispatch, gemm, Gemm};
 
-use crate::recurrent::tanh_one;
+use crate::recurrent::{pieces, tanh_one};
 use crate::{CellKind, Error, Recurrent, ShapeError, State, Weights};
 
 /// What a training forward pass keeps, per step and batch row: the activated gates (`[T, B,
@@ -106,18 +106,20 @@ impl Recurrent {
         if h == 0 || batch == 0 {
             return Ok(tape);
         }
+        let c_width = if self.kind() == CellKind::Lstm { h } else { 0 };
         dispatch(
             #[inline(always)]
             || {
                 for t in 0..steps {
-                    for b in 0..batch {
-                        let row = t * batch + b;
-                        let (x, out) = (&proj[row * g..][..g], &mut hs[row * h..][..h]);
-                        let gates = &mut tape.gates[row * g..][..g];
-                        let second = &mut tape.second[row * h..][..h];
-                        let h_row = &mut state.h[b * h..][..h];
-                        let c_row =
-                            if self.kind() == CellKind::Lstm { &mut state.c[b * h..][..h] } else { &mut [][..] };
+                    let step = t * batch;
+                    let x = &proj[step * g..][..batch * g];
+                    let gates = &mut tape.gates[step * g..][..batch * g];
+                    self.pre_activations(x, &state.h, gates, 0, h);
+                    let rows = gates.chunks_exact_mut(g).zip(x.chunks_exact(g));
+                    let out = hs[step * h..][..batch * h].chunks_exact_mut(h);
+                    let second = tape.second[step * h..][..batch * h].chunks_exact_mut(h);
+                    let state_rows = state.h.chunks_exact_mut(h).zip(pieces(&mut state.c, c_width));
+                    for ((((gates, x), out), second), (h_row, c_row)) in rows.zip(out).zip(second).zip(state_rows) {
                         self.units(x, h_row, c_row, out, gates, 0, Some(second));
                         h_row.copy_from_slice(out);
                     }
@@ -176,14 +178,18 @@ impl Recurrent {
             Some(dc) => dc.to_vec(),
             None => vec![0.0f32; if lstm { batch * hidden } else { 0 }],
         };
-        let mut da_hh = vec![0.0f32; g];
-        // Compiled for the kernel path in use (the dots, axpys and gate formulas at its width).
+        // The gradient of the pre-activations that W_hh h_{t-1} + b_hh enters, per row: an
+        // LSTM's is dproj itself; a GRU's candidate gate differs (r scales it).
+        let gru = self.kind() == CellKind::Gru;
+        let mut da_hh_gru = vec![0.0f32; if gru { steps * batch * g } else { 0 }];
+        // Compiled for the kernel path in use (the products and gate formulas at its width).
         dispatch(
             #[inline(always)]
             || {
                 for t in (0..steps).rev() {
+                    let step = t * batch;
                     for b in 0..batch {
-                        let row = t * batch + b;
+                        let row = step + b;
                         let h_prev = if t == 0 {
                             &tape.initial.h[b * hidden..][..hidden]
                         } else {
@@ -203,25 +209,35 @@ impl Recurrent {
                                 };
                                 let dc = &mut dc_next[b * hidden..][..hidden];
                                 lstm_step(gates, second, c_prev, dh_row, dc, da);
-                                da_hh.copy_from_slice(da);
                             }
-                            CellKind::Gru => gru_step(gates, second, h_prev, dh_row, da, &mut da_hh),
+                            CellKind::Gru => {
+                                gru_step(gates, second, h_prev, dh_row, da, &mut da_hh_gru[row * g..][..g]);
+                            }
                         }
-                        // dW_hh += da_hh^T h_prev, db_hh += da_hh, dh_prev += W_hh^T da_hh.
-                        for ((w_grad, w), &d) in grads
-                            .weight_hh
-                            .chunks_exact_mut(hidden)
-                            .zip(self.weight_hh().chunks_exact(hidden))
-                            .zip(&da_hh)
-                        {
-                            axpy(w_grad, h_prev, d);
-                            axpy(dh_row, w, d);
-                        }
-                        grads.bias_hh.iter_mut().zip(&da_hh).for_each(|(b, d)| *b += d);
                     }
+                    // dh_{t-1} += da_hh W_hh, every row of the step in one product.
+                    let da_hh = if gru { &da_hh_gru[step * g..] } else { &dproj[step * g..] };
+                    gemm(
+                        &mut dh_next,
+                        self.weight_hh(),
+                        &da_hh[..batch * g],
+                        Gemm::row_major(batch, g, hidden).adding(),
+                    );
                 }
             },
         );
+        // dW_hh += sum over rows of da_hh^T h_{t-1}, and db_hh += sum of da_hh: one product over
+        // the rows of the first step (from the initial state) and one over the rest.
+        let da_hh = if gru { &da_hh_gru[..] } else { &dproj[..] };
+        let (first, rest) = da_hh.split_at(batch * g);
+        for (da_hh, h_prev) in [(first, &tape.initial.h[..]), (rest, &hs[..hs.len().saturating_sub(batch * hidden)])] {
+            let rows = h_prev.len().checked_div(hidden).unwrap_or(0);
+            let product = Gemm { w_row: 1, w_col: g, ..Gemm::row_major(g, rows, hidden).adding() };
+            gemm(&mut grads.weight_hh, h_prev, da_hh, product);
+        }
+        for row in da_hh.chunks_exact(g) {
+            grads.bias_hh.iter_mut().zip(row).for_each(|(b, d)| *b += d);
+        }
         Ok(State { h: dh_next, c: dc_next })
     }
 }

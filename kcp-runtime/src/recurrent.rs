@@ -3,13 +3,16 @@
 //! `bias_ih`); the hidden-to-hidden weight `weight_hh` `[G*H, H]` is dense, with `bias_hh`.
 //!
 //! A sequence runs in two phases: one batched KCP call projects all T*B input rows at once, then
-//! the recurrence walks the time steps, fusing the dense hidden matvec with the gate
-//! nonlinearities row by row, with no allocation per step but rayon's tasks. Batch rows are
-//! independent, so the threaded variant splits them over threads at every step; a single row
-//! splits its hidden units in two instead (each thread reads its half of `weight_hh`, which then
-//! can stay in its core's cache from step to step).
+//! the recurrence walks the time steps: at each, one product of the batch's hidden states with
+//! `weight_hh` (register blocks of dots, so that a block of rows reads the weight once), then
+//! the gate nonlinearities row by row, with no allocation per step but rayon's tasks. Batch rows
+//! are independent, so the threaded variant splits them into a block per thread at every step;
+//! a single row splits its hidden units in two instead (each thread reads its half of
+//! `weight_hh`, which then can stay in its core's cache from step to step).
 
 use rayon::prelude::*;
+
+use kcp_core::kernels::{gemm, Block, Gemm, Repeat};
 
 use crate::weights::check_values;
 use crate::{CellKind, Error, Rng, ShapeError};
@@ -29,6 +32,12 @@ impl State {
         let c = if kind == CellKind::Lstm { vec![0.0; batch * hidden] } else { Vec::new() };
         State { h: vec![0.0; batch * hidden], c }
     }
+}
+
+/// `values` in pieces of `len`, then empty ones without end: a GRU's (empty) cell state cut as
+/// an LSTM's is, so that it zips with the rows.
+pub(crate) fn pieces(values: &mut [f32], len: usize) -> impl Iterator<Item = &mut [f32]> {
+    values.chunks_mut(len.max(1)).chain(std::iter::repeat_with(|| &mut [][..]))
 }
 
 /// The hidden-to-hidden half of a cell.
@@ -188,90 +197,123 @@ impl Recurrent {
         if h == 0 || batch == 0 {
             return Ok(()); // Nothing to compute (and no rows to cut the buffers into).
         }
-        let lstm = self.kind == CellKind::Lstm;
-        let c_width = if lstm { h } else { 0 };
+        let split = parallel && batch == 1 && ((g * h) as u64) >= crate::tuning::PAR_MIN_MACS;
+        // Blocks of rows per step, one per thread (each block is one product with W_hh).
+        let block = if parallel && batch > 1 { batch.div_ceil(rayon::current_num_threads()) } else { batch };
         for (proj_t, hs_t) in proj.chunks_exact(batch * g).zip(hs.chunks_exact_mut(batch * h)) {
-            let rows = proj_t.chunks_exact(g).zip(hs_t.chunks_exact_mut(h)).zip(state.h.chunks_exact_mut(h));
-            let split = parallel && batch == 1 && ((g * h) as u64) >= crate::tuning::PAR_MIN_MACS;
-            let step = |((x, out), h_row): ((&[f32], &mut [f32]), &mut [f32]), c_row: &mut [f32]| {
-                if split {
-                    self.step_halves(x, h_row, c_row, out);
-                } else {
-                    crate::driver::with_scratch(g, |gates| self.units_dispatched(x, h_row, c_row, out, gates, 0));
-                }
-                h_row.copy_from_slice(out);
-            };
-            if lstm {
-                let rows = rows.zip(state.c.chunks_exact_mut(c_width));
-                if parallel && batch > 1 {
-                    rows.par_bridge().for_each(|(row, c)| step(row, c));
-                } else {
-                    rows.for_each(|(row, c)| step(row, c));
-                }
-            } else if parallel && batch > 1 {
-                rows.par_bridge().for_each(|row| step(row, &mut []));
+            if split {
+                // (A GRU's cell state is empty.)
+                self.step_halves(proj_t, &state.h, &mut state.c, hs_t);
+                state.h.copy_from_slice(hs_t);
+                continue;
+            }
+            let c_blocks = pieces(&mut state.c, block * h);
+            let blocks = proj_t
+                .chunks(block * g)
+                .zip(state.h.chunks_mut(block * h))
+                .zip(hs_t.chunks_mut(block * h))
+                .zip(c_blocks);
+            if block < batch {
+                blocks.collect::<Vec<_>>().into_par_iter().for_each(|(((x, h), out), c)| self.step_rows(x, h, c, out));
             } else {
-                rows.for_each(|row| step(row, &mut []));
+                blocks.for_each(|(((x, h), out), c)| self.step_rows(x, h, c, out));
             }
         }
         Ok(())
     }
 
+    /// One step of a block of rows on this thread: their gates (one product with `weight_hh`,
+    /// into the per-thread scratch), then each row's cell update into `out` (and `c`), which
+    /// becomes the state `h`.
+    fn step_rows(&self, x: &[f32], h: &mut [f32], c: &mut [f32], out: &mut [f32]) {
+        let h_prev = &*h;
+        let (hidden, g) = (self.hidden, self.kind.gates() * self.hidden);
+        let rows = out.len() / hidden;
+        kcp_core::kernels::dispatch(
+            #[inline(always)]
+            || {
+                crate::driver::with_scratch(rows * g, |gates| {
+                    self.pre_activations(x, h_prev, gates, 0, hidden);
+                    let c_rows = pieces(c, hidden);
+                    let rows = gates.chunks_exact_mut(g).zip(x.chunks_exact(g)).zip(h_prev.chunks_exact(hidden));
+                    for (((gates, x), h_row), (out, c_row)) in rows.zip(out.chunks_exact_mut(hidden).zip(c_rows)) {
+                        self.units(x, h_row, c_row, out, gates, 0, None);
+                    }
+                })
+            },
+        );
+        h.copy_from_slice(out);
+    }
+
     /// One row of one step on two threads: this thread the first half of the hidden units, a
-    /// thread of the pool the second (each computes the same gates as [`Recurrent::units`] over
-    /// the whole row would, so the result is the same to the bit).
+    /// thread of the pool the second (each computes the same gates as the whole row's product
+    /// would, the same sums in the same order, so the result is the same to the bit).
     fn step_halves(&self, x: &[f32], h_prev: &[f32], c_row: &mut [f32], out: &mut [f32]) {
         let (half, gates) = (self.hidden / 2, self.kind.gates());
         let (out0, out1) = out.split_at_mut(half);
         let (c0, c1) = c_row.split_at_mut(c_row.len().min(half));
         let units = |c: &mut [f32], out: &mut [f32], first: usize| {
-            crate::driver::with_scratch(gates * out.len(), |g| self.units_dispatched(x, h_prev, c, out, g, first));
+            kcp_core::kernels::dispatch(
+                #[inline(always)]
+                || {
+                    crate::driver::with_scratch(gates * out.len(), |g| {
+                        self.pre_activations(x, h_prev, g, first, out.len());
+                        self.units(x, h_prev, c, out, g, first, None);
+                    })
+                },
+            );
         };
         crate::fork::pair(|| units(c1, out1, half), || units(c0, out0, 0));
     }
 
-    /// [`Recurrent::units`] compiled for the kernel path in use (its dots and nonlinearities
-    /// vectorised at the path's width; the same sums in the same order on every path).
-    fn units_dispatched(
-        &self,
-        x: &[f32],
-        h_prev: &[f32],
-        c: &mut [f32],
-        out: &mut [f32],
-        gates: &mut [f32],
-        first: usize,
-    ) {
-        kcp_core::kernels::dispatch(
-            #[inline(always)]
-            || self.units(x, h_prev, c, out, gates, first, None),
-        );
-    }
-
-    /// The gate pre-activations of the hidden units `first..first + len` of one row (`gates`
-    /// holds G blocks of `len`): `W_hh h + b_hh`, plus the projected input where the cell adds
-    /// it (a GRU's candidate gate adds x after the reset gate scales `W_hn h + b_hn`).
+    /// The gate pre-activations of the hidden units `first..first + len` of the rows of one
+    /// step (`gates`: per row, G blocks of `len`; `x`: the rows' projected inputs, `[rows,
+    /// G*H]`; `h_prev`: their states, `[rows, H]`): `W_hh h + b_hh`, plus the projected input
+    /// where the cell adds it (a GRU's candidate gate adds x after the reset gate scales `W_hn h
+    /// + b_hn`). One product for every row and gate: register blocks of dots, so that each
+    /// block of rows reads `weight_hh` once, not each row.
     #[inline(always)]
-    pub(crate) fn pre_activations(&self, x: &[f32], h_prev: &[f32], gates: &mut [f32], first: usize) {
-        let (hidden, len) = (self.hidden, gates.len() / self.kind.gates());
-        let with_x = if self.kind == CellKind::Gru { 2 } else { self.kind.gates() };
-        for (q, block) in gates.chunks_exact_mut(len.max(1)).enumerate() {
-            let rows = q * hidden + first..q * hidden + first + len;
-            let weights = self.weight_hh[rows.start * hidden..rows.end * hidden].chunks_exact(hidden);
-            for ((gate, w), b) in block.iter_mut().zip(weights).zip(&self.bias_hh[rows.clone()]) {
-                *gate = kcp_core::kernels::dot(w, h_prev) + b;
-            }
-            if q < with_x {
-                for (gate, x) in block.iter_mut().zip(&x[rows]) {
-                    *gate += x;
+    pub(crate) fn pre_activations(&self, x: &[f32], h_prev: &[f32], gates: &mut [f32], first: usize, len: usize) {
+        let (hidden, kinds) = (self.hidden, self.kind.gates());
+        let width = kinds * len;
+        if width == 0 {
+            return;
+        }
+        let rows = gates.len() / width;
+        let product = Gemm {
+            rows,
+            depth: hidden,
+            len,
+            out_row: width,
+            a_row: 1,
+            a_col: hidden,
+            w_row: hidden,
+            w_col: 1,
+            outer: 1,
+            a_outer: 0,
+            w_outer: 0,
+            overwrite: true,
+            stream: 0,
+            repeat: Repeat { count: kinds, out: len, a: hidden * hidden, w: 0 },
+            block: Block::for_shape(rows, len),
+        };
+        gemm(gates, &self.weight_hh[first * hidden..], h_prev, product);
+        let with_x = if self.kind == CellKind::Gru { 2 } else { kinds };
+        for (row, x) in gates.chunks_exact_mut(width).zip(x.chunks_exact(kinds * hidden)) {
+            for (q, block) in row.chunks_exact_mut(len).enumerate() {
+                let units = q * hidden + first..q * hidden + first + len;
+                block.iter_mut().zip(&self.bias_hh[units.clone()]).for_each(|(g, b)| *g += b);
+                if q < with_x {
+                    block.iter_mut().zip(&x[units]).for_each(|(g, x)| *g += x);
                 }
             }
         }
     }
 
-    /// The hidden units `first..first + out.len()` of one row of one step: their gates
-    /// (`W_hh h + b_hh`, plus the input projection where the cell adds it, into `gates`,
-    /// `G * out.len()`), then their cell update into `out` (and `c`, the same units of the cell
-    /// state; empty for a GRU), each nonlinearity one pass over a gate's block.
+    /// The hidden units `first..first + out.len()` of one row of one step, from their gates'
+    /// pre-activations in `gates` (`G * out.len()`, [`Recurrent::pre_activations`]): their
+    /// cell update into `out` (and `c`, the same units of the cell state; empty for a GRU),
+    /// each nonlinearity one pass over a gate's block.
     /// With `tape`, it also records what backpropagation needs beside the activated gates
     /// (left in `gates`): the LSTM's new cell state, the GRU's `W_hn h + b_hn`.
     #[inline(always)]
@@ -287,7 +329,6 @@ impl Recurrent {
         tape: Option<&mut [f32]>,
     ) {
         let (hidden, len) = (self.hidden, out.len());
-        self.pre_activations(x, h_prev, gates, first);
         match self.kind {
             CellKind::Lstm => {
                 let (input_forget, rest) = gates.split_at_mut(2 * len);

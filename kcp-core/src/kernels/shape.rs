@@ -244,6 +244,11 @@ impl Gemm {
         }
     }
 
+    /// The same product, added to `out` instead of overwriting it.
+    pub fn adding(self) -> Gemm {
+        Gemm { overwrite: false, ..self }
+    }
+
     /// The multiply-adds it does.
     pub fn macs(&self) -> usize {
         self.rows
