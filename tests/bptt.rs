@@ -191,6 +191,31 @@ fn the_taped_pass_is_the_plain_pass() {
     }
 }
 
+/// The taped pass and BPTT on a pool of three threads (blocks of 6, 6 and 5 rows per step, and
+/// dW_hh's rows in three parts) compute what one thread does, to the bit.
+#[test]
+fn threads_compute_what_one_thread_does() {
+    for kind in [CellKind::Lstm, CellKind::Gru] {
+        let (hidden, steps, batch) = (67, 3, 17);
+        let cell = Recurrent::random(kind, hidden, 5);
+        let g = kind.gates() * hidden;
+        let proj = Rng::new(6).vec_f32(steps * batch * g, 1.0);
+        let dh = Rng::new(7).vec_f32(steps * batch * hidden, 1.0);
+        let on = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let (mut hs, mut state) = (vec![0.0; steps * batch * hidden], State::zeros(kind, batch, hidden));
+                state.h = Rng::new(8).vec_f32(batch * hidden, 1.0);
+                let tape = cell.run_taped(&proj, batch, &mut hs, &mut state).unwrap();
+                let (mut grads, mut dproj) = (CellGrads::zeros(&cell), vec![0.0; proj.len()]);
+                let initial = cell.backward_through(&tape, &hs, &dh, None, &mut dproj, &mut grads).unwrap();
+                (hs, state, dproj, grads, initial)
+            })
+        };
+        assert!(on(1) == on(3), "{kind:?}");
+    }
+}
+
 /// Cells wide enough for the vector kernels' register blocks and tails (hidden 40 and 67, up
 /// to 17 rows): the gradients against central differences of the f64 model along random
 /// directions (every entry at once: a check per entry would take minutes).

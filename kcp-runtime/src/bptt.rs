@@ -11,7 +11,7 @@
 
 use kcp_core::kernels::{dispatch, gemm, Gemm};
 
-use crate::recurrent::{pieces, tanh_one};
+use crate::recurrent::{for_blocks, pieces, rows_per_block, tanh_one};
 use crate::{CellKind, Error, Recurrent, ShapeError, State, Weights};
 
 /// What a training forward pass keeps, per step and batch row: the activated gates (`[T, B,
@@ -106,26 +106,19 @@ impl Recurrent {
         if h == 0 || batch == 0 {
             return Ok(tape);
         }
-        let c_width = if self.kind() == CellKind::Lstm { h } else { 0 };
-        dispatch(
-            #[inline(always)]
-            || {
-                for t in 0..steps {
-                    let step = t * batch;
-                    let x = &proj[step * g..][..batch * g];
-                    let gates = &mut tape.gates[step * g..][..batch * g];
-                    self.pre_activations(x, &state.h, gates, 0, h);
-                    let rows = gates.chunks_exact_mut(g).zip(x.chunks_exact(g));
-                    let out = hs[step * h..][..batch * h].chunks_exact_mut(h);
-                    let second = tape.second[step * h..][..batch * h].chunks_exact_mut(h);
-                    let state_rows = state.h.chunks_exact_mut(h).zip(pieces(&mut state.c, c_width));
-                    for ((((gates, x), out), second), (h_row, c_row)) in rows.zip(out).zip(second).zip(state_rows) {
-                        self.units(x, h_row, c_row, out, gates, 0, Some(second));
-                        h_row.copy_from_slice(out);
-                    }
-                }
-            },
-        );
+        let block = rows_per_block(batch, (batch * g * h) as u64);
+        for t in 0..steps {
+            let rows = t * batch..(t + 1) * batch;
+            let blocks = proj[rows.start * g..rows.end * g]
+                .chunks(block * g)
+                .zip(tape.gates[rows.start * g..rows.end * g].chunks_mut(block * g))
+                .zip(hs[rows.start * h..rows.end * h].chunks_mut(block * h))
+                .zip(tape.second[rows.start * h..rows.end * h].chunks_mut(block * h))
+                .zip(state.h.chunks_mut(block * h).zip(pieces(&mut state.c, block * h)));
+            for_blocks(blocks, block < batch, |((((x, gates), out), second), (h, c))| {
+                self.step_block(x, h, c, out, gates, Some(second))
+            });
+        }
         Ok(tape)
     }
 
@@ -178,63 +171,74 @@ impl Recurrent {
             Some(dc) => dc.to_vec(),
             None => vec![0.0f32; if lstm { batch * hidden } else { 0 }],
         };
+        if steps == 0 || batch == 0 || hidden == 0 {
+            return Ok(State { h: dh_next, c: dc_next });
+        }
         // The gradient of the pre-activations that W_hh h_{t-1} + b_hh enters, per row: an
         // LSTM's is dproj itself; a GRU's candidate gate differs (r scales it).
         let gru = self.kind() == CellKind::Gru;
         let mut da_hh_gru = vec![0.0f32; if gru { steps * batch * g } else { 0 }];
-        // Compiled for the kernel path in use (the products and gate formulas at its width).
-        dispatch(
-            #[inline(always)]
-            || {
-                for t in (0..steps).rev() {
-                    let step = t * batch;
-                    for b in 0..batch {
-                        let row = step + b;
-                        let h_prev = if t == 0 {
-                            &tape.initial.h[b * hidden..][..hidden]
-                        } else {
-                            &hs[(row - batch) * hidden..][..hidden]
-                        };
-                        let dh_row = &mut dh_next[b * hidden..][..hidden];
-                        dh_row.iter_mut().zip(&dh[row * hidden..][..hidden]).for_each(|(a, d)| *a += d);
-                        let gates = &tape.gates[row * g..][..g];
-                        let second = &tape.second[row * hidden..][..hidden];
-                        let da = &mut dproj[row * g..][..g];
-                        match self.kind() {
-                            CellKind::Lstm => {
+        // Blocks of rows per step, one per thread where the step's work pays for them.
+        let block = rows_per_block(batch, (batch * g * hidden) as u64);
+        for t in (0..steps).rev() {
+            let step = t * batch;
+            let da_gru: &mut [f32] = if gru { &mut da_hh_gru[step * g..][..batch * g] } else { &mut [] };
+            let blocks = dh_next
+                .chunks_mut(block * hidden)
+                .zip(pieces(&mut dc_next, block * hidden))
+                .zip(dproj[step * g..][..batch * g].chunks_mut(block * g))
+                .zip(pieces(da_gru, block * g))
+                .enumerate();
+            for_blocks(blocks, block < batch, |(k, (((dh_rows, dc_rows), da_rows), da_hh_rows))| {
+                // Compiled for the kernel path in use (the gate formulas at its width).
+                dispatch(
+                    #[inline(always)]
+                    || {
+                        for (i, dh_row) in dh_rows.chunks_exact_mut(hidden).enumerate() {
+                            let (b, row) = (k * block + i, step + k * block + i);
+                            dh_row.iter_mut().zip(&dh[row * hidden..][..hidden]).for_each(|(a, d)| *a += d);
+                            let gates = &tape.gates[row * g..][..g];
+                            let second = &tape.second[row * hidden..][..hidden];
+                            let da = &mut da_rows[i * g..][..g];
+                            if gru {
+                                let h_prev = if t == 0 {
+                                    &tape.initial.h[b * hidden..][..hidden]
+                                } else {
+                                    &hs[(row - batch) * hidden..][..hidden]
+                                };
+                                gru_step(gates, second, h_prev, dh_row, da, &mut da_hh_rows[i * g..][..g]);
+                            } else {
                                 let c_prev = if t == 0 {
                                     &tape.initial.c[b * hidden..][..hidden]
                                 } else {
                                     &tape.second[(row - batch) * hidden..][..hidden]
                                 };
-                                let dc = &mut dc_next[b * hidden..][..hidden];
-                                lstm_step(gates, second, c_prev, dh_row, dc, da);
-                            }
-                            CellKind::Gru => {
-                                gru_step(gates, second, h_prev, dh_row, da, &mut da_hh_gru[row * g..][..g]);
+                                lstm_step(gates, second, c_prev, dh_row, &mut dc_rows[i * hidden..][..hidden], da);
                             }
                         }
-                    }
-                    // dh_{t-1} += da_hh W_hh, every row of the step in one product.
-                    let da_hh = if gru { &da_hh_gru[step * g..] } else { &dproj[step * g..] };
-                    gemm(
-                        &mut dh_next,
-                        self.weight_hh(),
-                        &da_hh[..batch * g],
-                        Gemm::row_major(batch, g, hidden).adding(),
-                    );
-                }
-            },
-        );
-        // dW_hh += sum over rows of da_hh^T h_{t-1}, and db_hh += sum of da_hh: one product over
-        // the rows of the first step (from the initial state) and one over the rest.
+                    },
+                );
+                // dh_{t-1} += da_hh W_hh for the block's rows, one product.
+                let da_hh = if gru { &*da_hh_rows } else { &*da_rows };
+                let rows = dh_rows.len() / hidden;
+                gemm(dh_rows, self.weight_hh(), da_hh, Gemm::row_major(rows, g, hidden).adding());
+            });
+        }
+        // dW_hh += sum over rows of da_hh^T h_{t-1}: one product over the rows of the first
+        // step (from the initial state) and one over the rest, the rows of dW_hh shared out
+        // between the threads.
         let da_hh = if gru { &da_hh_gru[..] } else { &dproj[..] };
         let (first, rest) = da_hh.split_at(batch * g);
-        for (da_hh, h_prev) in [(first, &tape.initial.h[..]), (rest, &hs[..hs.len().saturating_sub(batch * hidden)])] {
-            let rows = h_prev.len().checked_div(hidden).unwrap_or(0);
-            let product = Gemm { w_row: 1, w_col: g, ..Gemm::row_major(g, rows, hidden).adding() };
-            gemm(&mut grads.weight_hh, h_prev, da_hh, product);
-        }
+        let previous = [(first, &tape.initial.h[..]), (rest, &hs[..hs.len() - batch * hidden])];
+        let part = rows_per_block(g, (steps * batch * g * hidden) as u64);
+        for_blocks(grads.weight_hh.chunks_mut(part * hidden).enumerate(), part < g, |(k, out)| {
+            let rows = out.len() / hidden;
+            for (da_hh, h_prev) in previous {
+                let depth = h_prev.len() / hidden;
+                let product = Gemm { w_row: 1, w_col: g, ..Gemm::row_major(rows, depth, hidden).adding() };
+                gemm(out, h_prev, da_hh.get(k * part..).unwrap_or_default(), product);
+            }
+        });
         for row in da_hh.chunks_exact(g) {
             grads.bias_hh.iter_mut().zip(row).for_each(|(b, d)| *b += d);
         }

@@ -34,6 +34,28 @@ impl State {
     }
 }
 
+/// `f` on every block, on the threads of the current rayon pool if `parallel`, else in turn
+/// on this one.
+pub(crate) fn for_blocks<T: Send>(blocks: impl Iterator<Item = T>, parallel: bool, f: impl Fn(T) + Sync + Send) {
+    if parallel {
+        blocks.collect::<Vec<_>>().into_par_iter().for_each(f);
+    } else {
+        blocks.for_each(f);
+    }
+}
+
+/// The rows per block that a step of `batch` rows and `macs` multiply-adds is cut into: one
+/// block per thread of the current pool where the work pays for the threads
+/// ([`crate::tuning::PAR_MIN_MACS`]) and there are rows to share, else the whole batch.
+pub(crate) fn rows_per_block(batch: usize, macs: u64) -> usize {
+    let threads = rayon::current_num_threads();
+    if threads > 1 && batch > 1 && macs >= crate::tuning::PAR_MIN_MACS {
+        batch.div_ceil(threads)
+    } else {
+        batch
+    }
+}
+
 /// `values` in pieces of `len`, then empty ones without end: a GRU's (empty) cell state cut as
 /// an LSTM's is, so that it zips with the rows.
 pub(crate) fn pieces(values: &mut [f32], len: usize) -> impl Iterator<Item = &mut [f32]> {
@@ -199,7 +221,7 @@ impl Recurrent {
         }
         let split = parallel && batch == 1 && ((g * h) as u64) >= crate::tuning::PAR_MIN_MACS;
         // Blocks of rows per step, one per thread (each block is one product with W_hh).
-        let block = if parallel && batch > 1 { batch.div_ceil(rayon::current_num_threads()) } else { batch };
+        let block = if parallel { rows_per_block(batch, (batch * g * h) as u64) } else { batch };
         for (proj_t, hs_t) in proj.chunks_exact(batch * g).zip(hs.chunks_exact_mut(batch * h)) {
             if split {
                 // (A GRU's cell state is empty.)
@@ -207,39 +229,45 @@ impl Recurrent {
                 state.h.copy_from_slice(hs_t);
                 continue;
             }
-            let c_blocks = pieces(&mut state.c, block * h);
             let blocks = proj_t
                 .chunks(block * g)
                 .zip(state.h.chunks_mut(block * h))
                 .zip(hs_t.chunks_mut(block * h))
-                .zip(c_blocks);
-            if block < batch {
-                blocks.collect::<Vec<_>>().into_par_iter().for_each(|(((x, h), out), c)| self.step_rows(x, h, c, out));
-            } else {
-                blocks.for_each(|(((x, h), out), c)| self.step_rows(x, h, c, out));
-            }
+                .zip(pieces(&mut state.c, block * h));
+            for_blocks(blocks, block < batch, |(((x, h), out), c)| {
+                crate::driver::with_scratch(out.len() / self.hidden * g, |gates| {
+                    self.step_block(x, h, c, out, gates, None)
+                })
+            });
         }
         Ok(())
     }
 
-    /// One step of a block of rows on this thread: their gates (one product with `weight_hh`,
-    /// into the per-thread scratch), then each row's cell update into `out` (and `c`), which
-    /// becomes the state `h`.
-    fn step_rows(&self, x: &[f32], h: &mut [f32], c: &mut [f32], out: &mut [f32]) {
-        let h_prev = &*h;
+    /// One step of a block of rows on this thread: their gates' pre-activations into `gates`
+    /// (one product with `weight_hh`), then each row's cell update into `out` (and `c`), which
+    /// becomes the state `h`; with `tape`, what backpropagation keeps of each row (see
+    /// [`Recurrent::units`]).
+    pub(crate) fn step_block(
+        &self,
+        x: &[f32],
+        h: &mut [f32],
+        c: &mut [f32],
+        out: &mut [f32],
+        gates: &mut [f32],
+        tape: Option<&mut [f32]>,
+    ) {
         let (hidden, g) = (self.hidden, self.kind.gates() * self.hidden);
-        let rows = out.len() / hidden;
         kcp_core::kernels::dispatch(
             #[inline(always)]
             || {
-                crate::driver::with_scratch(rows * g, |gates| {
-                    self.pre_activations(x, h_prev, gates, 0, hidden);
-                    let c_rows = pieces(c, hidden);
-                    let rows = gates.chunks_exact_mut(g).zip(x.chunks_exact(g)).zip(h_prev.chunks_exact(hidden));
-                    for (((gates, x), h_row), (out, c_row)) in rows.zip(out.chunks_exact_mut(hidden).zip(c_rows)) {
-                        self.units(x, h_row, c_row, out, gates, 0, None);
-                    }
-                })
+                self.pre_activations(x, h, gates, 0, hidden);
+                let mut tape_rows = tape.map(|t| t.chunks_exact_mut(hidden));
+                let rows = gates.chunks_exact_mut(g).zip(x.chunks_exact(g)).zip(h.chunks_exact(hidden));
+                for (((gates, x), h_row), (out, c_row)) in rows.zip(out.chunks_exact_mut(hidden).zip(pieces(c, hidden)))
+                {
+                    let tape_row = tape_rows.as_mut().and_then(Iterator::next);
+                    self.units(x, h_row, c_row, out, gates, 0, tape_row);
+                }
             },
         );
         h.copy_from_slice(out);
