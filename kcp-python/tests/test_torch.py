@@ -186,8 +186,8 @@ def test_cell_bad_input():
 @pytest.mark.parametrize("batch", [3, 6])
 def test_cells_from_a_given_state_match_torch_through_every_output(kind, engine, batch):
     # An initial state that needs gradients, and a loss on the output and the final state: the
-    # same values and gradients as nn.LSTM / nn.GRU (kcp's recurrence on the CPU up to batch 4,
-    # torch's beyond and with engine="torch").
+    # same values and gradients as nn.LSTM / nn.GRU (kcp's recurrence on the CPU, torch's with
+    # engine="torch").
     torch.manual_seed(11)
     hidden, gates = 4, 4 if kind == "lstm" else 3
     make = kcp.torch.LSTM if kind == "lstm" else kcp.torch.GRU

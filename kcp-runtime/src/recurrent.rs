@@ -10,7 +10,7 @@
 //! a single row splits its hidden units in two instead (each thread reads its half of
 //! `weight_hh`, which then can stay in its core's cache from step to step).
 
-use rayon::prelude::*;
+use std::sync::{Mutex, PoisonError};
 
 use kcp_core::kernels::{gemm, Block, Gemm, Repeat};
 
@@ -34,14 +34,25 @@ impl State {
     }
 }
 
-/// `f` on every block, on the threads of the current rayon pool if `parallel`, else in turn
-/// on this one.
-pub(crate) fn for_blocks<T: Send>(blocks: impl Iterator<Item = T>, parallel: bool, f: impl Fn(T) + Sync + Send) {
-    if parallel {
-        blocks.collect::<Vec<_>>().into_par_iter().for_each(f);
-    } else {
+/// `f` on every block: if `parallel`, this thread and as many threads of the current rayon
+/// pool as there are blocks besides take blocks in turn ([`crate::fork::join`]: a caller from
+/// outside the pool spins briefly for the others instead of sleeping, which a step of tens of
+/// microseconds cannot afford); else in turn on this thread.
+pub(crate) fn for_blocks<T: Send>(blocks: impl Iterator<Item = T>, parallel: bool, f: impl Fn(T) + Sync) {
+    if !parallel {
         blocks.for_each(f);
+        return;
     }
+    let blocks: Vec<T> = blocks.collect();
+    let helpers = blocks.len().saturating_sub(1);
+    let queue = Mutex::new(blocks);
+    let take = || queue.lock().unwrap_or_else(PoisonError::into_inner).pop();
+    let work = || {
+        while let Some(block) = take() {
+            f(block);
+        }
+    };
+    crate::fork::join(helpers, work, work);
 }
 
 /// The rows per block that a step of `batch` rows and `macs` multiply-adds is cut into: one

@@ -67,14 +67,6 @@ class _Apply(torch.autograd.Function):
         return (None, None, dx, dbias, *dcores)
 
 
-_KCP_RECURRENCE_MAX_BATCH = 4
-"""The largest batch the cells run kcp's recurrence at. kcp's recurrence steps the batch's rows
-one by one, a matrix-vector product each, and torch steps them as one matrix product. Measured
-(benchmarks/recurrence.py, hidden 256, 16 steps, Zen 5), forward + backward kcp was 2.6-3.4x
-faster at batch 1, 1.3-2.0x at batch 4, 0.8-1.2x at batch 8 and 0.78-0.85x at batch 16, on
-one thread and on two."""
-
-
 class _Recurrence(torch.autograd.Function):
     """The hidden states of every step (and an LSTM's final cell state) by kcp's recurrence;
     the gradients by its backpropagation through time (projected inputs, W_hh, b_hh and, where
@@ -254,8 +246,7 @@ class _Recurrent(nn.Module):
     """The shared part of LSTM and GRU: the input projection `input` (a `Linear` of `gates`
     times `hidden` outputs, kcp's kernels forward and backward), run once over every step of the
     sequence, then the recurrence: kcp's (the Rust crate's `Recurrent` and its backpropagation
-    through time, a `torch.autograd.Function`) where the projection runs on kcp's kernels and
-    the batch is small enough for it to be the faster (`_KCP_RECURRENCE_MAX_BATCH`), torch
+    through time, a `torch.autograd.Function`) where the projection runs on kcp's kernels, torch
     operations otherwise."""
 
     gates = None
@@ -341,14 +332,12 @@ class _Recurrent(nn.Module):
 
     def _recurrence(self, projected, state):
         """The hidden states `[T, B, H]` and the final state: by kcp's recurrence where the
-        projection ran on kcp's kernels (float32 CPU tensors) and the batch is at most
-        `_KCP_RECURRENCE_MAX_BATCH`, by torch operations otherwise."""
+        projection ran on kcp's kernels (float32 CPU tensors), by torch operations otherwise."""
         weight = self.weight_hh_l0
         # An input projection that is not a kcp Linear (replaced by the user) runs torch's.
         engine = getattr(self.input, "engine", "torch")
         kernels = (engine != "torch" and projected.device.type == "cpu" and projected.dtype == torch.float32
-                   and weight.device.type == "cpu" and weight.dtype == torch.float32
-                   and projected.shape[1] <= _KCP_RECURRENCE_MAX_BATCH)
+                   and weight.device.type == "cpu" and weight.dtype == torch.float32)
         if not kernels:
             return self._torch_recurrence(projected, state)
         return self._kcp_recurrence(projected, state)
