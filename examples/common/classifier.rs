@@ -39,7 +39,12 @@ impl Clips {
         data.par_chunks_mut(CLIP).zip(means.par_chunks_mut(FRAME)).enumerate().for_each(|(k, (clip, mean))| {
             split.clip_bytes_into(k, clip);
             // The mean of the stored values, frame after frame (as `kcp::data::mean_frame`).
-            for frame in clip.chunks_exact(FRAME) {
+            // The first frame is written, not added to zero: a fresh page read before it is
+            // written is the shared zero page, and its copy on write costs both cores a TLB
+            // flush.
+            let (first, rest) = clip.split_at(FRAME);
+            mean.iter_mut().zip(first).for_each(|(m, &p)| *m = f32::from(p) / 255.0);
+            for frame in rest.chunks_exact(FRAME) {
                 mean.iter_mut().zip(frame).for_each(|(m, &p)| *m += f32::from(p) / 255.0);
             }
             mean.iter_mut().for_each(|m| *m /= FRAMES as f32);
