@@ -90,21 +90,34 @@ fn relative(a: &[f32], b: &[f64]) -> f64 {
     (num / den.max(1e-300)).sqrt()
 }
 
+/// A random cell of `hidden` units, random projected inputs of `steps` steps of `batch` rows and
+/// a random dh: the taped pass from the zero state, then BPTT. Returns the cell, proj, dh, the
+/// cell's gradients and dproj.
+fn taped_gradients(
+    kind: CellKind,
+    hidden: usize,
+    steps: usize,
+    batch: usize,
+    rng: &mut Rng,
+) -> (Recurrent, Vec<f32>, Vec<f32>, CellGrads, Vec<f32>) {
+    let cell = Recurrent::random(kind, hidden, rng.next_u64());
+    let proj = rng.vec_f32(steps * batch * kind.gates() * hidden, 1.0);
+    let dh = rng.vec_f32(steps * batch * hidden, 1.0);
+    let mut hs = vec![0.0; steps * batch * hidden];
+    let mut state = State::zeros(kind, batch, hidden);
+    let tape = cell.run_taped(&proj, batch, &mut hs, &mut state).unwrap();
+    let mut grads = CellGrads::zeros(&cell);
+    let mut dproj = vec![f32::NAN; proj.len()];
+    cell.backward(&tape, &hs, &dh, &mut dproj, &mut grads).unwrap();
+    (cell, proj, dh, grads, dproj)
+}
+
 #[test]
 fn bptt_matches_finite_differences() {
     let mut rng = Rng::new(17);
     for kind in [CellKind::Lstm, CellKind::Gru] {
         for (hidden, steps, batch) in [(1, 1, 1), (3, 8, 1), (2, 5, 4), (5, 3, 2), (4, 8, 3)] {
-            let cell = Recurrent::random(kind, hidden, rng.next_u64());
-            let g = kind.gates() * hidden;
-            let proj = rng.vec_f32(steps * batch * g, 1.0);
-            let dh = rng.vec_f32(steps * batch * hidden, 1.0);
-            let mut hs = vec![0.0; steps * batch * hidden];
-            let mut state = State::zeros(kind, batch, hidden);
-            let tape = cell.run_taped(&proj, batch, &mut hs, &mut state).unwrap();
-            let mut grads = CellGrads::zeros(&cell);
-            let mut dproj = vec![f32::NAN; proj.len()];
-            cell.backward(&tape, &hs, &dh, &mut dproj, &mut grads).unwrap();
+            let (cell, proj, dh, grads, dproj) = taped_gradients(kind, hidden, steps, batch, &mut rng);
 
             let f64s = |v: &[f32]| v.iter().map(|&v| f64::from(v)).collect::<Vec<f64>>();
             let (w, b, p, d) = (f64s(cell.weight_hh()), f64s(cell.bias_hh()), f64s(&proj), f64s(&dh));
@@ -224,16 +237,7 @@ fn bptt_of_wide_cells_matches_directional_differences() {
     let mut rng = Rng::new(29);
     for kind in [CellKind::Lstm, CellKind::Gru] {
         for (hidden, steps, batch) in [(40, 3, 5), (67, 2, 17)] {
-            let cell = Recurrent::random(kind, hidden, rng.next_u64());
-            let g = kind.gates() * hidden;
-            let proj = rng.vec_f32(steps * batch * g, 1.0);
-            let dh = rng.vec_f32(steps * batch * hidden, 1.0);
-            let mut hs = vec![0.0; steps * batch * hidden];
-            let mut state = State::zeros(kind, batch, hidden);
-            let tape = cell.run_taped(&proj, batch, &mut hs, &mut state).unwrap();
-            let mut grads = CellGrads::zeros(&cell);
-            let mut dproj = vec![f32::NAN; proj.len()];
-            cell.backward(&tape, &hs, &dh, &mut dproj, &mut grads).unwrap();
+            let (cell, proj, dh, grads, dproj) = taped_gradients(kind, hidden, steps, batch, &mut rng);
 
             let f64s = |v: &[f32]| v.iter().map(|&v| f64::from(v)).collect::<Vec<f64>>();
             let (w, b, p, d) = (f64s(cell.weight_hh()), f64s(cell.bias_hh()), f64s(&proj), f64s(&dh));

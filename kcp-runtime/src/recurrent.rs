@@ -12,7 +12,7 @@
 
 use std::sync::{Mutex, PoisonError};
 
-use kcp_core::kernels::{gemm, Block, Gemm, Repeat};
+use kcp_core::kernels::{gemm, Gemm, Repeat};
 
 use crate::weights::check_values;
 use crate::{CellKind, Error, Rng, ShapeError};
@@ -319,22 +319,13 @@ impl Recurrent {
             return;
         }
         let rows = gates.len() / width;
+        // W_hh's rows of each gate block transposed (a_col), the gate blocks repeated.
         let product = Gemm {
-            rows,
-            depth: hidden,
-            len,
             out_row: width,
             a_row: 1,
             a_col: hidden,
-            w_row: hidden,
-            w_col: 1,
-            outer: 1,
-            a_outer: 0,
-            w_outer: 0,
-            overwrite: true,
-            stream: 0,
             repeat: Repeat { count: kinds, out: len, a: hidden * hidden, w: 0 },
-            block: Block::for_shape(rows, len),
+            ..Gemm::row_major(rows, hidden, len)
         };
         gemm(gates, &self.weight_hh[first * hidden..], h_prev, product);
         let with_x = if self.kind == CellKind::Gru { 2 } else { kinds };
