@@ -14,7 +14,7 @@ mod machine;
 
 use std::time::Instant;
 
-use kcp::{CellGrads, CellKind, Recurrent, Rng, State};
+use kcp::{CellGrads, CellKind, Recurrent, Rng, State, Threads};
 
 const HIDDEN: usize = 256;
 const STEPS: usize = 16;
@@ -31,7 +31,7 @@ fn measure(cell: &Recurrent, batch: usize, threads: usize) -> (f64, f64) {
             let mut hs = vec![0.0; STEPS * batch * HIDDEN];
             let mut state = State::zeros(cell.kind(), batch, HIDDEN);
             let start = Instant::now();
-            let tape = cell.run_taped(&proj, batch, &mut hs, &mut state).expect("shapes");
+            let tape = cell.run_taped(&proj, batch, &mut hs, &mut state, Threads::All).expect("shapes");
             forward.push(start.elapsed().as_secs_f64() * 1e6 / STEPS as f64);
             let (mut grads, mut dproj) = (CellGrads::zeros(cell), vec![0.0; proj.len()]);
             let start = Instant::now();

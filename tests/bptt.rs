@@ -105,7 +105,7 @@ fn taped_gradients(
     let dh = rng.vec_f32(steps * batch * hidden, 1.0);
     let mut hs = vec![0.0; steps * batch * hidden];
     let mut state = State::zeros(kind, batch, hidden);
-    let tape = cell.run_taped(&proj, batch, &mut hs, &mut state).unwrap();
+    let tape = cell.run_taped(&proj, batch, &mut hs, &mut state, Threads::All).unwrap();
     let mut grads = CellGrads::zeros(&cell);
     let mut dproj = vec![f32::NAN; proj.len()];
     cell.backward(&tape, &hs, &dh, &mut dproj, &mut grads).unwrap();
@@ -152,7 +152,7 @@ fn bptt_through_a_given_state_matches_finite_differences() {
             }
             let (h0, c0) = (state.h.clone(), state.c.clone());
             let mut hs = vec![0.0; steps * batch * hidden];
-            let tape = cell.run_taped(&proj, batch, &mut hs, &mut state).unwrap();
+            let tape = cell.run_taped(&proj, batch, &mut hs, &mut state, Threads::All).unwrap();
             let mut grads = CellGrads::zeros(&cell);
             let mut dproj = vec![0.0; proj.len()];
             let dc_last = (kind == CellKind::Lstm).then_some(&dc[..]);
@@ -195,7 +195,7 @@ fn the_taped_pass_is_the_plain_pass() {
                 (hs, state)
             };
             let (mut b, mut sb) = (vec![0.0; steps * batch * hidden], State::zeros(kind, batch, hidden));
-            let tape = cell.run_taped(&proj, batch, &mut b, &mut sb).unwrap();
+            let tape = cell.run_taped(&proj, batch, &mut b, &mut sb, Threads::All).unwrap();
             let taped = (b, sb);
             assert_eq!(run(false), taped, "{kind:?} H{hidden} B{batch}");
             assert_eq!(run(true), taped, "{kind:?} H{hidden} B{batch}, threads");
@@ -219,7 +219,7 @@ fn threads_compute_what_one_thread_does() {
             pool.install(|| {
                 let (mut hs, mut state) = (vec![0.0; steps * batch * hidden], State::zeros(kind, batch, hidden));
                 state.h = Rng::new(8).vec_f32(batch * hidden, 1.0);
-                let tape = cell.run_taped(&proj, batch, &mut hs, &mut state).unwrap();
+                let tape = cell.run_taped(&proj, batch, &mut hs, &mut state, Threads::All).unwrap();
                 let (mut grads, mut dproj) = (CellGrads::zeros(&cell), vec![0.0; proj.len()]);
                 let initial = cell.backward_through(&tape, &hs, &dh, None, &mut dproj, &mut grads).unwrap();
                 (hs, state, dproj, grads, initial)
@@ -267,11 +267,11 @@ fn bptt_checks_its_buffers() {
     let cell = Recurrent::random(CellKind::Gru, 2, 1);
     let mut hs = vec![0.0; 2 * 2];
     let mut state = State::zeros(CellKind::Gru, 1, 2);
-    let tape = cell.run_taped(&[0.5; 2 * 6], 1, &mut hs, &mut state).unwrap();
+    let tape = cell.run_taped(&[0.5; 2 * 6], 1, &mut hs, &mut state, Threads::All).unwrap();
     let mut grads = CellGrads::zeros(&cell);
     assert!(cell.backward(&tape, &hs, &[0.0; 3], &mut [0.0; 12], &mut grads).is_err());
     assert!(cell.backward(&tape, &hs, &[0.0; 4], &mut [0.0; 11], &mut grads).is_err());
-    assert!(cell.run_taped(&[0.5; 11], 1, &mut hs, &mut state).is_err());
+    assert!(cell.run_taped(&[0.5; 11], 1, &mut hs, &mut state, Threads::All).is_err());
     cell.backward(&tape, &hs, &[0.0; 4], &mut [0.0; 12], &mut grads).unwrap();
 }
 

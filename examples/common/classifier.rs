@@ -245,7 +245,7 @@ impl Model {
         let start = Instant::now();
         let mut hs = vec![0.0; FRAMES * batch * HIDDEN];
         let mut state = State::zeros(self.cell.kind(), batch, HIDDEN);
-        let tape = self.cell.run_taped(&proj, batch, &mut hs, &mut state).expect("shapes");
+        let tape = self.cell.run_taped(&proj, batch, &mut hs, &mut state, Threads::All).expect("shapes");
         let last = &hs[(FRAMES - 1) * batch * HIDDEN..];
         let mut logits = vec![0.0; batch * CLASSES];
         self.head.forward(last, &mut logits).expect("shapes");

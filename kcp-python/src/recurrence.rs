@@ -9,7 +9,7 @@ use numpy::{PyUntypedArrayMethods, ToPyArray};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use crate::{contiguous, error};
+use crate::{contiguous, error, threads_of};
 
 /// `(dproj, dweight_hh, dbias_hh, dh0, dc0)`, dc0 None for a GRU.
 type CellGradients<'py> = (
@@ -42,9 +42,10 @@ impl Recurrence {
     /// The hidden states `[T, B, H]` of projected inputs `proj` `[T, B, G*H]` (x W_ih^T + b_ih)
     /// from the state `h0` (`[B, H]`, and for an LSTM `c0`; None: zeros), the final cell state
     /// `c_n` (an LSTM's; None for a GRU), and the tape of the pass for
-    /// `RecurrenceTape.backward`.
-    #[pyo3(signature = (proj, weight_hh, bias_hh, h0 = None, c0 = None))]
-    #[allow(clippy::type_complexity)]
+    /// `RecurrenceTape.backward`. `threads`: the most threads the pass and its backward pass
+    /// use (None: all of kcp's pool).
+    #[pyo3(signature = (proj, weight_hh, bias_hh, h0 = None, c0 = None, threads = None))]
+    #[allow(clippy::type_complexity, clippy::too_many_arguments)] // Python's signature
     fn forward_train<'py>(
         &self,
         py: Python<'py>,
@@ -53,7 +54,9 @@ impl Recurrence {
         bias_hh: PyReadonlyArray1<'py, f32>,
         h0: Option<PyReadonlyArray2<'py, f32>>,
         c0: Option<PyReadonlyArray2<'py, f32>>,
+        threads: Option<usize>,
     ) -> PyResult<(Bound<'py, PyArray3<f32>>, Option<Bound<'py, PyArray2<f32>>>, RecurrenceTape)> {
+        let threads = threads_of(threads)?;
         let (h, g) = (self.hidden, self.kind.gates() * self.hidden);
         let [steps, batch, width] = [proj.shape()[0], proj.shape()[1], proj.shape()[2]];
         if width != g || batch == 0 {
@@ -84,7 +87,7 @@ impl Recurrence {
             }
         }
         let tape = py
-            .detach(|| cell.run_taped(proj, batch, &mut hs, &mut state))
+            .detach(|| cell.run_taped(proj, batch, &mut hs, &mut state, threads))
             .map_err(|e| PyValueError::new_err(e.to_string()))?;
         let out = hs.to_pyarray(py).reshape([steps, batch, h])?;
         let c_n = (self.kind == CellKind::Lstm).then(|| state.c.to_pyarray(py).reshape([batch, h])).transpose()?;

@@ -12,7 +12,7 @@
 use kcp_core::kernels::{dispatch, gemm, Gemm};
 
 use crate::recurrent::{for_blocks, pieces, rows_per_block, tanh_one};
-use crate::{CellKind, Error, Recurrent, ShapeError, State, Weights};
+use crate::{CellKind, Error, Recurrent, ShapeError, State, Threads, Weights};
 
 /// What a training forward pass keeps, per step and batch row: the activated gates (`[T, B,
 /// G*H]`), the LSTM's cell states after each step (`[T, B, H]`), the GRU's `W_hn h + b_hn`
@@ -25,6 +25,8 @@ pub struct Tape {
     /// LSTM: c after each step; GRU: `W_hn h + b_hn` of each step.
     second: Vec<f32>,
     initial: State,
+    /// The threads the pass was given, which the backward pass takes too.
+    threads: Threads,
 }
 
 /// The gradients of a cell's hidden-to-hidden half, of the shapes of its weights.
@@ -83,16 +85,25 @@ impl Recurrent {
         project(x, &mut proj)?;
         let mut hs = vec![0.0f32; steps * batch * hidden];
         let mut state = State::zeros(self.kind(), batch, hidden);
-        let tape = self.run_taped(&proj, batch, &mut hs, &mut state)?;
+        let tape = self.run_taped(&proj, batch, &mut hs, &mut state, Threads::All)?;
         let mut cell = CellGrads::zeros(self);
         let mut dproj = vec![0.0f32; proj.len()];
         self.backward(&tape, &hs, dh, &mut dproj, &mut cell)?;
         Ok((back(&dproj)?, cell))
     }
 
-    /// [`Recurrent::run`] (one thread), keeping what [`Recurrent::backward`] needs: the same
-    /// hidden states, to the bit, written to `hs`, and `state` left holding the final state.
-    pub fn run_taped(&self, proj: &[f32], batch: usize, hs: &mut [f32], state: &mut State) -> Result<Tape, ShapeError> {
+    /// [`Recurrent::run`], keeping what [`Recurrent::backward`] needs: the same hidden states,
+    /// to the bit, written to `hs`, and `state` left holding the final state. A step of
+    /// [`crate::PAR_MIN_MACS`] or more cuts its rows into a block per thread of `threads` (the
+    /// same sums either way), and so does the backward pass of the tape.
+    pub fn run_taped(
+        &self,
+        proj: &[f32],
+        batch: usize,
+        hs: &mut [f32],
+        state: &mut State,
+        threads: Threads,
+    ) -> Result<Tape, ShapeError> {
         let (h, g) = (self.hidden(), self.kind().gates() * self.hidden());
         let steps = hs.len().checked_div(batch.saturating_mul(h)).unwrap_or(0);
         self.check(steps, batch, hs, state)?;
@@ -101,12 +112,12 @@ impl Recurrent {
             return Err(ShapeError::Buffer { name: "proj", len: proj.len(), expected });
         }
         let initial = state.clone();
-        let mut tape =
-            Tape { steps, batch, gates: vec![0.0; steps * batch * g], second: vec![0.0; steps * batch * h], initial };
+        let (gates, second) = (vec![0.0; steps * batch * g], vec![0.0; steps * batch * h]);
+        let mut tape = Tape { steps, batch, gates, second, initial, threads };
         if h == 0 || batch == 0 {
             return Ok(tape);
         }
-        let block = rows_per_block(batch, (batch * g * h) as u64);
+        let block = rows_per_block(batch, (batch * g * h) as u64, threads);
         for t in 0..steps {
             let rows = t * batch..(t + 1) * batch;
             let blocks = proj[rows.start * g..rows.end * g]
@@ -179,7 +190,7 @@ impl Recurrent {
         let gru = self.kind() == CellKind::Gru;
         let mut da_hh_gru = vec![0.0f32; if gru { steps * batch * g } else { 0 }];
         // Blocks of rows per step, one per thread where the step's work pays for them.
-        let block = rows_per_block(batch, (batch * g * hidden) as u64);
+        let block = rows_per_block(batch, (batch * g * hidden) as u64, tape.threads);
         for t in (0..steps).rev() {
             let step = t * batch;
             let da_gru: &mut [f32] = if gru { &mut da_hh_gru[step * g..][..batch * g] } else { &mut [] };
@@ -230,7 +241,7 @@ impl Recurrent {
         let da_hh = if gru { &da_hh_gru[..] } else { &dproj[..] };
         let (first, rest) = da_hh.split_at(batch * g);
         let previous = [(first, &tape.initial.h[..]), (rest, &hs[..hs.len() - batch * hidden])];
-        let part = rows_per_block(g, (steps * batch * g * hidden) as u64);
+        let part = rows_per_block(g, (steps * batch * g * hidden) as u64, tape.threads);
         for_blocks(grads.weight_hh.chunks_mut(part * hidden).enumerate(), part < g, |(k, out)| {
             let rows = out.len() / hidden;
             for (da_hh, h_prev) in previous {

@@ -15,7 +15,7 @@ use std::sync::{Mutex, PoisonError};
 use kcp_core::kernels::{gemm, Gemm, Repeat};
 
 use crate::weights::check_values;
-use crate::{CellKind, Error, Rng, ShapeError};
+use crate::{CellKind, Error, Rng, ShapeError, Threads};
 
 /// The recurrent state of a batch: h `[B, H]`, and c `[B, H]` for an LSTM (empty for a GRU).
 #[derive(Clone, Debug, PartialEq)]
@@ -56,10 +56,10 @@ pub(crate) fn for_blocks<T: Send>(blocks: impl Iterator<Item = T>, parallel: boo
 }
 
 /// The rows per block that a step of `batch` rows and `macs` multiply-adds is cut into: one
-/// block per thread of the current pool where the work pays for the threads
+/// block per thread that `threads` allows where the work pays for the threads
 /// ([`crate::tuning::PAR_MIN_MACS`]) and there are rows to share, else the whole batch.
-pub(crate) fn rows_per_block(batch: usize, macs: u64) -> usize {
-    let threads = rayon::current_num_threads();
+pub(crate) fn rows_per_block(batch: usize, macs: u64, threads: Threads) -> usize {
+    let threads = threads.count();
     if threads > 1 && batch > 1 && macs >= crate::tuning::PAR_MIN_MACS {
         batch.div_ceil(threads)
     } else {
@@ -232,7 +232,7 @@ impl Recurrent {
         }
         let split = parallel && batch == 1 && ((g * h) as u64) >= crate::tuning::PAR_MIN_MACS;
         // Blocks of rows per step, one per thread (each block is one product with W_hh).
-        let block = if parallel { rows_per_block(batch, (batch * g * h) as u64) } else { batch };
+        let block = if parallel { rows_per_block(batch, (batch * g * h) as u64, Threads::All) } else { batch };
         for (proj_t, hs_t) in proj.chunks_exact(batch * g).zip(hs.chunks_exact_mut(batch * h)) {
             if split {
                 // (A GRU's cell state is empty.)

@@ -73,12 +73,13 @@ class _Recurrence(torch.autograd.Function):
     given, the initial state)."""
 
     @staticmethod
-    def forward(ctx, recurrence, projected, weight_hh, bias_hh, h0, c0):
+    def forward(ctx, recurrence, threads, projected, weight_hh, bias_hh, h0, c0):
         def array(t):
             return None if t is None else t.detach().contiguous().numpy()
 
         bias = array(bias_hh) if bias_hh is not None else np.zeros(weight_hh.shape[0], np.float32)
-        hs, c_n, ctx.tape = recurrence.forward_train(array(projected), array(weight_hh), bias, array(h0), array(c0))
+        hs, c_n, ctx.tape = recurrence.forward_train(array(projected), array(weight_hh), bias, array(h0), array(c0),
+                                                     threads)
         ctx.lstm = c_n is not None
         outputs = (torch.from_numpy(hs),) + ((torch.from_numpy(c_n),) if ctx.lstm else ())
         return outputs
@@ -89,9 +90,9 @@ class _Recurrence(torch.autograd.Function):
         dc = None if dc_n is None else dc_n.to(torch.float32).contiguous().numpy()
         dproj, dw, db, dh0, dc0 = ctx.tape.backward(dhs.numpy(), dc)
         needs = ctx.needs_input_grad
-        return (None, torch.from_numpy(dproj) if needs[1] else None, torch.from_numpy(dw) if needs[2] else None,
-                torch.from_numpy(db) if needs[3] else None, torch.from_numpy(dh0) if needs[4] else None,
-                torch.from_numpy(dc0) if needs[5] and dc0 is not None else None)
+        return (None, None, torch.from_numpy(dproj) if needs[2] else None, torch.from_numpy(dw) if needs[3] else None,
+                torch.from_numpy(db) if needs[4] else None, torch.from_numpy(dh0) if needs[5] else None,
+                torch.from_numpy(dc0) if needs[6] and dc0 is not None else None)
 
 
 def _disable(function):
@@ -247,7 +248,7 @@ class _Recurrent(nn.Module):
     times `hidden` outputs, kcp's kernels forward and backward), run once over every step of the
     sequence, then the recurrence: kcp's (the Rust crate's `Recurrent` and its backpropagation
     through time, a `torch.autograd.Function`) where the projection runs on kcp's kernels, torch
-    operations otherwise."""
+    operations otherwise. `threads` bounds kcp's threads in both, as `Linear`'s does."""
 
     gates = None
     cell = None
@@ -352,7 +353,9 @@ class _Recurrent(nn.Module):
             h0, c0 = state[0].reshape(batch, h_size), state[1].reshape(batch, h_size)
         else:
             h0, c0 = state.reshape(batch, h_size), None
-        outputs = _Recurrence.apply(self._kcp, projected, self.weight_hh_l0, self.bias_hh_l0, h0, c0)
+        # As many threads as the input projection's kernels take.
+        threads = getattr(self.input, "threads", None) or max(1, torch.get_num_threads())
+        outputs = _Recurrence.apply(self._kcp, threads, projected, self.weight_hh_l0, self.bias_hh_l0, h0, c0)
         hs = outputs[0]
         return (hs, (hs[-1], outputs[1])) if lstm else (hs, hs[-1])
 
