@@ -124,12 +124,14 @@ fn main() {
         let lowered = kcp::ir::compile(&network.spec(), &Options::default()).expect("a valid network");
         let references = orders::references(&network);
         let weights = random_weights(&network);
-        let executor = |nest: LoopNest, lanes| {
-            Executor::new(nest, weights.clone()).expect("the cores fit their program").interleaved(lanes)
+        let executor = |nest: LoopNest, lanes, split| {
+            let executor = Executor::new(nest, weights.clone()).expect("the cores fit their program");
+            executor.interleaved(lanes).split(split).expect("the split fits its layer")
         };
-        let planned = executor(lowered.nest.clone(), lowered.lanes.clone());
+        let planned = executor(lowered.nest.clone(), lowered.lanes.clone(), lowered.split.clone());
         // The reference order as it runs there: everything on every call.
-        let reference = references.first().map(|r| executor(lower(&network.plan_of(&r.tree, 0), &lowered.graph), None));
+        let reference =
+            references.first().map(|r| executor(lower(&network.plan_of(&r.tree, 0), &lowered.graph), None, None));
         let (mut us_per_frame, mut reference_us_per_frame) = (Vec::new(), Vec::new());
         for batch in BATCHES {
             let x: Vec<f32> =

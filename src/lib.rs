@@ -14,9 +14,9 @@
 pub use kcp_ir as ir;
 pub use kcp_runtime::{
     isa, set_isa, write_atomically, BackwardKernel, BackwardProgram, Block, Blocks, Buffer, CellGrads, CellKind,
-    CoreShape, Error, Executor, Gemm, Inner, Isa, Kept, Kernel, Loop, NamedTensor, Program, ProgramError, Recurrent,
-    RecurrentExecutor, Repeat, Rng, Route, RowsFromA, ShapeError, State, Tape, Threads, Trace, Weights, GRAD_PARTS,
-    PAR_MIN_MACS,
+    CoreShape, Cut, Error, Executor, Gemm, Inner, Isa, Kept, Kernel, Loop, NamedTensor, Program, ProgramError,
+    Recurrent, RecurrentExecutor, Repeat, Rng, Route, RowSplit, RowsFromA, ShapeError, Split, State, Tape, Threads,
+    Trace, Weights, GRAD_PARTS, PAR_MIN_MACS,
 };
 #[cfg(feature = "files")]
 pub use kcp_runtime::{load_recurrent, save, TensorFile};

@@ -564,7 +564,9 @@ fn measure(
         let Ok(executor) = Executor::new(compiled.nest.clone(), weights) else {
             continue;
         };
-        let executor = executor.interleaved(compiled.lanes.clone());
+        let Ok(executor) = executor.interleaved(compiled.lanes.clone()).split(compiled.split.clone()) else {
+            continue;
+        };
         let (np, mp) = (candidate.tensorization.in_size(), candidate.tensorization.out_size());
         let mut xp = vec![0.0f32; batch * np];
         let mut yp = vec![0.0f32; batch * mp];

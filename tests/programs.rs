@@ -28,8 +28,11 @@ fn every_lowered_program_passes_its_check() {
             let name = format!("{format} {in_shape:?} -> {out_shape:?}");
             let c = compile(&Spec::new(&in_shape, &out_shape, format).with_bias(true), &Options::default()).unwrap();
             c.nest.check().unwrap_or_else(|e| panic!("{name}: {e}"));
-            for other in c.lanes.iter().chain(&c.half) {
-                other.check().unwrap_or_else(|e| panic!("{name}: {e}"));
+            if let Some(lanes) = &c.lanes {
+                lanes.check().unwrap_or_else(|e| panic!("{name}: {e}"));
+            }
+            if let Some(split) = &c.split {
+                split.check(&c.nest).unwrap_or_else(|e| panic!("{name}: {e}"));
             }
             for dx in [false, true] {
                 let backward = lower_backward(&c.backward(dx), &c.graph);

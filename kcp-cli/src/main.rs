@@ -266,6 +266,10 @@ fn plan(layer: &LayerArgs, as_json: bool, backward: bool) -> Result<String> {
     if lanes > 1 {
         out += &format!("runs whole blocks of {lanes} batch rows interleaved (the batch index innermost)\n");
     }
+    if let Some(split) = &compiled.split {
+        let [p0, p1] = [0, 1].map(|k| split.parts[k].macs_per_row);
+        out += &format!("a single row on two threads: {}, parts of {p0} and {p1} MACs\n", split.row);
+    }
     if let Some(back) = &back {
         out += &format!("backward (every core's gradient and dx, per call of batch {}):\n{back}\n", layer.batch);
     }
@@ -306,7 +310,7 @@ fn in_pool<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> Result<T> {
 
 fn run(layer: &LayerArgs, cell: Option<Cell>, weights: &Path, x: &Path, y: &Path, threads: usize) -> Result<String> {
     let compiled = compile_layer(layer)?;
-    let (nest, lanes) = (compiled.nest, compiled.lanes);
+    let (nest, lanes, split) = (compiled.nest, compiled.lanes, compiled.split);
     let (n, m) = (nest.input_size(), nest.output_size());
     match cell {
         None => {
@@ -316,7 +320,9 @@ fn run(layer: &LayerArgs, cell: Option<Cell>, weights: &Path, x: &Path, y: &Path
             let input = read_npy(x, 2, n, "[B, N]")?;
             let batch = input.shape[0];
             fits_in_memory(&nest, lanes.as_ref(), None, batch, threads)?;
-            let executor = Executor::new(nest, loaded).map_err(|e| e.to_string())?.interleaved(lanes);
+            let executor = Executor::new(nest, loaded)
+                .and_then(|e| e.interleaved(lanes).split(split))
+                .map_err(|e| e.to_string())?;
             let mut out = zeros(&[batch, m], "y")?;
             in_pool(threads, || executor.forward_par(&input.data, &mut out, Threads::All))
                 .and_then(|r| r.map_err(|e| e.to_string()))?;

@@ -20,6 +20,7 @@ pub mod network;
 mod plan;
 mod rewrite;
 mod spec;
+mod split;
 mod tuning;
 
 pub use backward::{plan_backward, BackwardPlan, BackwardStep, BackwardStrategy, BackwardTensor};
@@ -43,6 +44,7 @@ pub mod test {
         run_backward_nest, run_nest, Gradients,
     };
     pub use crate::plan::oracle::optimal_tree;
+    pub use crate::split::along as split_along;
     pub use kcp_core::Rng;
 }
 
@@ -83,10 +85,9 @@ pub struct Compiled {
     /// The chosen plan lowered for interleaved rows, where that pays (`loops::interleave`):
     /// what whole blocks of a batch run.
     pub lanes: Option<LoopNest>,
-    /// The loop nest of the layer over half of its rank terms, where the format offers that
-    /// split ([`network::Network::half`]): with it, a single row runs on two threads, one per
-    /// half of every core.
-    pub half: Option<LoopNest>,
+    /// A single row cut in two parts for two threads, where a cut pays (the split stage:
+    /// which index, and each part's loop nest over its slice of the cores).
+    pub split: Option<kcp_core::Split>,
     /// The options it was compiled with.
     pub options: Options,
 }
@@ -112,14 +113,14 @@ impl Compiled {
 }
 
 /// The pipeline, one stage per line: validate (and build the format's network), plan by
-/// e-graph rewriting, lower to loop nests (row by row, interleaved rows where that pays, and
-/// each half of the rank terms where the format splits).
+/// e-graph rewriting, lower to loop nests (row by row, and interleaved rows where that pays),
+/// cut a row in two parts for two threads where that pays.
 pub fn compile(spec: &Spec, options: &Options) -> Result<Compiled, Errors> {
     let spec = validate(spec)?;
     let graph = spec.network().graph();
     let (plan, search) = spec.network().plan(options);
     let nest = loops::lower(&plan, &graph);
     let lanes = loops::interleave(&plan, &graph, &nest);
-    let half = spec.network().half().map(|half| loops::lower(&half.plan(options).0, &half.graph()));
-    Ok(Compiled { spec, graph, plan, search, nest, lanes, half, options: options.clone() })
+    let split = split::split(spec.network(), &plan, options);
+    Ok(Compiled { spec, graph, plan, search, nest, lanes, split, options: options.clone() })
 }

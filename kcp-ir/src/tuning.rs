@@ -8,6 +8,17 @@
 /// modes (the corpus's six-mode layers) compares the first eight in the e-graph's order.
 pub(crate) const MAX_TIED_PLANS: usize = 8;
 
+// -- the row split (split.rs) --
+
+/// The fewest MACs per row worth cutting over two threads: the runtime's own threshold for
+/// threads (`kcp_runtime`'s `PAR_MIN_MACS`), below which a fork and join cost more than half
+/// a row saves.
+pub(crate) const SPLIT_MIN_MACS: u64 = 1 << 18;
+/// The least that a cut's larger part must save of the row's MACs (whole / larger part): the
+/// parts run at about the row's rate, and the fork, the join and the sum of the parts' y
+/// cost a few microseconds.
+pub(crate) const SPLIT_MIN_GAIN: f64 = 1.3;
+
 // -- lowering (loops/) --
 
 /// The largest loop that unrolling expands: a loop of at most one vector of the AVX-512 path.

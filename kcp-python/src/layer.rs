@@ -69,8 +69,9 @@ impl Layer {
         bias: Option<&PyReadonlyArray1<'_, f32>>,
     ) -> PyResult<Executor> {
         let executor = Executor::new(self.compiled.nest.clone(), self.weights(cores, bias)?)
+            .and_then(|e| e.interleaved(self.compiled.lanes.clone()).split(self.compiled.split.clone()))
             .map_err(|e| PyValueError::new_err(e.to_string()))?;
-        Ok(executor.interleaved(self.compiled.lanes.clone()))
+        Ok(executor)
     }
 
     /// These cores and bias as the layer's weights, their number and shapes checked.

@@ -2,9 +2,9 @@
 //! and users with run-time shapes use it; generated kernels are its specialised twins.
 
 use crate::bptt::CellGrads;
-use crate::driver::{Lanes, NoHalves, RowFn, RowKernel};
+use crate::driver::{HalfFn, Lanes, RowFn, RowKernel};
 use crate::training::{BackFn, KeepFn, Trace, TrainKernel};
-use crate::{BackwardProgram, Error, Program, Recurrent, ShapeError, State, Threads, Weights};
+use crate::{BackwardProgram, Error, Program, Recurrent, RowSplit, ShapeError, Split, State, Threads, Weights};
 
 /// A layer of any format executed from its program.
 #[derive(Clone, Debug)]
@@ -14,6 +14,9 @@ pub struct Executor {
     lanes: Option<Program>,
     weights: Weights,
     prep: Vec<Vec<f32>>,
+    /// A single row cut in two parts, each an executor over its slice of the cores: how one
+    /// row runs on two threads.
+    split: Option<Box<(RowSplit, [Executor; 2])>>,
 }
 
 impl Executor {
@@ -23,7 +26,7 @@ impl Executor {
         let bias_len = weights.bias.as_ref().map(|_| program.output_size());
         weights.check(&program.cores, bias_len)?;
         let prep = program.prepare(&weights.cores);
-        Ok(Executor { program, lanes: None, weights, prep })
+        Ok(Executor { program, lanes: None, weights, prep, split: None })
     }
 
     /// The same executor running whole blocks of rows through `lanes`, the same plan lowered
@@ -45,6 +48,22 @@ impl Executor {
         Executor { lanes, ..self }
     }
 
+    /// The same executor running a single row on two threads as the two parts of `split` (a
+    /// cut of this layer's network, `kcp_ir::Compiled::split`), each over its slice of the
+    /// cores; `None` runs a row on one thread.
+    pub fn split(self, split: Option<Split>) -> Result<Executor, Error> {
+        let Some(Split { row, parts: [p0, p1] }) = split else {
+            return Ok(Executor { split: None, ..self });
+        };
+        Split { row: row.clone(), parts: [p0.clone(), p1.clone()] }.check(&self.program).map_err(ShapeError::from)?;
+        let part = |k: usize, program: Program| {
+            let cores = row.cores(k, &self.weights.cores, &self.program.cores);
+            Executor::new(program, Weights { cores, bias: None })
+        };
+        let parts = [part(0, p0)?, part(1, p1)?];
+        Ok(Executor { split: Some(Box::new((row, parts))), ..self })
+    }
+
     /// The program.
     pub fn program(&self) -> &Program {
         &self.program
@@ -60,7 +79,7 @@ impl Executor {
         self.program.cores.iter().map(|c| c.len()).collect()
     }
 
-    fn kernel(&self) -> RowKernel<'_, impl RowFn + '_, NoHalves, impl RowFn + '_> {
+    fn kernel(&self) -> RowKernel<'_, impl RowFn + '_, impl HalfFn + '_, impl RowFn + '_> {
         RowKernel {
             input: self.program.input_size(),
             output: self.program.output_size(),
@@ -70,7 +89,15 @@ impl Executor {
             row: move |x: &[f32], y: &mut [f32], s: &mut [f32]| {
                 self.program.run_row(x, y, s, &self.weights.cores, &self.prep)
             },
-            halves: None,
+            halves: self.split.as_deref().map(|(row, parts)| {
+                let output = self.program.output_size();
+                let scratch = |k: usize| 2 * parts[k].program.scratch_len + row.extra_scratch(k, output);
+                let half = move |k: usize, x: &[f32], y: &mut [f32], s: &mut [f32]| {
+                    let part: &Executor = &parts[k];
+                    row.run_part(k, x, y, s, |x, y, s| part.program.run_row(x, y, s, &part.weights.cores, &part.prep))
+                };
+                (half, scratch(0).max(scratch(1)))
+            }),
             lanes: self.lanes.as_ref().map(|lanes| Lanes {
                 lanes: lanes.lanes,
                 block: move |x: &[f32], y: &mut [f32], s: &mut [f32]| {

@@ -29,8 +29,8 @@ pub use executor::{Executor, RecurrentExecutor};
 pub use files::write_atomically;
 pub use kcp_core::kernels::{isa, set_isa};
 pub use kcp_core::{
-    BackwardKernel, BackwardProgram, Block, Blocks, Buffer, CellKind, CoreShape, Gemm, Inner, Isa, Kept, Kernel, Loop,
-    Program, ProgramError, Real, Repeat, Rng, Route, RowsFromA,
+    BackwardKernel, BackwardProgram, Block, Blocks, Buffer, CellKind, CoreShape, Cut, Gemm, Inner, Isa, Kept, Kernel,
+    Loop, Program, ProgramError, Real, Repeat, Rng, Route, RowSplit, RowsFromA, Split,
 };
 pub use recurrent::{Recurrent, State};
 pub use threads::Threads;
@@ -48,5 +48,6 @@ pub mod __private {
     pub use crate::{kcp_cores, CellGrads, CellKind, CoreShape, Error, Recurrent, ShapeError, State, Threads, Weights};
     #[cfg(feature = "files")]
     pub use crate::{load_recurrent, TensorFile};
+    pub use crate::{Cut, RowSplit};
     pub use kcp_core::kernels::{axpy, dispatch, dot, gemm, mul_add, Block, Gemm, Repeat};
 }

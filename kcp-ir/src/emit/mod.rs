@@ -8,7 +8,7 @@
 
 mod kernels;
 
-use proc_macro2::{Ident, Literal, TokenStream};
+use proc_macro2::{Ident, Literal, Span, TokenStream};
 use quote::quote;
 
 use crate::Compiled;
@@ -104,7 +104,7 @@ fn layer(compiled: &Compiled, item: &Item) -> TokenStream {
     };
     let zeros = quote!(::kcp::__private::Weights::zeros(&Self::__kcp_cores(), Self::HAS_BIAS.then_some(Self::OUT)));
     let training = item.backward.map(|b| training(compiled, b.dx(), &zeros, vis)).unwrap_or_default();
-    let split = compiled.half.as_ref().map(split);
+    let split = compiled.split.as_ref().map(|split| self::split(split, compiled.nest.output_size()));
     let halves_type = match &split {
         Some(_) => quote!(impl ::kcp::__private::HalfFn + '_),
         None => quote!(::kcp::__private::NoHalves),
@@ -456,8 +456,12 @@ fn layer_struct(compiled: &Compiled, item: &Item, parts: Parts) -> TokenStream {
         #vis struct #name {
             __kcp_weights: ::kcp::__private::Weights,
             __kcp_prep: ::std::vec::Vec<::std::vec::Vec<f32>>,
-            /// Per half of the rank terms (none where the format does not split): its cores and pre-products.
-            __kcp_halves: ::std::vec::Vec<(::std::vec::Vec<::std::vec::Vec<f32>>, ::std::vec::Vec<::std::vec::Vec<f32>>)>,
+            /// Where a row is cut in two parts for two threads (none where no cut pays): the cut, and
+            /// each part's cores and pre-products.
+            __kcp_split: ::std::option::Option<(
+                ::kcp::__private::RowSplit,
+                [(::std::vec::Vec<::std::vec::Vec<f32>>, ::std::vec::Vec<::std::vec::Vec<f32>>); 2],
+            )>,
         }
 
         #[allow(unused, clippy::all, clippy::pedantic, clippy::nursery)]
@@ -525,8 +529,8 @@ fn layer_struct(compiled: &Compiled, item: &Item, parts: Parts) -> TokenStream {
 
             fn __kcp_trusted(weights: ::kcp::__private::Weights) -> Self {
                 let prep = Self::__kcp_prep(&weights.cores);
-                let halves = Self::__kcp_split(&weights.cores);
-                Self { __kcp_weights: weights, __kcp_prep: prep, __kcp_halves: halves }
+                let split = Self::__kcp_split(&weights.cores);
+                Self { __kcp_weights: weights, __kcp_prep: prep, __kcp_split: split }
             }
 
             fn __kcp_kernel(&self) -> ::kcp::__private::RowKernel<'_, impl ::kcp::__private::RowFn + '_, #halves_type, #lanes_type> {
@@ -702,58 +706,103 @@ fn lanes(nest: &crate::LoopNest) -> Lanes {
     Lanes { field, items: row_fn }
 }
 
-/// `__kcp_split` of a layer that does not split: no halves.
-fn no_split() -> TokenStream {
+/// The type of `__kcp_split`'s result.
+fn split_type() -> TokenStream {
     quote! {
-        fn __kcp_split(
-            cores: &[::std::vec::Vec<f32>],
-        ) -> ::std::vec::Vec<(::std::vec::Vec<::std::vec::Vec<f32>>, ::std::vec::Vec<::std::vec::Vec<f32>>)> {
-            ::std::vec::Vec::new()
+        ::std::option::Option<(
+            ::kcp::__private::RowSplit,
+            [(::std::vec::Vec<::std::vec::Vec<f32>>, ::std::vec::Vec<::std::vec::Vec<f32>>); 2],
+        )>
+    }
+}
+
+/// `__kcp_split` of a layer whose rows are not cut.
+fn no_split() -> TokenStream {
+    let split_type = split_type();
+    quote! {
+        fn __kcp_split(cores: &[::std::vec::Vec<f32>]) -> #split_type {
+            ::std::option::Option::None
         }
     }
 }
 
-/// The parts of a layer whose rank splits in two halves.
+/// The parts of a layer whose row is cut in two for two threads.
 struct Split {
     /// The `halves` field of its `RowKernel`.
     halves: TokenStream,
-    /// `__kcp_split` and the half's prep and row functions.
+    /// `__kcp_split` and each part's prep and row functions.
     items: TokenStream,
 }
 
-fn split(half: &crate::LoopNest) -> Split {
-    let prep_fn = kernels::prep_fn(half, "__kcp_half_prep");
-    let row_fn = kernels::row_fn(half, "__kcp_half_row", None);
-    let row_call = kernels::row_call("__kcp_half_row");
-    let scratch = usize_lit(2 * half.scratch_len);
+/// The generated side of a [`kcp_core::Split`] of a layer of `output` elements: each part's
+/// kernels, and the cut that slices the cores and places each part's x and y.
+fn split(split: &kcp_core::Split, output: usize) -> Split {
+    let row = &split.row;
+    let scratch = (0..2).map(|k| 2 * split.parts[k].scratch_len + row.extra_scratch(k, output)).max().unwrap_or(0);
+    let scratch = usize_lit(scratch);
+    // Parts of the same shape (a cut of an even size) share their kernels.
+    let same = split.parts[0] == split.parts[1];
+    let names = if same { ["__kcp_part", "__kcp_part"] } else { ["__kcp_part0", "__kcp_part1"] };
+    let prep = |k: usize| kernels::prep_fn(&split.parts[k], &format!("{}_prep", names[k]));
+    let row_fn = |k: usize| kernels::row_fn(&split.parts[k], &format!("{}_row", names[k]), None);
+    let kernels = if same {
+        [prep(0), row_fn(0)]
+    } else {
+        let ([p0, p1], [r0, r1]) = ([prep(0), prep(1)], [row_fn(0), row_fn(1)]);
+        [quote!(#p0 #p1), quote!(#r0 #r1)]
+    };
+    let [prep_call0, prep_call1] = names.map(|name| Ident::new(&format!("{name}_prep"), Span::call_site()));
+    let [call0, call1] = names.map(|name| kernels::row_call(&format!("{name}_row")));
+    let run = if same { call0 } else { quote!(if k == 0 { #call0 } else { #call1 }) };
     let halves = quote! {
-        (!self.__kcp_halves.is_empty()).then_some((
+        self.__kcp_split.as_ref().map(|(cut, parts)| (
             move |k: usize, x: &[f32], y: &mut [f32], s: &mut [f32]| {
-                let (f, p) = &self.__kcp_halves[k];
-                #row_call
+                let (f, p) = &parts[k];
+                cut.run_part(k, x, y, s, |x, y, s| #run)
             },
             #scratch,
         ))
     };
+    let index = &row.index;
+    let (size, at) = (usize_lit(row.size), usize_lit(row.at));
+    let cut = match row.cut {
+        kcp_core::Cut::Sum => quote!(::kcp::__private::Cut::Sum),
+        kcp_core::Cut::Input { stride } => {
+            let stride = usize_lit(stride);
+            quote!(::kcp::__private::Cut::Input { stride: #stride })
+        }
+        kcp_core::Cut::Output { outer, inner } => {
+            let (outer, inner) = (usize_lit(outer), usize_lit(inner));
+            quote!(::kcp::__private::Cut::Output { outer: #outer, inner: #inner })
+        }
+    };
+    let axes = row.axes.iter().map(|axis| match axis {
+        Some(axis) => {
+            let axis = usize_lit(*axis);
+            quote!(::std::option::Option::Some(#axis))
+        }
+        None => quote!(::std::option::Option::None),
+    });
+    let split_type = split_type();
+    let doc = format!(" The cut of a row ({row}), and each part's slice of the cores with its pre-products.");
     let items = quote! {
-        /// Each core cut into its two halves of the rank terms (its outermost index), with
-        /// their pre-products.
-        fn __kcp_split(
-            cores: &[::std::vec::Vec<f32>],
-        ) -> ::std::vec::Vec<(::std::vec::Vec<::std::vec::Vec<f32>>, ::std::vec::Vec<::std::vec::Vec<f32>>)> {
-            (0..2)
-                .map(|k| {
-                    let f: ::std::vec::Vec<::std::vec::Vec<f32>> =
-                        cores.iter().map(|core| core[k * core.len() / 2..(k + 1) * core.len() / 2].to_vec()).collect();
-                    let p = Self::__kcp_half_prep(&f);
-                    (f, p)
-                })
-                .collect()
+        #[doc = #doc]
+        fn __kcp_split(cores: &[::std::vec::Vec<f32>]) -> #split_type {
+            let cut = ::kcp::__private::RowSplit {
+                index: ::std::string::String::from(#index),
+                cut: #cut,
+                size: #size,
+                at: #at,
+                axes: ::std::vec![#(#axes),*],
+            };
+            let shapes = Self::__kcp_cores();
+            let f0 = cut.cores(0, cores, &shapes);
+            let f1 = cut.cores(1, cores, &shapes);
+            let (p0, p1) = (Self::#prep_call0(&f0), Self::#prep_call1(&f1));
+            ::std::option::Option::Some((cut, [(f0, p0), (f1, p1)]))
         }
 
-        #prep_fn
-
-        #row_fn
+        #(#kernels)*
     };
     Split { halves, items }
 }

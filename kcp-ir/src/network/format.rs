@@ -239,24 +239,6 @@ impl Format {
             Format::Bt { blocks, ranks } => RankArgs { blocks: Some(*blocks), ranks: Some(ranks.clone()), rank: None },
         }
     }
-
-    /// The rank of a format whose rank terms are summed outermost in every core (KCP's
-    /// Kronecker terms), so that each half of them is a layer of its own: what a single row
-    /// splits over two threads. `None` for the other formats.
-    pub fn split_rank(&self) -> Option<usize> {
-        match self {
-            Format::Kcp { rank } => Some(*rank),
-            _ => None,
-        }
-    }
-
-    /// The same format with `rank` in place of its split rank ([`Format::split_rank`]).
-    pub(crate) fn with_split_rank(&self, rank: usize) -> Option<Format> {
-        match self {
-            Format::Kcp { .. } => Some(Format::Kcp { rank }),
-            _ => None,
-        }
-    }
 }
 
 impl fmt::Display for Format {

@@ -244,13 +244,24 @@ impl Network {
         }
     }
 
-    /// The same network over half of its rank terms, where the format sums them outermost in
-    /// every core ([`Format::split_rank`]) and R is even: what each of two threads runs on its
-    /// half of every core for one row.
-    pub fn half(&self) -> Option<Network> {
-        let rank = self.format.split_rank().filter(|r| r.is_multiple_of(2))?;
-        let format = self.format.with_split_rank(rank / 2)?;
-        Some(Network::build(&self.in_shape, &self.out_shape, &format, self.batch))
+    /// The same network with `index` cut to `size` values: a part of a row split
+    /// ([`crate::split`]), whose cores are the layer's sliced along the index.
+    pub(crate) fn restricted(&self, index: Index, size: usize) -> Network {
+        let mut part = self.clone();
+        for entry in part.sizes.iter_mut().filter(|(i, _)| *i == index) {
+            entry.1 = size as u64;
+        }
+        match index {
+            Index::In(d) => part.in_shape[d] = size,
+            Index::Out(d) => part.out_shape[d] = size,
+            Index::Batch | Index::Rank | Index::Bond(_) => {}
+        }
+        part
+    }
+
+    /// Every index with its size.
+    pub(crate) fn sizes(&self) -> &[(Index, u64)] {
+        &self.sizes
     }
 
     /// The plan stage of [`compile`](crate::compile): the cheapest plan, found by e-graph

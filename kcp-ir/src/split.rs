@@ -1,0 +1,89 @@
+//! The row split stage: which index of a layer's network to cut in two so that a single row
+//! runs on two threads, each part a layer of its own over its slice of the cores
+//! ([`kcp_core::Split`]).
+//!
+//! In: the network and its plan. Out: the cut and both parts' loop nests, or `None` where no
+//! cut pays. Every index but the batch is a candidate whose cut needs no copy of x: the rank,
+//! the bonds and the blocks (the parts' terms are summed), x's first mode (each part reads a
+//! contiguous block of x) and every output mode (each part writes its slab of y). A step whose
+//! indices include the cut one costs each part its share; a step without it (a product before
+//! the index appears, or after it is summed) costs each part all of it. The candidates are
+//! compared by their parts' MACs, each part in the layer's order (a cut only makes the network
+//! smaller); the best one, cut as evenly as its size allows, is kept if its larger part saves
+//! at least [`SPLIT_MIN_GAIN`] of the row's MACs. Of equally good cuts the first in the
+//! network's index order wins: x's first mode before the rank and the bonds, so that each
+//! thread reads only its half of x.
+
+use kcp_core::{Cut, RowSplit, Split};
+
+use crate::graph::Index;
+use crate::network::Network;
+use crate::plan::Plan;
+use crate::tuning::{SPLIT_MIN_GAIN, SPLIT_MIN_MACS};
+use crate::Options;
+
+/// The split of a row of `network` (planned as `plan`) over two threads, if one pays.
+pub(crate) fn split(network: &Network, plan: &Plan, options: &Options) -> Option<Split> {
+    let whole = plan.macs();
+    if whole < SPLIT_MIN_MACS {
+        return None;
+    }
+    let recost = |part: &Network| part.plan_of(plan.tree(), options.max_prep_elems).macs();
+    let larger = |(index, size)| parts(network, index, size).iter().map(recost).max().unwrap_or(u64::MAX);
+    let preference = |index: Index| match index {
+        Index::In(_) => 0,
+        Index::Batch | Index::Rank | Index::Bond(_) => 1,
+        Index::Out(_) => 2,
+    };
+    let (.., index) = candidates(network)
+        .map(|candidate| (larger(candidate), preference(candidate.0), candidate.0))
+        .min_by_key(|&(larger, preference, _)| (larger, preference))?;
+    let cut = along(network, plan, index, options)?;
+    let larger = cut.parts.iter().map(|part| part.macs_per_row).max().unwrap_or(u64::MAX);
+    ((whole as f64) >= SPLIT_MIN_GAIN * larger as f64).then_some(cut)
+}
+
+/// The cut of a row of `network` along `index`, each part in the order of the layer's `plan`
+/// (on a network the cut only made smaller, the layer's order stays cheap), lowered; `None`
+/// if the index is not one a row may be cut along ([`candidates`]).
+pub fn along(network: &Network, plan: &Plan, index: Index, options: &Options) -> Option<Split> {
+    let (_, size) = candidates(network).find(|&(i, _)| i == index)?;
+    let parts = parts(network, index, size);
+    let lower = |part: &Network| crate::loops::lower(&part.plan_of(plan.tree(), options.max_prep_elems), &part.graph());
+    let [p0, p1] = parts.each_ref().map(lower);
+    Some(Split { row: row_split(network, index, size), parts: [p0, p1] })
+}
+
+/// The indices a row may be cut along, with their sizes: every index of at least two values
+/// but the batch and the input modes after the first (whose parts of x are not contiguous).
+fn candidates(network: &Network) -> impl Iterator<Item = (Index, usize)> + '_ {
+    network
+        .sizes()
+        .iter()
+        .filter(|&&(index, size)| {
+            size >= 2 && !matches!(index, Index::Batch) && !matches!(index, Index::In(d) if d > 0)
+        })
+        .map(|&(index, size)| (index, size as usize))
+}
+
+/// Where a cut of `size` values falls: the larger part first.
+fn at(size: usize) -> usize {
+    size.div_ceil(2)
+}
+
+/// The two parts of a cut of `index`.
+fn parts(network: &Network, index: Index, size: usize) -> [Network; 2] {
+    [at(size), size - at(size)].map(|len| network.restricted(index, len))
+}
+
+/// The cut as the runtime reads it.
+fn row_split(network: &Network, index: Index, size: usize) -> RowSplit {
+    let out = network.out_shape();
+    let cut = match index {
+        Index::In(_) => Cut::Input { stride: network.input_size() / size },
+        Index::Out(d) => Cut::Output { outer: out[..d].iter().product(), inner: out[d + 1..].iter().product() },
+        Index::Batch | Index::Rank | Index::Bond(_) => Cut::Sum,
+    };
+    let axes = network.cores().iter().map(|core| core.indices.iter().position(|&i| i == index)).collect();
+    RowSplit { index: index.to_string(), cut, size, at: at(size), axes }
+}
