@@ -121,6 +121,6 @@ pub fn compile(spec: &Spec, options: &Options) -> Result<Compiled, Errors> {
     let (plan, search) = spec.network().plan(options);
     let nest = loops::lower(&plan, &graph);
     let lanes = loops::interleave(&plan, &graph, &nest);
-    let split = split::split(spec.network(), &plan, options);
+    let split = split::split(spec.network(), &plan, &nest, options);
     Ok(Compiled { spec, graph, plan, search, nest, lanes, split, options: options.clone() })
 }

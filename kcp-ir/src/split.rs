@@ -17,41 +17,63 @@
 use kcp_core::{Cut, RowSplit, Split};
 
 use crate::graph::Index;
+use crate::loops::{estimate_per_row, LoopNest};
 use crate::network::Network;
 use crate::plan::Plan;
-use crate::tuning::{SPLIT_MIN_GAIN, SPLIT_MIN_MACS};
+use crate::tuning::{SPLIT_MAX_LOWERED, SPLIT_MIN_GAIN, SPLIT_MIN_MACS};
 use crate::Options;
 
-/// The split of a row of `network` (planned as `plan`) over two threads, if one pays.
-pub(crate) fn split(network: &Network, plan: &Plan, options: &Options) -> Option<Split> {
+/// The split of a row of `network` (planned as `plan`, lowered as `nest`) over two threads,
+/// if one pays.
+pub(crate) fn split(network: &Network, plan: &Plan, nest: &LoopNest, options: &Options) -> Option<Split> {
     let whole = plan.macs();
     if whole < SPLIT_MIN_MACS {
         return None;
     }
     let recost = |part: &Network| part.plan_of(plan.tree(), options.max_prep_elems).macs();
     let larger = |(index, size)| parts(network, index, size).iter().map(recost).max().unwrap_or(u64::MAX);
-    let preference = |index: Index| match index {
-        Index::In(_) => 0,
-        Index::Batch | Index::Rank | Index::Bond(_) => 1,
-        Index::Out(_) => 2,
+    let preference = |index: Index| -> u8 {
+        match index {
+            Index::In(_) => 0,
+            Index::Batch | Index::Rank | Index::Bond(_) => 1,
+            Index::Out(_) => 2,
+        }
     };
-    let (.., index) = candidates(network)
+    let budget = estimate_per_row(plan, nest, 1) / SPLIT_MIN_GAIN;
+    let mut paying: Vec<(u64, u8, Index)> = candidates(network)
         .map(|candidate| (larger(candidate), preference(candidate.0), candidate.0))
-        .min_by_key(|&(larger, preference, _)| (larger, preference))?;
-    let cut = along(network, plan, index, options)?;
-    let larger = cut.parts.iter().map(|part| part.macs_per_row).max().unwrap_or(u64::MAX);
-    ((whole as f64) >= SPLIT_MIN_GAIN * larger as f64).then_some(cut)
+        .filter(|&(larger, ..)| (whole as f64) >= SPLIT_MIN_GAIN * larger as f64)
+        .collect();
+    paying.sort_unstable();
+    paying
+        .into_iter()
+        .take(SPLIT_MAX_LOWERED)
+        .filter_map(|(.., index)| {
+            let (cut, time) = cut(network, plan, index, options)?;
+            (time <= budget).then_some((time, preference(index), cut))
+        })
+        .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)))
+        .map(|(.., cut)| cut)
 }
 
 /// The cut of a row of `network` along `index`, each part in the order of the layer's `plan`
 /// (on a network the cut only made smaller, the layer's order stays cheap), lowered; `None`
 /// if the index is not one a row may be cut along ([`candidates`]).
 pub fn along(network: &Network, plan: &Plan, index: Index, options: &Options) -> Option<Split> {
+    cut(network, plan, index, options).map(|(cut, _)| cut)
+}
+
+/// [`along`], with the layout model's estimate of its larger part's time.
+fn cut(network: &Network, plan: &Plan, index: Index, options: &Options) -> Option<(Split, f64)> {
     let (_, size) = candidates(network).find(|&(i, _)| i == index)?;
     let parts = parts(network, index, size);
-    let lower = |part: &Network| crate::loops::lower(&part.plan_of(plan.tree(), options.max_prep_elems), &part.graph());
-    let [p0, p1] = parts.each_ref().map(lower);
-    Some(Split { row: row_split(network, index, size), parts: [p0, p1] })
+    let lower = |part: &Network| {
+        let plan = part.plan_of(plan.tree(), options.max_prep_elems);
+        let nest = crate::loops::lower(&plan, &part.graph());
+        (estimate_per_row(&plan, &nest, 1), nest)
+    };
+    let [(t0, p0), (t1, p1)] = parts.each_ref().map(lower);
+    Some((Split { row: row_split(network, index, size), parts: [p0, p1] }, t0.max(t1)))
 }
 
 /// The indices a row may be cut along, with their sizes: every index of at least two values
