@@ -405,10 +405,10 @@ fn kernel(
             _ => (Inner::Axpy { len: 1 }, Vec::new()),
         }
     };
-    // 2. The loops: output indices in layout order, then the summed ones.
-    let all = oi.union(ai).union(wi);
+    // 2. The loops: output indices in the output's layout order (so that indices adjacent
+    // there coalesce), then the summed ones.
     let summed = ai.union(wi).minus(oi);
-    let order = all.minus(summed).iter().chain(summed.iter());
+    let order = ol.iter().copied().chain(summed.iter());
     let mut loops: Vec<Loop> = order
         .filter(|&i| size(i) > 1 && !taken.contains(&i))
         .map(|i| Loop {
