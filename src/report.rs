@@ -34,6 +34,20 @@ pub fn plan_json(compiled: &Compiled, batch: usize, backward: bool) -> Value {
         "cores": network.cores().iter().enumerate().map(|(k, c)| json!({ "name": c.name, "shape": network.shape(k) })).collect::<Vec<_>>(),
         "plan": plan.to_string(),
         "lanes": compiled.lanes.as_ref().map_or(1, |lanes| lanes.lanes),
+        "split": compiled.split.as_ref().map(|split| {
+            let cut = match split.row.cut {
+                crate::Cut::Sum => "sum",
+                crate::Cut::Input { .. } => "input",
+                crate::Cut::Output { .. } => "output",
+            };
+            json!({
+                "index": split.row.index,
+                "cut": cut,
+                "at": split.row.at,
+                "size": split.row.size,
+                "part_macs": split.parts.iter().map(|p| p.macs_per_row).collect::<Vec<_>>(),
+            })
+        }),
     });
     let args = network.format().rank_args();
     for (key, given) in [

@@ -50,6 +50,14 @@ fn plan_json_reproduces_the_worked_example() {
         assert_eq!(v["candidates"]["reverse"], reverse);
         assert_eq!(v["candidates"]["optimal"], optimal);
         assert!(v["plan"].as_str().unwrap().starts_with("call t0["));
+        // A row of more than 2^18 MACs runs on two threads, x's first mode cut in halves.
+        assert_eq!(v["split"]["index"], "j1");
+        assert_eq!(
+            (v["split"]["cut"].as_str(), v["split"]["at"].as_u64(), v["split"]["size"].as_u64()),
+            (Some("input"), Some(4), Some(8))
+        );
+        let parts: Vec<u64> = v["split"]["part_macs"].as_array().unwrap().iter().map(|m| m.as_u64().unwrap()).collect();
+        assert!(parts.len() == 2 && parts.iter().all(|&m| 2 * m < optimal + optimal / 5), "{parts:?} of {optimal}");
     }
     let text = stdout(&kcp(&[
         "plan",
@@ -69,7 +77,8 @@ fn plan_json_reproduces_the_worked_example() {
     // UCF11 runs row by row; a small layer interleaves blocks of 16 rows.
     assert_eq!(v["lanes"], 1);
     let small = stdout(&kcp(&["plan", "--in-shape", "4x3", "--out-shape", "4x2", "--rank", "2", "--json"]));
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&small).unwrap()["lanes"], 16);
+    let small: serde_json::Value = serde_json::from_str(&small).unwrap();
+    assert_eq!((&small["lanes"], &small["split"]), (&serde_json::json!(16), &serde_json::Value::Null));
 }
 
 /// `plan --backward`: the backward plan's MACs, kept elements and text in the JSON object, and
