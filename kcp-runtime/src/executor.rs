@@ -4,7 +4,9 @@
 use crate::bptt::CellGrads;
 use crate::driver::{HalfFn, Lanes, RowFn, RowKernel};
 use crate::training::{BackFn, KeepFn, Trace, TrainKernel};
-use crate::{BackwardProgram, Error, Program, Recurrent, RowSplit, ShapeError, Split, State, Threads, Weights};
+use std::sync::OnceLock;
+
+use crate::{BackwardProgram, Error, Program, Recurrent, ShapeError, Split, State, Threads, Weights};
 
 /// A layer of any format executed from its program.
 #[derive(Clone, Debug)]
@@ -14,9 +16,33 @@ pub struct Executor {
     lanes: Option<Program>,
     weights: Weights,
     prep: Vec<Vec<f32>>,
-    /// A single row cut in two parts, each an executor over its slice of the cores: how one
-    /// row runs on two threads.
-    split: Option<Box<(RowSplit, [Executor; 2])>>,
+    /// A single row cut in two parts: how one row runs on two threads.
+    split: Option<Box<SplitParts>>,
+}
+
+/// A row split of an executor's layer and, from the first row that runs on two threads, each
+/// part's executor over its slice of the cores (built then, not with the layer: an executor
+/// that never runs a single row on two threads never pays for the parts' pre-products).
+#[derive(Clone, Debug)]
+struct SplitParts {
+    split: Split,
+    parts: OnceLock<[Executor; 2]>,
+}
+
+impl SplitParts {
+    /// The parts' executors, built on first use from `whole`'s weights.
+    fn parts(&self, whole: &Executor) -> &[Executor; 2] {
+        self.parts.get_or_init(|| {
+            [0, 1].map(|k| {
+                let program = self.split.parts[k].clone();
+                let cores = self.split.row.cores(k, &whole.weights.cores, &whole.program.cores);
+                // Checked with the split (`Split::check`): each part's program reads exactly
+                // these slices, so its pre-products need no further check.
+                let prep = program.prepare(&cores);
+                Executor { program, lanes: None, weights: Weights { cores, bias: None }, prep, split: None }
+            })
+        })
+    }
 }
 
 impl Executor {
@@ -50,18 +76,14 @@ impl Executor {
 
     /// The same executor running a single row on two threads as the two parts of `split` (a
     /// cut of this layer's network, `kcp_ir::Compiled::split`), each over its slice of the
-    /// cores; `None` runs a row on one thread.
+    /// cores; `None` runs a row on one thread. The split is checked here; the parts' cores and
+    /// pre-products are made when a row first runs on two threads.
     pub fn split(self, split: Option<Split>) -> Result<Executor, Error> {
-        let Some(Split { row, parts: [p0, p1] }) = split else {
+        let Some(split) = split else {
             return Ok(Executor { split: None, ..self });
         };
-        Split { row: row.clone(), parts: [p0.clone(), p1.clone()] }.check(&self.program).map_err(ShapeError::from)?;
-        let part = |k: usize, program: Program| {
-            let cores = row.cores(k, &self.weights.cores, &self.program.cores);
-            Executor::new(program, Weights { cores, bias: None })
-        };
-        let parts = [part(0, p0)?, part(1, p1)?];
-        Ok(Executor { split: Some(Box::new((row, parts))), ..self })
+        split.check(&self.program).map_err(ShapeError::from)?;
+        Ok(Executor { split: Some(Box::new(SplitParts { split, parts: OnceLock::new() })), ..self })
     }
 
     /// The program.
@@ -89,11 +111,11 @@ impl Executor {
             row: move |x: &[f32], y: &mut [f32], s: &mut [f32]| {
                 self.program.run_row(x, y, s, &self.weights.cores, &self.prep)
             },
-            halves: self.split.as_deref().map(|(row, parts)| {
-                let output = self.program.output_size();
-                let scratch = |k: usize| 2 * parts[k].program.scratch_len + row.extra_scratch(k, output);
+            halves: self.split.as_deref().map(|split| {
+                let (row, output) = (&split.split.row, self.program.output_size());
+                let scratch = |k: usize| 2 * split.split.parts[k].scratch_len + row.extra_scratch(k, output);
                 let half = move |k: usize, x: &[f32], y: &mut [f32], s: &mut [f32]| {
-                    let part: &Executor = &parts[k];
+                    let part = &split.parts(self)[k];
                     row.run_part(k, x, y, s, |x, y, s| part.program.run_row(x, y, s, &part.weights.cores, &part.prep))
                 };
                 (half, scratch(0).max(scratch(1)))
