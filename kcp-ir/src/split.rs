@@ -3,16 +3,21 @@
 //! ([`kcp_core::Split`]).
 //!
 //! In: the network and its plan. Out: the cut and both parts' loop nests, or `None` where no
-//! cut pays. Every index but the batch is a candidate whose cut needs no copy of x: the rank,
-//! the bonds and the blocks (the parts' terms are summed), x's first mode (each part reads a
-//! contiguous block of x) and every output mode (each part writes its slab of y). A step whose
+//! cut pays. The candidates are the indices whose cut needs no copy of x (all but the batch
+//! and x's modes after the first): the rank, the bonds and the blocks (the parts' terms are
+//! summed), x's first mode (each part reads a contiguous block of x) and every output mode
+//! (each part writes its slab of y). A step whose
 //! indices include the cut one costs each part its share; a step without it (a product before
-//! the index appears, or after it is summed) costs each part all of it. The candidates are
-//! compared by their parts' MACs, each part in the layer's order (a cut only makes the network
-//! smaller); the best one, cut as evenly as its size allows, is kept if its larger part saves
-//! at least [`SPLIT_MIN_GAIN`] of the row's MACs. Of equally good cuts the first in the
-//! network's index order wins: x's first mode before the rank and the bonds, so that each
-//! thread reads only its half of x.
+//! the index appears, or after it is summed) costs each part all of it. Each candidate is cut
+//! as evenly as its size allows, each part in the layer's order (a cut only makes the network
+//! smaller), and recosted. Of those whose larger part saves at least [`SPLIT_MIN_GAIN`] of the
+//! row's MACs, the [`SPLIT_MAX_LOWERED`] of fewest MACs are lowered, and the one whose larger
+//! part the layout model estimates fastest wins ([`estimate_per_row`]: MACs at the efficiency
+//! of each step's inner operation, so a cut that shortens a step's contiguous runs counts as
+//! slower), if it saves that much of the row's estimated time too. Of equals, x's first mode
+//! wins (each thread reads only its half of x), then a rank or a bond, then an output mode
+//! (whose parts write through a copy of their slab of y), each kind in the network's index
+//! order.
 
 use kcp_core::{Cut, RowSplit, Split};
 
