@@ -162,7 +162,7 @@ fn from_factors_checks_shapes_and_values() {
 }
 
 /// `forward_par` called at once from several threads outside rayon's pool and from the pool's
-/// own threads (a batch split into parts, and a single row split into rank halves): every call
+/// own threads (a batch split into parts, and a single row cut in two parts): every call
 /// gives the bits a lone call gives, and none waits on another forever.
 #[test]
 fn forward_par_from_many_threads_at_once() {

@@ -1,5 +1,5 @@
 //! Programs are checked before they run: every program the compiler lowers passes
-//! `Program::check` / `BackwardProgram::check` (forward nests, interleaved nests, rank halves,
+//! `Program::check` / `BackwardProgram::check` (forward nests, interleaved nests, row splits,
 //! backward programs with and without dx, every format), and a program changed by hand so
 //! that a kernel reaches outside its buffers, or names a buffer of the wrong kind, is a typed
 //! error of `Executor::new` or of the training pass, never a panic or a kernel skipped.

@@ -63,7 +63,8 @@ pub(crate) fn split(network: &Network, plan: &Plan, nest: &LoopNest, options: &O
 
 /// The cut of a row of `network` along `index`, each part in the order of the layer's `plan`
 /// (on a network the cut only made smaller, the layer's order stays cheap), lowered; `None`
-/// if the index is not one a row may be cut along ([`candidates`]).
+/// if the index is not one a row may be cut along (the batch, x's modes after the first, or an
+/// index of one value).
 pub fn along(network: &Network, plan: &Plan, index: Index, options: &Options) -> Option<Split> {
     cut(network, plan, index, options).map(|(cut, _)| cut)
 }

@@ -49,13 +49,13 @@ pub trait RowFn: Fn(&[f32], &mut [f32], &mut [f32]) + Sync {}
 
 impl<F: Fn(&[f32], &mut [f32], &mut [f32]) + Sync> RowFn for F {}
 
-/// A row kernel over one half of the rank terms: `half(k, x_row, y_row, scratch)` adds the
-/// terms of half `k` (0 or 1) to `y_row`.
+/// A row kernel over one part of a row cut in two (`kcp_core::Split`): `half(k, x_row, y_row,
+/// scratch)` adds what part `k` (0 or 1) computes to `y_row`.
 pub trait HalfFn: Fn(usize, &[f32], &mut [f32], &mut [f32]) + Sync {}
 
 impl<F: Fn(usize, &[f32], &mut [f32], &mut [f32]) + Sync> HalfFn for F {}
 
-/// What a layer without a rank split passes as its [`RowKernel::halves`].
+/// What a layer whose rows are not cut passes as its [`RowKernel::halves`].
 pub type NoHalves = fn(usize, &[f32], &mut [f32], &mut [f32]);
 
 /// What a layer without an interleaved kernel passes as its [`RowKernel::lanes`].
@@ -88,7 +88,7 @@ pub struct RowKernel<'a, F, H = NoHalves, B = NoLanes> {
     pub bias: Option<&'a [f32]>,
     /// `row(x_row, y_row, scratch)`.
     pub row: F,
-    /// The row split into two halves of the rank terms, with the scratch each half needs: how
+    /// The row cut in two parts, with the scratch either part needs: how
     /// a single row runs on two threads.
     pub halves: Option<(H, usize)>,
     /// The kernel over blocks of interleaved rows, which runs every whole block of a batch (the
@@ -155,7 +155,7 @@ impl<F: RowFn, H: HalfFn, B: RowFn> RowKernel<'_, F, H, B> {
         Ok(())
     }
 
-    /// One row on two threads, each adding half of the rank terms: this thread the first, a
+    /// One row on two threads, each adding one part of its cut: this thread the first, a
     /// thread of the pool the second (into its own copy of y, added at the end). Both halves'
     /// scratch comes from this thread's buffer.
     fn run_halves(&self, x: &[f32], y: &mut [f32], half: &H, scratch: usize) {
@@ -175,7 +175,7 @@ impl<F: RowFn, H: HalfFn, B: RowFn> RowKernel<'_, F, H, B> {
     /// the batch cut into [`PARTS_PER_TASK`] parts per thread, which the calling thread takes
     /// from the front and the pool's from the back until they meet (the caller works rather
     /// than blocking while the pool runs: one thread fewer to wake per call); a single row
-    /// split into two halves of the rank terms where the layer has them; sequential when the
+    /// cut into two parts where the layer has a cut; sequential when the
     /// call is too small to pay for threads.
     pub fn forward_par(&self, x: &[f32], y: &mut [f32], threads: Threads) -> Result<(), ShapeError> {
         let rows = rows(x, y, self.input, self.output)?;

@@ -52,9 +52,9 @@ fn usize_lit(value: usize) -> Literal {
 }
 
 /// The layer's item, for a layer of any format: struct, constants, constructors and kernels;
-/// for a recurrent cell, the cell's struct beside its input projection. Where the format splits
-/// its rank terms ([`Compiled::half`]), a single row runs on two threads in `forward_par`, one
-/// per half of every core.
+/// for a recurrent cell, the cell's struct beside its input projection. Where a row is cut in
+/// two parts ([`Compiled::split`]), a single row runs on two threads in `forward_par`, one part
+/// each.
 pub fn emit_layer(compiled: &Compiled, item: &Item) -> TokenStream {
     match compiled.spec.cell() {
         None => layer(compiled, item),
