@@ -20,3 +20,11 @@ pub(crate) const TALL_MR: usize = 8;
 /// Rows per AVX2 register block of a narrow product (4 to 7 columns, 128-bit halves): as many
 /// FMA chains in flight as the wide blocks keep.
 pub(crate) const NARROW_MR: usize = 8;
+
+/// The fewest repeats of a 4-float-wide product that run four rows to an AVX-512 vector
+/// (`Route::Quads`): `w` is packed once per call, four floats per value, which costs about
+/// what one repeat's FMAs do.
+pub(crate) const QUADS_MIN_REPEATS: usize = 8;
+/// The most floats of packed `w` the four-rows-to-a-vector route builds: 32 KiB, within L1
+/// beside the rows of `a` it streams (the tensor train's second UCF11 step packs 5,120).
+pub(crate) const QUADS_MAX_PACKED: usize = 8192;

@@ -28,7 +28,8 @@ pub(super) unsafe fn gemm(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
                     product(&mut out[o..], &a[ia..], &w[iw..], once, packed, blocks);
                 }
             }
-            Some(Route::Portable) | None => g.run_portable(out, a, w),
+            // (An AVX-512 route only: `route(Isa::Avx2)` never gives it.)
+            Some(Route::Portable | Route::Quads) | None => g.run_portable(out, a, w),
         }
     }
 }

@@ -52,6 +52,7 @@ pub(super) unsafe fn gemm(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
                 }
             }
             Some(Route::Interleaved(_)) => interleaved(out, a, w, g),
+            Some(Route::Quads) => quads(out, a, w, g),
             Some(Route::Products { packed, blocks }) => {
                 for ([o, ia, iw], once) in g.products(a.len(), w.len()) {
                     // SAFETY: the extents of `g` cover every repeat's.
@@ -86,6 +87,99 @@ unsafe fn interleaved(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
                 q += LANES * vectors;
             }
             m += rows;
+        }
+    }
+}
+
+/// A product 4 floats wide, four rows to a vector (see [`Route::Quads`]): `w` packed once,
+/// each value four times, so that a vector of it holds four rows' values for one term of the
+/// sum; each term then costs one 128-bit load of `a`, broadcast to the four lanes, and one
+/// FMA per four rows, where the 128-bit blocks take one FMA per row.
+///
+/// # Safety
+/// As for [`gemm`]; `g` is a product [`Gemm::quads`] accepts.
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn quads(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
+    // SAFETY: the function's contract (its `# Safety`) is what these operations need.
+    unsafe {
+        let (quads, terms) = (g.rows.div_ceil(4), g.outer * g.depth);
+        // packed[(term * quads + q) * 16 + 4 i + c] = w[row 4q + i, term], zero past the rows.
+        let mut packed = vec![0.0f32; terms * quads * LANES];
+        for k2 in 0..g.outer {
+            for k in 0..g.depth {
+                let term = k2 * g.depth + k;
+                for r in 0..g.rows {
+                    let value = w[r * g.w_row + k2 * g.w_outer + k * g.w_col];
+                    let at = (term * quads + r / 4) * LANES + 4 * (r % 4);
+                    packed[at..at + 4].fill(value);
+                }
+            }
+        }
+        let (out, a, packed) = (out.as_mut_ptr(), a.as_ptr(), packed.as_ptr());
+        for item in 0..g.repeat.count {
+            let (out, a) = (out.add(item * g.repeat.out), a.add(item * g.repeat.a));
+            let mut q = 0;
+            while q < quads {
+                match quads - q {
+                    1 => quad_block::<1>(out, a, packed, q, quads, &g),
+                    2 => quad_block::<2>(out, a, packed, q, quads, &g),
+                    3 => quad_block::<3>(out, a, packed, q, quads, &g),
+                    _ => quad_block::<QUADS_PER_BLOCK>(out, a, packed, q, quads, &g),
+                }
+                q += QUADS_PER_BLOCK;
+            }
+        }
+    }
+}
+
+/// The quads of rows a register block of [`quads`] holds: four accumulators, as many FMA
+/// chains in flight as the wide blocks keep, and the packed `w` read once per term and block.
+const QUADS_PER_BLOCK: usize = 4;
+
+/// `Q` quads of rows from quad `first` (of `quads`) of one product of [`quads`], `packed` its
+/// packed `w`.
+///
+/// # Safety
+/// The CPU must have AVX-512F, `out` and `a` must cover the product's extents, and `packed`
+/// must hold `outer * depth * quads` vectors.
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+unsafe fn quad_block<const Q: usize>(
+    out: *mut f32,
+    a: *const f32,
+    packed: *const f32,
+    first: usize,
+    quads: usize,
+    g: &Gemm,
+) {
+    // SAFETY: the function's contract (its `# Safety`) is what these operations need.
+    unsafe {
+        let mut acc = [_mm512_setzero_ps(); Q];
+        for k2 in 0..g.outer {
+            for k in 0..g.depth {
+                let term = k2 * g.depth + k;
+                let av = _mm512_broadcast_f32x4(_mm_loadu_ps(a.add(k2 * g.a_outer + k * g.a_row)));
+                let wq = packed.add((term * quads + first) * LANES);
+                for (j, slot) in acc.iter_mut().enumerate() {
+                    *slot = _mm512_fmadd_ps(_mm512_loadu_ps(wq.add(j * LANES)), av, *slot);
+                }
+            }
+        }
+        for (j, &sum) in acc.iter().enumerate() {
+            let rows = [
+                _mm512_extractf32x4_ps::<0>(sum),
+                _mm512_extractf32x4_ps::<1>(sum),
+                _mm512_extractf32x4_ps::<2>(sum),
+                _mm512_extractf32x4_ps::<3>(sum),
+            ];
+            for (i, &row) in rows.iter().enumerate() {
+                let r = 4 * (first + j) + i;
+                if r >= g.rows {
+                    break;
+                }
+                let p = out.add(r * g.out_row);
+                _mm_storeu_ps(p, if g.overwrite { row } else { _mm_add_ps(_mm_loadu_ps(p), row) });
+            }
         }
     }
 }

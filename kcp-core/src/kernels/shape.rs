@@ -1,7 +1,7 @@
 //! [`Gemm`]: the shape of one small matrix product, and its portable loops.
 
 use super::{axpy, Isa, Real};
-use crate::tuning::{PREFETCH_MIN_LEN, STREAM_MAX_LEN};
+use crate::tuning::{PREFETCH_MIN_LEN, QUADS_MAX_PACKED, QUADS_MIN_REPEATS, STREAM_MAX_LEN};
 
 /// The operand of a product whose next row is swept into L2 ([`Gemm::sweep`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -139,6 +139,10 @@ pub enum Route {
         /// The register blocks.
         blocks: Blocks,
     },
+    /// Products 4 floats wide on the AVX-512 path, four rows to a 16-float vector (its lanes
+    /// 4i..4i+3 the columns of row i), every repeat over the same `w`, packed once per call
+    /// with each value four times ([`Gemm::quads`]).
+    Quads,
     /// The portable loops: a transposed `a` larger than [`Gemm::PACK`].
     Portable,
 }
@@ -162,6 +166,7 @@ impl std::fmt::Display for Route {
             Route::Interleaved(blocks) => write!(f, "interleaved, {blocks}"),
             Route::Products { packed: true, blocks } => write!(f, "packed, {blocks}"),
             Route::Products { packed: false, blocks } => write!(f, "{blocks}"),
+            Route::Quads => f.write_str("4 rows to a vector, w packed"),
             Route::Portable => f.write_str("portable loops"),
         }
     }
@@ -201,6 +206,9 @@ impl Gemm {
         if self.interleaves(interleave_from..PREFETCH_MIN_LEN) {
             return Some(Route::Interleaved(blocks));
         }
+        if isa == Isa::Avx512 && self.quads() {
+            return Some(Route::Quads);
+        }
         if self.a_col != 1 && self.outer.saturating_mul(self.depth).saturating_mul(self.len) > Gemm::PACK {
             return Some(Route::Portable);
         }
@@ -209,6 +217,21 @@ impl Gemm {
 
     /// The most elements of a transposed `a` (`outer * depth * len`) that the micro-kernel packs.
     pub const PACK: usize = 1024;
+
+    /// Whether the AVX-512 path runs the product four rows to a vector ([`Route::Quads`]):
+    /// rows of exactly 4 floats, `a` contiguous along them, every repeat over the same `w`, at
+    /// least [`QUADS_MIN_REPEATS`] of them (the packing of `w`, once per call, is then a small
+    /// part of the work), and `w` packed within [`QUADS_MAX_PACKED`] floats (in L1).
+    pub(crate) fn quads(&self) -> bool {
+        let packed = self.rows.div_ceil(4).saturating_mul(16).saturating_mul(self.depth).saturating_mul(self.outer);
+        self.len == 4
+            && self.a_col == 1
+            && self.rows >= 4
+            && self.stream == 0
+            && self.repeat.w == 0
+            && self.repeat.count >= QUADS_MIN_REPEATS
+            && packed <= QUADS_MAX_PACKED
+    }
     /// The shortest sum over which a product whose operands are both contiguous along it (a
     /// transposed `a` with `a_row` = 1, and `w_col` = 1: rows of dots, as a weight's gradient
     /// is) runs as register blocks of dots, vectorised along the sum, instead of packing `a`.

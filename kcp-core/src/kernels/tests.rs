@@ -247,4 +247,58 @@ fn routes_follow_the_shape() {
     assert!(matches!(repeated(8).route(Isa::Avx2), Some(Route::Interleaved(Blocks::Avx2))));
     assert!(matches!(repeated(8).route(Isa::Avx512), Some(Route::Products { .. })));
     assert!(matches!(repeated(12).route(Isa::Avx512), Some(Route::Interleaved(Blocks::Avx512(_)))));
+    // Rows of exactly 4 floats over the same w, repeated (a tensor train's second UCF11 step):
+    // four rows to a vector on AVX-512, the 128-bit blocks on AVX2; not when w moves.
+    let quads = Gemm { repeat: Repeat { count: 160, out: 64, a: 320, w: 0 }, ..Gemm::row_major(16, 20, 4) };
+    assert_eq!(quads.route(Isa::Avx512), Some(Route::Quads));
+    assert_eq!(quads.route(Isa::Avx2), Some(Route::Products { packed: false, blocks: Blocks::Narrow }));
+    let moving = Gemm { repeat: Repeat { w: 1, ..quads.repeat }, ..quads };
+    assert_eq!(moving.route(Isa::Avx512), Some(Route::Products { packed: false, blocks: Blocks::Narrow }));
+}
+
+/// Products four floats wide run four rows to a vector on AVX-512 ([`super::Route::Quads`]),
+/// against the portable f64 product: rows around the quads and register blocks (4, 16, and
+/// the remainders), sums over one index or two, strided rows of `out`, `a` and `w`, repeats
+/// into other rows or summed into the same `out`, adding or overwriting.
+#[test]
+fn quads_match_the_portable_product() {
+    let mut rng = Rng::new(0x0004_4444);
+    let mut next = move || rng.next_f64() as f32 / 2.0;
+    let mut routed = 0;
+    for rows in [4, 5, 7, 8, 12, 13, 16, 17, 31, 33] {
+        for (depth, outer) in [(1, 1), (3, 1), (20, 4), (5, 2)] {
+            for (count, into_same) in [(8, false), (9, true), (160, false)] {
+                for overwrite in [false, true] {
+                    let out_row = 4 + rows % 3;
+                    let a_row = 4 + 12 * (depth % 2);
+                    let a_outer = depth * a_row + 1;
+                    let g = Gemm {
+                        out_row,
+                        a_row,
+                        w_row: outer * depth * 2 + 1,
+                        w_col: 2,
+                        outer,
+                        a_outer,
+                        w_outer: depth * 2 + 1,
+                        overwrite: overwrite && !into_same,
+                        repeat: Repeat {
+                            count,
+                            out: if into_same { 0 } else { rows * out_row + 3 },
+                            a: outer * a_outer + 5,
+                            w: 0,
+                        },
+                        ..Gemm::row_major(rows, depth, 4)
+                    };
+                    let fits = rows.div_ceil(4) * 16 * depth * outer <= crate::tuning::QUADS_MAX_PACKED;
+                    let quads = g.route(super::Isa::Avx512) == Some(super::Route::Quads);
+                    assert_eq!(quads, fits, "{g:?}");
+                    routed += usize::from(quads);
+                    for isa in Supported::available() {
+                        matches_portable(isa, g, &mut next, 1e-4);
+                    }
+                }
+            }
+        }
+    }
+    assert!(routed >= 200, "only {routed} products ran as quads on AVX-512");
 }
