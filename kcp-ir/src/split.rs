@@ -11,10 +11,11 @@
 //! the index appears, or after it is summed) costs each part all of it. Each candidate is cut
 //! as evenly as its size allows, each part in the layer's order (a cut only makes the network
 //! smaller), and recosted. Of those whose larger part saves at least [`SPLIT_MIN_GAIN`] of the
-//! row's MACs, the [`SPLIT_MAX_LOWERED`] of fewest MACs are lowered, and the one whose larger
-//! part the layout model estimates fastest wins ([`estimate_per_row`]: MACs at the efficiency
-//! of each step's inner operation, so a cut that shortens a step's contiguous runs counts as
-//! slower), if it saves that much of the row's estimated time too. Of equals, x's first mode
+//! row's MACs, the [`SPLIT_MAX_LOWERED`] of fewest MACs (within [`SPLIT_LOWERED_WITHIN`] of
+//! the fewest) are lowered, and the one whose larger part the layout model estimates fastest
+//! wins ([`estimate_per_row`]: MACs at the efficiency of each step's inner operation, so a cut
+//! that shortens a step's contiguous runs counts as slower), if it saves that much of the
+//! row's estimated time too. Of equals, x's first mode
 //! wins (each thread reads only its half of x), then a rank or a bond, then an output mode
 //! (whose parts write through a copy of their slab of y), each kind in the network's index
 //! order.
@@ -25,7 +26,7 @@ use crate::graph::Index;
 use crate::loops::{estimate_per_row, LoopNest};
 use crate::network::Network;
 use crate::plan::Plan;
-use crate::tuning::{SPLIT_MAX_LOWERED, SPLIT_MIN_GAIN, SPLIT_MIN_MACS};
+use crate::tuning::{SPLIT_LOWERED_WITHIN, SPLIT_MAX_LOWERED, SPLIT_MIN_GAIN, SPLIT_MIN_MACS};
 use crate::Options;
 
 /// The split of a row of `network` (planned as `plan`, lowered as `nest`) over two threads,
@@ -50,8 +51,10 @@ pub(crate) fn split(network: &Network, plan: &Plan, nest: &LoopNest, options: &O
         .filter(|&(larger, ..)| (whole as f64) >= SPLIT_MIN_GAIN * larger as f64)
         .collect();
     paying.sort_unstable();
+    let fewest = paying.first().map_or(0, |&(larger, ..)| larger);
     paying
         .into_iter()
+        .take_while(|&(larger, ..)| larger as f64 <= SPLIT_LOWERED_WITHIN * fewest as f64)
         .take(SPLIT_MAX_LOWERED)
         .filter_map(|(.., index)| {
             let (cut, time) = cut(network, plan, index, options)?;
@@ -78,7 +81,9 @@ fn cut(network: &Network, plan: &Plan, index: Index, options: &Options) -> Optio
         let nest = crate::loops::lower(&plan, &part.graph());
         (estimate_per_row(&plan, &nest, 1), nest)
     };
-    let [(t0, p0), (t1, p1)] = parts.each_ref().map(lower);
+    // The parts of an even cut are the same network: lowered once.
+    let (t0, p0) = lower(&parts[0]);
+    let (t1, p1) = if parts[0] == parts[1] { (t0, p0.clone()) } else { lower(&parts[1]) };
     Some((Split { row: row_split(network, index, size), parts: [p0, p1] }, t0.max(t1)))
 }
 

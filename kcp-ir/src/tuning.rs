@@ -23,6 +23,11 @@ pub(crate) const SPLIT_MIN_GAIN: f64 = 1.3;
 /// of the UCF11 layers timed one by one (KCP rank 9, TT, TR, CP), the fastest was always among
 /// the three of fewest MACs.
 pub(crate) const SPLIT_MAX_LOWERED: usize = 3;
+/// How many times the fewest MACs a cut's larger part may have and still be lowered to
+/// compare: the estimate's differences between cuts of nearly equal MACs (CP's rank cut and
+/// its first-mode cut, 2% apart) are what the comparison is for; a cut 1.125x the work of the
+/// best would need kernels that much faster.
+pub(crate) const SPLIT_LOWERED_WITHIN: f64 = 1.125;
 
 // -- lowering (loops/) --
 

@@ -1,11 +1,11 @@
 //! The generic executor: runs any [`Program`] on weights known only at run time. The command line
 //! and users with run-time shapes use it; generated kernels are its specialised twins.
 
+use std::sync::OnceLock;
+
 use crate::bptt::CellGrads;
 use crate::driver::{HalfFn, Lanes, RowFn, RowKernel};
 use crate::training::{BackFn, KeepFn, Trace, TrainKernel};
-use std::sync::OnceLock;
-
 use crate::{BackwardProgram, Error, Program, Recurrent, ShapeError, Split, State, Threads, Weights};
 
 /// A layer of any format executed from its program.

@@ -139,9 +139,9 @@ pub enum Route {
         /// The register blocks.
         blocks: Blocks,
     },
-    /// Products 4 floats wide on the AVX-512 path, four rows to a 16-float vector (its lanes
-    /// 4i..4i+3 the columns of row i), every repeat over the same `w`, packed once per call
-    /// with each value four times ([`Gemm::quads`]).
+    /// Products exactly 4 floats wide, repeated over the same `w`, on the AVX-512 path: four
+    /// rows to a 16-float vector (its lanes 4i..4i+3 the columns of row i), `w` packed once
+    /// per call with each value four times.
     Quads,
     /// The portable loops: a transposed `a` larger than [`Gemm::PACK`].
     Portable,
