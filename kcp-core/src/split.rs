@@ -145,6 +145,12 @@ pub struct Split {
 }
 
 impl Split {
+    /// The scratch either part needs for one row of a layer of `output` elements: its
+    /// program's two buffers and, where an output mode is cut, its slab of y.
+    pub fn scratch_len(&self, output: usize) -> usize {
+        (0..2).map(|k| 2 * self.parts[k].scratch_len + self.row.extra_scratch(k, output)).max().unwrap_or(0)
+    }
+
     /// Whether the split fits `whole` (the layer's program): the cut lies within the index,
     /// every core's axis within its shape, and each part's program passes its check, reads
     /// the cores' slices and writes its part of y.

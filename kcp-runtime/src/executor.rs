@@ -112,13 +112,12 @@ impl Executor {
                 self.program.run_row(x, y, s, &self.weights.cores, &self.prep)
             },
             halves: self.split.as_deref().map(|split| {
-                let (row, output) = (&split.split.row, self.program.output_size());
-                let scratch = |k: usize| 2 * split.split.parts[k].scratch_len + row.extra_scratch(k, output);
+                let row = &split.split.row;
                 let half = move |k: usize, x: &[f32], y: &mut [f32], s: &mut [f32]| {
                     let part = &split.parts(self)[k];
                     row.run_part(k, x, y, s, |x, y, s| part.program.run_row(x, y, s, &part.weights.cores, &part.prep))
                 };
-                (half, scratch(0).max(scratch(1)))
+                (half, split.split.scratch_len(self.program.output_size()))
             }),
             lanes: self.lanes.as_ref().map(|lanes| Lanes {
                 lanes: lanes.lanes,

@@ -427,6 +427,7 @@ fn layer_struct(compiled: &Compiled, item: &Item, parts: Parts) -> TokenStream {
     let (nest, lanes, bias) = (&compiled.nest, compiled.lanes.as_ref(), compiled.spec.bias());
     let (prep_macs, plan) = (compiled.plan.prep_macs(), compiled.plan.to_string());
     let (halves, halves_type) = halves;
+    let split_type = split_type();
     let d = usize_lit(nest.in_shape.len());
     let (n, m) = (usize_lit(nest.input_size()), usize_lit(nest.output_size()));
     let in_shape = nest.in_shape.iter().map(|&v| usize_lit(v));
@@ -458,10 +459,7 @@ fn layer_struct(compiled: &Compiled, item: &Item, parts: Parts) -> TokenStream {
             __kcp_prep: ::std::vec::Vec<::std::vec::Vec<f32>>,
             /// Where a row is cut in two parts for two threads (none where no cut pays): the cut, and
             /// each part's cores and pre-products.
-            __kcp_split: ::std::option::Option<(
-                ::kcp::__private::RowSplit,
-                [(::std::vec::Vec<::std::vec::Vec<f32>>, ::std::vec::Vec<::std::vec::Vec<f32>>); 2],
-            )>,
+            __kcp_split: #split_type,
         }
 
         #[allow(unused, clippy::all, clippy::pedantic, clippy::nursery)]
@@ -738,8 +736,7 @@ struct Split {
 /// kernels, and the cut that slices the cores and places each part's x and y.
 fn split(split: &kcp_core::Split, output: usize) -> Split {
     let row = &split.row;
-    let scratch = (0..2).map(|k| 2 * split.parts[k].scratch_len + row.extra_scratch(k, output)).max().unwrap_or(0);
-    let scratch = usize_lit(scratch);
+    let scratch = usize_lit(split.scratch_len(output));
     // Parts of the same shape (a cut of an even size) share their kernels.
     let same = split.parts[0] == split.parts[1];
     let names = if same { ["__kcp_part", "__kcp_part"] } else { ["__kcp_part0", "__kcp_part1"] };
