@@ -413,6 +413,13 @@ unsafe fn registers<const R: usize, const V: usize>(
 /// up to 4 rows of `w` by 4 columns of `a`, each of the 16 dots a vector accumulator along the
 /// sum (its tail masked), summed across lanes once at the end.
 ///
+/// A short sum runs block by block, each over the whole sum. A long one runs in tiles of
+/// [`DOTS_TILE`] dots, the sum piece by piece ([`Pieces`]) over every block of the tile, their
+/// accumulators kept in memory between pieces: the rows and columns of a piece are then read
+/// from L2 once and reused from L1 by every block of the tile, where block by block the
+/// tile's rows were read again for every block of columns (a weight gradient of the UCF11
+/// layer reads 4 rows of 2,880 floats five times so, 46 KB each time).
+///
 /// # Safety
 /// As for [`gemm`].
 #[target_feature(enable = "avx512f,avx2,fma")]
@@ -422,45 +429,151 @@ unsafe fn dots(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
         let (o, a, w) = (out.as_mut_ptr(), a.as_ptr(), w.as_ptr());
         let tail = g.depth % LANES;
         let mask: __mmask16 = if tail == 0 { 0 } else { (1u16 << tail) - 1 };
-        let mut m = 0;
-        while m < g.rows {
-            let rows = (g.rows - m).min(4);
-            let mut q = 0;
-            while q < g.len {
-                let cols = (g.len - q).min(4);
-                let (ob, ab, wb) = (o.add(m * g.out_row + q), a.add(q * g.a_col), w.add(m * g.w_row));
-                match (rows, cols) {
-                    (4, 4) => dot_block::<4, 4>(ob, ab, wb, &g, mask),
-                    (4, 3) => dot_block::<4, 3>(ob, ab, wb, &g, mask),
-                    (4, 2) => dot_block::<4, 2>(ob, ab, wb, &g, mask),
-                    (4, _) => dot_block::<4, 1>(ob, ab, wb, &g, mask),
-                    (3, 4) => dot_block::<3, 4>(ob, ab, wb, &g, mask),
-                    (3, 3) => dot_block::<3, 3>(ob, ab, wb, &g, mask),
-                    (3, 2) => dot_block::<3, 2>(ob, ab, wb, &g, mask),
-                    (3, _) => dot_block::<3, 1>(ob, ab, wb, &g, mask),
-                    (2, 4) => dot_block::<2, 4>(ob, ab, wb, &g, mask),
-                    (2, 3) => dot_block::<2, 3>(ob, ab, wb, &g, mask),
-                    (2, 2) => dot_block::<2, 2>(ob, ab, wb, &g, mask),
-                    (2, _) => dot_block::<2, 1>(ob, ab, wb, &g, mask),
-                    (_, 4) => dot_block::<1, 4>(ob, ab, wb, &g, mask),
-                    (_, 3) => dot_block::<1, 3>(ob, ab, wb, &g, mask),
-                    (_, 2) => dot_block::<1, 2>(ob, ab, wb, &g, mask),
-                    (_, _) => dot_block::<1, 1>(ob, ab, wb, &g, mask),
+        let (tile_rows, tile_cols, pieces) = Pieces::of(&g);
+        // Written by a piece before the next one reads it (unused where the sum is one piece).
+        let mut partial = std::mem::MaybeUninit::<[__m512; DOTS_TILE]>::uninit();
+        let partial = partial.as_mut_ptr().cast::<__m512>();
+        let mut m0 = 0;
+        while m0 < g.rows {
+            let tr = (g.rows - m0).min(tile_rows);
+            let mut q0 = 0;
+            while q0 < g.len {
+                let tc = (g.len - q0).min(tile_cols);
+                for piece in pieces.iter() {
+                    let mut m = 0;
+                    while m < tr {
+                        let rows = (tr - m).min(4);
+                        let mut q = 0;
+                        while q < tc {
+                            let cols = (tc - q).min(4);
+                            let (mm, qq) = (m0 + m, q0 + q);
+                            let (ob, ab, wb) = (o.add(mm * g.out_row + qq), a.add(qq * g.a_col), w.add(mm * g.w_row));
+                            let acc = Partial { at: partial.add(m * tile_cols + q), row: tile_cols };
+                            macro_rules! run {
+                                ($r:literal, $c:literal) => {
+                                    dot_block::<$r, $c>(ob, ab, wb, &g, mask, &piece, acc)
+                                };
+                            }
+                            match (rows, cols) {
+                                (4, 4) => run!(4, 4),
+                                (4, 3) => run!(4, 3),
+                                (4, 2) => run!(4, 2),
+                                (4, _) => run!(4, 1),
+                                (3, 4) => run!(3, 4),
+                                (3, 3) => run!(3, 3),
+                                (3, 2) => run!(3, 2),
+                                (3, _) => run!(3, 1),
+                                (2, 4) => run!(2, 4),
+                                (2, 3) => run!(2, 3),
+                                (2, 2) => run!(2, 2),
+                                (2, _) => run!(2, 1),
+                                (_, 4) => run!(1, 4),
+                                (_, 3) => run!(1, 3),
+                                (_, 2) => run!(1, 2),
+                                (_, _) => run!(1, 1),
+                            }
+                            q += cols;
+                        }
+                        m += rows;
+                    }
                 }
-                q += cols;
+                q0 += tc;
             }
-            m += rows;
+            m0 += tr;
         }
     }
 }
 
-/// One block of `R` rows by `C` columns of [`dots`]: `out[i * out_row + j] (+)= sum over the
-/// outer and inner sums of w[i * w_row + ..] * a[j * a_col + ..]`.
+/// The most dots a tile of [`dots`] keeps between pieces of the sum: 128 vectors, 8 KiB.
+const DOTS_TILE: usize = 128;
+
+/// The floats of a piece's rows and columns that [`dots`] keeps within L1 (32 KiB, Zen 4's
+/// L1D; Zen 5's is 48).
+const DOTS_PIECE_FLOATS: usize = 8192;
+
+/// A piece of the sum of [`dots`]: outer steps `k2` and, of each, the steps `k` (the masked
+/// tail with the last), and whether it is the first piece (its accumulators start at zero) and
+/// the last (they are summed into `out`).
+#[derive(Clone, Debug)]
+struct Piece {
+    k2: std::ops::Range<usize>,
+    k: std::ops::Range<usize>,
+    first: bool,
+    last: bool,
+}
+
+/// How [`dots`] cuts its sum into [`Piece`]s: `outer_step` outer steps a piece, and of each
+/// outer step, runs of `inner_step` (a multiple of the vector width; the last run takes the
+/// rest, up to one and a half runs).
+#[derive(Clone, Copy, Debug)]
+struct Pieces {
+    outer: usize,
+    depth: usize,
+    outer_step: usize,
+    inner_step: usize,
+}
+
+impl Pieces {
+    /// The tile's rows and columns, and the pieces: one, the whole sum, where a row block's
+    /// rows over the whole sum fit [`DOTS_PIECE_FLOATS`] (they stay in L1 while the blocks of
+    /// columns read them); else pieces whose tile rows and columns fit it, whole outer steps
+    /// where the steps are short (as many as fit, at least one), or the inner sum cut into
+    /// runs of whole vectors where one step is more than twice what fits.
+    fn of(g: &Gemm) -> (usize, usize, Pieces) {
+        let (outer, depth) = (g.outer, g.depth);
+        if depth.saturating_mul(outer).saturating_mul(g.rows.min(4)) <= DOTS_PIECE_FLOATS {
+            return (g.rows, g.len, Pieces { outer, depth, outer_step: outer.max(1), inner_step: depth });
+        }
+        let rows = g.rows.clamp(1, 16);
+        let cols = g.len.clamp(1, DOTS_TILE / rows);
+        let fits = ((DOTS_PIECE_FLOATS / (rows + cols)) / LANES * LANES).max(4 * LANES);
+        let pieces = if depth <= 2 * fits {
+            Pieces { outer, depth, outer_step: (fits / depth.max(1)).max(1), inner_step: depth }
+        } else {
+            Pieces { outer, depth, outer_step: 1, inner_step: fits }
+        };
+        (rows, cols, pieces)
+    }
+
+    /// The pieces, in order.
+    fn iter(self) -> impl Iterator<Item = Piece> {
+        let (mut k2, mut k) = (0, 0);
+        std::iter::from_fn(move || {
+            if k2 >= self.outer {
+                return None;
+            }
+            let k2_end = (k2 + self.outer_step).min(self.outer);
+            let rest = self.depth - k;
+            let end = if rest <= self.inner_step + self.inner_step / 2 { self.depth } else { k + self.inner_step };
+            let piece = Piece { k2: k2..k2_end, k: k..end, first: k2 == 0 && k == 0, last: k2_end == self.outer && end == self.depth };
+            if end == self.depth {
+                (k2, k) = (k2_end, 0);
+            } else {
+                k = end;
+            }
+            Some(piece)
+        })
+    }
+}
+
+/// Where a block of [`dots`] keeps its accumulators between pieces: row `i`, column `j` at
+/// `at + i * row + j`.
+#[derive(Clone, Copy)]
+struct Partial {
+    at: *mut __m512,
+    row: usize,
+}
+
+/// One block of `R` rows by `C` columns of [`dots`] over one piece of the sum:
+/// `out[i * out_row + j] (+)= sum over the outer and inner sums of w[i * w_row + ..] *
+/// a[j * a_col + ..]`, its accumulators from `acc` unless the piece is the first, and into `acc`
+/// unless it is the last.
 ///
 /// # Safety
 /// The CPU must have AVX-512F, AVX2 and FMA, and `out`, `a` and `w` must point into buffers that
 /// hold every element this part of the product `g` reaches (what [`gemm`]'s caller guarantees
-/// for the whole product).
+/// for the whole product); `acc` must hold the block's accumulators unless the piece is the
+/// only one.
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn dot_block<const R: usize, const C: usize>(
     out: *mut f32,
@@ -468,17 +581,28 @@ unsafe fn dot_block<const R: usize, const C: usize>(
     w: *const f32,
     g: &Gemm,
     mask: __mmask16,
+    piece: &Piece,
+    acc: Partial,
 ) {
     // SAFETY: the function's contract (its `# Safety`) is what these operations need.
     unsafe {
-        let mut acc = [[_mm512_setzero_ps(); C]; R];
-        let full = g.depth - g.depth % LANES;
-        for k2 in 0..g.outer {
+        let kept = |i: usize, j: usize| acc.at.add(i * acc.row + j);
+        let mut sums = [[_mm512_setzero_ps(); C]; R];
+        if !piece.first {
+            for (i, row) in sums.iter_mut().enumerate() {
+                for (j, sum) in row.iter_mut().enumerate() {
+                    *sum = *kept(i, j);
+                }
+            }
+        }
+        let full = piece.k.end.min(g.depth - g.depth % LANES);
+        let masked = mask != 0 && piece.k.end == g.depth;
+        for k2 in piece.k2.clone() {
             let (a, w) = (a.add(k2 * g.a_outer), w.add(k2 * g.w_outer));
-            let mut k = 0;
+            let mut k = piece.k.start;
             while k < full {
                 let av: [__m512; C] = std::array::from_fn(|j| _mm512_loadu_ps(a.add(j * g.a_col + k)));
-                for (i, row) in acc.iter_mut().enumerate() {
+                for (i, row) in sums.iter_mut().enumerate() {
                     let wv = _mm512_loadu_ps(w.add(i * g.w_row + k));
                     for (sum, &v) in row.iter_mut().zip(&av) {
                         *sum = _mm512_fmadd_ps(wv, v, *sum);
@@ -486,9 +610,9 @@ unsafe fn dot_block<const R: usize, const C: usize>(
                 }
                 k += LANES;
             }
-            if mask != 0 {
+            if masked {
                 let av: [__m512; C] = std::array::from_fn(|j| _mm512_maskz_loadu_ps(mask, a.add(j * g.a_col + k)));
-                for (i, row) in acc.iter_mut().enumerate() {
+                for (i, row) in sums.iter_mut().enumerate() {
                     let wv = _mm512_maskz_loadu_ps(mask, w.add(i * g.w_row + k));
                     for (sum, &v) in row.iter_mut().zip(&av) {
                         *sum = _mm512_fmadd_ps(wv, v, *sum);
@@ -496,8 +620,12 @@ unsafe fn dot_block<const R: usize, const C: usize>(
                 }
             }
         }
-        for (i, row) in acc.iter().enumerate() {
+        for (i, row) in sums.iter().enumerate() {
             for (j, &sum) in row.iter().enumerate() {
+                if !piece.last {
+                    *kept(i, j) = sum;
+                    continue;
+                }
                 let p = out.add(i * g.out_row + j);
                 let total = _mm512_reduce_add_ps(sum);
                 *p = if g.overwrite { total } else { *p + total };
