@@ -366,6 +366,17 @@ impl Kernel {
     }
 
     fn run_loops<T: Real>(&self, depth: usize, out: &mut [T], a: &[T], w: &[T], at: [usize; 3]) {
+        // The two innermost loops around an axpy as plain loops, without a call per step:
+        // for the short axpys of pre-products (outer products, sums over a short rank) the
+        // calls cost more than the multiply-adds (a tensor ring's pre-products took 0.4 ms).
+        if let (Inner::Axpy { len }, true) = (self.inner, depth < self.loops.len() && depth + 2 >= self.loops.len()) {
+            let last = &self.loops[depth..];
+            match len {
+                1 => innermost(last, at, |o, ia, iw| out[o] += w[iw] * a[ia]),
+                _ => innermost(last, at, |o, ia, iw| axpy(&mut out[o..o + len], &a[ia..ia + len], w[iw])),
+            }
+            return;
+        }
         let Some(l) = self.loops.get(depth) else {
             let [o, ia, iw] = at;
             match self.inner {
@@ -382,6 +393,24 @@ impl Kernel {
         for k in 0..l.extent {
             let at = [at[0] + k * l.strides[0], at[1] + k * l.strides[1], at[2] + k * l.strides[2]];
             self.run_loops(depth + 1, out, a, w, at);
+        }
+    }
+}
+
+/// The one or two innermost loops of a nest, `at` the offsets they start from: `step(o, ia,
+/// iw)` at every step, in order.
+#[inline(always)]
+fn innermost(loops: &[Loop], at: [usize; 3], mut step: impl FnMut(usize, usize, usize)) {
+    let ((outer, [so, sa, sw]), inner) = match loops {
+        [outer, inner] => ((outer.extent, outer.strides), inner),
+        [only] => ((1, [0; 3]), only),
+        _ => unreachable!("one or two loops"),
+    };
+    let [io, ia, iw] = inner.strides;
+    for p in 0..outer {
+        let [o, a, w] = [at[0] + p * so, at[1] + p * sa, at[2] + p * sw];
+        for k in 0..inner.extent {
+            step(o + k * io, a + k * ia, w + k * iw);
         }
     }
 }
