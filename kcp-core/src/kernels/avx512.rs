@@ -545,7 +545,12 @@ impl Pieces {
             let k2_end = (k2 + self.outer_step).min(self.outer);
             let rest = self.depth - k;
             let end = if rest <= self.inner_step + self.inner_step / 2 { self.depth } else { k + self.inner_step };
-            let piece = Piece { k2: k2..k2_end, k: k..end, first: k2 == 0 && k == 0, last: k2_end == self.outer && end == self.depth };
+            let piece = Piece {
+                k2: k2..k2_end,
+                k: k..end,
+                first: k2 == 0 && k == 0,
+                last: k2_end == self.outer && end == self.depth,
+            };
             if end == self.depth {
                 (k2, k) = (k2_end, 0);
             } else {
