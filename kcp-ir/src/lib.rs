@@ -40,8 +40,8 @@ pub use spec::{limits, validate, Batch, Cell, CellKind, Spec, ValidSpec};
 pub mod test {
     pub use crate::backward::{brute_force_macs, separate};
     pub use crate::eval::{
-        dense_forward, dense_gradients, dense_weight, interpret, interpret_backward, random_factors, relative_error,
-        run_backward_nest, run_nest, Gradients,
+        dense_forward, dense_gradients, dense_weight, interpret, interpret_backward, magnitudes, random_factors,
+        relative_error, rounding_error, run_backward_nest, run_nest, Gradients,
     };
     pub use crate::plan::oracle::optimal_tree;
     pub use crate::split::along as split_along;

@@ -26,6 +26,26 @@ pub fn random_factors(rng: &mut Rng, spec: &crate::ValidSpec) -> Vec<Vec<f64>> {
     (0..spec.modes()).map(|d| rng.vec(kcp_rank(spec) * spec.out_shape()[d] * spec.in_shape()[d])).collect()
 }
 
+/// The Frobenius norm of `a - b` over that of `magnitude`, the same result computed from the
+/// absolute values of every input (each element the sum of its terms' absolute values, as
+/// [`dense_forward`] or [`dense_gradients`] give it from `|x|`, `|cores|` and `|dy|`): a bound
+/// that f32's rounding keeps to whatever the cancellation in a sum, where the error relative to
+/// the result itself grows without bound as terms cancel. 0 when both are zero.
+pub fn rounding_error(a: &[f64], b: &[f64], magnitude: &[f64]) -> f64 {
+    let diff: f64 = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum();
+    let norm: f64 = magnitude.iter().map(|y| y * y).sum();
+    if norm == 0.0 {
+        diff.sqrt()
+    } else {
+        (diff / norm).sqrt()
+    }
+}
+
+/// The absolute values, for [`rounding_error`]'s magnitude.
+pub fn magnitudes(v: &[f64]) -> Vec<f64> {
+    v.iter().map(|e| e.abs()).collect()
+}
+
 /// The Frobenius norm of `a - b` over that of `b`; 0 when both are zero.
 pub fn relative_error(a: &[f64], b: &[f64]) -> f64 {
     let diff: f64 = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum();
