@@ -132,6 +132,10 @@ pub struct RowsFromA {
     pub w_col: usize,
     /// Whether the product overwrites `out` instead of adding to it.
     pub overwrite: bool,
+    /// Where `a` is a row of x with the batch going on after it, the distance to the same
+    /// product in the next row (as [`Gemm::stream`]): its rows of the next row are swept into
+    /// L2 block by block; 0 for none.
+    pub stream: usize,
     /// How often the product is done (see [`Repeat`]; its `a` and `w` strides are this
     /// product's).
     pub repeat: Repeat,
@@ -147,6 +151,7 @@ impl RowsFromA {
             a_col: self.w_col,
             w_row: self.a_row,
             overwrite: self.overwrite,
+            stream: self.stream,
             repeat: Repeat { a: self.repeat.w, w: self.repeat.a, ..self.repeat },
             ..Gemm::row_major(self.rows, self.depth, self.len)
         }

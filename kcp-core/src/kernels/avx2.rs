@@ -98,11 +98,19 @@ pub(super) unsafe fn product(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm, pac
         }
         // Blocks one vector wide take twice the rows, to keep as many FMA chains in flight.
         let tall = g.len < 16;
+        // x supplying many rows of one block of columns: each block of rows sweeps its own
+        // rows of the next slab (as on the AVX-512 path).
+        let by_rows = matches!(swept, Some((Swept::W, _))) && g.w_col == 1 && g.rows > MR && g.len <= 16;
         let mut m = 0;
         while m < g.rows {
             let (o, wm) = (out.add(m * g.out_row), w.add(m * g.w_row));
             // The next row's slab is swept once, by the first block of rows.
             let sweep = match swept {
+                _ if by_rows => {
+                    let rows = if tall && g.rows - m >= TALL_MR { TALL_MR } else { MR.min(g.rows - m) };
+                    sweep_rows(w.wrapping_add(g.stream + m * g.w_row), rows * g.w_row);
+                    std::ptr::null()
+                }
                 Some((Swept::A, _)) if m == 0 => a.wrapping_add(g.stream),
                 Some((Swept::W, _)) if m == 0 => w.wrapping_add(g.stream),
                 _ => std::ptr::null(),
@@ -124,6 +132,19 @@ pub(super) unsafe fn product(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm, pac
             }
             m += MR;
         }
+    }
+}
+
+/// Prefetch `len` floats from `from` into L2, a 64-byte line at a time: rows of the next slab
+/// of x (inside x, which [`Gemm::sweep`] checked). Both micro-kernels.
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+pub(super) unsafe fn sweep_rows(from: *const f32, len: usize) {
+    for line in (0..len).step_by(16) {
+        _mm_prefetch::<_MM_HINT_T1>(from.wrapping_add(line).cast());
     }
 }
 

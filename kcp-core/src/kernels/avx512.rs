@@ -250,11 +250,22 @@ unsafe fn product(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm, packed: bool, 
         let (out, a, w) = (out.as_mut_ptr(), a.as_ptr(), w.as_ptr());
         super::avx2::first_lines(a, end, &g);
         let block = g.block.clamped();
+        // x supplying many rows of one block of columns (rows from a row of x): each block of
+        // rows sweeps its own rows of the next slab, which the columns' sweep of the first
+        // block (a few lines per summed index) would not reach.
+        let by_rows = matches!(swept, Some((Swept::W, _)))
+            && g.w_col == 1
+            && g.rows > block.rows
+            && g.len <= LANES * block.vectors;
         let mut m = 0;
         while m < g.rows {
             let rows = block.rows.min(g.rows - m);
             // The next row's slab is swept once, by the first block of rows.
             let sweep = match swept {
+                _ if by_rows => {
+                    super::avx2::sweep_rows(w.wrapping_add(g.stream + m * g.w_row), rows * g.w_row);
+                    std::ptr::null()
+                }
                 Some((Swept::A, _)) if m == 0 => a.wrapping_add(g.stream),
                 Some((Swept::W, _)) if m == 0 => w.wrapping_add(g.stream),
                 _ => std::ptr::null(),

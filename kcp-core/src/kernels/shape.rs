@@ -420,7 +420,8 @@ impl Gemm {
         }
         // SAFETY: the loops above wrote each of the first `len` = outer * depth * len elements.
         let packed = unsafe { std::slice::from_raw_parts(packed.as_ptr().cast::<f32>(), len) };
-        let contiguous = Gemm { a_row: self.len, a_outer: self.depth * self.len, a_col: 1, stream: 0, ..self.once() };
+        // `stream` stays: `w` may be the row of x (a sweep of the packed `a` stays inside it).
+        let contiguous = Gemm { a_row: self.len, a_outer: self.depth * self.len, a_col: 1, ..self.once() };
         Some(f(packed, contiguous))
     }
 

@@ -176,6 +176,34 @@ fn streaming_the_next_row_of_w_changes_nothing() {
     }
 }
 
+/// The same where a row of x supplies many rows of one block of columns (`w` with its rows
+/// contiguous along the sum, the tensor train's first UCF11 step: 3200 rows of 18 by 16
+/// columns of a core, read transposed): each block of rows sweeps its own rows of the next
+/// row of x, `a` packed or not, and the result does not change.
+#[test]
+fn sweeping_the_next_rows_of_w_changes_nothing() {
+    for (rows, depth, len, transposed) in
+        [(3200, 18, 16, true), (100, 18, 16, false), (37, 5, 12, true), (33, 9, 16, false)]
+    {
+        let n = rows * depth;
+        let x: Vec<f32> = (0..3 * n).map(|v| (v % 11) as f32 - 5.0).collect();
+        let core: Vec<f32> = (0..depth * len).map(|v| (v % 7) as f32 - 3.0).collect();
+        let (a_row, a_col) = if transposed { (1, depth) } else { (len, 1) };
+        let plain = Gemm { a_row, a_col, ..Gemm::row_major(rows, depth, len) };
+        assert_eq!(Gemm { stream: n, ..plain }.sweep(core.len(), 2 * n).map(|s| s.0), Some(super::shape::Swept::W));
+        for isa in Supported::available() {
+            let mut want = vec![0.0f32; rows * len];
+            gemm_on(isa, &mut want, &core, &x, plain);
+            // The next row right after this one, and cut short by the slice.
+            for x_len in [2 * n, 2 * n - 1, n + 1] {
+                let mut got = vec![f32::NAN; rows * len];
+                gemm_on(isa, &mut got, &core, &x[..x_len], Gemm { stream: n, ..plain });
+                assert_eq!(got, want, "{isa}: {rows}x{depth}x{len}, transposed {transposed}, x of {x_len}");
+            }
+        }
+    }
+}
+
 /// The tiled transpose against the definition, over sizes around and across the tiles.
 #[test]
 fn transpose_moves_every_element() {

@@ -113,8 +113,11 @@ pub fn lower_lanes(plan: &Plan, graph: &ContractionGraph, lanes: usize) -> LoopN
         // A product on x row by row (x supplying its columns or its rows): the next row of
         // the batch is N elements on.
         let on_x = kernel.a == Buffer::X || kernel.w == Buffer::X;
-        if let (true, 1, Inner::Gemm { shape: g, .. }) = (on_x, lanes, &mut kernel.inner) {
-            g.stream = (0..graph.modes()).map(|d| size(Index::In(d))).product();
+        let next_row = (0..graph.modes()).map(|d| size(Index::In(d))).product();
+        match (on_x, lanes, &mut kernel.inner) {
+            (true, 1, Inner::Gemm { shape: g, .. }) => g.stream = next_row,
+            (true, 1, Inner::GemmRowsFromA { shape: g, .. }) if kernel.a == Buffer::X => g.stream = next_row,
+            _ => {}
         }
         match step.phase {
             Phase::Prep => prep.push(kernel),
@@ -555,6 +558,7 @@ fn gemm_rows_from_a(loops: &mut Vec<Loop>, depth: usize) -> Option<Inner> {
         a_row,
         w_col: columns.strides[2],
         overwrite: false,
+        stream: 0,
         repeat: Repeat::ONCE,
     };
     Some(Inner::GemmRowsFromA { shape, written_out: false })
