@@ -76,9 +76,13 @@ pub fn along(network: &Network, plan: &Plan, index: Index, options: &Options) ->
 fn cut(network: &Network, plan: &Plan, index: Index, options: &Options) -> Option<(Split, f64)> {
     let (_, size) = candidates(network).find(|&(i, _)| i == index)?;
     let parts = parts(network, index, size);
+    let row = network.input_size();
     let lower = |part: &Network| {
         let plan = part.plan_of(plan.tree(), options.max_prep_elems);
-        let nest = crate::loops::lower(&plan, &part.graph());
+        let mut nest = crate::loops::lower(&plan, &part.graph());
+        // A part's products on x sweep the next row of the batch, a whole row of the layer
+        // on (a part's own input size would be the other part's block of x, in this row).
+        crate::loops::next_row_at(&mut nest, row);
         (estimate_per_row(&plan, &nest, 1), nest)
     };
     // The parts of an even cut are the same network: lowered once.

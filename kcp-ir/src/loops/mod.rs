@@ -64,6 +64,22 @@ pub fn lower(plan: &Plan, graph: &ContractionGraph) -> LoopNest {
     lower_lanes(plan, graph, 1)
 }
 
+/// Make the products of `nest` that sweep the next row of x (`Gemm::stream`) find it `row`
+/// elements on: for a part of a row cut in two, whose own input is a block of the layer's.
+pub(crate) fn next_row_at(nest: &mut LoopNest, row: usize) {
+    for kernel in &mut nest.call {
+        match &mut kernel.inner {
+            Inner::Gemm { shape: Gemm { stream, .. }, .. }
+            | Inner::GemmRowsFromA { shape: RowsFromA { stream, .. }, .. }
+                if *stream != 0 =>
+            {
+                *stream = row
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Lower a plan for `lanes` rows at once, the batch index last in every tensor: x is read as
 /// `[N, lanes]` and y written as `[M, lanes]` (`lanes` = 1 is [`lower`]).
 pub fn lower_lanes(plan: &Plan, graph: &ContractionGraph, lanes: usize) -> LoopNest {
