@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use kcp_core::Inner;
 use kcp_ir::network::{eval, Format, Network};
 use kcp_ir::test::{relative_error, split_along, Rng};
 use kcp_ir::{Batch, Index, Options};
@@ -102,6 +103,16 @@ fn the_comparison_layers_cut_their_rows_in_halves() {
         let whole = compiled.plan.macs();
         assert!(larger * 10 <= whole * 6, "{}: {} leaves {larger} of {whole} MACs", network.format(), split.row);
         split.check(&compiled.nest).unwrap();
+        // A part's products on x sweep the batch's next row, a whole row on (not the part's
+        // own input size, which lands on the other part's block of x).
+        for kernel in split.parts.iter().flat_map(|p| &p.call) {
+            let stream = match kernel.inner {
+                Inner::Gemm { shape, .. } => shape.stream,
+                Inner::GemmRowsFromA { shape, .. } => shape.stream,
+                _ => 0,
+            };
+            assert!(stream == 0 || stream == 57_600, "{}: {stream}\n{kernel}", network.format());
+        }
     }
 }
 
