@@ -30,7 +30,8 @@ pub fn random_factors(rng: &mut Rng, spec: &crate::ValidSpec) -> Vec<Vec<f64>> {
 /// absolute values of every input (each element the sum of its terms' absolute values, as
 /// [`dense_forward`] or [`dense_gradients`] give it from `|x|`, `|cores|` and `|dy|`): a bound
 /// that f32's rounding keeps to whatever the cancellation in a sum, where the error relative to
-/// the result itself grows without bound as terms cancel. 0 when both are zero.
+/// the result itself grows without bound as terms cancel. When `magnitude` is all zero, the
+/// norm of `a - b`.
 pub fn rounding_error(a: &[f64], b: &[f64], magnitude: &[f64]) -> f64 {
     let diff: f64 = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum();
     let norm: f64 = magnitude.iter().map(|y| y * y).sum();
@@ -48,13 +49,7 @@ pub fn magnitudes(v: &[f64]) -> Vec<f64> {
 
 /// The Frobenius norm of `a - b` over that of `b`; 0 when both are zero.
 pub fn relative_error(a: &[f64], b: &[f64]) -> f64 {
-    let diff: f64 = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum();
-    let norm: f64 = b.iter().map(|y| y * y).sum();
-    if norm == 0.0 {
-        diff.sqrt()
-    } else {
-        (diff / norm).sqrt()
-    }
+    rounding_error(a, b, b)
 }
 
 /// Run a row-by-row forward nest keeping the intermediates its backward program reads, then the
