@@ -422,8 +422,7 @@ unsafe fn registers<const R: usize, const V: usize>(
 
 /// A product whose operands are both contiguous along the sum ([`Gemm::dots`]): blocks of
 /// up to 4 rows of `w` by 4 columns of `a`, each of the 16 dots a vector accumulator along the
-/// sum (its head, up to w's next 64-byte line, and its tail masked), summed across lanes once
-/// at the end.
+/// sum (its tail masked), summed across lanes once at the end.
 ///
 /// A short sum runs block by block, each over the whole sum. A long one runs in tiles of
 /// [`DOTS_TILE`] dots, the sum piece by piece ([`Pieces`]) over every block of the tile, their
@@ -439,6 +438,8 @@ unsafe fn dots(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
     // SAFETY: the function's contract (its `# Safety`) is what these operations need.
     unsafe {
         let (o, a, w) = (out.as_mut_ptr(), a.as_ptr(), w.as_ptr());
+        let tail = g.depth % LANES;
+        let mask: __mmask16 = if tail == 0 { 0 } else { (1u16 << tail) - 1 };
         let (tile_rows, tile_cols, pieces) = Pieces::of(&g);
         // Written by a piece before the next one reads it (unused where the sum is one piece).
         let mut partial = std::mem::MaybeUninit::<[__m512; DOTS_TILE]>::uninit();
@@ -461,7 +462,7 @@ unsafe fn dots(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
                             let acc = Partial { at: partial.add(m * tile_cols + q), row: tile_cols };
                             macro_rules! run {
                                 ($r:literal, $c:literal) => {
-                                    dot_block::<$r, $c>(ob, ab, wb, &g, &piece, acc)
+                                    dot_block::<$r, $c>(ob, ab, wb, &g, mask, &piece, acc)
                                 };
                             }
                             match (rows, cols) {
@@ -510,10 +511,6 @@ struct Piece {
     k: std::ops::Range<usize>,
     first: bool,
     last: bool,
-    /// Whether the sum's operands stream from L2, where a load that straddles two 64-byte
-    /// lines costs two: each outer step then starts with the floats up to the next line of
-    /// w's first row (from L1 the extra masked step measured slower than the straddling).
-    aligns: bool,
 }
 
 /// How [`dots`] cuts its sum into [`Piece`]s: `outer_step` outer steps a piece, and of each
@@ -525,7 +522,6 @@ struct Pieces {
     depth: usize,
     outer_step: usize,
     inner_step: usize,
-    aligns: bool,
 }
 
 impl Pieces {
@@ -536,19 +532,16 @@ impl Pieces {
     /// runs of whole vectors where one step is more than twice what fits.
     fn of(g: &Gemm) -> (usize, usize, Pieces) {
         let (outer, depth) = (g.outer, g.depth);
-        let sum = depth.saturating_mul(outer);
-        if sum.saturating_mul(g.rows.min(4)) <= DOTS_PIECE_FLOATS {
-            // A block's rows and columns over the whole sum beyond L1: they stream from L2.
-            let aligns = sum.saturating_mul(g.rows.min(4) + g.len.min(4)) > DOTS_PIECE_FLOATS;
-            return (g.rows, g.len, Pieces { outer, depth, outer_step: outer.max(1), inner_step: depth, aligns });
+        if depth.saturating_mul(outer).saturating_mul(g.rows.min(4)) <= DOTS_PIECE_FLOATS {
+            return (g.rows, g.len, Pieces { outer, depth, outer_step: outer.max(1), inner_step: depth });
         }
         let rows = g.rows.clamp(1, 16);
         let cols = g.len.clamp(1, DOTS_TILE / rows);
         let fits = ((DOTS_PIECE_FLOATS / (rows + cols)) / LANES * LANES).max(4 * LANES);
         let pieces = if depth <= 2 * fits {
-            Pieces { outer, depth, outer_step: (fits / depth.max(1)).max(1), inner_step: depth, aligns: true }
+            Pieces { outer, depth, outer_step: (fits / depth.max(1)).max(1), inner_step: depth }
         } else {
-            Pieces { outer, depth, outer_step: 1, inner_step: fits, aligns: true }
+            Pieces { outer, depth, outer_step: 1, inner_step: fits }
         };
         (rows, cols, pieces)
     }
@@ -568,7 +561,6 @@ impl Pieces {
                 k: k..end,
                 first: k2 == 0 && k == 0,
                 last: k2_end == self.outer && end == self.depth,
-                aligns: self.aligns && k == 0 && end == self.depth,
             };
             if end == self.depth {
                 (k2, k) = (k2_end, 0);
@@ -604,6 +596,7 @@ unsafe fn dot_block<const R: usize, const C: usize>(
     a: *const f32,
     w: *const f32,
     g: &Gemm,
+    mask: __mmask16,
     piece: &Piece,
     acc: Partial,
 ) {
@@ -618,36 +611,12 @@ unsafe fn dot_block<const R: usize, const C: usize>(
                 }
             }
         }
-        let step = |sums: &mut [[__m512; C]; R], a: *const f32, w: *const f32, k: usize, lanes: __mmask16| {
-            let av: [__m512; C] = std::array::from_fn(|j| _mm512_maskz_loadu_ps(lanes, a.add(j * g.a_col + k)));
-            for (i, row) in sums.iter_mut().enumerate() {
-                let wv = _mm512_maskz_loadu_ps(lanes, w.add(i * g.w_row + k));
-                for (sum, &v) in row.iter_mut().zip(&av) {
-                    *sum = _mm512_fmadd_ps(wv, v, *sum);
-                }
-            }
-        };
-        let (start, end) = (piece.k.start, piece.k.end);
-        let lanes = |n: usize| (1u16 << n) - 1;
-        // Without aligning, every outer step splits the same way: whole vectors, then a tail.
-        let (whole, tail) = ((end - start) / LANES * LANES, (end - start) % LANES);
+        let full = piece.k.end.min(g.depth - g.depth % LANES);
+        let masked = mask != 0 && piece.k.end == g.depth;
         for k2 in piece.k2.clone() {
             let (a, w) = (a.add(k2 * g.a_outer), w.add(k2 * g.w_outer));
-            // An aligning piece (whole outer steps) starts with the floats up to the next
-            // 64-byte line of w's first row, so that the full vectors after them read w's rows
-            // (all of them where w's row stride is a multiple of 16) within one line each.
-            let (head, whole, tail) = if piece.aligns {
-                let head = ((w as usize / 4).wrapping_neg() % LANES).min(end - start);
-                let rest = end - start - head;
-                (head, rest / LANES * LANES, rest % LANES)
-            } else {
-                (0, whole, tail)
-            };
-            if head > 0 {
-                step(&mut sums, a, w, start, lanes(head));
-            }
-            let mut k = start + head;
-            while k < start + head + whole {
+            let mut k = piece.k.start;
+            while k < full {
                 let av: [__m512; C] = std::array::from_fn(|j| _mm512_loadu_ps(a.add(j * g.a_col + k)));
                 for (i, row) in sums.iter_mut().enumerate() {
                     let wv = _mm512_loadu_ps(w.add(i * g.w_row + k));
@@ -657,8 +626,14 @@ unsafe fn dot_block<const R: usize, const C: usize>(
                 }
                 k += LANES;
             }
-            if tail > 0 {
-                step(&mut sums, a, w, k, lanes(tail));
+            if masked {
+                let av: [__m512; C] = std::array::from_fn(|j| _mm512_maskz_loadu_ps(mask, a.add(j * g.a_col + k)));
+                for (i, row) in sums.iter_mut().enumerate() {
+                    let wv = _mm512_maskz_loadu_ps(mask, w.add(i * g.w_row + k));
+                    for (sum, &v) in row.iter_mut().zip(&av) {
+                        *sum = _mm512_fmadd_ps(wv, v, *sum);
+                    }
+                }
             }
         }
         for (i, row) in sums.iter().enumerate() {
