@@ -121,6 +121,46 @@ fn dots_match_the_portable_product() {
     }
 }
 
+/// The same product on operands placed at every offset within a 64-byte line gives the same
+/// bits: no path may sum in an order that depends on where a buffer starts (the gradients of
+/// a kept and a recomputed backward pass, or of one thread and two, are compared bit for bit).
+#[test]
+fn results_do_not_depend_on_where_operands_start() {
+    let mut rng = Rng::new(0xA11C_0FF5);
+    let mut next = move || rng.next_f64() as f32 - 0.5;
+    // Blocks of dots (short and long sums, piece by piece), a packed and a plain product.
+    let dots = |rows, depth, outer| Gemm {
+        a_row: 1,
+        a_col: outer * depth,
+        w_row: outer * depth,
+        w_col: 1,
+        outer,
+        a_outer: depth,
+        w_outer: depth,
+        out_row: 20,
+        ..Gemm::row_major(rows, depth, 20)
+    };
+    let shapes = [dots(4, 360, 8), dots(16, 2048, 1), dots(3, 90, 41), Gemm::row_major(16, 18, 40)];
+    for isa in Supported::available() {
+        for g in shapes {
+            let [o, ia, iw] = g.extents().unwrap();
+            let (a, w): (Vec<f32>, Vec<f32>) = ((0..ia).map(|_| next()).collect(), (0..iw).map(|_| next()).collect());
+            let mut want = vec![0.0f32; o];
+            gemm_on(isa, &mut want, &a, &w, g);
+            for shift in 1..16 {
+                let placed = |v: &[f32]| [vec![0.0; shift], v.to_vec()].concat();
+                let (a2, w2) = (placed(&a), placed(&w));
+                let mut got = vec![0.0f32; o];
+                gemm_on(isa, &mut got, &a2[shift..], &w2[shift..], g);
+                assert!(
+                    got.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits()),
+                    "{isa}: {g:?} moved {shift} floats"
+                );
+            }
+        }
+    }
+}
+
 /// A product that streams the next row of x (the slice of `a` going on past its extent, or
 /// not far enough) computes the same as one that does not.
 #[test]
