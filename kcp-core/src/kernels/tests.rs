@@ -128,7 +128,7 @@ fn dots_match_the_portable_product() {
 fn results_do_not_depend_on_where_operands_start() {
     let mut rng = Rng::new(0xA11C_0FF5);
     let mut next = move || rng.next_f64() as f32 - 0.5;
-    // Blocks of dots (short and long sums, piece by piece), a packed and a plain product.
+    // Blocks of dots (short and long sums, piece by piece) and a plain product.
     let dots = |rows, depth, outer| Gemm {
         a_row: 1,
         a_col: outer * depth,
