@@ -25,6 +25,7 @@ pub(crate) const NARROW_MR: usize = 8;
 /// (`Route::Quads`): `w` is packed once per call, four floats per value, which costs about
 /// what one repeat's FMAs do.
 pub(crate) const QUADS_MIN_REPEATS: usize = 8;
-/// The most floats of packed `w` the four-rows-to-a-vector route builds: 32 KiB, within L1
-/// beside the rows of `a` it streams (the tensor train's second UCF11 step packs 5,120).
+/// The most floats of packed `w` the four-rows-to-a-vector route builds, on the stack: 32 KiB,
+/// within L1 beside the rows of `a` it streams (the tensor train's second UCF11 step packs
+/// 5,120).
 pub(crate) const QUADS_MAX_PACKED: usize = 8192;

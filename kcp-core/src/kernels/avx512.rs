@@ -6,7 +6,7 @@ use std::arch::x86_64::*;
 
 use super::shape::Swept;
 use super::{Block, Blocks, Gemm, Isa, Repeat, Route};
-use crate::tuning::{PREFETCH, PREFETCH_MIN_LEN};
+use crate::tuning::{PREFETCH, PREFETCH_MIN_LEN, QUADS_MAX_PACKED};
 
 /// `$body` with `R` and `V` the constants `$rows` and `$vectors` (a block [`Block::clamped`]
 /// allows): the register-allocated forms of every block.
@@ -103,18 +103,23 @@ unsafe fn quads(out: &mut [f32], a: &[f32], w: &[f32], g: Gemm) {
     // SAFETY: the function's contract (its `# Safety`) is what these operations need.
     unsafe {
         let (quads, terms) = (g.rows.div_ceil(4), g.outer * g.depth);
-        // packed[(term * quads + q) * 16 + 4 i + c] = w[row 4q + i, term], zero past the rows.
-        let mut packed = vec![0.0f32; terms * quads * LANES];
+        // packed[(term * quads + q) * 16 + 4 i + c] = w[row 4q + i, term], zero past the rows:
+        // on the stack (Gemm::quads bounds it), every element written.
+        let mut buffer = [std::mem::MaybeUninit::<f32>::uninit(); QUADS_MAX_PACKED];
         for k2 in 0..g.outer {
             for k in 0..g.depth {
                 let term = k2 * g.depth + k;
-                for r in 0..g.rows {
-                    let value = w[r * g.w_row + k2 * g.w_outer + k * g.w_col];
+                for r in 0..4 * quads {
+                    let value = if r < g.rows { w[r * g.w_row + k2 * g.w_outer + k * g.w_col] } else { 0.0 };
                     let at = (term * quads + r / 4) * LANES + 4 * (r % 4);
-                    packed[at..at + 4].fill(value);
+                    buffer[at..at + 4].iter_mut().for_each(|slot| {
+                        slot.write(value);
+                    });
                 }
             }
         }
+        // SAFETY: the loops above wrote each of the first terms * quads * 16 elements.
+        let packed = std::slice::from_raw_parts(buffer.as_ptr().cast::<f32>(), terms * quads * LANES);
         let (out, a, packed) = (out.as_mut_ptr(), a.as_ptr(), packed.as_ptr());
         for item in 0..g.repeat.count {
             let (out, a) = (out.add(item * g.repeat.out), a.add(item * g.repeat.a));
